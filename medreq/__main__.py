@@ -1,0 +1,3 @@
+from medreq.cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""Passwords (salted scrypt) and JWT access/refresh tokens (PROTOCOL.md §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+
+from .errors import Unauthorized
+
+TokenKind = Literal["access", "refresh"]
+
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCRYPT_DKLEN = 32
+
+
+def hash_password(password: str, *, n: int = 2**14) -> str:
+    """A slow salted hash: ``scrypt$n$r$p$salt$hash`` (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_DKLEN, maxmem=2**27
+    )
+    return f"scrypt${n}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, expected = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(_unb64(expected)),
+            maxmem=2**27,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, _unb64(expected))
+
+
+async def hash_password_async(password: str, *, n: int = 2**14) -> str:
+    return await asyncio.to_thread(hash_password, password, n=n)
+
+
+async def verify_password_async(password: str, stored: str) -> bool:
+    return await asyncio.to_thread(verify_password, password, stored)
+
+
+@functools.cache
+def _dummy_hash(n: int) -> str:
+    return hash_password("medreq-dummy-password", n=n)
+
+
+async def verify_or_waste(password: str, stored: str | None, *, n: int = 2**14) -> bool:
+    """Verify, or when the account does not exist waste the same time, so both failures look alike."""
+    ok = await verify_password_async(password, stored or _dummy_hash(n))
+    return ok and stored is not None
+
+
+@dataclass(frozen=True)
+class Claims:
+    account_id: int
+    role: str
+    kind: TokenKind
+    expires_at: int
+
+
+class TokenIssuer:
+    def __init__(self, secret: str, *, algorithm: str = "HS256", access_ttl: int, refresh_ttl: int) -> None:
+        self._secret = secret
+        self._algorithm = algorithm
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    def issue(self, account_id: int, role: str, kind: TokenKind = "access", *, ttl: int | None = None) -> str:
+        now = int(time.time())
+        lifetime = ttl if ttl is not None else (self.access_ttl if kind == "access" else self.refresh_ttl)
+        payload = {
+            "sub": str(account_id),
+            "role": role,
+            "typ": kind,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(8),
+        }
+        return jwt.encode(payload, self._secret, algorithm=self._algorithm)
+
+    def verify(self, token: str, kind: TokenKind = "access") -> Claims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
+                options={"require": ["exp", "sub", "role", "typ"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        if payload.get("typ") != kind:
+            raise Unauthorized(f"not an {kind} token" if kind == "access" else f"not a {kind} token")
+        try:
+            account_id = int(payload["sub"])
+        except (TypeError, ValueError):
+            raise Unauthorized("invalid token") from None
+        return Claims(account_id, str(payload["role"]), kind, int(payload["exp"]))
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

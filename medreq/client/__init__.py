@@ -1,0 +1,90 @@
+"""The public medreq client: every tool (CLI, TUI, simulator, load tests) talks through it.
+
+    async with MedreqClient("http://127.0.0.1:8000") as client:
+        await client.login("pharmacy1", "password")
+        async with client.connect(after=last_seen) as conn:   # reconnects, resumes, dedups
+            async for event in conn:
+                if isinstance(event, NewRequestEvent):
+                    await conn.respond(event.request_id, "ACCEPTED", "ready at 5pm")
+
+Errors are the `medreq.errors` classes the server's error codes name (`Conflict`,
+`Unauthorized`, …), plus `TransportError` / `ConnectionLost` when the server cannot be reached.
+"""
+
+from medreq.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    InvalidJSON,
+    MedreqError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from medreq.schemas import (
+    AccountOut,
+    PharmacyOut,
+    RequestCreatedOut,
+    RequestListOut,
+    RequestOut,
+    ResponseSentOut,
+    TokenOut,
+)
+
+from ._backoff import Backoff
+from ._client import MedreqClient, RequestDetail
+from ._errors import ConnectionLost, TransportError
+from ._events import (
+    Event,
+    MessageEvent,
+    NewRequestEvent,
+    PharmacyResponseEvent,
+    ReadEvent,
+    RequestCancelledEvent,
+    RequestUpdatedEvent,
+    TypingEvent,
+    parse_event,
+)
+from ._live import LiveConnection
+from ._sync import SyncMedreqClient
+from ._upload import FileInput, Progress
+
+__all__ = [
+    "AccountOut",
+    "Backoff",
+    "Conflict",
+    "ConnectionLost",
+    "Event",
+    "FileInput",
+    "Forbidden",
+    "Invalid",
+    "InvalidJSON",
+    "LiveConnection",
+    "MedreqClient",
+    "MedreqError",
+    "MessageEvent",
+    "NewRequestEvent",
+    "NotFound",
+    "PayloadTooLarge",
+    "PharmacyOut",
+    "PharmacyResponseEvent",
+    "Progress",
+    "RateLimited",
+    "ReadEvent",
+    "RequestCancelledEvent",
+    "RequestCreatedOut",
+    "RequestDetail",
+    "RequestListOut",
+    "RequestOut",
+    "RequestUpdatedEvent",
+    "ResponseSentOut",
+    "SyncMedreqClient",
+    "TokenOut",
+    "TransportError",
+    "TypingEvent",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "parse_event",
+]

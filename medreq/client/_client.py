@@ -1,0 +1,390 @@
+"""`MedreqClient`: the async client for every REST endpoint of PROTOCOL.md §2 to §3.
+
+Server errors come back as the `medreq.errors` classes (`Conflict`, `Unauthorized`, …);
+an unreachable server as `TransportError`. An expired access token is refreshed once
+(``POST /auth/refresh``) and the call retried; ``on_tokens`` hears about every new token
+so a caller can persist it. The WebSocket side lives in `_live` (`connect`, `events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel
+
+from medreq.errors import MedreqError, RateLimited, Unauthorized, error_from_body
+from medreq.schemas import (
+    AccountOut,
+    PharmacyOut,
+    RequestCreatedOut,
+    RequestListOut,
+    RequestOut,
+    ResponseSentOut,
+    TokenOut,
+)
+
+from ._backoff import Backoff
+from ._errors import TransportError
+from ._events import Event
+from ._live import LiveConnection
+from ._upload import FileInput, Progress, form_fields, open_file
+
+#: Called with (access, refresh) whenever the client gets new tokens.
+TokenCallback = Callable[[str, str | None], None]
+Build = Callable[[ExitStack], dict[str, Any]]
+_M = TypeVar("_M", bound=BaseModel)
+
+# refresh this many seconds before the access token's `exp`, rather than eat a 401
+_EXPIRY_MARGIN = 10.0
+
+
+class RequestDetail(RequestOut):
+    """A request with its whole message thread (``GET /medicine/request/{id}/``)."""
+
+    messages: list[dict[str, Any]] = []
+
+
+class MedreqClient:
+    """Async client for one medreq server, as one account.
+
+    >>> async with MedreqClient("http://127.0.0.1:8000") as client:
+    ...     await client.login("alice", "s3cret-pass")
+    ...     async for event in client.events():
+    ...         print(event.type, event.event_id)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        refresh_token: str | None = None,
+        timeout: float = 30.0,
+        on_tokens: TokenCallback | None = None,
+        backoff: Backoff | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access_token = token
+        self.refresh_token = refresh_token
+        self.account: AccountOut | None = None
+        self.backoff = backoff or Backoff()
+        self._on_tokens = on_tokens
+        self._refresh_lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> MedreqClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket base URL (``ws://`` or ``wss://``) of the server."""
+        scheme, rest = self.base_url.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest
+
+    # --- §2 accounts ----------------------------------------------------------------------------
+
+    async def register(
+        self,
+        username: str,
+        password: str,
+        role: Literal["patient", "pharmacy"],
+        name: str,
+        phone: str | None = None,
+    ) -> AccountOut:
+        body = {"username": username, "password": password, "role": role, "name": name, "phone": phone}
+        return await self._call(AccountOut, "POST", "/auth/register", auth=False, json=body)
+
+    async def login(self, username: str, password: str) -> TokenOut:
+        """``POST /auth/token``: keep the tokens and the account for later calls."""
+        body = {"username": username, "password": password}
+        tokens = await self._call(TokenOut, "POST", "/auth/token", auth=False, json=body)
+        self.access_token, self.refresh_token, self.account = tokens.access, tokens.refresh, tokens.account
+        self._tokens_changed()
+        return tokens
+
+    token = login  # PROTOCOL.md names the endpoint "token"
+
+    async def refresh(self) -> str:
+        """``POST /auth/refresh``: a new access token (kept, and returned)."""
+        if not self.refresh_token:
+            raise Unauthorized("session expired and no refresh token: log in again")
+        try:
+            body = await self._json("POST", "/auth/refresh", auth=False, json={"refresh": self.refresh_token})
+        except Unauthorized as exc:
+            raise Unauthorized(f"session expired, log in again ({exc.message})") from None
+        self.access_token = str(body["access"])
+        self.refresh_token = str(body.get("refresh") or self.refresh_token)
+        self._tokens_changed()
+        return self.access_token
+
+    async def me(self) -> AccountOut:
+        self.account = await self._call(AccountOut, "GET", "/auth/me")
+        return self.account
+
+    async def pharmacies(self) -> list[PharmacyOut]:
+        body = await self._json("GET", "/pharmacies/")
+        return [PharmacyOut.model_validate(item) for item in body["results"]]
+
+    # --- §3 medicine requests -------------------------------------------------------------------
+
+    async def create_request(
+        self,
+        pharmacy: int,
+        quantity: int,
+        image: FileInput | None = None,
+        *,
+        patient: int | None = None,
+        medicine_name: str | None = None,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+        filename: str | None = None,
+        progress: Progress | None = None,
+    ) -> RequestCreatedOut:
+        """``POST /medicine/request/`` (multipart); ``image`` is streamed, never read whole."""
+        fields = {
+            "pharmacy": pharmacy,
+            "quantity": quantity,
+            "patient": patient,
+            "medicine_name": medicine_name,
+            "note": note,
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return await self._call(
+            RequestCreatedOut,
+            "POST",
+            "/medicine/request/",
+            build=_multipart(fields, "image", image, filename, progress),
+            headers=headers,
+        )
+
+    async def respond(
+        self,
+        request_id: int,
+        status: Literal["ACCEPTED", "REJECTED"],
+        text_message: str | None = None,
+        *,
+        audio: FileInput | None = None,
+        filename: str | None = None,
+        progress: Progress | None = None,
+    ) -> ResponseSentOut:
+        """``POST /medicine/response/`` (multipart), as the addressed pharmacy."""
+        fields = {"request_id": request_id, "status": status, "text_message": text_message}
+        return await self._call(
+            ResponseSentOut,
+            "POST",
+            "/medicine/response/",
+            build=_multipart(fields, "audio", audio, filename, progress),
+        )
+
+    async def list_requests(
+        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> RequestListOut:
+        """One page of ``GET /medicine/request/`` (newest first)."""
+        params = {
+            k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None
+        }
+        return await self._call(RequestListOut, "GET", "/medicine/request/", params=params)
+
+    async def iter_requests(
+        self, status: str | None = None, *, limit: int | None = None, page_size: int = 50
+    ) -> AsyncIterator[RequestOut]:
+        """Every request (or the first ``limit``), following the ``next`` cursors."""
+        cursor: str | None = None
+        seen = 0
+        while limit is None or seen < limit:
+            size = page_size if limit is None else max(1, min(page_size, limit - seen))
+            page = await self.list_requests(status=status, limit=size, cursor=cursor)
+            for item in page.results:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield item
+            if not page.next or not page.results:
+                return
+            cursor = page.next
+
+    async def get_request(self, request_id: int) -> RequestDetail:
+        return await self._call(RequestDetail, "GET", f"/medicine/request/{int(request_id)}/")
+
+    async def cancel_request(self, request_id: int) -> RequestOut:
+        body = await self._json("POST", f"/medicine/request/{int(request_id)}/cancel/")
+        return RequestOut.model_validate(body.get("data", body))
+
+    async def post_message(self, request_id: int, text: str) -> dict[str, Any]:
+        """``POST /medicine/request/{id}/messages/``: the server's answer, as sent."""
+        body = await self._json("POST", f"/medicine/request/{int(request_id)}/messages/", json={"text": text})
+        return dict(body)
+
+    async def download(self, url: str) -> bytes:
+        """The bytes of a media URL (``image_url``, ``audio_url``)."""
+        response = await self._send("GET", url, auth=self._same_origin(url))
+        return response.content
+
+    async def download_to(self, url: str, dest: str | Path) -> Path:
+        """Stream a media URL into ``dest`` (a file, or a directory to keep the URL's name)."""
+        path = Path(dest)
+        if path.is_dir():  # noqa: ASYNC240 - one stat, not worth a thread
+            path = path / (Path(urlsplit(url).path).name or "download")
+        headers = self._auth_headers() if self._same_origin(url) else {}
+        try:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                with path.open("wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
+        return path
+
+    # --- §4 WebSockets --------------------------------------------------------------------------
+
+    def connect(self, after: int | None = None, *, backoff: Backoff | None = None) -> LiveConnection:
+        """A live, self-reconnecting WebSocket for this account: ``async with client.connect() as conn``,
+        then ``async for event in conn`` and ``await conn.respond(...)`` on the same socket."""
+        return LiveConnection(self, after=after, backoff=backoff or self.backoff)
+
+    async def events(
+        self, after: int | None = None, *, backoff: Backoff | None = None
+    ) -> AsyncIterator[Event]:
+        """Every event from now (or after ``after``), exactly once, across reconnects."""
+        async with self.connect(after=after, backoff=backoff) as conn:
+            async for event in conn:
+                yield event
+
+    async def ws_path(self) -> str:
+        """``/ws/user/{id}/`` or ``/ws/pharmacy/{id}/`` for the logged-in account."""
+        account = self.account or await self.me()
+        kind = "pharmacy" if account.role == "pharmacy" else "user"
+        return f"/ws/{kind}/{account.id}/"
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def ensure_fresh_token(self) -> None:
+        """Refresh the access token now if it is about to expire (per its ``exp``)."""
+        expires = _jwt_exp(self.access_token)
+        if expires is not None and self.refresh_token and expires - time.time() < _EXPIRY_MARGIN:
+            await self._refresh_once(self.access_token)
+
+    async def _refresh_once(self, stale: str | None) -> None:
+        async with self._refresh_lock:
+            if self.access_token == stale:  # nobody refreshed it while we waited
+                await self.refresh()
+
+    async def _call(self, model: type[_M], method: str, url: str, **kwargs: Any) -> _M:
+        return model.model_validate(await self._json(method, url, **kwargs))
+
+    async def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = await self._send(method, url, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise MedreqError(f"the server sent a non-JSON answer (HTTP {response.status_code})") from None
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: bool = True,
+        build: Build | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        for attempt in range(2):
+            if auth:
+                await self.ensure_fresh_token()
+            sent_token = self.access_token
+            with ExitStack() as stack:
+                extra = build(stack) if build else {}
+                all_headers = {**(self._auth_headers() if auth else {}), **(headers or {})}
+                try:
+                    response = await self._http.request(method, url, headers=all_headers, **kwargs, **extra)
+                except httpx.TransportError as exc:
+                    raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
+            if response.status_code == 401 and auth and attempt == 0 and self.refresh_token:
+                await self._refresh_once(sent_token)
+                continue
+            if response.status_code >= 400:
+                raise _error(response)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+
+    def _same_origin(self, url: str) -> bool:
+        return not urlsplit(url).netloc or url.startswith(self.base_url + "/")
+
+    def _tokens_changed(self) -> None:
+        if self._on_tokens is not None and self.access_token:
+            self._on_tokens(self.access_token, self.refresh_token)
+
+
+def _multipart(
+    fields: dict[str, Any],
+    file_field: str,
+    source: FileInput | None,
+    filename: str | None,
+    progress: Progress | None,
+) -> Build:
+    def build(stack: ExitStack) -> dict[str, Any]:
+        files: list[tuple[str, Any]] = list(form_fields(fields))
+        if source is not None:
+            files.append((file_field, open_file(stack, source, filename, progress)))
+        return {"files": files}
+
+    return build
+
+
+def _error(response: httpx.Response) -> MedreqError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    exc = error_from_body(body, response.status_code)
+    if type(exc) is MedreqError and body is None:
+        exc = MedreqError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+    if isinstance(exc, RateLimited):
+        with contextlib.suppress(ValueError):
+            exc.retry_after = float(response.headers.get("Retry-After", exc.retry_after))
+    return exc
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _jwt_exp(token: str | None) -> float | None:
+    """The ``exp`` claim of a JWT, read without verifying (None if unreadable)."""
+    if not token or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None

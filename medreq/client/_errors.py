@@ -1,0 +1,25 @@
+"""Client-side failures, as leaves of the one `medreq.errors` tree.
+
+    MedreqError                       (medreq.errors: every §1 code the server sends)
+    └── TransportError                the server could not be reached or the link broke
+        └── ConnectionLost            a WebSocket dropped before the server answered a sent frame
+
+These never travel on the wire: they say the client does not know what the server did.
+"""
+
+from __future__ import annotations
+
+from medreq.errors import MedreqError
+
+
+class TransportError(MedreqError):
+    code = "transport_error"
+    status = 0
+    default_message = "the server could not be reached"
+
+
+class ConnectionLost(TransportError):
+    code = "connection_lost"
+    default_message = (
+        "the connection dropped before the server answered; the action may or may not be applied"
+    )

@@ -1,0 +1,349 @@
+"""`LiveConnection`: one account's WebSocket that survives drops, and talks both ways.
+
+The connection owns a reader task. It opens the socket (``?token=…&after=<last event_id>``),
+confirms it with a ``ping``/``pong`` round trip (the server closes 4401/4403/4404 before
+answering a bad one), then routes every frame: ``ack``/``pong``/``error`` replies resolve the
+sender's future by ``ref``; events go, deduplicated by ``event_id``, to the queue that
+``async for event in conn`` reads. When the socket drops, the task reconnects with backoff and
+jitter and resumes after the last event it saw, so the stream misses nothing and repeats
+nothing, while ``respond``/``send_message``/``read``/``ping`` wait for the link to come back
+(a frame already sent when the link broke raises `ConnectionLost`: its fate is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from medreq.errors import Forbidden, MedreqError, NotFound, Unauthorized, error_from_body
+from medreq.schemas import RequestOut
+
+from ._backoff import Backoff
+from ._errors import ConnectionLost, TransportError
+from ._events import Event, parse_event
+
+if TYPE_CHECKING:
+    from ._client import MedreqClient
+
+State = Literal["connecting", "open", "reconnecting", "closed"]
+_REPLIES = ("ack", "pong", "error")
+_END = object()
+
+
+class LiveConnection:
+    """Use as ``async with client.connect(after=n) as conn:``; see the module docstring."""
+
+    def __init__(
+        self,
+        client: MedreqClient,
+        *,
+        after: int | None = None,
+        backoff: Backoff | None = None,
+        reply_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        on_state: Callable[[State], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.last_event_id = after
+        self.backoff = backoff or Backoff()
+        self.reply_timeout = reply_timeout
+        self.open_timeout = open_timeout
+        self.on_state = on_state
+        self.state: State = "connecting"
+        self.reconnects = 0
+        self.duplicates_dropped = 0
+        self._path = ""
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._ws: ClientConnection | None = None
+        self._open = asyncio.Event()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._error: MedreqError | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> LiveConnection:
+        self._path = await self.client.ws_path()
+        ws = await self._connect()  # the first connection's errors go to the caller
+        self._task = asyncio.create_task(self._run(ws), name=f"medreq-live{self._path}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self.state == "closed" and self._task is None:
+            return
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._finish(None)
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def __aiter__(self) -> LiveConnection:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # every later call ends too
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def next_event(self, timeout: float | None = None) -> Event:  # noqa: ASYNC109
+        """The next event; `TimeoutError` after ``timeout`` seconds, `StopAsyncIteration` once closed."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    # --- sending --------------------------------------------------------------------------------
+
+    async def respond(
+        self, request_id: int, status: Literal["ACCEPTED", "REJECTED"], message: str | None = None
+    ) -> RequestOut:
+        """Answer a request over the socket (as ``POST /medicine/response/``); the updated request."""
+        reply = await self._request(
+            {"type": "response", "request_id": request_id, "status": status, "message": message}
+        )
+        return RequestOut.model_validate(reply["data"])
+
+    async def send_message(self, request_id: int, text: str) -> dict[str, Any]:
+        """Post a chat message on a request; the server's ``ack``."""
+        return await self._request({"type": "message", "request_id": request_id, "text": text})
+
+    async def read(self, request_id: int, up_to_event_id: int) -> dict[str, Any]:
+        """Tell the other party this account read the thread up to ``up_to_event_id``."""
+        return await self._request(
+            {"type": "read", "request_id": request_id, "up_to_event_id": up_to_event_id}
+        )
+
+    async def typing(self, request_id: int, state: Literal["start", "stop"] = "start") -> bool:
+        """Fire and forget (typing is never answered nor stored); False when offline."""
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(json.dumps({"type": "typing", "request_id": request_id, "state": state}))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def ping(self) -> float:
+        """Round-trip time of an application ``ping`` in seconds."""
+        start = time.monotonic()
+        await self._request({"type": "ping"})
+        return time.monotonic() - start
+
+    async def resume(self, after: int) -> int:
+        """Ask for every stored event after ``after`` again; how many the server replayed.
+        Replayed events arrive through the iterator (those already seen are dropped)."""
+        reply = await self._request({"type": "resume", "after": after})
+        return int(reply.get("replayed", 0))
+
+    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        deadline = time.monotonic() + self.reply_timeout
+        ref = next(self._ids)
+        try:
+            while True:  # a frame that could not be sent was not applied: send it on the next link
+                ws = await self._wait_open(deadline)
+                future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+                self._pending[ref] = future
+                try:
+                    await ws.send(json.dumps({**message, "id": ref}))
+                    break
+                except ConnectionClosed:
+                    await asyncio.sleep(0)
+            try:
+                reply = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TransportError(
+                    f"no answer to {message['type']!r} within {self.reply_timeout:g}s"
+                ) from None
+        finally:
+            self._pending.pop(ref, None)
+        if reply.get("type") == "error":
+            raise error_from_body(reply)
+        return reply
+
+    async def _wait_open(self, deadline: float) -> ClientConnection:
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self.state == "closed":
+                raise TransportError("the connection is closed")
+            if self._ws is not None:
+                return self._ws
+            try:
+                await asyncio.wait_for(self._open.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TransportError("not connected to the server") from None
+
+    # --- the reader task ------------------------------------------------------------------------
+
+    async def _run(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._read(ws)
+                error = _close_error(ws.close_code, ws.close_reason)
+                if not isinstance(error, TransportError | Unauthorized):
+                    self._finish(error)  # 4403/4404 will not get better by retrying
+                    return
+                self._set_state("reconnecting")
+                ws = await self._reconnect()
+                self.reconnects += 1
+        except MedreqError as exc:
+            self._finish(exc)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Route the frames of one socket until it closes (closing it if we are cancelled)."""
+        self._ws = ws
+        self._set_state("open")
+        self._open.set()
+        try:
+            async for frame in ws:
+                self._dispatch(frame)
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            await _close_quietly(ws)
+            raise
+        finally:
+            self._ws = None
+            self._open.clear()
+            self._fail_pending(ConnectionLost())
+
+    async def _reconnect(self) -> ClientConnection:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self.backoff.delay(attempt))
+            try:
+                return await self._connect()
+            except TransportError:
+                attempt += 1
+
+    async def _connect(self) -> ClientConnection:
+        """Open and confirm one socket, refreshing the token once on 4401."""
+        for retry in range(2):
+            await self.client.ensure_fresh_token()
+            token = self.client.access_token
+            query: dict[str, Any] = {"token": token or ""}
+            if self.last_event_id is not None:
+                query["after"] = self.last_event_id
+            url = f"{self.client.ws_url}{self._path}?{urlencode(query)}"
+            try:
+                ws = await ws_connect(url, open_timeout=self.open_timeout, proxy=None)
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                raise TransportError(
+                    f"cannot reach {self.client.ws_url}: {exc or type(exc).__name__}"
+                ) from exc
+            try:
+                await asyncio.wait_for(self._confirm(ws), self.open_timeout)
+                return ws
+            except asyncio.CancelledError:
+                await _close_quietly(ws)
+                raise
+            except TimeoutError:
+                await _close_quietly(ws)
+                raise TransportError("the server accepted the WebSocket but did not answer a ping") from None
+            except ConnectionClosed:
+                error = _close_error(ws.close_code, ws.close_reason)
+                if isinstance(error, Unauthorized) and retry == 0 and self.client.refresh_token:
+                    await self.client._refresh_once(token)
+                    continue
+                raise error from None
+        raise Unauthorized("the server refused the access token")
+
+    async def _confirm(self, ws: ClientConnection) -> None:
+        ref = f"open-{next(self._ids)}"
+        await ws.send(json.dumps({"type": "ping", "id": ref}))
+        while True:
+            frame = await ws.recv()
+            data = _decode(frame)
+            if data is not None and data.get("type") == "pong" and data.get("ref") == ref:
+                return
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: str | bytes) -> None:
+        data = _decode(frame)
+        if data is None:
+            return
+        if data.get("type") in _REPLIES:
+            ref = data.get("ref")
+            future = self._pending.get(ref) if isinstance(ref, int) else None
+            if future is not None and not future.done():
+                future.set_result(data)
+            return
+        event = parse_event(data)
+        if event.event_id is not None:
+            if self.last_event_id is not None and event.event_id <= self.last_event_id:
+                self.duplicates_dropped += 1
+                return
+            self.last_event_id = event.event_id
+        self._queue.put_nowait(event)
+
+    def _fail_pending(self, error: MedreqError) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved here: a caller that gave up must not warn
+
+    def _finish(self, error: MedreqError | None) -> None:
+        if self.state == "closed":
+            return
+        self._error = error
+        self._fail_pending(error or TransportError("the connection is closed"))
+        self._set_state("closed")
+        self._open.set()  # wake senders so they see the end
+        self._queue.put_nowait(_END)
+
+    def _set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+
+def _decode(frame: str | bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _close_error(code: int | None, reason: str | None) -> MedreqError:
+    detail = f" ({reason})" if reason else ""
+    if code == 4401:
+        return Unauthorized(f"the server refused the access token{detail}")
+    if code == 4403:
+        return Forbidden(f"this account may not open this WebSocket{detail}")
+    if code == 4404:
+        return NotFound(f"unknown WebSocket path{detail}")
+    return TransportError(f"connection closed (code {code}){detail}")
+
+
+async def _close_quietly(ws: ClientConnection | None) -> None:
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            await ws.close()

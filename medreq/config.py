@@ -1,0 +1,127 @@
+"""Server configuration: CLI options > environment (``MEDREQ_*``) > defaults.
+
+`Settings.load(**overrides)` reads the environment, applies the options the CLI
+was given (``None`` means "not given"), derives what is derived (database URL and
+media dir from the data dir, public URL from host and port) and makes sure the JWT
+secret exists: generated once and persisted in the data dir, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MEDREQ_"
+SECRET_FILE = "jwt-secret"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("medreq-data")
+    database_url: str = ""  # default: sqlite file in data_dir
+    media_dir: Path | None = None  # default: data_dir / "media"
+    public_url: str = ""  # default: http://host:port
+    redis_url: str = ""  # empty: in-process hub
+    jwt_secret: str = field(default="", repr=False)
+    jwt_algorithm: str = "HS256"
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 14 * 24 * 3600
+    media_url_ttl: int = 24 * 3600
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_audio_bytes: int = 10 * 1024 * 1024
+    open_registration: bool = True
+    rate_limit_enabled: bool = True
+    # token bucket per account: sustained rate per second and burst size
+    rest_rate: float = 20.0
+    rest_burst: int = 60
+    ws_rate: float = 20.0
+    ws_burst: int = 60
+    # a connection answered this many rate_limited errors in a row is closed with 1008
+    ws_flood_limit: int = 20
+    ws_max_frame: int = 64 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_compression: bool = False
+    ws_queue_size: int = 1000
+    scrypt_n: int = 2**14
+    workers: int = 1
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``) and explicit overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, type(getattr(cls(), f.name)))
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        data_dir = Path(self.data_dir)
+        media_dir = Path(self.media_dir) if self.media_dir else data_dir / "media"
+        database_url = self.database_url or f"sqlite+aiosqlite:///{(data_dir / 'medreq.db').resolve()}"
+        if database_url.startswith("sqlite:///"):
+            database_url = "sqlite+aiosqlite:///" + database_url.removeprefix("sqlite:///")
+        elif database_url.startswith(("postgresql://", "postgres://")):
+            database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        public_url = (self.public_url or f"http://{_bracket(host)}:{self.port}").rstrip("/")
+        return replace(
+            self,
+            data_dir=data_dir,
+            media_dir=media_dir,
+            database_url=database_url,
+            public_url=public_url,
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def ensure_secret(self) -> Settings:
+        """Return settings with a JWT secret, creating and persisting one if needed."""
+        if self.jwt_secret:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / SECRET_FILE
+        if path.exists():
+            secret = path.read_text().strip()
+        else:
+            secret = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+        return replace(self, jwt_secret=secret)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, not {raw!r}") from None
+    if name in ("data_dir", "media_dir"):
+        return Path(raw)
+    return raw

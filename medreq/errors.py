@@ -1,0 +1,129 @@
+"""The one tree of medreq errors, each with its PROTOCOL.md §1 code.
+
+    MedreqError                 internal               500
+    ├── InvalidJSON             invalid_json           400
+    ├── Invalid                 validation_error       422
+    ├── Unauthorized            unauthorized           401
+    ├── Forbidden               forbidden              403
+    ├── NotFound                not_found              404
+    ├── Conflict                conflict               409
+    ├── PayloadTooLarge         payload_too_large      413
+    ├── UnsupportedMediaType    unsupported_media_type 415
+    └── RateLimited             rate_limited           429 (Retry-After)
+
+The HTTP layer maps `status` to the response status; the WebSocket layer sends
+`{"type": "error", "error": ...}` and keeps the connection open. Both use `body()`,
+so no endpoint invents its own error shape. The client raises the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MedreqError(Exception):
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(self, message: str | None = None, *, fields: dict[str, str] | None = None) -> None:
+        self.message = message or self.default_message
+        self.fields = fields
+        super().__init__(self.message)
+
+    def error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            error["fields"] = self.fields
+        return error
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error()}
+
+
+class InvalidJSON(MedreqError):
+    code = "invalid_json"
+    status = 400
+    default_message = "body is not valid JSON"
+
+
+class Invalid(MedreqError):
+    code = "validation_error"
+    status = 422
+    default_message = "invalid input"
+
+
+class Unauthorized(MedreqError):
+    code = "unauthorized"
+    status = 401
+    default_message = "authentication required"
+
+
+class Forbidden(MedreqError):
+    code = "forbidden"
+    status = 403
+    default_message = "not allowed"
+
+
+class NotFound(MedreqError):
+    code = "not_found"
+    status = 404
+    default_message = "not found"
+
+
+class Conflict(MedreqError):
+    code = "conflict"
+    status = 409
+    default_message = "conflict"
+
+
+class PayloadTooLarge(MedreqError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "payload too large"
+
+
+class UnsupportedMediaType(MedreqError):
+    code = "unsupported_media_type"
+    status = 415
+    default_message = "unsupported media type"
+
+
+class RateLimited(MedreqError):
+    code = "rate_limited"
+    status = 429
+    default_message = "too many requests"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
+    cls.code: cls
+    for cls in (
+        MedreqError,
+        InvalidJSON,
+        Invalid,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        RateLimited,
+    )
+}
+
+
+def error_from_body(body: Any, status: int | None = None) -> MedreqError:
+    """Rebuild the error a server sent (used by the client)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return MedreqError(f"unexpected error response (HTTP {status})")
+    cls = ERRORS_BY_CODE.get(str(error.get("code")), MedreqError)
+    message = str(error.get("message") or cls.default_message)
+    if cls is RateLimited:
+        return RateLimited(message)
+    exc = cls(message, fields=error.get("fields"))
+    return exc

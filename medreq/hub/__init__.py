@@ -1,0 +1,19 @@
+"""The hub: fans an event out to every live connection of its recipient.
+
+`Hub` is the interface the service is given; `MemoryHub` serves one process,
+`RedisHub` (when configured) many workers and hosts. Events are published only after
+the transaction that stored them committed, as the JSON text every connection sends.
+"""
+
+from .base import Hub, Sink
+from .memory import MemoryHub
+
+__all__ = ["Hub", "MemoryHub", "Sink", "create_hub"]
+
+
+def create_hub(redis_url: str = "") -> Hub:
+    if redis_url:
+        from .redis import RedisHub
+
+        return RedisHub(redis_url)
+    return MemoryHub()

@@ -1,0 +1,158 @@
+"""Private media: prescriptions and pharmacy audio (PROTOCOL.md §3 "Media").
+
+- Types are sniffed from the bytes (the `filetype` library), never taken from the name.
+- Uploads are copied to a temporary file in the media dir chunk by chunk, counting bytes;
+  past the limit the copy stops with 413, so nothing large is ever held in memory.
+- Stored names are server-generated (`<22 url-safe chars>.<ext>`); a requested name that does
+  not match that pattern is simply not found, which makes path traversal impossible.
+- URLs carry `?exp=<unix time>&sig=<HMAC-SHA256 of kind/name/exp>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import filetype
+
+from .errors import Forbidden, Invalid, PayloadTooLarge, UnsupportedMediaType
+
+Kind = Literal["image", "audio"]
+
+URL_PREFIX: dict[Kind, str] = {"image": "prescriptions", "audio": "pharmacy-audio"}
+KIND_BY_PREFIX: dict[str, Kind] = {prefix: kind for kind, prefix in URL_PREFIX.items()}
+
+# sniffed MIME type → (stored extension, content type served)
+ALLOWED: dict[Kind, dict[str, tuple[str, str]]] = {
+    "image": {
+        "image/jpeg": ("jpg", "image/jpeg"),
+        "image/png": ("png", "image/png"),
+        "image/webp": ("webp", "image/webp"),
+        "application/pdf": ("pdf", "application/pdf"),
+    },
+    "audio": {
+        "video/webm": ("webm", "audio/webm"),
+        "audio/ogg": ("ogg", "audio/ogg"),
+        "audio/mpeg": ("mp3", "audio/mpeg"),
+        "audio/mp4": ("m4a", "audio/mp4"),
+        "video/mp4": ("m4a", "audio/mp4"),
+        "audio/x-wav": ("wav", "audio/wav"),
+    },
+}
+CONTENT_TYPES = {ext: served for table in ALLOWED.values() for ext, served in table.values()}
+ALLOWED_NAMES: dict[Kind, str] = {
+    "image": "JPEG, PNG, WebP or PDF",
+    "audio": "WebM, Ogg, MP3, M4A/MP4 or WAV",
+}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}\.(jpg|png|webp|pdf|webm|ogg|mp3|m4a|wav)$")
+SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    kind: Kind
+    name: str
+    size: int
+    content_type: str
+
+
+class MediaStore:
+    def __init__(self, root: Path, secret: str, *, base_url: str, url_ttl: int) -> None:
+        self.root = Path(root)
+        self._key = hashlib.sha256(b"medreq-media\0" + secret.encode()).digest()
+        self.base_url = base_url.rstrip("/")
+        self.url_ttl = url_ttl
+        for prefix in URL_PREFIX.values():
+            (self.root / prefix).mkdir(parents=True, exist_ok=True)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def save(self, kind: Kind, field: str, chunks: AsyncIterator[bytes], *, limit: int) -> StoredMedia:
+        """Stream an upload into the store; sniff it, enforce `limit`, return its stored name."""
+        folder = self.root / URL_PREFIX[kind]
+        tmp = folder / f".upload-{secrets.token_hex(8)}"
+        size = 0
+        head = b""
+        try:
+            with open(tmp, "wb") as out:  # noqa: ASYNC230 - local disk, 64 KiB writes; a thread hop per chunk costs more
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(
+                            f"{field} is larger than {limit} bytes", fields={field: f"at most {limit} bytes"}
+                        )
+                    if len(head) < SNIFF_BYTES:
+                        head += chunk[: SNIFF_BYTES - len(head)]
+                    out.write(chunk)
+            if size == 0:
+                raise Invalid(f"{field}: file is empty", fields={field: "file is empty"})
+            ext, content_type = self._sniff(kind, field, head)
+            name = f"{secrets.token_urlsafe(16)}.{ext}"
+            os.replace(tmp, folder / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return StoredMedia(kind, name, size, content_type)
+
+    @staticmethod
+    def _sniff(kind: Kind, field: str, head: bytes) -> tuple[str, str]:
+        guess = filetype.guess(head)
+        allowed = ALLOWED[kind]
+        if guess is None or guess.mime not in allowed:
+            found = guess.mime if guess else "unknown"
+            raise UnsupportedMediaType(
+                f"{field} must be {ALLOWED_NAMES[kind]} (found {found})",
+                fields={field: f"must be {ALLOWED_NAMES[kind]}"},
+            )
+        return allowed[guess.mime]
+
+    def discard(self, media: StoredMedia | None) -> None:
+        """Remove a file stored for a change that did not happen."""
+        if media is not None:
+            (self.root / URL_PREFIX[media.kind] / media.name).unlink(missing_ok=True)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def path(self, kind: Kind, name: str) -> Path | None:
+        """The file for a name we generated, or None (also for any name we could not have made)."""
+        if not NAME_PATTERN.match(name):
+            return None
+        path = self.root / URL_PREFIX[kind] / name
+        return path if path.is_file() else None
+
+    @staticmethod
+    def content_type(name: str) -> str:
+        return CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+    # --- signed URLs --------------------------------------------------------------------------
+
+    def url(self, kind: Kind, name: str | None, *, now: float | None = None) -> str | None:
+        if not name:
+            return None
+        expires = int((now if now is not None else time.time()) + self.url_ttl)
+        return f"{self.base_url}/media/{URL_PREFIX[kind]}/{name}?exp={expires}&sig={self._sign(kind, name, expires)}"
+
+    def check_signature(self, kind: Kind, name: str, exp: str | None, sig: str | None) -> None:
+        """Raise Forbidden unless `sig` signs (kind, name, exp) and exp is in the future."""
+        if not exp or not sig:
+            raise Forbidden("a signed URL or a participant's token is required")
+        try:
+            expires = int(exp)
+        except ValueError:
+            raise Forbidden("invalid signature") from None
+        if not hmac.compare_digest(sig, self._sign(kind, name, expires)):
+            raise Forbidden("invalid signature")
+        if expires < time.time():
+            raise Forbidden("signature expired")
+
+    def _sign(self, kind: Kind, name: str, expires: int) -> str:
+        message = f"{kind}/{name}/{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,41 @@
+"""Per-account token buckets (rate limits on REST calls and WebSocket messages)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .errors import RateLimited
+
+
+class RateLimiter:
+    """`rate` tokens per second, at most `burst` saved up, one bucket per key."""
+
+    def __init__(
+        self, rate: float, burst: int, *, enabled: bool = True, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.enabled = enabled
+        self._clock = clock
+        self._buckets: dict[object, tuple[float, float]] = {}  # key → (tokens, last refill)
+
+    def hit(self, key: object) -> None:
+        """Take one token for `key`, or raise RateLimited with the seconds until one is free."""
+        if not self.enabled:
+            return
+        now = self._clock()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            raise RateLimited("rate limit exceeded, slow down", retry_after=(1.0 - tokens) / self.rate)
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:
+            self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled completely: they hold no information."""
+        full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]

@@ -1,0 +1,222 @@
+"""Pydantic models for everything on the wire (PROTOCOL.md §2–§4).
+
+Inbound models validate what clients send; outbound models document (and let the
+client parse) what the server sends. `validation_error()` turns pydantic's errors
+into the one §1 error body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import Invalid
+
+Role = Literal["patient", "pharmacy"]
+Status = Literal["PENDING", "ACCEPTED", "REJECTED", "CANCELLED"]
+Answer = Literal["ACCEPTED", "REJECTED"]
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+# --- §2 accounts -------------------------------------------------------------------------------
+
+
+class RegisterIn(Inbound):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+
+    # passwords are taken exactly as typed: no whitespace stripping in this model
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class TokenIn(Inbound):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class RefreshIn(Inbound):
+    refresh: str = Field(min_length=1)
+
+
+class AccountOut(BaseModel):
+    id: int
+    username: str
+    role: Role
+    name: str
+    phone: str | None = None
+
+
+class TokenOut(BaseModel):
+    access: str
+    refresh: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    account: AccountOut
+
+
+class PharmacyOut(BaseModel):
+    id: int
+    name: str
+
+
+# --- §3 medicine requests ----------------------------------------------------------------------
+
+
+class RequestForm(Inbound):
+    pharmacy: int = Field(gt=0)
+    quantity: int = Field(ge=1, le=1000)
+    patient: int | None = Field(default=None, gt=0)
+    medicine_name: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class ResponseForm(Inbound):
+    request_id: int = Field(gt=0)
+    status: Answer
+    text_message: str | None = Field(default=None, max_length=2000)
+
+
+class ListQuery(Inbound):
+    status: Status | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=100)
+
+
+class PartyOut(BaseModel):
+    id: int
+    name: str
+    phone: str | None = None
+
+
+class ResponseOut(BaseModel):
+    status: Answer
+    message: str | None = None
+    audio_url: str | None = None
+    responded_at: str
+
+
+class RequestOut(BaseModel):
+    id: int
+    patient: PartyOut
+    pharmacy: PartyOut
+    quantity: int
+    medicine_name: str | None = None
+    note: str | None = None
+    image_url: str | None = None
+    status: Status
+    response: ResponseOut | None = None
+    created_at: str
+    updated_at: str
+
+
+class RequestCreatedOut(BaseModel):
+    message: str
+    request_id: int
+    data: RequestOut
+
+
+class ResponseSentOut(BaseModel):
+    message: str
+    data: RequestOut
+
+
+class RequestListOut(BaseModel):
+    results: list[RequestOut]
+    next: str | None = None
+
+
+# --- §4 WebSocket client messages --------------------------------------------------------------
+
+CorrelationId = str | int | None
+
+
+class WsIn(Inbound):
+    id: CorrelationId = None
+
+
+class PingIn(WsIn):
+    type: Literal["ping"]
+
+
+class ResponseIn(WsIn):
+    type: Literal["response"]
+    request_id: int = Field(gt=0)
+    status: Answer
+    message: str | None = Field(default=None, max_length=2000)
+
+
+class ResumeIn(WsIn):
+    type: Literal["resume"]
+    after: int = Field(ge=0)
+
+
+class MessageIn(WsIn):
+    type: Literal["message"]
+    request_id: int = Field(gt=0)
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class TypingIn(WsIn):
+    type: Literal["typing"]
+    request_id: int = Field(gt=0)
+    state: Literal["start", "stop"]
+
+
+class ReadIn(WsIn):
+    type: Literal["read"]
+    request_id: int = Field(gt=0)
+    up_to_event_id: int = Field(ge=0)
+
+
+ClientMessage = Annotated[
+    PingIn | ResponseIn | ResumeIn | MessageIn | TypingIn | ReadIn, Field(discriminator="type")
+]
+CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+CLIENT_MESSAGE_TYPES = ("ping", "response", "resume", "message", "typing", "read")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def validation_error(exc: ValidationError) -> Invalid:
+    """One §1 `validation_error` from pydantic's list of errors."""
+    fields: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in err["loc"]) or "body"
+        fields.setdefault(name, _describe(err))
+    first_name, first_text = next(iter(fields.items()))
+    return Invalid(f"{first_name}: {first_text}", fields=fields)
+
+
+def _describe(err: Any) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return err["msg"].lower()
+    if kind == "string_pattern_mismatch":
+        return "must be 3-64 characters of letters, digits, '_', '.' or '-'"
+    if kind == "string_too_short":
+        return f"must be at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    return str(err["msg"])
+
+
+def parse(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None

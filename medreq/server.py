@@ -1,0 +1,97 @@
+"""Running the server under uvicorn, with a shutdown that closes sockets with 1001.
+
+uvicorn's own shutdown closes WebSockets with 1012; PROTOCOL.md asks for 1001 ("going
+away"), so `MedreqServer` closes them itself first, waits for them to finish, then lets
+uvicorn finish in-flight HTTP requests as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import fields
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
+
+from .config import ENV_PREFIX, Settings
+from .storage import Store
+from .web import create_app
+from .web.websocket import close_all
+
+log = logging.getLogger("medreq")
+DRAIN_SECONDS = 5.0
+
+
+class MedreqServer(uvicorn.Server):
+    async def shutdown(self, sockets: Any = None) -> None:
+        app = _find_starlette(self.config.loaded_app)
+        if app is not None:
+            connections = app.state.connections
+            await close_all(connections)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + DRAIN_SECONDS
+            while connections and loop.time() < deadline:  # noqa: ASYNC110 - polls a set owned by the app
+                await asyncio.sleep(0.02)
+        await super().shutdown(sockets)
+
+
+def _find_starlette(app: Any) -> Starlette | None:
+    for _ in range(10):  # uvicorn wraps the app in a few middlewares
+        if isinstance(app, Starlette):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_frame,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=settings.ws_compression,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        **extra,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Apply migrations, then serve (in `settings.workers` processes)."""
+    settings = settings.ensure_secret()
+    asyncio.run(_migrate(settings))
+    if settings.workers > 1:
+        _export(settings)
+        config = uvicorn_config(
+            settings, "medreq.web.app:app_from_env", factory=True, workers=settings.workers
+        )
+        server = MedreqServer(config)
+        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+    else:
+        MedreqServer(uvicorn_config(settings, create_app(settings, migrate=False))).run()
+
+
+async def _migrate(settings: Settings) -> None:
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+def _export(settings: Settings) -> None:
+    """Hand the resolved settings to worker processes through the environment."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            os.environ[ENV_PREFIX + f.name.upper()] = str(value)

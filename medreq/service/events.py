@@ -1,0 +1,114 @@
+"""Events: what each state change tells whom (PROTOCOL.md §4), and their delivery (§5).
+
+Builders return an `Event` that lacks only its per-account `event_id`; `Tx.append_event` stores it in the
+transaction of the change, and `Outbox` publishes it to the hub once that committed.
+Stored events name their media as ``media:<kind>:<name>``; `render` swaps those for freshly
+signed URLs whenever an event is sent, so a replayed event never carries an expired link.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..hub import Hub
+from ..media import MediaStore
+
+_MEDIA_REF = re.compile(r'"media:(image|audio):([A-Za-z0-9_.-]+)"')
+
+
+def media_ref(kind: str, name: str | None) -> str | None:
+    return f"media:{kind}:{name}" if name else None
+
+
+def render(text: str, media: MediaStore) -> str:
+    """The stored event text with its media references turned into signed URLs."""
+    if '"media:' not in text:
+        return text
+    return _MEDIA_REF.sub(lambda m: json.dumps(media.url(m.group(1), m.group(2))), text)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event before it has its per-account `event_id` (given when it is stored)."""
+
+    type: str
+    timestamp: str
+    fields: dict[str, Any]
+    request_id: int | None = None
+
+    def build(self, event_id: int) -> dict[str, Any]:
+        return {"type": self.type, "event_id": event_id, "timestamp": self.timestamp, **self.fields}
+
+
+def new_request(row: Any, timestamp: str) -> Event:
+    return Event(
+        "new_request",
+        timestamp,
+        {
+            "request_id": row.id,
+            "patient_id": row.patient_id,
+            "patient_name": row.patient_name,
+            "patient_phone": row.patient_phone,
+            "quantity": row.quantity,
+            "medicine_name": row.medicine_name,
+            "note": row.note,
+            "image_url": media_ref("image", row.image_name),
+        },
+        row.id,
+    )
+
+
+def pharmacy_response(row: Any, timestamp: str) -> Event:
+    return Event(
+        "pharmacy_response",
+        timestamp,
+        {
+            "request_id": row.id,
+            "status": row.status,
+            "message": row.response_message,
+            "audio_url": media_ref("audio", row.response_audio_name),
+            "pharmacy_id": row.pharmacy_id,
+            "pharmacy_name": row.pharmacy_name,
+        },
+        row.id,
+    )
+
+
+def request_updated(request_id: int, status: str, timestamp: str) -> Event:
+    return Event("request_updated", timestamp, {"request_id": request_id, "status": status}, request_id)
+
+
+def request_cancelled(request_id: int, patient_id: int, timestamp: str) -> Event:
+    return Event(
+        "request_cancelled", timestamp, {"request_id": request_id, "patient_id": patient_id}, request_id
+    )
+
+
+def message(request_id: int, sender_id: int, text: str, message_id: int, timestamp: str) -> Event:
+    fields = {"request_id": request_id, "message_id": message_id, "from": sender_id, "text": text}
+    return Event("message", timestamp, fields, request_id)
+
+
+def read(request_id: int, reader_id: int, up_to: int, timestamp: str) -> Event:
+    fields = {"request_id": request_id, "by": reader_id, "up_to_event_id": up_to}
+    return Event("read", timestamp, fields, request_id)
+
+
+class Outbox:
+    """Events stored in a transaction, published to the hub once it committed."""
+
+    def __init__(self, hub: Hub, media: MediaStore) -> None:
+        self._hub = hub
+        self._media = media
+        self._pending: list[tuple[int, int, str]] = []
+
+    def add(self, account_id: int, event_id: int, text: str) -> None:
+        self._pending.append((account_id, event_id, text))
+
+    async def publish(self) -> None:
+        pending, self._pending = self._pending, []
+        for account_id, event_id, text in pending:
+            await self._hub.publish(account_id, event_id, render(text, self._media))

@@ -1,0 +1,120 @@
+"""Tables. SQLAlchemy Core; the Alembic migrations in `migrations/` create exactly these.
+
+- accounts: both roles; `last_event_id` is the per-account event counter (§4 event_id).
+- medicine_requests: a request and its answer (one answer per request).
+- messages: the thread on a request (beyond: detail endpoint, messages).
+- events: every stored event, per account, in event_id order (§5 replay).
+- idempotency_keys: first response per (account, key) (beyond: Idempotency-Key).
+- read_marks: how far each party has read a request's events (beyond: read receipts).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("phone", String(40)),
+    Column("webhook_url", String(2000)),
+    Column("last_event_id", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_accounts_role", accounts.c.role, accounts.c.id)
+
+medicine_requests = Table(
+    "medicine_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("pharmacy_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("medicine_name", String(200)),
+    Column("note", Text),
+    Column("image_name", String(64), unique=True),
+    Column("status", String(16), nullable=False),
+    Column("response_message", Text),
+    Column("response_audio_name", String(64), unique=True),
+    Column("responded_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_requests_patient", medicine_requests.c.patient_id, medicine_requests.c.id)
+Index("ix_requests_pharmacy", medicine_requests.c.pharmacy_id, medicine_requests.c.id)
+Index(
+    "ix_requests_pharmacy_status",
+    medicine_requests.c.pharmacy_id,
+    medicine_requests.c.status,
+    medicine_requests.c.id,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("request_id", Id, ForeignKey("medicine_requests.id"), nullable=False),
+    Column("sender_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_messages_request", messages.c.request_id, messages.c.id)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("request_id", Id),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "event_id", name="uq_events_account_event"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.id"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_id", Id, ForeignKey("medicine_requests.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+read_marks = Table(
+    "read_marks",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.id"), primary_key=True),
+    Column("request_id", Id, ForeignKey("medicine_requests.id"), primary_key=True),
+    Column("up_to_event_id", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

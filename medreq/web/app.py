@@ -1,0 +1,84 @@
+"""The ASGI application: wires settings → store, hub, media, tokens → service → routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from ..auth import TokenIssuer
+from ..config import Settings
+from ..errors import MedreqError
+from ..hub import create_hub
+from ..media import MediaStore
+from ..ratelimit import RateLimiter
+from ..service import MedreqService
+from ..storage import Store
+from . import openapi, routes, websocket
+from .http import on_http_exception, on_medreq_error, on_unexpected
+
+log = logging.getLogger("medreq")
+
+
+def build_service(settings: Settings) -> MedreqService:
+    settings = settings.ensure_secret()
+    store = Store(settings.database_url)
+    media = MediaStore(
+        settings.media_dir or settings.data_dir / "media",
+        settings.jwt_secret,
+        base_url=settings.public_url,
+        url_ttl=settings.media_url_ttl,
+    )
+    tokens = TokenIssuer(
+        settings.jwt_secret,
+        algorithm=settings.jwt_algorithm,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
+    )
+    return MedreqService(settings, store, create_hub(settings.redis_url), media, tokens)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
+    """The medreq server. `migrate=False` when the caller already applied migrations."""
+    settings = (settings or Settings.load()).ensure_secret()
+    service = build_service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if migrate:
+            await service.store.migrate()
+        await service.hub.start()
+        try:
+            yield
+        finally:
+            await websocket.close_all(app.state.connections)
+            await service.hub.close()
+            await service.store.close()
+
+    app = Starlette(
+        routes=[*routes.routes, *openapi.routes, *websocket.routes],
+        exception_handlers={
+            MedreqError: on_medreq_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.connections = set()
+    app.state.rest_limiter = RateLimiter(
+        settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled
+    )
+    app.state.ws_limiter = RateLimiter(
+        settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled
+    )
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings from the environment `medreq serve` exported."""
+    return create_app(Settings.load(), migrate=False)

@@ -1,0 +1,146 @@
+"""REST endpoints of PROTOCOL.md §2–§3. Each parses, calls the service, renders; nothing more."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..auth import bearer_token
+from ..errors import NotFound
+from ..media import KIND_BY_PREFIX
+from ..schemas import ListQuery, RefreshIn, RegisterIn, RequestForm, ResponseForm, TokenIn, parse
+from .http import (
+    JSONResponse,
+    authenticate,
+    form_fields,
+    form_file,
+    limit_anonymous,
+    read_form,
+    read_json,
+    service_of,
+    store_upload,
+)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+# --- §2 accounts ---------------------------------------------------------------------------------
+
+
+async def register(request: Request) -> Response:
+    limit_anonymous(request)
+    data = await read_json(request, RegisterIn)
+    return JSONResponse(await service_of(request).register(data), status_code=201)
+
+
+async def token(request: Request) -> Response:
+    limit_anonymous(request)
+    data = await read_json(request, TokenIn)
+    return JSONResponse(await service_of(request).issue_tokens(data))
+
+
+async def refresh(request: Request) -> Response:
+    limit_anonymous(request)
+    data = await read_json(request, RefreshIn)
+    return JSONResponse(await service_of(request).refresh(data.refresh))
+
+
+async def me(request: Request) -> Response:
+    caller = await authenticate(request)
+    return JSONResponse(await service_of(request).me(caller))
+
+
+async def pharmacies(request: Request) -> Response:
+    await authenticate(request)
+    return JSONResponse(await service_of(request).pharmacies())
+
+
+# --- §3 medicine requests ------------------------------------------------------------------------
+
+
+async def create_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    service = service_of(request)
+    limit = service.settings.max_image_bytes
+    form = await read_form(request, file_limit=limit)
+    data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
+    upload = form_file(form, "image")
+    key = request.headers.get("idempotency-key") or None
+    image = await store_upload(service, "image", "image", upload, limit=limit)
+    try:
+        body, created = await service.create_request(caller, data, image, idempotency_key=key)
+    except BaseException:
+        service.media.discard(image)
+        raise
+    if not created:
+        service.media.discard(image)
+    return JSONResponse(body, status_code=201)
+
+
+async def list_requests(request: Request) -> Response:
+    caller = await authenticate(request)
+    query = parse(ListQuery, dict(request.query_params))
+    return JSONResponse(await service_of(request).list_requests(caller, query))
+
+
+async def request_detail(request: Request) -> Response:
+    caller = await authenticate(request)
+    request_id = request.path_params["request_id"]
+    return JSONResponse(await service_of(request).request_detail(caller, request_id))
+
+
+async def respond(request: Request) -> Response:
+    caller = await authenticate(request)
+    service = service_of(request)
+    limit = service.settings.max_audio_bytes
+    form = await read_form(request, file_limit=limit)
+    data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
+    upload = form_file(form, "audio")
+    audio = await store_upload(service, "audio", "audio", upload, limit=limit)
+    try:
+        view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
+    except BaseException:
+        service.media.discard(audio)
+        raise
+    return JSONResponse({"message": "Response sent successfully", "data": view})
+
+
+# --- media ---------------------------------------------------------------------------------------
+
+
+async def media(request: Request) -> Response:
+    kind = KIND_BY_PREFIX.get(request.path_params["prefix"])
+    if kind is None:
+        raise NotFound("no such media collection")
+    name = request.path_params["name"]
+    path = await service_of(request).media_file(
+        kind,
+        name,
+        exp=request.query_params.get("exp"),
+        sig=request.query_params.get("sig"),
+        caller_token=lambda: bearer_token(request.headers.get("authorization")),
+    )
+    return FileResponse(
+        path,
+        media_type=service_of(request).media.content_type(name),
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/auth/register", register, methods=["POST"]),
+    Route("/auth/token", token, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/me", me, methods=["GET"]),
+    Route("/pharmacies/", pharmacies, methods=["GET"]),
+    Route("/medicine/request/", create_request, methods=["POST"]),
+    Route("/medicine/request/", list_requests, methods=["GET"]),
+    Route("/medicine/request/{request_id:int}/", request_detail, methods=["GET"]),
+    Route("/medicine/response/", respond, methods=["POST"]),
+    Route("/media/{prefix}/{name}", media, methods=["GET"]),
+]

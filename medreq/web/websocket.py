@@ -1,0 +1,296 @@
+"""The WebSocket endpoint (PROTOCOL.md §4–§5): `/ws/user/{id}/` and `/ws/pharmacy/{id}/`.
+
+A `Connection` is the hub's sink for one socket. Everything it sends (events, replays,
+acks, errors, pongs) goes through one queue drained by one sender task, so the order on
+the wire is the order decided here:
+
+- events are sent in `event_id` order with no gaps and no duplicates on this connection:
+  an event below the last one sent is dropped; one beyond the next expected fills the gap
+  from the store first (events are stored before they are published, so the gap is there);
+- `?after=N` and `{"type":"resume","after":N}` replay stored events past N, then go live.
+
+Close codes: 4401 bad token, 4403 wrong account or role, 4404 unknown path, 1001 server
+shutdown, 1008 flooding, 1009 frame too large (by uvicorn), 1013 a client too slow to keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..auth import bearer_token
+from ..errors import Invalid as InvalidInput
+from ..errors import InvalidJSON, MedreqError, RateLimited
+from ..schemas import (
+    CLIENT_MESSAGE,
+    CLIENT_MESSAGE_TYPES,
+    MessageIn,
+    PingIn,
+    ReadIn,
+    ResponseIn,
+    ResumeIn,
+    TypingIn,
+    validation_error,
+)
+from ..service import Caller, MedreqService
+
+log = logging.getLogger("medreq.ws")
+
+CLOSE_SHUTDOWN = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+REPLAY_PAGE = 500
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int) -> None:
+        self.ws = ws
+        self.caller = caller
+        self.service = service
+        self.last_sent = 0
+        self.queue_size = queue_size
+        self.queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+        self.closing = False
+
+    # --- the hub's side -----------------------------------------------------------------------
+
+    def deliver(self, event_id: int | None, text: str) -> None:
+        if self.queue.qsize() >= self.queue_size and not self.closing:
+            # Too slow to keep up: drop the connection; the client resumes from its last event_id.
+            self.closing = True
+            self.queue.put_nowait(("close", CLOSE_TRY_AGAIN, "too slow, resume with after"))
+            return
+        self.queue.put_nowait(("event", event_id, text))
+
+    # --- the sender task ----------------------------------------------------------------------
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.queue.put_nowait(("reply", None, dumps(message)))
+
+    def catch_up(self, after: int | None, ref: Any = None, *, ack: bool = False) -> None:
+        self.queue.put_nowait(("catch_up", after, (ref, ack)))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closing = True
+        self.queue.put_nowait(("close", code, reason))
+
+    async def run_sender(self) -> None:
+        while True:
+            kind, arg, payload = await self.queue.get()
+            if kind == "event":
+                await self._send_event(arg, payload)
+            elif kind == "reply":
+                await self.ws.send_text(payload)
+            elif kind == "catch_up":
+                replayed = await self._replay(after=arg)
+                ref, ack = payload
+                if ack:
+                    await self.ws.send_text(
+                        dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
+                    )
+            elif kind == "close":
+                if self.ws.application_state == WebSocketState.CONNECTED:
+                    await self.ws.close(arg, payload)
+                return
+
+    async def _send_event(self, event_id: int | None, text: str) -> None:
+        if event_id is None:  # typing: not stored, not ordered
+            await self.ws.send_text(text)
+            return
+        if event_id <= self.last_sent:
+            return
+        if event_id > self.last_sent + 1:
+            await self._replay(after=None, before=event_id)
+        await self.ws.send_text(text)
+        self.last_sent = event_id
+
+    async def _replay(self, *, after: int | None, before: int | None = None) -> int:
+        """Send stored events past `after` (default: the last sent) up to `before` (default: all)."""
+        if after is not None:
+            self.last_sent = after
+        count = 0
+        while True:
+            page = await self.service.events_after(
+                self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
+            )
+            for event_id, text in page:
+                await self.ws.send_text(text)
+                self.last_sent = event_id
+                count += 1
+            if len(page) < REPLAY_PAGE:
+                return count
+
+
+class Endpoint:
+    """Handles one socket from handshake to close."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    async def handle(self, ws: WebSocket) -> None:
+        await ws.accept()
+        app_state = ws.app.state
+        service: MedreqService = app_state.service
+        token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
+        try:
+            caller = await service.authenticate(token)
+        except MedreqError as exc:
+            await ws.close(CLOSE_UNAUTHORIZED, exc.message)
+            return
+        if caller.id != ws.path_params["account_id"] or caller.role != self.role:
+            await ws.close(CLOSE_FORBIDDEN, "this socket belongs to another account")
+            return
+        try:
+            after = _after_param(ws.query_params.get("after"))
+        except MedreqError as exc:
+            await ws.send_text(dumps({"type": "error", "error": exc.error(), "ref": None}))
+            await ws.close(CLOSE_POLICY, exc.message)
+            return
+
+        connection = Connection(ws, caller, service, queue_size=service.settings.ws_queue_size)
+        connections: set[Connection] = app_state.connections
+        connections.add(connection)
+        await service.hub.subscribe(caller.id, connection)
+        if after is None:
+            connection.last_sent = await service.last_event_id(caller.id)
+        else:
+            connection.catch_up(after)
+        sender = asyncio.create_task(connection.run_sender())
+        receiver = asyncio.create_task(self._receive(connection, app_state.ws_limiter, app_state))
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    if not isinstance(exc, WebSocketDisconnect | RuntimeError | OSError):
+                        log.error("websocket task failed", exc_info=exc)
+        finally:
+            connections.discard(connection)
+            await service.hub.unsubscribe(caller.id, connection)
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+            if (
+                ws.application_state == WebSocketState.CONNECTED
+                and ws.client_state == WebSocketState.CONNECTED
+            ):
+                with contextlib.suppress(RuntimeError, OSError):
+                    await ws.close(CLOSE_SHUTDOWN if connection.closing else 1000)
+
+    async def _receive(self, connection: Connection, limiter: Any, app_state: Any) -> None:
+        ws = connection.ws
+        flood = 0
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            ref = None
+            try:
+                limiter.hit(connection.caller.id)
+                data = _decode(raw)
+                ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+                await self._handle(connection, _validate(data), ref)
+                flood = 0
+            except RateLimited as exc:
+                flood += 1
+                if flood > app_state.settings.ws_flood_limit:
+                    await connection.close(CLOSE_POLICY, "rate limit exceeded")
+                    return
+                connection.reply({"type": "error", "error": exc.error(), "ref": ref})
+            except MedreqError as exc:
+                connection.reply({"type": "error", "error": exc.error(), "ref": ref})
+
+    async def _handle(self, connection: Connection, message: Any, ref: Any) -> None:
+        service = connection.service
+        caller = connection.caller
+        if isinstance(message, PingIn):
+            connection.reply({"type": "pong", "ref": ref})
+        elif isinstance(message, ResponseIn):
+            view = await service.respond(caller, message.request_id, message.status, message.message)
+            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, "data": view})
+        elif isinstance(message, ResumeIn):
+            connection.catch_up(message.after, ref, ack=True)
+        elif isinstance(message, MessageIn):
+            result = await service.post_message(caller, message.request_id, message.text)
+            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, **result})
+        elif isinstance(message, TypingIn):
+            await service.typing(caller, message.request_id, message.state)
+        elif isinstance(message, ReadIn):
+            result = await service.mark_read(caller, message.request_id, message.up_to_event_id)
+            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, **result})
+
+
+def _after_param(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise InvalidInput("after: must be a non-negative integer", fields={"after": "must be an integer"})
+    return int(raw)
+
+
+def _decode(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, ValueError):
+        raise InvalidJSON("message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidJSON("message must be a JSON object")
+    return data
+
+
+def _validate(data: dict[str, Any]) -> Any:
+    kind = data.get("type")
+    if kind not in CLIENT_MESSAGE_TYPES:
+        known = ", ".join(CLIENT_MESSAGE_TYPES)
+        raise InvalidInput(
+            f"type: unknown message type {kind!r} (expected one of {known})",
+            fields={"type": "unknown message type"},
+        )
+    try:
+        return CLIENT_MESSAGE.validate_python(data)
+    except ValidationError as exc:
+        error = validation_error(exc)
+        # drop the discriminator prefix pydantic puts on field paths ("response.request_id")
+        fields = {k.split(".", 1)[-1]: v for k, v in (error.fields or {}).items()}
+        first, text = next(iter(fields.items()))
+        raise InvalidInput(f"{first}: {text}", fields=fields) from None
+
+
+async def unknown_path(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.close(CLOSE_NOT_FOUND, "no such WebSocket endpoint")
+
+
+patient_endpoint = Endpoint("patient").handle
+pharmacy_endpoint = Endpoint("pharmacy").handle
+
+routes = [
+    WebSocketRoute("/ws/user/{account_id:int}/", patient_endpoint),
+    WebSocketRoute("/ws/user/{account_id:int}", patient_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:int}/", pharmacy_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:int}", pharmacy_endpoint),
+    WebSocketRoute("/{path:path}", unknown_path),
+]
+
+
+async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:
+    """Close every live socket (server shutdown): each client sees `code`."""
+    for connection in list(connections):
+        await connection.close(code, "server shutting down")
