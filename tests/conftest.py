@@ -1,0 +1,237 @@
+"""Shared fixtures: a real `medreq serve` on a free loopback port, accounts, media files.
+
+`server` is a fresh server process (own temp data dir) per test; it can be stopped,
+started and restarted on the same port and data, which is how restart tests prove that
+nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+import wave
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MEDREQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`medreq serve` in a subprocess. Output goes to `log_path` for post-mortems."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        env = {
+            **os.environ,
+            "MEDREQ_LOG_LEVEL": "warning",
+            "MEDREQ_SCRYPT_N": "1024",  # fast hashes keep tests quick; production default is 2**14
+            **self.env,
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "medreq",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None, *, start: bool = True) -> ServerProcess:
+        proc = ServerProcess(tmp_path / f"data{len(started)}", env=env)
+        started.append(proc)
+        if start:
+            proc.start()
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> ServerProcess:
+    return server_factory()
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    password: str
+    role: str
+    name: str
+    phone: str | None
+    access: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+def make_account(base_url: str, role: str, name: str | None = None, phone: str | None = None) -> Account:
+    username = f"{role[:3]}-{uuid.uuid4().hex[:10]}"
+    password = "correct horse battery"
+    name = name or f"{role.title()} {username}"
+    body = {"username": username, "password": password, "role": role, "name": name}
+    if phone:
+        body["phone"] = phone
+    created = httpx.post(f"{base_url}/auth/register", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    tokens = httpx.post(
+        f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=10
+    ).json()
+    return Account(
+        id=created.json()["id"],
+        username=username,
+        password=password,
+        role=role,
+        name=name,
+        phone=phone,
+        access=tokens["access"],
+        refresh=tokens["refresh"],
+    )
+
+
+@pytest.fixture
+def patient(server: ServerProcess) -> Account:
+    return make_account(server.url, "patient", name="Alice Patient", phone="+1-555-0100")
+
+
+@pytest.fixture
+def pharmacy(server: ServerProcess) -> Account:
+    return make_account(server.url, "pharmacy", name="LifeCare Pharmacy")
+
+
+# --- media made here, real enough for any sniffer ---------------------------------------------
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def wav(seconds: float = 0.1, rate: int = 8000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(seconds * rate))
+    return out.getvalue()
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    return png()
+
+
+@pytest.fixture
+def wav_bytes() -> bytes:
+    return wav()
+
+
+# --- external services -------------------------------------------------------------------------
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or, under CI=true, fail) when a service this test needs is not reachable."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return
+    except OSError as exc:
+        if IN_CI:
+            pytest.fail(f"{name} at {host}:{port} is required under CI=true but unreachable: {exc}")
+        pytest.skip(f"{name} at {host}:{port} is not reachable: {exc}")
