@@ -1,5 +1,6 @@
 """The domain service (no web framework in here): see `core.MedreqService`."""
 
-from .core import Caller, MedreqService
+from .base import Caller
+from .core import MedreqService
 
 __all__ = ["Caller", "MedreqService"]

@@ -1,5 +1,7 @@
-"""Storage: schema (`schema`), queries and transactions (`store`), Alembic migrations."""
+"""Storage: schema (`schema`), reads (`queries`), transactions (`store`), Alembic migrations."""
 
-from .store import Store, Tx, as_utc, utcnow
+from . import queries
+from .queries import as_utc, utcnow
+from .store import Store, Tx
 
-__all__ = ["Store", "Tx", "as_utc", "utcnow"]
+__all__ = ["Store", "Tx", "as_utc", "queries", "utcnow"]

@@ -1,208 +1,145 @@
-"""The store: an async SQLAlchemy engine (SQLite in WAL mode, or PostgreSQL) and its queries.
+"""The store: runs queries and write transactions on SQLite (WAL) or PostgreSQL.
 
-Reads go through `Store`; everything that changes state runs inside `Store.transaction()`,
-whose `Tx` appends events in the same transaction as the change they describe (§5).
-On SQLite, write transactions are serialized in-process (`BEGIN IMMEDIATE` under one lock)
-so they never fail with "database is locked" and event ids are handed out in commit order.
+Callers hand it *synchronous* functions: `await store.read(fn)` runs `fn(conn)` and
+`await store.write(fn)` runs `fn(tx)` inside one transaction, whose `Tx` appends events in
+the same transaction as the change they describe (§5). A whole transaction is one call:
+
+- SQLite: a sync engine (pysqlite) called right on the event loop thread. SQLite is a
+  library, not a server: with WAL and synchronous=NORMAL a commit does no fsync and a whole
+  transaction takes well under a millisecond, less than the thread hop that aiosqlite pays
+  per statement (measured: docs/benchmarks.md). Transactions cannot interleave, so event ids
+  are handed out in commit order; `BEGIN IMMEDIATE` takes the write lock up front so that
+  another process (`medreq account create`) makes us wait instead of failing.
+- PostgreSQL: the async engine (asyncpg), with the same function run through
+  `AsyncConnection.run_sync`; the per-account counter row lock orders event ids.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Row, and_, event, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Row, Update, bindparam, create_engine, event, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.orm import aliased
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Conflict
+from .queries import utcnow
 from .schema import accounts, events, idempotency_keys, medicine_requests, messages, read_marks
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_SECONDS = 10
 
-patient_account = aliased(accounts, name="patient")
-pharmacy_account = aliased(accounts, name="pharmacy")
 
-REQUEST_COLUMNS = (
-    medicine_requests,
-    patient_account.c.name.label("patient_name"),
-    patient_account.c.phone.label("patient_phone"),
-    pharmacy_account.c.name.label("pharmacy_name"),
+# Hot statements are built once: building a statement costs more than SQLite running it.
+# Values come from the execute() parameters; WHERE parameters are prefixed `where_`.
+INSERT_REQUEST = insert(medicine_requests).returning(medicine_requests)
+INSERT_EVENT = insert(events)
+BUMP_EVENT_COUNTER = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("where_id"))
+    .values(last_event_id=accounts.c.last_event_id + 1)
+    .returning(accounts.c.last_event_id)
 )
-REQUEST_FROM = medicine_requests.join(
-    patient_account, patient_account.c.id == medicine_requests.c.patient_id
-).join(pharmacy_account, pharmacy_account.c.id == medicine_requests.c.pharmacy_id)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+@functools.cache
+def _update_request_statement(only_if: tuple[str, ...]) -> Update:
+    conditions = [
+        medicine_requests.c.id == bindparam("where_id"),
+        medicine_requests.c.status == bindparam("where_status"),
+        *(medicine_requests.c[name] == bindparam(f"where_{name}") for name in only_if),
+    ]
+    return update(medicine_requests).where(*conditions).returning(medicine_requests)
 
 
 class Store:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {"echo": echo}
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
         if self.is_sqlite:
-            options["connect_args"] = {"timeout": 30}
+            sync_url = "sqlite:///" + url.split(":///", 1)[1]
+            self._sync = create_engine(
+                sync_url,
+                echo=echo,
+                connect_args={"timeout": SQLITE_BUSY_SECONDS},
+                pool_size=2,
+                max_overflow=2,
+            )
+            event.listen(self._sync, "connect", _sqlite_pragmas)
+            event.listen(self._sync, "begin", _sqlite_begin)
         else:
-            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **options)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            self._async = create_async_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._async is not None:
+            await self._async.dispose()
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(conn)` in a read-only snapshot and return its result."""
+        if self._sync is not None:
+            return self._run_sync_read(fn)
+        assert self._async is not None
+        async with self._async.connect() as conn:
+            return await conn.run_sync(fn)
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn(tx)` in one write transaction: committed if it returns, rolled back if it raises."""
+        if self._sync is not None:
+            return self._run_sync_write(fn)
+        assert self._async is not None
+        async with self._async.begin() as conn:
+            return await conn.run_sync(lambda sync_conn: fn(Tx(sync_conn)))
+
+    def _run_sync_read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            return fn(conn)
+
+    def _run_sync_write(self, fn: Callable[[Tx], T]) -> T:
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            conn = conn.execution_options(medreq_immediate=True)
+            with conn.begin():
+                return fn(Tx(conn))
 
     # --- schema -------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
         """Apply every Alembic migration not yet applied (`alembic upgrade head`)."""
-        if self.is_sqlite:
+        if self._sync is not None:
             database = self.url.split("///", 1)[-1]
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
-
-    # --- transactions -------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield Tx(conn)
+            await self.write(lambda tx: _upgrade(tx.conn))
             return
-        async with self._write_lock, self.engine.connect() as conn:
-            conn = await conn.execution_options(medreq_immediate=True)
-            async with conn.begin():
-                yield Tx(conn)
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
-
-    # --- reads --------------------------------------------------------------------------------
-
-    async def account(self, account_id: int) -> Row[Any] | None:
-        async with self.reading() as conn:
-            result = await conn.execute(select(accounts).where(accounts.c.id == account_id))
-            return result.first()
-
-    async def account_by_username(self, username: str) -> Row[Any] | None:
-        async with self.reading() as conn:
-            result = await conn.execute(select(accounts).where(accounts.c.username == username))
-            return result.first()
-
-    async def pharmacies(self) -> Sequence[Row[Any]]:
-        query = (
-            select(accounts.c.id, accounts.c.name)
-            .where(accounts.c.role == "pharmacy")
-            .order_by(accounts.c.id)
-        )
-        async with self.reading() as conn:
-            return (await conn.execute(query)).all()
-
-    async def request(self, request_id: int) -> Row[Any] | None:
-        async with self.reading() as conn:
-            return await _request(conn, request_id)
-
-    async def requests(
-        self,
-        *,
-        patient_id: int | None = None,
-        pharmacy_id: int | None = None,
-        status: str | None = None,
-        before_id: int | None = None,
-        limit: int = 20,
-    ) -> Sequence[Row[Any]]:
-        conditions = []
-        if patient_id is not None:
-            conditions.append(medicine_requests.c.patient_id == patient_id)
-        if pharmacy_id is not None:
-            conditions.append(medicine_requests.c.pharmacy_id == pharmacy_id)
-        if status is not None:
-            conditions.append(medicine_requests.c.status == status)
-        if before_id is not None:
-            conditions.append(medicine_requests.c.id < before_id)
-        query = (
-            select(*REQUEST_COLUMNS)
-            .select_from(REQUEST_FROM)
-            .where(and_(*conditions))
-            .order_by(medicine_requests.c.id.desc())
-            .limit(limit)
-        )
-        async with self.reading() as conn:
-            return (await conn.execute(query)).all()
-
-    async def messages(self, request_id: int) -> Sequence[Row[Any]]:
-        query = select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
-        async with self.reading() as conn:
-            return (await conn.execute(query)).all()
-
-    async def request_by_media(self, kind: str, name: str) -> Row[Any] | None:
-        column = (
-            medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
-        )
-        query = select(
-            medicine_requests.c.id, medicine_requests.c.patient_id, medicine_requests.c.pharmacy_id
-        ).where(column == name)
-        async with self.reading() as conn:
-            return (await conn.execute(query)).first()
-
-    async def events_after(
-        self, account_id: int, after: int, *, before: int | None = None, limit: int = 1000
-    ) -> list[tuple[int, str]]:
-        """Stored events of an account with `after < event_id (< before)`, in order: (event_id, json)."""
-        conditions = [events.c.account_id == account_id, events.c.event_id > after]
-        if before is not None:
-            conditions.append(events.c.event_id < before)
-        query = (
-            select(events.c.event_id, events.c.payload)
-            .where(and_(*conditions))
-            .order_by(events.c.event_id)
-            .limit(limit)
-        )
-        async with self.reading() as conn:
-            return [(row.event_id, row.payload) for row in await conn.execute(query)]
-
-    async def last_event_id(self, account_id: int) -> int:
-        query = select(accounts.c.last_event_id).where(accounts.c.id == account_id)
-        async with self.reading() as conn:
-            return int((await conn.execute(query)).scalar_one_or_none() or 0)
-
-    async def read_mark(self, account_id: int, request_id: int) -> int:
-        query = select(read_marks.c.up_to_event_id).where(
-            read_marks.c.account_id == account_id, read_marks.c.request_id == request_id
-        )
-        async with self.reading() as conn:
-            return int((await conn.execute(query)).scalar_one_or_none() or 0)
+        assert self._async is not None
+        async with self._async.begin() as conn:
+            await conn.run_sync(_upgrade)
 
 
 class Tx:
     """One write transaction. Every method runs on the same connection."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def create_account(
+    def create_account(
         self, *, username: str, password_hash: str, role: str, name: str, phone: str | None
     ) -> Row[Any]:
         values = {
@@ -215,115 +152,92 @@ class Tx:
             "created_at": utcnow(),
         }
         try:
-            async with self.conn.begin_nested():
-                result = await self.conn.execute(insert(accounts).values(values).returning(accounts))
+            with self.conn.begin_nested():
+                result = self.conn.execute(insert(accounts).values(values).returning(accounts))
+                return result.one()
         except IntegrityError:
             raise Conflict("username is taken", fields={"username": "is taken"}) from None
-        return result.one()
 
-    async def account(self, account_id: int) -> Row[Any] | None:
-        return (await self.conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+    def insert_request(self, values: dict[str, Any]) -> Row[Any]:
+        """Insert a request and return its row (request columns only)."""
+        return self.conn.execute(INSERT_REQUEST, values).one()
 
-    async def insert_request(self, values: dict[str, Any]) -> int:
-        result = await self.conn.execute(
-            insert(medicine_requests).values(values).returning(medicine_requests.c.id)
-        )
-        return int(result.scalar_one())
+    def update_request(
+        self, request_id: int, *, only_if_status: str, only_if: dict[str, Any] | None = None, **values: Any
+    ) -> Row[Any] | None:
+        """Change a request if it still has `only_if_status` (and the `only_if` column values).
 
-    async def request(self, request_id: int) -> Row[Any] | None:
-        return await _request(self.conn, request_id)
+        Returns the changed row (request columns only), or None when the request does not
+        match: someone got there first, or it is not the caller's to change.
+        """
+        only_if = only_if or {}
+        statement = _update_request_statement(tuple(sorted(only_if)))
+        params = {**values, "where_id": request_id, "where_status": only_if_status}
+        params.update({f"where_{name}": value for name, value in only_if.items()})
+        return self.conn.execute(statement, params).first()
 
-    async def update_request(self, request_id: int, *, only_if_status: str, **values: Any) -> bool:
-        """Change a request if it still has `only_if_status`; False when someone got there first."""
-        result = await self.conn.execute(
-            update(medicine_requests)
-            .where(medicine_requests.c.id == request_id, medicine_requests.c.status == only_if_status)
-            .values(**values)
-        )
-        return result.rowcount == 1
-
-    async def insert_message(self, *, request_id: int, sender_id: int, text: str) -> Row[Any]:
-        result = await self.conn.execute(
+    def insert_message(self, *, request_id: int, sender_id: int, text: str) -> Row[Any]:
+        result = self.conn.execute(
             insert(messages)
             .values(request_id=request_id, sender_id=sender_id, text=text, created_at=utcnow())
             .returning(messages)
         )
         return result.one()
 
-    async def append_event(self, account_id: int, event: Any) -> tuple[int, str]:
+    def append_event(self, account_id: int, event: Any) -> tuple[int, str]:
         """Store an event for `account_id` and return (event_id, json).
 
         `event.build(event_id)` gives the event's dict; the id comes from the account's counter,
         bumped with UPDATE … RETURNING, which also locks the row on PostgreSQL.
         """
-        result = await self.conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id)
-            .values(last_event_id=accounts.c.last_event_id + 1)
-            .returning(accounts.c.last_event_id)
-        )
-        event_id = int(result.scalar_one())
+        event_id = int(self.conn.execute(BUMP_EVENT_COUNTER, {"where_id": account_id}).scalar_one())
         payload = json.dumps(event.build(event_id), separators=(",", ":"), ensure_ascii=False)
-        await self.conn.execute(
-            insert(events).values(
-                account_id=account_id,
-                event_id=event_id,
-                type=event.type,
-                request_id=event.request_id,
-                payload=payload,
-                created_at=utcnow(),
-            )
+        self.conn.execute(
+            INSERT_EVENT,
+            {
+                "account_id": account_id,
+                "event_id": event_id,
+                "type": event.type,
+                "request_id": event.request_id,
+                "payload": payload,
+                "created_at": utcnow(),
+            },
         )
         return event_id, payload
 
-    async def idempotent_request(self, account_id: int, key: str) -> int | None:
+    def idempotent_request(self, account_id: int, key: str) -> int | None:
         query = select(idempotency_keys.c.request_id).where(
             idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key
         )
-        return (await self.conn.execute(query)).scalar_one_or_none()
+        return self.conn.execute(query).scalar_one_or_none()
 
-    async def remember_idempotency_key(self, account_id: int, key: str, request_id: int) -> None:
-        await self.conn.execute(
+    def remember_idempotency_key(self, account_id: int, key: str, request_id: int) -> None:
+        self.conn.execute(
             insert(idempotency_keys).values(
                 account_id=account_id, key=key, request_id=request_id, created_at=utcnow()
             )
         )
 
-    async def set_read_mark(self, account_id: int, request_id: int, up_to: int) -> int:
+    def set_read_mark(self, account_id: int, request_id: int, up_to: int) -> int:
         """Raise the read mark (never lower it); return the mark now stored."""
-        current = (
-            await self.conn.execute(
-                select(read_marks.c.up_to_event_id).where(
-                    read_marks.c.account_id == account_id, read_marks.c.request_id == request_id
-                )
-            )
-        ).scalar_one_or_none()
+        where = (read_marks.c.account_id == account_id, read_marks.c.request_id == request_id)
+        current = self.conn.execute(select(read_marks.c.up_to_event_id).where(*where)).scalar_one_or_none()
         if current is None:
-            await self.conn.execute(
+            self.conn.execute(
                 insert(read_marks).values(
                     account_id=account_id, request_id=request_id, up_to_event_id=up_to, updated_at=utcnow()
                 )
             )
             return up_to
         if up_to > current:
-            await self.conn.execute(
-                update(read_marks)
-                .where(read_marks.c.account_id == account_id, read_marks.c.request_id == request_id)
-                .values(up_to_event_id=up_to, updated_at=utcnow())
+            self.conn.execute(
+                update(read_marks).where(*where).values(up_to_event_id=up_to, updated_at=utcnow())
             )
             return up_to
         return int(current)
 
-    async def set_webhook(self, account_id: int, url: str | None) -> None:
-        await self.conn.execute(update(accounts).where(accounts.c.id == account_id).values(webhook_url=url))
-
-    async def count(self, table: Any) -> int:
-        return int((await self.conn.execute(select(func.count()).select_from(table))).scalar_one())
-
-
-async def _request(conn: AsyncConnection, request_id: int) -> Row[Any] | None:
-    query = select(*REQUEST_COLUMNS).select_from(REQUEST_FROM).where(medicine_requests.c.id == request_id)
-    return (await conn.execute(query)).first()
+    def set_webhook(self, account_id: int, url: str | None) -> None:
+        self.conn.execute(update(accounts).where(accounts.c.id == account_id).values(webhook_url=url))
 
 
 def _upgrade(connection: Connection) -> None:
@@ -341,7 +255,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # NORMAL in WAL mode: a commit survives a crash or restart of the process (not of the OS).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 

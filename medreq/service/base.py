@@ -1,0 +1,90 @@
+"""What every part of the service shares: its collaborators, the caller, and event emission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from .. import auth
+from ..config import Settings
+from ..errors import Conflict, Forbidden, MedreqError, NotFound
+from ..hub import Hub
+from ..media import MediaStore
+from ..storage import Store, Tx, queries
+from . import events
+from .directory import Directory
+from .events import Outbox
+
+
+@dataclass(frozen=True)
+class Caller:
+    id: int
+    role: str
+    name: str
+
+    @property
+    def is_patient(self) -> bool:
+        return self.role == "patient"
+
+    @property
+    def is_pharmacy(self) -> bool:
+        return self.role == "pharmacy"
+
+
+class RequestRecord(SimpleNamespace):
+    """A request row plus `patient_name`, `patient_phone` and `pharmacy_name`."""
+
+
+class ServiceBase:
+    def __init__(
+        self, settings: Settings, store: Store, hub: Hub, media: MediaStore, tokens: auth.TokenIssuer
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.media = media
+        self.tokens = tokens
+        self.directory = Directory(store)
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.hub, self.media)
+
+    @staticmethod
+    def emit(tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
+        """Store `event` for `account_id` in this transaction; publish it after the commit."""
+        event_id, text = tx.append_event(account_id, event)
+        outbox.add(account_id, event_id, text)
+
+    def named(self, conn: Connection, row: Any) -> RequestRecord:
+        """A request row with its parties' names, from the directory instead of a join."""
+        patient = self.directory.get_in(conn, row.patient_id)
+        pharmacy = self.directory.get_in(conn, row.pharmacy_id)
+        assert patient is not None  # foreign keys
+        assert pharmacy is not None
+        return RequestRecord(
+            **row._mapping,
+            patient_name=patient.name,
+            patient_phone=patient.phone,
+            pharmacy_name=pharmacy.name,
+        )
+
+    async def visible_request(self, caller: Caller, request_id: int) -> Any:
+        """A request the caller takes part in; NotFound for everyone else (no existence leak)."""
+        row = await self.store.read(lambda c: queries.request(c, request_id))
+        if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
+            raise NotFound(f"request {request_id} not found")
+        return row
+
+    async def why_unchanged(self, caller: Caller, request_id: int) -> MedreqError:
+        """The error for a conditional update that matched nothing (the slow, rare path)."""
+        row = await self.store.read(lambda c: queries.request(c, request_id))
+        if row is None:
+            return NotFound(f"request {request_id} not found")
+        if caller.is_pharmacy and row.pharmacy_id != caller.id:
+            return Forbidden("this request is addressed to another pharmacy")
+        if caller.id not in (row.patient_id, row.pharmacy_id):
+            return NotFound(f"request {request_id} not found")
+        return Conflict(f"request {request_id} is already {row.status}")

@@ -1,0 +1,69 @@
+"""The thread around a request: messages, typing, read receipts (PROTOCOL.md §3–§4, beyond)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import Invalid
+from ..storage import Tx, queries, utcnow
+from . import events
+from .base import Caller, ServiceBase
+from .views import iso, message_view
+
+
+def other_party(caller: Caller, row: Any) -> int:
+    return int(row.pharmacy_id if caller.id == row.patient_id else row.patient_id)
+
+
+class Conversation(ServiceBase):
+    async def post_message(self, caller: Caller, request_id: int, text: str) -> dict[str, Any]:
+        """A thread message from one party; the other gets `message`."""
+        other = other_party(caller, await self.visible_request(caller, request_id))
+        outbox = self.outbox()
+
+        def post(tx: Tx) -> Any:
+            stored = tx.insert_message(request_id=request_id, sender_id=caller.id, text=text)
+            stamp = iso(stored.created_at) or ""
+            self.emit(tx, outbox, other, events.message(request_id, caller.id, text, stored.id, stamp))
+            return stored
+
+        stored = await self.store.write(post)
+        await outbox.publish()
+        return {"message": message_view(stored)}
+
+    async def typing(self, caller: Caller, request_id: int, state: str) -> None:
+        """Tell the other party someone is typing: not stored, not replayed, no event_id."""
+        other = other_party(caller, await self.visible_request(caller, request_id))
+        event = {
+            "type": "typing",
+            "event_id": None,
+            "timestamp": iso(utcnow()),
+            "request_id": request_id,
+            "from": caller.id,
+            "state": state,
+        }
+        await self.hub.publish(other, None, json.dumps(event, separators=(",", ":")))
+
+    async def mark_read(self, caller: Caller, request_id: int, up_to_event_id: int) -> dict[str, Any]:
+        """Record how far the caller has read a request's events; the other party gets `read`."""
+        other = other_party(caller, await self.visible_request(caller, request_id))
+        outbox = self.outbox()
+
+        def mark(tx: Tx) -> int | None:
+            if up_to_event_id > queries.last_event_id(tx.conn, caller.id):
+                return None
+            stored = tx.set_read_mark(caller.id, request_id, up_to_event_id)
+            if stored == up_to_event_id:
+                stamp = iso(utcnow()) or ""
+                self.emit(tx, outbox, other, events.read(request_id, caller.id, stored, stamp))
+            return stored
+
+        stored = await self.store.write(mark)
+        if stored is None:
+            raise Invalid(
+                "up_to_event_id: is beyond your last event",
+                fields={"up_to_event_id": "beyond your last event"},
+            )
+        await outbox.publish()
+        return {"up_to_event_id": stored}

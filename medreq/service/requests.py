@@ -1,0 +1,171 @@
+"""Medicine requests and their answers (PROTOCOL.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Forbidden, Invalid
+from ..media import StoredMedia
+from ..schemas import ListQuery, RequestForm
+from ..storage import Tx, queries, utcnow
+from . import events
+from .base import Caller, ServiceBase
+from .views import decode_cursor, encode_cursor, iso, message_view, request_view
+
+
+class Requests(ServiceBase):
+    async def create_request(
+        self,
+        caller: Caller,
+        form: RequestForm,
+        image: StoredMedia | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Create a request and tell its pharmacy. Returns (the 201 body, created?).
+
+        With an idempotency key already used by this caller, nothing is created and the
+        first request is returned (created = False); the caller should discard `image`.
+        """
+        await self._check_can_request(caller, form, has_image=image is not None)
+        outbox = self.outbox()
+
+        def create(tx: Tx) -> tuple[Any, bool]:
+            if idempotency_key:
+                existing = tx.idempotent_request(caller.id, idempotency_key)
+                if existing is not None:
+                    return queries.request(tx.conn, existing), False
+            now = utcnow()
+            inserted = tx.insert_request(
+                {
+                    "patient_id": caller.id,
+                    "pharmacy_id": form.pharmacy,
+                    "quantity": form.quantity,
+                    "medicine_name": form.medicine_name or None,
+                    "note": form.note or None,
+                    "image_name": image.name if image else None,
+                    "status": "PENDING",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if idempotency_key:
+                tx.remember_idempotency_key(caller.id, idempotency_key, inserted.id)
+            row = self.named(tx.conn, inserted)
+            self.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
+            return row, True
+
+        row, created = await self.store.write(create)
+        await outbox.publish()
+        body = {
+            "message": "Medicine request sent successfully",
+            "request_id": row.id,
+            "data": request_view(row, self.media),
+        }
+        return body, created
+
+    async def _check_can_request(self, caller: Caller, form: RequestForm, *, has_image: bool) -> None:
+        if not caller.is_patient:
+            raise Forbidden("only patients can send medicine requests")
+        if form.patient is not None and form.patient != caller.id:
+            raise Forbidden("patient must be your own account id")
+        if not has_image and not form.medicine_name:
+            raise Invalid(
+                "image: is required unless medicine_name is given",
+                fields={"image": "is required unless medicine_name is given"},
+            )
+        pharmacy = await self.directory.get(form.pharmacy)
+        if pharmacy is None or pharmacy.role != "pharmacy":
+            raise Invalid("pharmacy: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
+
+    async def respond(
+        self,
+        caller: Caller,
+        request_id: int,
+        status: str,
+        message: str | None = None,
+        audio: StoredMedia | None = None,
+    ) -> dict[str, Any]:
+        """Answer a pending request addressed to the caller: the patient gets
+        `pharmacy_response`, every connection of the pharmacy `request_updated`."""
+        if not caller.is_pharmacy:
+            raise Forbidden("only pharmacies can answer requests")
+        outbox = self.outbox()
+
+        def answer(tx: Tx) -> Any:
+            now = utcnow()
+            changed = tx.update_request(
+                request_id,
+                only_if_status="PENDING",
+                only_if={"pharmacy_id": caller.id},
+                status=status,
+                response_message=message or None,
+                response_audio_name=audio.name if audio else None,
+                responded_at=now,
+                updated_at=now,
+            )
+            if changed is None:
+                return None
+            row = self.named(tx.conn, changed)
+            stamp = iso(now) or ""
+            self.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
+            self.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
+            return row
+
+        row = await self.store.write(answer)
+        if row is None:
+            raise await self.why_unchanged(caller, request_id)
+        await outbox.publish()
+        return request_view(row, self.media)
+
+    async def cancel(self, caller: Caller, request_id: int) -> dict[str, Any]:
+        """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
+        if not caller.is_patient:
+            raise Forbidden("only the patient who sent a request can cancel it")
+        outbox = self.outbox()
+
+        def cancel(tx: Tx) -> Any:
+            now = utcnow()
+            changed = tx.update_request(
+                request_id,
+                only_if_status="PENDING",
+                only_if={"patient_id": caller.id},
+                status="CANCELLED",
+                updated_at=now,
+            )
+            if changed is None:
+                return None
+            row = self.named(tx.conn, changed)
+            stamp = iso(now) or ""
+            self.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
+            self.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
+            return row
+
+        row = await self.store.write(cancel)
+        if row is None:
+            raise await self.why_unchanged(caller, request_id)
+        await outbox.publish()
+        return request_view(row, self.media)
+
+    async def list_requests(self, caller: Caller, query: ListQuery) -> dict[str, Any]:
+        """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
+        before_id = decode_cursor(query.cursor) if query.cursor else None
+        owner = {"patient_id": caller.id} if caller.is_patient else {"pharmacy_id": caller.id}
+        rows = await self.store.read(
+            lambda c: queries.requests(
+                c, **owner, status=query.status, before_id=before_id, limit=query.limit + 1
+            )
+        )
+        page = rows[: query.limit]
+        return {
+            "results": [request_view(row, self.media) for row in page],
+            "next": encode_cursor(page[-1].id) if len(rows) > query.limit else None,
+        }
+
+    async def request_detail(self, caller: Caller, request_id: int) -> dict[str, Any]:
+        row = await self.visible_request(caller, request_id)
+        view = request_view(row, self.media)
+        view["messages"] = [
+            message_view(m) for m in await self.store.read(lambda c: queries.thread(c, request_id))
+        ]
+        return view

@@ -1,0 +1,129 @@
+"""Queries: plain functions over a synchronous SQLAlchemy Core `Connection`.
+
+They run wherever the store runs them: in the SQLite worker threads, or through
+`AsyncConnection.run_sync` on PostgreSQL. Reads are free functions; writes live on `Tx`
+(store.py) so that they only ever run inside a write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
+
+from .schema import accounts, events, medicine_requests, messages, read_marks
+
+patient_account = aliased(accounts, name="patient")
+pharmacy_account = aliased(accounts, name="pharmacy")
+
+REQUEST_COLUMNS = (
+    medicine_requests,
+    patient_account.c.name.label("patient_name"),
+    patient_account.c.phone.label("patient_phone"),
+    pharmacy_account.c.name.label("pharmacy_name"),
+)
+REQUEST_FROM = medicine_requests.join(
+    patient_account, patient_account.c.id == medicine_requests.c.patient_id
+).join(pharmacy_account, pharmacy_account.c.id == medicine_requests.c.pharmacy_id)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def account(conn: Connection, account_id: int) -> Row[Any] | None:
+    return conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+
+
+def account_by_username(conn: Connection, username: str) -> Row[Any] | None:
+    return conn.execute(select(accounts).where(accounts.c.username == username)).first()
+
+
+def pharmacies(conn: Connection) -> Sequence[Row[Any]]:
+    query = (
+        select(accounts.c.id, accounts.c.name).where(accounts.c.role == "pharmacy").order_by(accounts.c.id)
+    )
+    return conn.execute(query).all()
+
+
+def request(conn: Connection, request_id: int) -> Row[Any] | None:
+    """A request with its parties' names (`patient_name`, `patient_phone`, `pharmacy_name`)."""
+    query = select(*REQUEST_COLUMNS).select_from(REQUEST_FROM).where(medicine_requests.c.id == request_id)
+    return conn.execute(query).first()
+
+
+def requests(
+    conn: Connection,
+    *,
+    patient_id: int | None = None,
+    pharmacy_id: int | None = None,
+    status: str | None = None,
+    before_id: int | None = None,
+    limit: int = 20,
+) -> Sequence[Row[Any]]:
+    """Requests newest first, filtered; `before_id` is the cursor."""
+    conditions = []
+    if patient_id is not None:
+        conditions.append(medicine_requests.c.patient_id == patient_id)
+    if pharmacy_id is not None:
+        conditions.append(medicine_requests.c.pharmacy_id == pharmacy_id)
+    if status is not None:
+        conditions.append(medicine_requests.c.status == status)
+    if before_id is not None:
+        conditions.append(medicine_requests.c.id < before_id)
+    query = (
+        select(*REQUEST_COLUMNS)
+        .select_from(REQUEST_FROM)
+        .where(and_(*conditions))
+        .order_by(medicine_requests.c.id.desc())
+        .limit(limit)
+    )
+    return conn.execute(query).all()
+
+
+def thread(conn: Connection, request_id: int) -> Sequence[Row[Any]]:
+    query = select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
+    return conn.execute(query).all()
+
+
+def request_by_media(conn: Connection, kind: str, name: str) -> Row[Any] | None:
+    column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
+    query = select(medicine_requests.c.id, medicine_requests.c.patient_id, medicine_requests.c.pharmacy_id)
+    return conn.execute(query.where(column == name)).first()
+
+
+def events_after(
+    conn: Connection, account_id: int, after: int, *, before: int | None = None, limit: int = 1000
+) -> list[tuple[int, str]]:
+    """Stored events of an account with `after < event_id (< before)`, in order: (event_id, json)."""
+    conditions = [events.c.account_id == account_id, events.c.event_id > after]
+    if before is not None:
+        conditions.append(events.c.event_id < before)
+    query = (
+        select(events.c.event_id, events.c.payload)
+        .where(and_(*conditions))
+        .order_by(events.c.event_id)
+        .limit(limit)
+    )
+    return [(row.event_id, row.payload) for row in conn.execute(query)]
+
+
+def last_event_id(conn: Connection, account_id: int) -> int:
+    query = select(accounts.c.last_event_id).where(accounts.c.id == account_id)
+    return int(conn.execute(query).scalar_one_or_none() or 0)
+
+
+def read_mark(conn: Connection, account_id: int, request_id: int) -> int:
+    query = select(read_marks.c.up_to_event_id).where(
+        read_marks.c.account_id == account_id, read_marks.c.request_id == request_id
+    )
+    return int(conn.execute(query).scalar_one_or_none() or 0)
