@@ -17,6 +17,7 @@ import jwt
 from .errors import Unauthorized
 
 TokenKind = Literal["access", "refresh"]
+MAX_ACCOUNT_ID = 2**63 - 1
 
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -116,6 +117,8 @@ class TokenIssuer:
             account_id = int(payload["sub"])
         except (TypeError, ValueError):
             raise Unauthorized("invalid token") from None
+        if not 1 <= account_id <= MAX_ACCOUNT_ID:
+            raise Unauthorized("invalid token")
         return Claims(account_id, str(payload["role"]), kind, int(payload["exp"]))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .errors import Invalid
 
@@ -18,6 +18,9 @@ Status = Literal["PENDING", "ACCEPTED", "REJECTED", "CANCELLED"]
 Answer = Literal["ACCEPTED", "REJECTED"]
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+MAX_ID = 2**63 - 1  # ids are 64-bit in every store; a bigger one names nothing
+
+DbId = Annotated[int, Field(gt=0, le=MAX_ID)]
 
 
 class Inbound(BaseModel):
@@ -34,8 +37,13 @@ class RegisterIn(Inbound):
     name: str = Field(min_length=1, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
 
-    # passwords are taken exactly as typed: no whitespace stripping in this model
+    # passwords are taken exactly as typed, so this model strips only the fields below
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    @field_validator("name", "phone", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
 
 class TokenIn(Inbound):
@@ -74,15 +82,15 @@ class PharmacyOut(BaseModel):
 
 
 class RequestForm(Inbound):
-    pharmacy: int = Field(gt=0)
+    pharmacy: DbId
     quantity: int = Field(ge=1, le=1000)
-    patient: int | None = Field(default=None, gt=0)
+    patient: DbId | None = None
     medicine_name: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=1000)
 
 
 class ResponseForm(Inbound):
-    request_id: int = Field(gt=0)
+    request_id: DbId
     status: Answer
     text_message: str | None = Field(default=None, max_length=2000)
 
@@ -151,32 +159,32 @@ class PingIn(WsIn):
 
 class ResponseIn(WsIn):
     type: Literal["response"]
-    request_id: int = Field(gt=0)
+    request_id: DbId
     status: Answer
     message: str | None = Field(default=None, max_length=2000)
 
 
 class ResumeIn(WsIn):
     type: Literal["resume"]
-    after: int = Field(ge=0)
+    after: int = Field(ge=0, le=MAX_ID)
 
 
 class MessageIn(WsIn):
     type: Literal["message"]
-    request_id: int = Field(gt=0)
+    request_id: DbId
     text: str = Field(min_length=1, max_length=2000)
 
 
 class TypingIn(WsIn):
     type: Literal["typing"]
-    request_id: int = Field(gt=0)
+    request_id: DbId
     state: Literal["start", "stop"]
 
 
 class ReadIn(WsIn):
     type: Literal["read"]
-    request_id: int = Field(gt=0)
-    up_to_event_id: int = Field(ge=0)
+    request_id: DbId
+    up_to_event_id: int = Field(ge=0, le=MAX_ID)
 
 
 ClientMessage = Annotated[

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import Invalid
 from ..media import MediaStore
+from ..schemas import MAX_ID
 from ..storage import as_utc
 
 
@@ -57,7 +58,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = text.partition(":")
         before_id = int(value)
-        if prefix != "before" or before_id < 1:
+        if prefix != "before" or not 1 <= before_id <= MAX_ID:
             raise ValueError(cursor)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor: is not a cursor this server issued", fields={"cursor": "invalid"}) from None

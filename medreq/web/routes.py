@@ -10,7 +10,7 @@ from .. import __version__
 from ..auth import bearer_token
 from ..errors import NotFound
 from ..media import KIND_BY_PREFIX
-from ..schemas import ListQuery, RefreshIn, RegisterIn, RequestForm, ResponseForm, TokenIn, parse
+from ..schemas import MAX_ID, ListQuery, RefreshIn, RegisterIn, RequestForm, ResponseForm, TokenIn, parse
 from .http import (
     JSONResponse,
     authenticate,
@@ -90,6 +90,8 @@ async def list_requests(request: Request) -> Response:
 async def request_detail(request: Request) -> Response:
     caller = await authenticate(request)
     request_id = request.path_params["request_id"]
+    if request_id > MAX_ID:
+        raise NotFound(f"request {request_id} not found")
     return JSONResponse(await service_of(request).request_detail(caller, request_id))
 
 

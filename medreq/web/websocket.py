@@ -31,6 +31,7 @@ from ..errors import InvalidJSON, MedreqError, RateLimited
 from ..schemas import (
     CLIENT_MESSAGE,
     CLIENT_MESSAGE_TYPES,
+    MAX_ID,
     MessageIn,
     PingIn,
     ReadIn,
@@ -240,7 +241,7 @@ class Endpoint:
 def _after_param(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not raw.isdigit() or int(raw) > MAX_ID:
         raise InvalidInput("after: must be a non-negative integer", fields={"after": "must be an integer"})
     return int(raw)
 
