@@ -70,9 +70,9 @@ class Settings:
     def resolved(self) -> Settings:
         data_dir = Path(self.data_dir)
         media_dir = Path(self.media_dir) if self.media_dir else data_dir / "media"
-        database_url = self.database_url or f"sqlite+aiosqlite:///{(data_dir / 'medreq.db').resolve()}"
-        if database_url.startswith("sqlite:///"):
-            database_url = "sqlite+aiosqlite:///" + database_url.removeprefix("sqlite:///")
+        database_url = self.database_url or f"sqlite:///{(data_dir / 'medreq.db').resolve()}"
+        if database_url.startswith("sqlite+"):  # any driver suffix: the store drives sqlite3 itself
+            database_url = "sqlite:///" + database_url.split(":///", 1)[1]
         elif database_url.startswith(("postgresql://", "postgres://")):
             database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

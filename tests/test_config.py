@@ -13,7 +13,7 @@ from medreq.config import Settings
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings.load(env={}, data_dir=tmp_path)
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.database_url == f"sqlite+aiosqlite:///{(tmp_path / 'medreq.db').resolve()}"
+    assert settings.database_url == f"sqlite:///{(tmp_path / 'medreq.db').resolve()}"
     assert settings.media_dir == tmp_path / "media"
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.rate_limit_enabled
@@ -34,7 +34,7 @@ def test_database_urls_get_async_drivers() -> None:
         Settings.load(env={}, database_url="postgresql://u@h/db").database_url
         == "postgresql+asyncpg://u@h/db"
     )
-    assert Settings.load(env={}, database_url="sqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+    assert Settings.load(env={}, database_url="sqlite+aiosqlite:///x.db").database_url == "sqlite:///x.db"
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""The domain service on its own: real SQLite store, in-process hub, no web framework."""
+"""The domain service on its own: real stores (SQLite and PostgreSQL), in-process hub, no web."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from medreq.errors import Conflict, Forbidden, Invalid, NotFound
 from medreq.schemas import ListQuery, RegisterIn, RequestForm
 from medreq.service import Caller, MedreqService
 from medreq.web.app import build_service
+
+from .conftest import POSTGRES_URL, require_service
 
 
 class Recorder:
@@ -24,13 +27,42 @@ class Recorder:
         self.received.append((event_id, text))
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[MedreqService]:
-    settings = Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MedreqService]:
+    """The service on each store: SQLite in a temp dir, and a throwaway PostgreSQL database."""
+    database_url = ""
+    if request.param == "postgresql":
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        database_url = await create_database()
+    settings = Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024, database_url=database_url)
     svc = build_service(settings)
     await svc.store.migrate()
     yield svc
     await svc.store.close()
+    if database_url:
+        await drop_database(database_url)
+
+
+async def create_database() -> str:
+    import asyncpg
+
+    name = f"medreq_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def account(service: MedreqService, role: str, username: str) -> Caller:

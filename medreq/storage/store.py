@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Row, Update, bindparam, create_engine, event, insert, select, update
+from sqlalchemy import Row, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Conflict
+from .prepared import Prepared, Record
 from .queries import utcnow
 from .schema import accounts, events, idempotency_keys, medicine_requests, messages, read_marks
 
@@ -40,9 +41,9 @@ SQLITE_BUSY_SECONDS = 10
 
 # Hot statements are built once: building a statement costs more than SQLite running it.
 # Values come from the execute() parameters; WHERE parameters are prefixed `where_`.
-INSERT_REQUEST = insert(medicine_requests).returning(medicine_requests)
-INSERT_EVENT = insert(events)
-BUMP_EVENT_COUNTER = (
+INSERT_REQUEST = Prepared(insert(medicine_requests).returning(medicine_requests))
+INSERT_EVENT = Prepared(insert(events))
+BUMP_EVENT_COUNTER = Prepared(
     update(accounts)
     .where(accounts.c.id == bindparam("where_id"))
     .values(last_event_id=accounts.c.last_event_id + 1)
@@ -51,13 +52,13 @@ BUMP_EVENT_COUNTER = (
 
 
 @functools.cache
-def _update_request_statement(only_if: tuple[str, ...]) -> Update:
+def _update_request_statement(only_if: tuple[str, ...]) -> Prepared:
     conditions = [
         medicine_requests.c.id == bindparam("where_id"),
         medicine_requests.c.status == bindparam("where_status"),
         *(medicine_requests.c[name] == bindparam(f"where_{name}") for name in only_if),
     ]
-    return update(medicine_requests).where(*conditions).returning(medicine_requests)
+    return Prepared(update(medicine_requests).where(*conditions).returning(medicine_requests))
 
 
 class Store:
@@ -158,13 +159,14 @@ class Tx:
         except IntegrityError:
             raise Conflict("username is taken", fields={"username": "is taken"}) from None
 
-    def insert_request(self, values: dict[str, Any]) -> Row[Any]:
+    def insert_request(self, values: dict[str, Any]) -> Record:
         """Insert a request and return its row (request columns only)."""
-        return self.conn.execute(INSERT_REQUEST, values).one()
+        [row] = INSERT_REQUEST.run(self.conn, values)
+        return row
 
     def update_request(
         self, request_id: int, *, only_if_status: str, only_if: dict[str, Any] | None = None, **values: Any
-    ) -> Row[Any] | None:
+    ) -> Record | None:
         """Change a request if it still has `only_if_status` (and the `only_if` column values).
 
         Returns the changed row (request columns only), or None when the request does not
@@ -174,7 +176,8 @@ class Tx:
         statement = _update_request_statement(tuple(sorted(only_if)))
         params = {**values, "where_id": request_id, "where_status": only_if_status}
         params.update({f"where_{name}": value for name, value in only_if.items()})
-        return self.conn.execute(statement, params).first()
+        rows = statement.run(self.conn, params)
+        return rows[0] if rows else None
 
     def insert_message(self, *, request_id: int, sender_id: int, text: str) -> Row[Any]:
         result = self.conn.execute(
@@ -190,10 +193,11 @@ class Tx:
         `event.build(event_id)` gives the event's dict; the id comes from the account's counter,
         bumped with UPDATE … RETURNING, which also locks the row on PostgreSQL.
         """
-        event_id = int(self.conn.execute(BUMP_EVENT_COUNTER, {"where_id": account_id}).scalar_one())
+        [counter] = BUMP_EVENT_COUNTER.run(self.conn, {"where_id": account_id})
+        event_id = int(counter.last_event_id)
         payload = json.dumps(event.build(event_id), separators=(",", ":"), ensure_ascii=False)
-        self.conn.execute(
-            INSERT_EVENT,
+        INSERT_EVENT.run(
+            self.conn,
             {
                 "account_id": account_id,
                 "event_id": event_id,
@@ -262,4 +266,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     # Writers take the write lock up front; readers start a plain (deferred) snapshot.
     immediate = conn.get_execution_options().get("medreq_immediate")
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")  # type: ignore[union-attr]
