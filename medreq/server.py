@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import multiprocess
 
 from .config import ENV_PREFIX, Settings
 from .storage import Store
@@ -37,6 +37,16 @@ class MedreqServer(uvicorn.Server):
             while connections and loop.time() < deadline:  # noqa: ASYNC110 - polls a set owned by the app
                 await asyncio.sleep(0.02)
         await super().shutdown(sockets)
+
+
+class MedreqProcess(multiprocess.Process):
+    """A uvicorn worker process that runs `MedreqServer`."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = MedreqServer(config=self.config)
+        return self._server
 
 
 def _find_starlette(app: Any) -> Starlette | None:
@@ -75,8 +85,10 @@ def serve(settings: Settings) -> None:
         config = uvicorn_config(
             settings, "medreq.web.app:app_from_env", factory=True, workers=settings.workers
         )
-        server = MedreqServer(config)
-        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+        # uvicorn's supervisor builds its workers from the module-level name `Process`;
+        # ours differs only in running `MedreqServer`, for the 1001 close on shutdown.
+        multiprocess.Process = MedreqProcess  # type: ignore[misc]
+        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         MedreqServer(uvicorn_config(settings, create_app(settings, migrate=False))).run()
 

@@ -235,3 +235,26 @@ def require_service(name: str, host: str, port: int) -> None:
         if IN_CI:
             pytest.fail(f"{name} at {host}:{port} is required under CI=true but unreachable: {exc}")
         pytest.skip(f"{name} at {host}:{port} is not reachable: {exc}")
+
+
+async def create_database() -> str:
+    """A fresh, empty PostgreSQL database on the shared server; its URL."""
+    import asyncpg
+
+    name = f"medreq_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from medreq.schemas import ListQuery, RegisterIn, RequestForm
 from medreq.service import Caller, MedreqService
 from medreq.web.app import build_service
 
-from .conftest import POSTGRES_URL, require_service
+from .conftest import create_database, drop_database, require_service
 
 
 class Recorder:
@@ -41,28 +40,6 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await svc.store.close()
     if database_url:
         await drop_database(database_url)
-
-
-async def create_database() -> str:
-    import asyncpg
-
-    name = f"medreq_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_database(url: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def account(service: MedreqService, role: str, username: str) -> Caller:

@@ -11,9 +11,10 @@ from .memory import MemoryHub
 __all__ = ["Hub", "MemoryHub", "Sink", "create_hub"]
 
 
-def create_hub(redis_url: str = "") -> Hub:
+def create_hub(redis_url: str = "", *, namespace: str = "medreq") -> Hub:
+    """The in-process hub, or the Redis hub when a URL is given (several workers or hosts)."""
     if redis_url:
         from .redis import RedisHub
 
-        return RedisHub(redis_url)
+        return RedisHub(redis_url, namespace=namespace)
     return MemoryHub()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -38,7 +39,10 @@ def build_service(settings: Settings) -> MedreqService:
         access_ttl=settings.access_token_ttl,
         refresh_ttl=settings.refresh_token_ttl,
     )
-    return MedreqService(settings, store, create_hub(settings.redis_url), media, tokens)
+    # servers share a hub exactly when they share a database
+    namespace = "medreq:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    hub = create_hub(settings.redis_url, namespace=namespace)
+    return MedreqService(settings, store, hub, media, tokens)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:

@@ -1,0 +1,117 @@
+"""PROTOCOL.md §7: several server processes on one PostgreSQL and one Redis behave as one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import (
+    REDIS_URL,
+    ServerProcess,
+    create_database,
+    drop_database,
+    make_account,
+    png,
+    require_service,
+)
+from .wire import open_ws, post_request, recv_json
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("Redis", "127.0.0.1", 6379)
+    url = await create_database()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
+def cluster(postgres_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two servers sharing the database, the Redis hub, the JWT secret and the media volume."""
+    shared = {
+        "MEDREQ_DATABASE_URL": postgres_url,
+        "MEDREQ_REDIS_URL": REDIS_URL,
+        "MEDREQ_JWT_SECRET": "test-cluster-secret-" + tmp_path.name,
+        "MEDREQ_MEDIA_DIR": str(tmp_path / "shared-media"),
+    }
+    first = ServerProcess(tmp_path / "a", env=shared)
+    second = ServerProcess(tmp_path / "b", env=shared)
+    first.start()  # one at a time: the first applies the migrations
+    second.start()
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+async def test_request_posted_on_one_server_reaches_pharmacy_on_another(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = cluster
+    patient = make_account(a.url, "patient", name="Pat")
+    pharmacy = make_account(b.url, "pharmacy", name="Far Pharmacy")
+    async with open_ws(a, pharmacy) as on_a, open_ws(b, pharmacy) as on_b, open_ws(b, patient) as patient_ws:
+        created = post_request(b, patient, pharmacy=pharmacy.id, quantity=2, image=png())
+        assert created.status_code == 201, created.text
+        request_id = created.json()["request_id"]
+        for ws in (on_a, on_b):
+            event = await recv_json(ws)
+            assert (event["type"], event["event_id"], event["request_id"]) == ("new_request", 1, request_id)
+            assert httpx.get(event["image_url"]).status_code == 200  # the media volume is shared
+        await on_a.send(
+            json.dumps({"type": "response", "id": 1, "request_id": request_id, "status": "ACCEPTED"})
+        )
+        assert {(await recv_json(on_a))["type"] for _ in range(2)} == {"ack", "request_updated"}
+        assert (await recv_json(on_b))["type"] == "request_updated"
+        answer = await recv_json(patient_ws)
+        assert (answer["type"], answer["request_id"], answer["status"]) == (
+            "pharmacy_response",
+            request_id,
+            "ACCEPTED",
+        )
+
+
+async def test_events_from_many_writers_arrive_in_order_on_every_server(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = cluster
+    pharmacy = make_account(a.url, "pharmacy")
+    patients = [make_account(server.url, "patient") for server in (a, b)]
+    async with open_ws(a, pharmacy) as on_a, open_ws(b, pharmacy) as on_b:
+        created = []
+        for i in range(10):
+            server = (a, b)[i % 2]
+            response = post_request(server, patients[i % 2], pharmacy=pharmacy.id, medicine_name=f"M{i}")
+            assert response.status_code == 201
+            created.append(response.json()["request_id"])
+        for ws in (on_a, on_b):
+            events = [await recv_json(ws) for _ in created]
+            assert [e["event_id"] for e in events] == list(range(1, 11))
+            assert [e["request_id"] for e in events] == created
+
+
+async def test_serve_with_two_workers(postgres_url: str, tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path / "workers",
+        env={"MEDREQ_DATABASE_URL": postgres_url, "MEDREQ_REDIS_URL": REDIS_URL, "MEDREQ_WORKERS": "2"},
+    )
+    server.start()
+    try:
+        patient = make_account(server.url, "patient")
+        pharmacy = make_account(server.url, "pharmacy")
+        async with open_ws(server, pharmacy) as ws:
+            created = [
+                post_request(server, patient, pharmacy=pharmacy.id, medicine_name=f"M{i}").json()[
+                    "request_id"
+                ]
+                for i in range(8)
+            ]
+            events = [await recv_json(ws) for _ in created]
+        assert [e["request_id"] for e in events] == created
+        assert [e["event_id"] for e in events] == list(range(1, 9))
+    finally:
+        assert server.stop() in (0, 130)
