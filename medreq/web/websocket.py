@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,55 +59,81 @@ def dumps(value: Any) -> str:
 
 
 class Connection:
+    """One socket: the hub's sink, and the single writer of everything sent on it.
+
+    Outgoing items wait in `outbox`; a sender task exists only while there is something
+    to send, so an idle connection costs no task beyond uvicorn's own.
+    """
+
     def __init__(self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int) -> None:
         self.ws = ws
         self.caller = caller
         self.service = service
         self.last_sent = 0
         self.queue_size = queue_size
-        self.queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+        self.outbox: deque[tuple[str, Any, Any]] = deque()
+        self.sender: asyncio.Task[None] | None = None
         self.closing = False
 
     # --- the hub's side -----------------------------------------------------------------------
 
     def deliver(self, event_id: int | None, text: str) -> None:
-        if self.queue.qsize() >= self.queue_size and not self.closing:
-            # Too slow to keep up: drop the connection; the client resumes from its last event_id.
-            self.closing = True
-            self.queue.put_nowait(("close", CLOSE_TRY_AGAIN, "too slow, resume with after"))
+        if self.closing:
             return
-        self.queue.put_nowait(("event", event_id, text))
+        if len(self.outbox) >= self.queue_size:
+            # Too slow to keep up: drop the connection; the client resumes from its last event_id.
+            self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
+            return
+        self._enqueue(("event", event_id, text))
 
-    # --- the sender task ----------------------------------------------------------------------
+    # --- everything else that is sent ---------------------------------------------------------
 
     def reply(self, message: dict[str, Any]) -> None:
-        self.queue.put_nowait(("reply", None, dumps(message)))
+        self._enqueue(("reply", None, dumps(message)))
 
     def catch_up(self, after: int | None, ref: Any = None, *, ack: bool = False) -> None:
-        self.queue.put_nowait(("catch_up", after, (ref, ack)))
+        self._enqueue(("catch_up", after, (ref, ack)))
 
-    async def close(self, code: int, reason: str = "") -> None:
-        self.closing = True
-        self.queue.put_nowait(("close", code, reason))
+    def close(self, code: int, reason: str = "") -> None:
+        if not self.closing:
+            self.closing = True
+            self._enqueue(("close", code, reason))
 
-    async def run_sender(self) -> None:
-        while True:
-            kind, arg, payload = await self.queue.get()
-            if kind == "event":
-                await self._send_event(arg, payload)
-            elif kind == "reply":
-                await self.ws.send_text(payload)
-            elif kind == "catch_up":
-                replayed = await self._replay(after=arg)
-                ref, ack = payload
-                if ack:
-                    await self.ws.send_text(
-                        dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
-                    )
-            elif kind == "close":
-                if self.ws.application_state == WebSocketState.CONNECTED:
-                    await self.ws.close(arg, payload)
-                return
+    def _enqueue(self, item: tuple[str, Any, Any]) -> None:
+        self.outbox.append(item)
+        if self.sender is None:
+            self.sender = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.outbox:
+                kind, arg, payload = self.outbox.popleft()
+                if kind == "event":
+                    await self._send_event(arg, payload)
+                elif kind == "reply":
+                    await self.ws.send_text(payload)
+                elif kind == "catch_up":
+                    replayed = await self._replay(after=arg)
+                    ref, ack = payload
+                    if ack:
+                        await self.ws.send_text(
+                            dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
+                        )
+                elif kind == "close":
+                    self.outbox.clear()
+                    if self.ws.application_state == WebSocketState.CONNECTED:
+                        await self.ws.close(arg, payload)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closing = True  # the peer is gone; the receive loop sees the disconnect
+            self.outbox.clear()
+        except Exception:
+            log.exception("websocket sender failed")
+            self.closing = True
+            self.outbox.clear()
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.ws.close(1011)
+        finally:
+            self.sender = None
 
     async def _send_event(self, event_id: int | None, text: str) -> None:
         if event_id is None:  # typing: not stored, not ordered
@@ -134,6 +161,20 @@ class Connection:
                 count += 1
             if len(page) < REPLAY_PAGE:
                 return count
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been sent."""
+        if self.sender is not None:
+            await asyncio.shield(self.sender)
+
+    async def stop(self) -> None:
+        """After the socket ended: stop sending."""
+        self.closing = True
+        self.outbox.clear()
+        if self.sender is not None:
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
 
 
 class Endpoint:
@@ -166,31 +207,18 @@ class Endpoint:
         connections: set[Connection] = app_state.connections
         connections.add(connection)
         await service.hub.subscribe(caller.id, connection)
-        if after is None:
-            connection.last_sent = await service.last_event_id(caller.id)
-        else:
-            connection.catch_up(after)
-        sender = asyncio.create_task(connection.run_sender())
-        receiver = asyncio.create_task(self._receive(connection, app_state.ws_limiter, app_state))
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    exc = task.exception()
-                    if not isinstance(exc, WebSocketDisconnect | RuntimeError | OSError):
-                        log.error("websocket task failed", exc_info=exc)
+            if after is None:
+                connection.last_sent = await service.last_event_id(caller.id)
+            else:
+                connection.catch_up(after)
+            await self._receive(connection, app_state.ws_limiter, app_state)
+        except (WebSocketDisconnect, OSError):
+            pass
         finally:
             connections.discard(connection)
             await service.hub.unsubscribe(caller.id, connection)
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
-            if (
-                ws.application_state == WebSocketState.CONNECTED
-                and ws.client_state == WebSocketState.CONNECTED
-            ):
-                with contextlib.suppress(RuntimeError, OSError):
-                    await ws.close(CLOSE_SHUTDOWN if connection.closing else 1000)
+            await connection.stop()
 
     async def _receive(self, connection: Connection, limiter: Any, app_state: Any) -> None:
         ws = connection.ws
@@ -212,7 +240,8 @@ class Endpoint:
             except RateLimited as exc:
                 flood += 1
                 if flood > app_state.settings.ws_flood_limit:
-                    await connection.close(CLOSE_POLICY, "rate limit exceeded")
+                    connection.close(CLOSE_POLICY, "rate limit exceeded")
+                    await connection.flush()
                     return
                 connection.reply({"type": "error", "error": exc.error(), "ref": ref})
             except MedreqError as exc:
@@ -294,4 +323,4 @@ routes = [
 async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:
     """Close every live socket (server shutdown): each client sees `code`."""
     for connection in list(connections):
-        await connection.close(code, "server shutting down")
+        connection.close(code, "server shutting down")
