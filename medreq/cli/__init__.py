@@ -1,19 +1,18 @@
 """The `medreq` command line: one Typer app, commands grouped by concern.
 
-- `server.py`: `serve`, `account` (operator commands: they talk to the database directly)
-- `session.py`, `commands.py` …: user commands over `medreq.client` (login, request, respond, listen …)
+- `server.py`: `serve`, `account` (operator commands: straight to the database)
+- `user.py` (+ `user_*.py`): login, register, request, respond, requests, listen … over `medreq.client`
+- `inbox.py`: the Textual pharmacy inbox (Textual imported only when it runs)
+- `simulate.py`: `simulate` and `bench`
 """
 
 from __future__ import annotations
 
-from . import server as _server  # noqa: F401  (registers commands)
+from . import inbox as _inbox  # noqa: F401  (each module registers its commands on `app`)
+from . import server as _server  # noqa: F401
+from . import simulate as _simulate  # noqa: F401
+from . import user as _user  # noqa: F401
 from .app import app
-
-try:  # user commands live in their own modules; registered on import
-    from . import user as _user  # noqa: F401
-except ImportError as exc:  # pragma: no cover - only while a module is missing
-    if exc.name and not exc.name.startswith("medreq.cli"):
-        raise
 
 
 def main() -> None:

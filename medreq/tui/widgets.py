@@ -1,0 +1,180 @@
+"""The pieces of the inbox screen: header counters, the request table, the detail pane,
+the connection status bar. Each renders plain data; none talks to the server."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from medreq.client import RequestDetail, RequestOut
+
+from .backend import Link
+from .media import MediaInfo
+from .model import age, parse_time
+
+STATUS_STYLE = {"PENDING": "bold yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
+COLUMNS = (("#", "id", 5), ("Patient", "patient", 13), ("Phone", "phone", 12), ("Qty", "qty", 4),
+           ("Medicine", "medicine", 16), ("Age", "age", 4), ("Status", "status", 9))  # fmt: skip
+
+
+def status_text(status: str) -> Text:
+    return Text(status.title(), style=STATUS_STYLE.get(status, ""))
+
+
+class HeaderBar(Static):
+    """Title, pharmacy name and the pending / accepted / rejected counters."""
+
+    def show(self, pharmacy: str, counts: dict[str, int]) -> None:
+        text = Text.assemble(("℞ medreq inbox", "bold"), " · ", (pharmacy, "italic"))
+        text.truncate(34, overflow="ellipsis")
+        text.pad_right(35 - text.cell_len)
+        text.append_text(
+            Text.assemble(
+                (f"{counts.get('PENDING', 0)} pending", STATUS_STYLE["PENDING"]),
+                " · ",
+                (f"{counts.get('ACCEPTED', 0)} accepted", STATUS_STYLE["ACCEPTED"]),
+                " · ",
+                (f"{counts.get('REJECTED', 0)} rejected", STATUS_STYLE["REJECTED"]),
+            )
+        )
+        self.update(text)
+
+
+class RequestTable(DataTable[Any]):
+    """Requests newest first; live arrivals marked ● until looked at."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for label, key, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    def show(self, requests: list[RequestOut], fresh: set[int], now: datetime) -> None:
+        """Redraw every row, keeping the cursor on the same request when it is still shown."""
+        selected = self.selected_id()
+        self.clear()
+        for request in requests:
+            new = request.id in fresh
+            style = "bold" if new else ""
+            self.add_row(
+                Text(f"●{request.id}" if new else str(request.id), style="bold yellow" if new else ""),
+                Text(request.patient.name, style=style),
+                Text(request.patient.phone or "", style=style),
+                Text(str(request.quantity), style=style, justify="right"),
+                Text(request.medicine_name or "(prescription)", style=style),
+                Text(age(request.created_at, now), style=style),
+                status_text(request.status),
+                key=str(request.id),
+            )
+        if selected is not None and str(selected) in self.rows:
+            self.move_cursor(row=self.get_row_index(str(selected)), scroll=False)
+
+    def selected_id(self) -> int | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return int(key) if key is not None else None
+
+
+class DetailPane(Static):
+    """Everything about the selected request: fields, prescription, answer, thread."""
+
+    def show(
+        self,
+        request: RequestOut | None,
+        detail: RequestDetail | None,
+        media: MediaInfo | str | None,
+        now: datetime,
+    ) -> None:
+        if request is None:
+            self.update(Text("No request selected.", style="dim"))
+            return
+        shown = detail or request
+        lines = Text()
+        lines.append(f"Request #{shown.id}  ", style="bold")
+        lines.append_text(status_text(shown.status))
+        ago = age(shown.created_at, now)
+        lines.append(
+            f"  · {_when(shown.created_at)} ({'just now' if ago == 'now' else ago + ' ago'})\n", style="dim"
+        )
+        phone = f"  {shown.patient.phone}" if shown.patient.phone else ""
+        lines.append(f"Patient   {shown.patient.name}{phone}\n")
+        lines.append(f"Medicine  {shown.medicine_name or '(see prescription)'} × {shown.quantity}\n")
+        if shown.note:
+            lines.append(f"Note      {shown.note}\n")
+        if shown.image_url:
+            if isinstance(media, MediaInfo):
+                rx = Text.assemble(media.describe(), ("  [o] open", "dim"))
+            else:
+                rx = Text(media or "loading…", style="dim")
+            lines.append("Rx        ")
+            lines.append_text(rx)
+            lines.append("\n")
+        else:
+            lines.append("Rx        none attached\n", style="dim")
+        if shown.response is not None:
+            answer = shown.response
+            lines.append("Answer    ")
+            lines.append_text(status_text(answer.status))
+            lines.append(f" {_when(answer.responded_at)}: {answer.message or '(no message)'}")
+            if answer.audio_url:
+                lines.append("  ♪ audio")
+            lines.append("\n")
+        if detail is not None and detail.messages:
+            lines.append("Messages\n", style="bold")
+            for message in detail.messages:
+                who = shown.patient.name if message.get("from") == shown.patient.id else "You"
+                lines.append(f"  {_when(message.get('created_at'))} {who}: ", style="dim")
+                lines.append(f"{message.get('text', '')}\n")
+        lines.rstrip()
+        self.update(lines)
+
+
+class StatusBar(Static):
+    """connected / reconnecting in Ns / offline, ticking once a second."""
+
+    def on_mount(self) -> None:
+        self.link = Link("connecting")
+        self.url = ""
+        self.note = ""
+        self.set_interval(1.0, self.refresh_text)
+
+    def show(self, link: Link | None = None, *, url: str | None = None, note: str | None = None) -> None:
+        if link is not None:
+            self.link = link
+        if url is not None:
+            self.url = url
+        if note is not None:
+            self.note = note
+        self.refresh_text()
+
+    def refresh_text(self) -> None:
+        link = self.link
+        wait = f" in {max(0, round(link.retry_at - time.monotonic()))}s" if link.retry_at else ""
+        text = Text()
+        if link.state == "connected":
+            text.append("● connected", style="bold green")
+        elif link.state == "connecting":
+            text.append("◌ connecting…", style="yellow")
+        elif link.state == "reconnecting":
+            text.append(f"◌ reconnecting{wait}", style="bold yellow")
+        else:
+            text.append("✖ offline", style="bold red")
+            if link.error:
+                text.append(f": {link.error}", style="red")
+            if wait and not link.fatal:
+                text.append(f" (retry{wait})", style="red")
+        if self.url:
+            text.append(f"  {self.url}", style="dim")
+        if self.note:
+            text.append(f"  {self.note}")
+        self.update(text)
+
+
+def _when(value: str | None) -> str:
+    stamp = parse_time(value)
+    return stamp.astimezone().strftime("%Y-%m-%d %H:%M") if stamp else "?"
