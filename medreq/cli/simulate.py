@@ -1,0 +1,135 @@
+"""`medreq simulate` (scenario runs with delivery accounting) and `medreq bench` (the benchmarks).
+
+Exit codes: 0 all delivered exactly once; 1 something lost, duplicated, misrouted or an
+operation failed for good; 2 a bad scenario, option or target; 3 the run could not be set up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+
+from .app import app
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(label: str, message: object, code: int) -> typer.Exit:
+    """Print ``label: message`` on stderr (no wrapping, no markup in the message); the exit."""
+    err.print(f"[red]{label}:[/red] {escape(str(message))}", soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    scenario_file: Path = typer.Argument(..., help="A scenario TOML file, e.g. scenarios/smoke.toml."),
+    embedded: bool = typer.Option(
+        False, "--embedded", help="Start a throwaway server (free port, temp data dir, no rate limits)."
+    ),
+    url: str | None = typer.Option(None, help="Server to load [default: the scenario's `target`]."),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a target that is not 127.0.0.1 / ::1 (a server you own)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    duration: float | None = typer.Option(None, help="Override the scenario's duration (seconds)."),
+    seed: int | None = typer.Option(None, help="Override the scenario's random seed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress on stderr."),
+) -> None:
+    """Simulate patients and pharmacies; check every request and answer arrives exactly once.
+
+    Example: [bold]medreq simulate scenarios/smoke.toml --embedded[/bold]
+    """
+    from ..simulate import ScenarioError, SetupError, check_target, load_scenario
+    from ..simulate.report import LiveView
+    from ..simulate.runner import run_embedded, run_scenario
+
+    try:
+        scenario = load_scenario(scenario_file)
+        overrides = {k: v for k, v in {"duration": duration, "seed": seed}.items() if v is not None}
+        if overrides:
+            scenario = scenario.model_validate({**scenario.model_dump(), **overrides})
+        target = None
+        if not embedded:
+            target = url or scenario.target
+            if not target:
+                raise ScenarioError("no target: pass --url URL, --embedded, or set `target` in the scenario")
+            target = check_target(target, allow_remote=allow_remote)
+    except ValueError as exc:  # ScenarioError, TargetRefused, an override out of bounds
+        raise _fail("error", exc, 2) from None
+
+    view = LiveView(scenario)
+    show = progress and err.is_terminal
+
+    async def main() -> Any:
+        if embedded:
+            return await run_embedded(scenario, progress=view.update)
+        assert target is not None
+        return await run_scenario(scenario, target, progress=view.update)
+
+    try:
+        if show:
+            with Live(view, console=err, refresh_per_second=4, transient=True):
+                report = asyncio.run(main())
+        else:
+            report = asyncio.run(main())
+    except SetupError as exc:
+        raise _fail("setup failed", exc, 3) from None
+    except RuntimeError as exc:  # the embedded server did not start
+        raise _fail("error", exc, 3) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.print(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    which: str = typer.Argument("all", help="notify, cycle, idle or all."),
+    rates: str = typer.Option("50,200,500", help="notify: offered requests/s, comma-separated."),
+    seconds: float = typer.Option(10.0, help="notify: seconds per rate; cycle: measured seconds."),
+    workers: int = typer.Option(64, help="cycle: closed-loop workers (patient+pharmacy pairs)."),
+    processes: int = typer.Option(2, help="cycle/idle: load-generator processes."),
+    connections: int = typer.Option(10_000, help="idle: WebSockets to hold."),
+    per_account: int = typer.Option(10, help="idle: connections per account."),
+    hold: float = typer.Option(25.0, help="idle: seconds to hold them before the probe."),
+    compression: str = typer.Option("off,on", help="idle: WebSocket compression settings to try."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Run the benchmarks of docs/benchmarks.md against fresh local server processes.
+
+    Example: [bold]medreq bench notify --rates 50,200,500[/bold]
+    """
+    from ..simulate import bench as benchmarks
+
+    chosen = benchmarks.BENCHMARKS if which == "all" else (which,)
+    if any(name not in benchmarks.BENCHMARKS for name in chosen):
+        raise _fail("error", f"unknown benchmark {which!r} (notify, cycle, idle or all)", 2)
+    try:
+        rate_list = tuple(float(r) for r in rates.split(","))
+        modes = tuple({"on": True, "off": False}[m.strip()] for m in compression.split(","))
+    except (ValueError, KeyError):
+        raise _fail("error", "--rates is numbers, --compression is on/off, comma-separated", 2) from None
+    results: dict[str, Any] = {"environment": benchmarks.environment()}
+    for name in chosen:
+        err.print(f"[bold]running {name}…[/bold]")
+        if name == "notify":
+            results[name] = benchmarks.run_notify(rate_list, seconds)
+        elif name == "cycle":
+            results[name] = benchmarks.run_cycle(workers, processes, seconds)
+        else:
+            results[name] = benchmarks.run_idle(connections, per_account, processes, hold, modes)
+        if not as_json:
+            out.print_json(json.dumps(results[name]))
+    if as_json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")

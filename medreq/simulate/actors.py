@@ -1,0 +1,256 @@
+"""Simulated patients and pharmacies: one `MedreqClient` and one live connection each.
+
+An actor keeps its WebSocket open for the whole run (closing and reopening it with
+``?after=<last event_id>`` when it churns) and reports what it sees to the `Ledger`.
+Patients post requests when the arrival process says so; pharmacies answer each new request
+once, after a think time, over the WebSocket or over REST (always REST with audio).
+Every retry loop is bounded by attempts and by the run's hard deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from medreq.client import (
+    Backoff,
+    Conflict,
+    LiveConnection,
+    MedreqClient,
+    MedreqError,
+    NewRequestEvent,
+    PharmacyResponseEvent,
+    RateLimited,
+    TransportError,
+)
+
+from .ledger import NOTE_PREFIX, Ledger, RequestRecord
+from .media import PRESCRIPTIONS, VOICE_REPLY
+from .scenario import Scenario
+
+MAX_ATTEMPTS = 8
+#: Reconnect quickly: the simulator measures the server, not patience.
+FAST_BACKOFF = Backoff(initial=0.05, factor=2.0, maximum=1.0, jitter=0.5)
+MEDICINES = ["Amoxicillin 500mg", "Paracetamol 1g", "Ibuprofen 400mg", "Metformin 850mg", "Salbutamol"]
+
+
+@dataclass
+class RunState:
+    """What every actor shares: the scenario, the ledger, the clock and the stop signals."""
+
+    scenario: Scenario
+    ledger: Ledger
+    rng: random.Random
+    run_id: str
+    hard_deadline: float  # monotonic; nothing runs past it
+    draining: asyncio.Event = field(default_factory=asyncio.Event)  # no more arrivals nor churn
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # close everything
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # posts and answers in flight
+    connect_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    drops: int = 0
+    reconnects: int = 0
+    redelivered_dropped: int = 0
+    _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def next_key(self) -> str:
+        return f"{self.run_id}-{next(self._keys)}"
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def remaining(self) -> float:
+        return max(0.0, self.hard_deadline - time.monotonic())
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, but wake up when the run stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopped.wait(), min(seconds, self.remaining()))
+
+
+class Actor:
+    role: Literal["patient", "pharmacy"]
+
+    def __init__(self, state: RunState, client: MedreqClient, account_id: int, *, churns: bool) -> None:
+        self.state = state
+        self.client = client
+        self.id = account_id
+        self.churns = churns
+        self.conn: LiveConnection | None = None
+        self.online = asyncio.Event()
+        self.rng = random.Random(state.rng.random())
+
+    # --- the connection loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Hold a connection until cancelled (the runner cancels every actor at the end)."""
+        state, churn = self.state, self.state.scenario.churn
+        after = 0  # fresh accounts: replay everything from the first event on every reconnect
+        failures = 0
+        while state.remaining() > 0:
+            voluntary = False
+            conn = self.client.connect(after=after, backoff=FAST_BACKOFF)
+            try:
+                async with state.connect_gate:  # thousands of handshakes at once would time out
+                    await conn.__aenter__()
+                try:
+                    self.conn = conn
+                    self.online.set()
+                    failures = 0
+                    session: float | None = None
+                    if self.churns and churn.mode == "reconnect":
+                        session = self.rng.expovariate(1.0 / churn.interval)
+                    voluntary = await self._listen(conn, session)
+                finally:
+                    self.online.clear()
+                    self.conn = None
+                    if conn.last_event_id is not None:
+                        after = conn.last_event_id
+                    state.reconnects += conn.reconnects
+                    state.redelivered_dropped += conn.duplicates_dropped
+                    await conn.aclose()
+            except MedreqError as exc:  # the (re)connect failed, or the connection gave up
+                state.ledger.error(f"ws_{exc.code}")
+                failures += 1
+                await state.pause(FAST_BACKOFF.delay(failures))
+                continue
+            if voluntary:
+                state.drops += 1
+                await state.pause(self.rng.uniform(*churn.offline))
+
+    async def _listen(self, conn: LiveConnection, session: float | None) -> bool:
+        """Handle events; True when this session should drop now (churn), False when the
+        connection ended by itself. No polling: thousands of idle actors cost nothing."""
+        while True:
+            try:
+                async with asyncio.timeout(session):
+                    async for event in conn:
+                        self.handle(event)
+                return False
+            except TimeoutError:
+                if not self.state.draining.is_set():
+                    return True
+                session = None  # draining: stay online until the end
+
+    def handle(self, event: object) -> None:
+        raise NotImplementedError
+
+    async def wait_online(self) -> LiveConnection:
+        deadline = min(self.state.remaining(), 15.0)
+        await asyncio.wait_for(self.online.wait(), deadline)
+        if self.conn is None:
+            raise TransportError("offline")
+        return self.conn
+
+
+class Patient(Actor):
+    role = "patient"
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, PharmacyResponseEvent):
+            self.state.ledger.answer_delivered(self.id, event.request_id)
+
+    async def post(self, pharmacy_id: int) -> None:
+        state, ledger, spec = self.state, self.state.ledger, self.state.scenario.requests
+        key = state.next_key()
+        record = ledger.request_started(key, self.id, pharmacy_id)
+        with_image = self.rng.random() < spec.image_share
+        image = self.rng.choice(PRESCRIPTIONS) if with_image else None
+        for attempt in range(MAX_ATTEMPTS):
+            if state.remaining() <= 0:
+                break
+            try:
+                created = await self.client.create_request(
+                    pharmacy_id,
+                    self.rng.randint(1, spec.quantity_max),
+                    image,
+                    medicine_name=None if with_image else self.rng.choice(MEDICINES),
+                    note=NOTE_PREFIX + key,
+                    idempotency_key=key,
+                    filename="prescription.png" if with_image else None,
+                )
+            except RateLimited as exc:
+                ledger.error(exc.code)
+                await state.pause(max(0.05, exc.retry_after))
+            except TransportError as exc:  # its fate is unknown: retry with the same key
+                ledger.error(exc.code)
+                await state.pause(FAST_BACKOFF.delay(attempt))
+            except MedreqError as exc:
+                ledger.error(exc.code)
+                break
+            else:
+                ledger.request_created(record, created.request_id)
+                return
+        ledger.request_failed(record)
+
+
+class Pharmacy(Actor):
+    role = "pharmacy"
+
+    def __init__(self, state: RunState, client: MedreqClient, account_id: int, *, churns: bool) -> None:
+        super().__init__(state, client, account_id, churns=churns)
+        self.answering = asyncio.Semaphore(state.scenario.pharmacy.max_concurrent_answers)
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, NewRequestEvent):
+            record = self.state.ledger.request_delivered(self.id, event.request_id, event.note)
+            if record is not None:
+                self.state.spawn(self.answer(record))
+
+    async def answer(self, record: RequestRecord) -> None:
+        state, ledger, spec = self.state, self.state.ledger, self.state.scenario.pharmacy
+        await state.pause(spec.think_time.sample(self.rng))
+        status: Literal["ACCEPTED", "REJECTED"] = (
+            "ACCEPTED" if self.rng.random() < spec.accept_ratio else "REJECTED"
+        )
+        with_audio = self.rng.random() < spec.audio_share
+        over_ws = not with_audio and self.rng.random() < spec.ws_share
+        text = "Ready for pickup" if status == "ACCEPTED" else "Out of stock, sorry"
+        request_id = record.request_id
+        assert request_id is not None
+        async with self.answering:
+            ledger.answer_started(record)
+            for attempt in range(MAX_ATTEMPTS):
+                if state.remaining() <= 0:
+                    break
+                try:
+                    if over_ws:
+                        conn = await self.wait_online()
+                        await conn.respond(request_id, status, text)
+                    else:
+                        await self.client.respond(
+                            request_id,
+                            status,
+                            text,
+                            audio=VOICE_REPLY if with_audio else None,
+                            filename="reply.wav" if with_audio else None,
+                        )
+                except Conflict as exc:
+                    if attempt > 0:  # an earlier attempt, whose fate was unknown, did apply
+                        ledger.answer_confirmed(record, status)
+                        return
+                    ledger.error(exc.code)
+                    break
+                except RateLimited as exc:
+                    ledger.error(exc.code)
+                    await state.pause(max(0.05, exc.retry_after))
+                except (TransportError, TimeoutError) as exc:
+                    ledger.error(getattr(exc, "code", "timeout"))
+                    await state.pause(FAST_BACKOFF.delay(attempt))
+                except MedreqError as exc:
+                    ledger.error(exc.code)
+                    break
+                else:
+                    ledger.answer_confirmed(record, status)
+                    ledger.counts["answered_over_ws" if over_ws else "answered_over_rest"] += 1
+                    if with_audio:
+                        ledger.counts["answered_with_audio"] += 1
+                    return
+            ledger.answer_failed(record)

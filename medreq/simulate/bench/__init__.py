@@ -1,0 +1,76 @@
+"""The three benchmarks of docs/benchmarks.md, each against a fresh server process.
+
+- ``notify``: request → pharmacy notification latency at fixed offered rates (open loop);
+- ``cycle``: full request → notify → WS answer → patient cycles per second (closed loop) and
+  the server's own CPU time per cycle;
+- ``idle``: idle authenticated WebSockets held by one server: RSS per connection, heartbeat,
+  delivery latency to one of them — with WebSocket compression off and on.
+
+Each starts ``python -m medreq serve`` on a free loopback port with a temporary data dir,
+rate limits off and warning-level logs, and stops it afterwards.
+Run them with `medreq bench` or ``python loadtests/bench.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from ..server import ServerProcess, raise_fd_limit
+from .cycle import bench_cycle
+from .idle import bench_idle
+from .notify import bench_notify
+
+BENCHMARKS = ("notify", "cycle", "idle")
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_notify(rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
+    with ServerProcess() as server:
+        results = asyncio.run(bench_notify(server.url, server.pid, rates=rates, seconds=seconds))
+    return {"benchmark": "notify", "results": results}
+
+
+def run_cycle(workers: int, processes: int, seconds: float) -> dict[str, Any]:
+    with ServerProcess() as server:
+        result = bench_cycle(server.url, server.pid, workers=workers, processes=processes, seconds=seconds)
+    return {"benchmark": "cycle", "results": [result]}
+
+
+def run_idle(
+    connections: int, per_account: int, processes: int, hold: float, compression: tuple[bool, ...]
+) -> dict[str, Any]:
+    raise_fd_limit(connections + 2048)
+    results = []
+    for compress in compression:
+        env = {
+            "MEDREQ_WS_COMPRESSION": "true" if compress else "false",
+            # pings every 5 s so a short hold sees several heartbeats on every socket
+            "MEDREQ_WS_PING_INTERVAL": "5",
+            "MEDREQ_WS_PING_TIMEOUT": "20",
+        }
+        with ServerProcess(env=env) as server:
+            result = bench_idle(
+                server.url,
+                server.pid,
+                connections=connections,
+                per_account=per_account,
+                processes=processes,
+                hold=hold,
+            )
+        results.append({"compression": compress, "ping_interval_setting_s": 5, **result})
+    return {"benchmark": "idle", "results": results}

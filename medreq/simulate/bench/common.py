@@ -1,0 +1,165 @@
+"""Shared pieces of the benchmarks: a lean HTTP/1.1 client, accounts, sockets, CPU numbers.
+
+The load generator shares two cores with the server, so it spends as little CPU per request
+as it can: requests are pre-encoded bytes written on keep-alive connections (no httpx), and
+WebSockets are plain ``websockets`` connections (no reconnect logic: a drop is an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..server import cpu_seconds
+
+PASSWORD = "bench-password-123"
+
+
+class HTTPError(RuntimeError):
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]!r}")
+        self.status = status
+
+
+class RawHTTP:
+    """One keep-alive HTTP/1.1 connection; one request at a time (use a pool for more)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        if self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(body)}",
+        ]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        close = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        data = await self._reader.readexactly(length) if length else b""
+        if close:
+            self._writer.close()
+        return status, data
+
+    async def json(self, method: str, path: str, payload: Any, token: str | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        status, data = await self.request(method, path, json.dumps(payload).encode(), headers)
+        if status >= 400:
+            raise HTTPError(status, data)
+        return json.loads(data)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart/form-data body of plain fields, and its Content-Type."""
+    boundary = "b" + uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    return ("".join(parts) + f"--{boundary}--\r\n").encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class Account:
+    id: int
+    role: str
+    access: str
+
+
+async def make_accounts(base_url: str, role: str, count: int, *, concurrency: int = 16) -> list[Account]:
+    """Register and log in ``count`` fresh accounts."""
+    host, port = host_port(base_url)
+    prefix = f"b{secrets.token_hex(3)}{role[:2]}"
+    limit = asyncio.Semaphore(concurrency)
+    conns = [RawHTTP(host, port) for _ in range(concurrency)]
+
+    async def one(index: int) -> Account:
+        async with limit:
+            http = conns.pop()
+            try:
+                username = f"{prefix}{index}"
+                body = {"username": username, "password": PASSWORD, "role": role, "name": f"Bench {username}"}
+                await http.json("POST", "/auth/register", body)
+                tokens = await http.json("POST", "/auth/token", {"username": username, "password": PASSWORD})
+            finally:
+                conns.append(http)
+        return Account(int(tokens["account"]["id"]), role, str(tokens["access"]))
+
+    try:
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+    finally:
+        for http in conns:
+            http.close()
+
+
+def host_port(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def ws_url(base_url: str, account: Account, after: int | None = None) -> str:
+    kind = "pharmacy" if account.role == "pharmacy" else "user"
+    query = f"?token={account.access}" + (f"&after={after}" if after is not None else "")
+    return base_url.replace("http://", "ws://", 1) + f"/ws/{kind}/{account.id}/{query}"
+
+
+async def open_ws(base_url: str, account: Account, **kwargs: Any) -> ClientConnection:
+    """An authenticated socket, confirmed by a ping/pong round trip."""
+    ws = await connect(ws_url(base_url, account), open_timeout=30, proxy=None, **kwargs)
+    await ws.send('{"type":"ping","id":"open"}')
+    reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    if reply.get("type") != "pong":
+        raise RuntimeError(f"unexpected first frame {reply}")
+    return ws
+
+
+class CPUMeter:
+    """CPU seconds of the server process and of this one over a measured window."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self._server0 = self._self0 = self._t0 = 0.0
+
+    def start(self) -> None:
+        self._server0 = cpu_seconds(self.server_pid)
+        self._self0 = cpu_seconds(os.getpid())
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        return {
+            "wall_s": time.monotonic() - self._t0,
+            "server_cpu_s": cpu_seconds(self.server_pid) - self._server0,
+            "generator_cpu_s": cpu_seconds(os.getpid()) - self._self0,
+        }

@@ -1,0 +1,173 @@
+"""Benchmark 2: the full cycle, closed loop, and the server's CPU time per cycle.
+
+A cycle: the patient POSTs a request → the pharmacy gets ``new_request`` → answers it over
+its WebSocket → the patient gets ``pharmacy_response``. Each of ``workers`` loops runs
+cycles back to back (closed loop), spread over ``processes`` generator processes so the
+generator's own event loop is not the bottleneck. The server's CPU is read from
+``/proc/<server pid>/stat`` (utime + stime) over the measured window only, so the
+generators' CPU does not blur it; theirs is reported separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+from typing import Any
+
+from ..server import cpu_seconds
+from ..stats import summary
+from .common import Account, RawHTTP, host_port, make_accounts, multipart, open_ws
+
+
+def bench_cycle(
+    base_url: str,
+    server_pid: int,
+    *,
+    workers: int = 64,
+    processes: int = 2,
+    warmup: float = 3.0,
+    seconds: float = 15.0,
+) -> dict[str, Any]:
+    """Run the generator processes and combine their numbers with the server's CPU."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+    start_at = time.time() + 8.0 + 0.02 * workers  # every process set up by then
+    procs = [
+        ctx.Process(target=_generator, args=(base_url, n, start_at, warmup, seconds, results), daemon=True)
+        for n in share
+        if n
+    ]
+    for proc in procs:
+        proc.start()
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    server0, t0 = cpu_seconds(server_pid), time.monotonic()
+    time.sleep(seconds)
+    server_cpu, wall = cpu_seconds(server_pid) - server0, time.monotonic() - t0
+    parts = [results.get(timeout=60 + seconds) for _ in procs]
+    for proc in procs:
+        proc.join(10)
+    cycles = sum(p["cycles"] for p in parts)
+    latencies = [x for p in parts for x in p["latencies"]]
+    generator_cpu = sum(p["cpu_s"] for p in parts)
+    return {
+        "workers": workers,
+        "processes": len(procs),
+        "seconds": round(wall, 2),
+        "cycles": cycles,
+        "cycles_per_s": round(cycles / wall, 1),
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_ms_per_cycle": round(server_cpu / max(1, cycles) * 1000, 3),
+        "server_cpu_share": round(server_cpu / wall, 3),
+        "generator_cpu_share": round(generator_cpu / wall, 3),
+        "generator_cpu_ms_per_cycle": round(generator_cpu / max(1, cycles) * 1000, 3),
+        "cycle_ms": summary(latencies),
+        "errors": sum(p["errors"] for p in parts),
+        "lost": sum(p["lost"] for p in parts),
+    }
+
+
+def _generator(
+    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, results: Any
+) -> None:
+    results.put(asyncio.run(_generate(base_url, workers, start_at, warmup, seconds)))
+
+
+async def _generate(
+    base_url: str, workers: int, start_at: float, warmup: float, seconds: float
+) -> dict[str, Any]:
+    patients = await make_accounts(base_url, "patient", workers, concurrency=8)
+    pharmacies = await make_accounts(base_url, "pharmacy", workers, concurrency=8)
+    waiting: dict[int, asyncio.Future[float]] = {}  # request_id → resolved at pharmacy_response
+    early: set[int] = set()
+    errors = 0
+
+    async def pharmacy_loop(ws: Any) -> None:
+        nonlocal errors
+        async for frame in ws:
+            event = json.loads(frame)
+            if event.get("type") == "new_request":
+                answer = {"type": "response", "request_id": event["request_id"], "status": "ACCEPTED"}
+                await ws.send(json.dumps(answer))
+            elif event.get("type") == "error":
+                errors += 1
+
+    async def patient_loop(ws: Any) -> None:
+        async for frame in ws:
+            event = json.loads(frame)
+            if event.get("type") == "pharmacy_response":
+                future = waiting.get(event["request_id"])
+                if future is None:
+                    early.add(event["request_id"])
+                elif not future.done():
+                    future.set_result(time.perf_counter())
+
+    host, port = host_port(base_url)
+    pairs: list[tuple[Account, Account]] = list(zip(patients, pharmacies, strict=True))
+    sockets = []
+    readers = []
+    for patient, pharmacy in pairs:
+        pws, hws = await open_ws(base_url, patient), await open_ws(base_url, pharmacy)
+        sockets += [pws, hws]
+        readers += [asyncio.create_task(patient_loop(pws)), asyncio.create_task(pharmacy_loop(hws))]
+    measure_from = start_at + warmup
+    measure_to = measure_from + seconds
+    done: list[float] = []
+    lost = 0
+
+    async def worker(patient: Account, pharmacy: Account) -> None:
+        nonlocal errors, lost
+        http = RawHTTP(host, port)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        while time.time() < measure_to:
+            fields = {"pharmacy": str(pharmacy.id), "quantity": "1", "medicine_name": "Ibuprofen"}
+            body, content_type = multipart(fields)
+            started = time.perf_counter()
+            status, data = await http.request(
+                "POST",
+                "/medicine/request/",
+                body,
+                {"Content-Type": content_type, "Authorization": f"Bearer {patient.access}"},
+            )
+            if status != 201:
+                errors += 1
+                continue
+            request_id = int(json.loads(data)["request_id"])
+            future = asyncio.get_running_loop().create_future()
+            waiting[request_id] = future
+            if request_id in early:
+                future.set_result(time.perf_counter())
+            try:
+                finished = await asyncio.wait_for(future, 10)
+            except TimeoutError:
+                lost += 1
+                continue
+            finally:
+                waiting.pop(request_id, None)
+            if measure_from <= time.time() < measure_to:
+                done.append(finished - started)
+        http.close()
+
+    window: list[float] = []
+
+    async def meter() -> None:  # this process's CPU over exactly the measured window
+        await asyncio.sleep(max(0.0, measure_from - time.time()))
+        window.append(cpu_seconds(os.getpid()))
+        await asyncio.sleep(max(0.0, measure_to - time.time()))
+        window.append(cpu_seconds(os.getpid()))
+
+    await asyncio.gather(meter(), *(worker(p, h) for p, h in pairs))
+    for task in readers:
+        task.cancel()
+    for ws in sockets:
+        await ws.close()
+    return {
+        "cycles": len(done),
+        "latencies": done,
+        "cpu_s": window[1] - window[0],
+        "errors": errors,
+        "lost": lost,
+    }

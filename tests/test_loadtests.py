@@ -1,0 +1,40 @@
+"""The Locust load test runs against a real server: no failures, WebSocket deliveries recorded."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_locust_headless_run_has_no_failures_and_records_ws_delivery(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(env={"MEDREQ_RATE_LIMIT_ENABLED": "false"})
+    command = [
+        sys.executable, "-m", "locust",
+        "-f", str(ROOT / "loadtests" / "locustfile.py"),
+        "--host", server.url,
+        "--headless", "-u", "6", "-r", "6", "--run-time", "8s", "--stop-timeout", "3",
+        "--csv", str(tmp_path / "run"), "--only-summary", "--exit-code-on-error", "1",
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(tmp_path / "run_stats.csv", newline="") as fh:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(fh)}
+    total = rows[("", "Aggregated")]
+    assert int(total["Request Count"]) > 0
+    assert int(total["Failure Count"]) == 0
+    delivery = rows[("WS", "new_request delivery")]
+    assert int(delivery["Request Count"]) > 0
+    assert int(rows[("WS", "response ack")]["Request Count"]) > 0
+    assert int(rows[("POST", "/medicine/request/ [POST]")]["Request Count"]) > 0
+
+
+def test_ci_smoke_script_is_valid_bash() -> None:
+    subprocess.run(["bash", "-n", str(ROOT / "loadtests" / "ci_smoke.sh")], check=True)

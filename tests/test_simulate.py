@@ -1,0 +1,81 @@
+"""`medreq simulate`: scenario files are validated, and a real run delivers everything exactly once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import medreq.cli.simulate  # noqa: F401  (registers `simulate` and `bench` on the app)
+from medreq.cli.app import app
+from medreq.simulate import ScenarioError, TargetRefused, check_target, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+def test_smoke_scenario_delivers_every_request_and_answer_exactly_once() -> None:
+    result = CliRunner().invoke(
+        app, ["simulate", str(ROOT / "scenarios" / "smoke.toml"), "--embedded", "--json", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert (report["lost"], report["duplicated"], report["unexpected"]) == (0, 0, 0)
+    counts = report["counts"]
+    assert counts["sent"] > 0
+    assert counts["created"] == counts["delivered"] == counts["sent"]
+    assert counts["answered"] == counts["answer_delivered"] > 0
+    assert counts["answered_over_ws"] > 0 and counts["answered_over_rest"] > 0
+    assert counts["voluntary_drops"] > 0  # the smoke scenario churns, and still loses nothing
+    assert report["latency_ms"]["request_to_pharmacy"]["count"] == counts["delivered"]
+    assert report["latency_ms"]["request_to_pharmacy"]["p99"] is not None
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_shipped_scenarios_are_valid(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    assert scenario.target is not None
+    check_target(scenario.target)  # every shipped target is loopback
+
+
+def test_bad_scenario_gives_a_clear_error_and_exit_code_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "bad"\nduration = 5\n[patients]\ncount = 0\n[pharmacies]\ncount = 2\n'
+        "[arrivals]\nrate = -1\nramp = 3\n"
+        '[pharmacy]\nthink_time = { distribution = "uniform", min = 2, max = 1 }\n'
+    )
+    result = CliRunner().invoke(app, ["simulate", str(bad), "--embedded", "--no-progress"])
+    assert result.exit_code == 2
+    message = result.output
+    assert "bad.toml: invalid scenario" in message
+    assert "patients.count: Input should be greater than or equal to 1" in message
+    assert "arrivals.rate: Input should be greater than 0" in message
+    assert "arrivals.ramp: unknown field" in message
+    assert "pharmacy.think_time: max must be >= min" in message
+    assert "Traceback" not in message
+
+
+def test_unreadable_scenarios_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load_scenario(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(broken)
+
+
+def test_remote_targets_are_refused_unless_allowed() -> None:
+    result = CliRunner().invoke(
+        app, ["simulate", str(ROOT / "scenarios" / "smoke.toml"), "--url", "http://203.0.113.7:8000"]
+    )
+    assert result.exit_code == 2
+    assert "refusing to load 203.0.113.7" in result.output
+    with pytest.raises(TargetRefused):
+        check_target("ftp://127.0.0.1/")
+    assert check_target("http://[::1]:8000/") == "http://[::1]:8000"
+    assert check_target("http://203.0.113.7:8000", allow_remote=True) == "http://203.0.113.7:8000"
