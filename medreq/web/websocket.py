@@ -62,8 +62,10 @@ class Connection:
     """One socket: the hub's sink, and the single writer of everything sent on it.
 
     Outgoing items wait in `outbox`; a sender task exists only while there is something
-    to send, so an idle connection costs no task beyond uvicorn's own.
+    to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
     """
+
+    __slots__ = ("caller", "closing", "last_sent", "outbox", "queue_size", "sender", "service", "ws")
 
     def __init__(self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int) -> None:
         self.ws = ws
@@ -71,7 +73,7 @@ class Connection:
         self.service = service
         self.last_sent = 0
         self.queue_size = queue_size
-        self.outbox: deque[tuple[str, Any, Any]] = deque()
+        self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
 
@@ -80,7 +82,7 @@ class Connection:
     def deliver(self, event_id: int | None, text: str) -> None:
         if self.closing:
             return
-        if len(self.outbox) >= self.queue_size:
+        if self.outbox is not None and len(self.outbox) >= self.queue_size:
             # Too slow to keep up: drop the connection; the client resumes from its last event_id.
             self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
             return
@@ -100,14 +102,16 @@ class Connection:
             self._enqueue(("close", code, reason))
 
     def _enqueue(self, item: tuple[str, Any, Any]) -> None:
+        if self.outbox is None:
+            self.outbox = deque()
         self.outbox.append(item)
         if self.sender is None:
-            self.sender = asyncio.create_task(self._drain())
+            self.sender = asyncio.create_task(self._drain(self.outbox))
 
-    async def _drain(self) -> None:
+    async def _drain(self, outbox: deque[tuple[str, Any, Any]]) -> None:
         try:
-            while self.outbox:
-                kind, arg, payload = self.outbox.popleft()
+            while outbox:
+                kind, arg, payload = outbox.popleft()
                 if kind == "event":
                     await self._send_event(arg, payload)
                 elif kind == "reply":
@@ -120,20 +124,22 @@ class Connection:
                             dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
                         )
                 elif kind == "close":
-                    self.outbox.clear()
+                    outbox.clear()
                     if self.ws.application_state == WebSocketState.CONNECTED:
                         await self.ws.close(arg, payload)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closing = True  # the peer is gone; the receive loop sees the disconnect
-            self.outbox.clear()
+            outbox.clear()
         except Exception:
             log.exception("websocket sender failed")
             self.closing = True
-            self.outbox.clear()
+            outbox.clear()
             with contextlib.suppress(RuntimeError, OSError):
                 await self.ws.close(1011)
         finally:
             self.sender = None
+            if not outbox:
+                self.outbox = None  # an idle connection keeps no queue
 
     async def _send_event(self, event_id: int | None, text: str) -> None:
         if event_id is None:  # typing: not stored, not ordered
@@ -170,7 +176,8 @@ class Connection:
     async def stop(self) -> None:
         """After the socket ended: stop sending."""
         self.closing = True
-        self.outbox.clear()
+        if self.outbox is not None:
+            self.outbox.clear()
         if self.sender is not None:
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
