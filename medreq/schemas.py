@@ -95,6 +95,10 @@ class ResponseForm(Inbound):
     text_message: str | None = Field(default=None, max_length=2000)
 
 
+class MessageBody(Inbound):
+    text: str = Field(min_length=1, max_length=2000)
+
+
 class ListQuery(Inbound):
     status: Status | None = None
     limit: int = Field(default=20, ge=1, le=100)

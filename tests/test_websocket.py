@@ -73,7 +73,7 @@ async def test_bad_message_gets_error_and_connection_stays_open(
         assert reply["error"]["message"]
         assert reply["ref"] == ref
         await ws.send('{"type": "ping", "id": "still-there"}')
-        assert await recv_json(ws) == {"type": "pong", "ref": "still-there"}
+        assert await recv_json(ws) == {"type": "pong", "ref": "still-there", "last_event_id": 0}
     assert db_snapshot(server) == before
 
 

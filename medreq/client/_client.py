@@ -38,7 +38,7 @@ from medreq.schemas import (
 from ._backoff import Backoff
 from ._errors import TransportError
 from ._events import Event
-from ._live import LiveConnection
+from ._live import LiveConnection, State
 from ._upload import FileInput, Progress, form_fields, open_file
 
 #: Called with (access, refresh) whenever the client gets new tokens.
@@ -261,10 +261,19 @@ class MedreqClient:
 
     # --- §4 WebSockets --------------------------------------------------------------------------
 
-    def connect(self, after: int | None = None, *, backoff: Backoff | None = None) -> LiveConnection:
+    def connect(
+        self,
+        after: int | None = None,
+        *,
+        backoff: Backoff | None = None,
+        on_state: Callable[[State], None] | None = None,
+    ) -> LiveConnection:
         """A live, self-reconnecting WebSocket for this account: ``async with client.connect() as conn``,
-        then ``async for event in conn`` and ``await conn.respond(...)`` on the same socket."""
-        return LiveConnection(self, after=after, backoff=backoff or self.backoff)
+        then ``async for event in conn`` and ``await conn.respond(...)`` on the same socket.
+
+        ``after``: replay the stored events after this id first (None: only new ones).
+        ``on_state``: told "open", "reconnecting" and "closed" as the link changes."""
+        return LiveConnection(self, after=after, backoff=backoff or self.backoff, on_state=on_state)
 
     async def events(
         self, after: int | None = None, *, backoff: Backoff | None = None

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -35,6 +36,8 @@ from ._events import Event, parse_event
 
 if TYPE_CHECKING:
     from ._client import MedreqClient
+
+log = logging.getLogger("medreq.client")
 
 State = Literal["connecting", "open", "reconnecting", "closed"]
 _REPLIES = ("ack", "pong", "error")
@@ -63,6 +66,7 @@ class LiveConnection:
         self.state: State = "connecting"
         self.reconnects = 0
         self.duplicates_dropped = 0
+        self.last_error: MedreqError | None = None
         self._path = ""
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._ws: ClientConnection | None = None
@@ -70,6 +74,9 @@ class LiveConnection:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
+        self._early: list[str | bytes] = []
+        self._latest: ClientConnection | None = None  # the newest socket, closed by aclose()
+        self._closing = False
         self._error: MedreqError | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -86,13 +93,14 @@ class LiveConnection:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self.state == "closed" and self._task is None:
-            return
+        self._closing = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        while task is not None and not task.done():
+            task.cancel()  # repeated: a cancel racing a finished wait_for() can be swallowed
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            task.exception()  # already reported through the iterator
+        await _close_quietly(self._latest)
         self._finish(None)
 
     @property
@@ -115,7 +123,8 @@ class LiveConnection:
 
     async def next_event(self, timeout: float | None = None) -> Event:  # noqa: ASYNC109
         """The next event; `TimeoutError` after ``timeout`` seconds, `StopAsyncIteration` once closed."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.__anext__()
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -175,7 +184,8 @@ class LiveConnection:
                 except ConnectionClosed:
                     await asyncio.sleep(0)
             try:
-                reply = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    reply = await future
             except TimeoutError:
                 raise TransportError(
                     f"no answer to {message['type']!r} within {self.reply_timeout:g}s"
@@ -195,7 +205,8 @@ class LiveConnection:
             if self._ws is not None:
                 return self._ws
             try:
-                await asyncio.wait_for(self._open.wait(), max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    await self._open.wait()
             except TimeoutError:
                 raise TransportError("not connected to the server") from None
 
@@ -209,17 +220,28 @@ class LiveConnection:
                 if not isinstance(error, TransportError | Unauthorized):
                     self._finish(error)  # 4403/4404 will not get better by retrying
                     return
+                if self._closing:
+                    return
                 self._set_state("reconnecting")
                 ws = await self._reconnect()
-                self.reconnects += 1
+                self.reconnects += 1  # before the replay is handed out: a reader sees it with the events
         except MedreqError as exc:
             self._finish(exc)
+        except Exception as exc:  # never die silently: the iterator would wait forever
+            log.exception("live connection failed")
+            self._finish(TransportError(f"live connection failed: {type(exc).__name__}: {exc}"))
 
     async def _read(self, ws: ClientConnection) -> None:
         """Route the frames of one socket until it closes (closing it if we are cancelled)."""
+        if self._closing:
+            await _close_quietly(ws)
+            return
         self._ws = ws
         self._set_state("open")
         self._open.set()
+        early, self._early = self._early, []
+        for frame in early:
+            self._dispatch(frame)
         try:
             async for frame in ws:
                 self._dispatch(frame)
@@ -239,8 +261,15 @@ class LiveConnection:
             await asyncio.sleep(self.backoff.delay(attempt))
             try:
                 return await self._connect()
-            except TransportError:
-                attempt += 1
+            except TransportError as exc:
+                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                self.last_error = exc
+            except (Unauthorized, Forbidden, NotFound):
+                raise
+            except Exception as exc:  # anything odd while the server restarts: try again
+                log.debug("reconnect attempt failed", exc_info=True)
+                self.last_error = TransportError(f"{type(exc).__name__}: {exc}")
+            attempt += 1
 
     async def _connect(self) -> ClientConnection:
         """Open and confirm one socket, refreshing the token once on 4401."""
@@ -251,14 +280,18 @@ class LiveConnection:
             if self.last_event_id is not None:
                 query["after"] = self.last_event_id
             url = f"{self.client.ws_url}{self._path}?{urlencode(query)}"
+            log.debug("connecting to %s%s after=%s", self.client.ws_url, self._path, self.last_event_id)
             try:
                 ws = await ws_connect(url, open_timeout=self.open_timeout, proxy=None)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 raise TransportError(
                     f"cannot reach {self.client.ws_url}: {exc or type(exc).__name__}"
                 ) from exc
+            self._latest = ws
             try:
-                await asyncio.wait_for(self._confirm(ws), self.open_timeout)
+                async with asyncio.timeout(self.open_timeout):
+                    await self._confirm(ws)
+                log.debug("connected, last event id %s", self.last_event_id)
                 return ws
             except asyncio.CancelledError:
                 await _close_quietly(ws)
@@ -275,18 +308,32 @@ class LiveConnection:
         raise Unauthorized("the server refused the access token")
 
     async def _confirm(self, ws: ClientConnection) -> None:
+        """Ping until pong; frames before it (a replay) wait in `_early` until the socket is in use."""
         ref = f"open-{next(self._ids)}"
+        self._early = []
         await ws.send(json.dumps({"type": "ping", "id": ref}))
         while True:
             frame = await ws.recv()
             data = _decode(frame)
             if data is not None and data.get("type") == "pong" and data.get("ref") == ref:
+                self._adopt_high_water_mark(data)
                 return
-            self._dispatch(frame)
+            self._early.append(frame)
+
+    def _adopt_high_water_mark(self, data: dict[str, Any]) -> None:
+        """A stream that started live-only has no event id to resume from until its first
+        event; if the server says where the account's events stand (``last_event_id`` in a
+        ``hello`` or ``pong``), start from there so a drop before the first event loses nothing."""
+        mark = data.get("last_event_id")
+        if self.last_event_id is None and isinstance(mark, int) and not isinstance(mark, bool):
+            self.last_event_id = mark
 
     def _dispatch(self, frame: str | bytes) -> None:
         data = _decode(frame)
         if data is None:
+            return
+        if data.get("type") == "hello":
+            self._adopt_high_water_mark(data)
             return
         if data.get("type") in _REPLIES:
             ref = data.get("ref")
@@ -322,6 +369,11 @@ class LiveConnection:
             self.state = state
             if self.on_state is not None:
                 self.on_state(state)
+
+
+def _loop_time(deadline: float) -> float:
+    """A `time.monotonic()` deadline on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
 def _decode(frame: str | bytes) -> dict[str, Any] | None:

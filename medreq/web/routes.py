@@ -10,7 +10,17 @@ from .. import __version__
 from ..auth import bearer_token
 from ..errors import NotFound
 from ..media import KIND_BY_PREFIX
-from ..schemas import MAX_ID, ListQuery, RefreshIn, RegisterIn, RequestForm, ResponseForm, TokenIn, parse
+from ..schemas import (
+    MAX_ID,
+    ListQuery,
+    MessageBody,
+    RefreshIn,
+    RegisterIn,
+    RequestForm,
+    ResponseForm,
+    TokenIn,
+    parse,
+)
 from .http import (
     JSONResponse,
     authenticate,
@@ -89,10 +99,28 @@ async def list_requests(request: Request) -> Response:
 
 async def request_detail(request: Request) -> Response:
     caller = await authenticate(request)
-    request_id = request.path_params["request_id"]
+    return JSONResponse(await service_of(request).request_detail(caller, _request_id(request)))
+
+
+async def cancel_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    request_id = _request_id(request)
+    return JSONResponse(await service_of(request).cancel(caller, request_id))
+
+
+async def post_message(request: Request) -> Response:
+    caller = await authenticate(request)
+    request_id = _request_id(request)
+    data = await read_json(request, MessageBody)
+    result = await service_of(request).post_message(caller, request_id, data.text)
+    return JSONResponse(result, status_code=201)
+
+
+def _request_id(request: Request) -> int:
+    request_id: int = request.path_params["request_id"]
     if request_id > MAX_ID:
         raise NotFound(f"request {request_id} not found")
-    return JSONResponse(await service_of(request).request_detail(caller, request_id))
+    return request_id
 
 
 async def respond(request: Request) -> Response:
@@ -143,6 +171,8 @@ routes = [
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),
     Route("/medicine/request/{request_id:int}/", request_detail, methods=["GET"]),
+    Route("/medicine/request/{request_id:int}/cancel/", cancel_request, methods=["POST"]),
+    Route("/medicine/request/{request_id:int}/messages/", post_message, methods=["POST"]),
     Route("/medicine/response/", respond, methods=["POST"]),
     Route("/media/{prefix}/{name}", media, methods=["GET"]),
 ]

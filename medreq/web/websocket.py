@@ -93,6 +93,11 @@ class Connection:
     def reply(self, message: dict[str, Any]) -> None:
         self._enqueue(("reply", None, dumps(message)))
 
+    def pong(self, ref: Any) -> None:
+        """`pong` carries the last event id sent before it, so a client that connected
+        without `after` (live only) learns where to resume from."""
+        self._enqueue(("pong", None, ref))
+
     def catch_up(self, after: int | None, ref: Any = None, *, ack: bool = False) -> None:
         self._enqueue(("catch_up", after, (ref, ack)))
 
@@ -116,6 +121,10 @@ class Connection:
                     await self._send_event(arg, payload)
                 elif kind == "reply":
                     await self.ws.send_text(payload)
+                elif kind == "pong":
+                    await self.ws.send_text(
+                        dumps({"type": "pong", "ref": payload, "last_event_id": self.last_sent})
+                    )
                 elif kind == "catch_up":
                     replayed = await self._replay(after=arg)
                     ref, ack = payload
@@ -258,7 +267,7 @@ class Endpoint:
         service = connection.service
         caller = connection.caller
         if isinstance(message, PingIn):
-            connection.reply({"type": "pong", "ref": ref})
+            connection.pong(ref)
         elif isinstance(message, ResponseIn):
             view = await service.respond(caller, message.request_id, message.status, message.message)
             connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, "data": view})

@@ -1,0 +1,343 @@
+"""User commands over `medreq.client`: log in, send and answer requests, listen live.
+
+Each command is a thin shell: parse options, call the client inside `run` (which turns
+expected failures into one line on stderr and exit code 1), print with `user_output`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from medreq.client import MedreqClient
+
+from .app import app
+from .user_live import listen_events, wait_for_answer
+from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
+from .user_profile import Profile, ProfileStore
+from .user_session import JsonOption, ProfileOption, load_profile, run, session
+from .user_upload import upload_progress
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+UrlOption = Annotated[str, typer.Option("--url", envvar="MEDREQ_URL", help="Server base URL.")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+]
+
+
+class Role(StrEnum):
+    patient = "patient"
+    pharmacy = "pharmacy"
+
+
+class StatusFilter(StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+def _password(from_stdin: bool, confirm: bool = False) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise typer.BadParameter("no password on stdin", param_hint="--password-stdin")
+        return password
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+async def _login(url: str, username: str, password: str, profile: str) -> None:
+    """Log in and save the profile (keeping its last event id if it is the same account)."""
+    url = url.rstrip("/")
+    async with MedreqClient(url) as client:
+        tokens = await client.login(username, password)
+    store = ProfileStore()
+    old = store.load(profile)
+    account = tokens.account
+    same_account = old is not None and old.url == url and old.account_id == account.id
+    store.save(
+        Profile(
+            name=profile,
+            url=url,
+            username=account.username,
+            account_id=account.id,
+            role=account.role,
+            account_name=account.name,
+            access=tokens.access,
+            refresh=tokens.refresh,
+            last_event_id=old.last_event_id if same_account and old else None,
+        )
+    )
+    out.print(
+        f"Logged in as [bold]{account.username}[/] ({account.role} #{account.id}) at {url} "
+        f"[dim]\\[profile {profile}][/]"
+    )
+
+
+@app.command(rich_help_panel="Account")
+def login(
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="Account name.")],
+    url: UrlOption = DEFAULT_URL,
+    password_stdin: PasswordStdin = False,
+    profile: ProfileOption = "default",
+) -> None:
+    """Log in and save the URL and tokens in a profile (file mode 0600).
+
+    Example: [cyan]medreq login --url http://127.0.0.1:8000 --username alice --profile patient[/]
+    """
+    password = _password(password_stdin)
+
+    run(lambda: _login(url, username, password, profile))
+
+
+@app.command(rich_help_panel="Account")
+def register(
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="3-64 of [A-Za-z0-9_.-].")],
+    role: Annotated[Role, typer.Option("--role", prompt=True, help="patient or pharmacy.")],
+    name: Annotated[str, typer.Option("--name", prompt=True, help="Display name.")],
+    phone: Annotated[str | None, typer.Option("--phone", help="Phone number (optional).")] = None,
+    url: UrlOption = DEFAULT_URL,
+    password_stdin: PasswordStdin = False,
+    login_after: Annotated[bool, typer.Option("--login", help="Also log in into --profile.")] = False,
+    profile: ProfileOption = "default",
+) -> None:
+    """Create an account.
+
+    Example: [cyan]medreq register --url http://127.0.0.1:8000 --username city-pharmacy --role pharmacy --name "City Pharmacy"[/]
+    """
+    password = _password(password_stdin, confirm=not password_stdin)
+
+    async def main() -> None:
+        async with MedreqClient(url) as client:
+            account = await client.register(username, password, role.value, name, phone)
+        out.print(f"Registered [bold]{account.username}[/] ({account.role} #{account.id})")
+        if login_after:
+            await _login(url, username, password, profile)
+
+    run(main)
+
+
+@app.command(rich_help_panel="Account")
+def logout(profile: ProfileOption = "default") -> None:
+    """Forget the tokens of a profile.
+
+    Example: [cyan]medreq logout --profile pharmacy[/]
+    """
+    if ProfileStore().delete(profile):
+        out.print(f"Logged out [dim]\\[profile {profile}][/]")
+    else:
+        out.print(f"Not logged in [dim]\\[profile {profile}][/]")
+
+
+@app.command(rich_help_panel="Account")
+def whoami(profile: ProfileOption = "default", as_json: JsonOption = False) -> None:
+    """Show the account of a profile, as the server sees it.
+
+    Example: [cyan]medreq whoami --profile patient[/]
+    """
+
+    async def main() -> None:
+        async with session(profile) as (client, saved):
+            account = await client.me()
+        if as_json:
+            echo_json(account.model_dump() | {"url": saved.url, "profile": profile})
+            return
+        out.print(
+            f"[bold]{account.username}[/] ({account.role} #{account.id}, {account.name}) at {saved.url} "
+            f"[dim]\\[profile {profile}][/]"
+        )
+
+    run(main)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+@app.command(rich_help_panel="Requests")
+def pharmacies(profile: ProfileOption = "default", as_json: JsonOption = False) -> None:
+    """List the pharmacies a patient can send requests to.
+
+    Example: [cyan]medreq pharmacies[/]
+    """
+
+    async def main() -> None:
+        async with session(profile) as (client, _):
+            found = await client.pharmacies()
+        if as_json:
+            echo_json([p.model_dump() for p in found])
+        else:
+            out.print(pharmacies_table(found))
+
+    run(main)
+
+
+@app.command(rich_help_panel="Requests")
+def request(
+    pharmacy: Annotated[int, typer.Option("--pharmacy", help="Pharmacy id (see `medreq pharmacies`).")],
+    quantity: Annotated[int, typer.Option("--quantity", "-q", help="1-1000.")],
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            "--image", exists=True, dir_okay=False, readable=True, help="Prescription: JPEG/PNG/WebP/PDF."
+        ),
+    ] = None,
+    medicine: Annotated[str | None, typer.Option("--medicine", help="Medicine name.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Note for the pharmacy.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Retry-safe key: a repeat creates nothing new.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Stay connected and print the pharmacy's answer.")
+    ] = False,
+    save_audio: Annotated[
+        Path | None,
+        typer.Option("--save-audio", file_okay=False, help="With --wait: save the audio reply here."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="With --wait: give up after S seconds.")
+    ] = None,
+    profile: ProfileOption = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Send a medicine request (as a patient); prints the request id.
+
+    Example: [cyan]medreq request --pharmacy 2 --quantity 5 --image rx.jpg --medicine "Amoxicillin 500mg" --wait[/]
+    """
+    if image is None and not medicine:
+        raise typer.BadParameter("give --image or --medicine (or both)", param_hint="--image")
+
+    async def main() -> None:
+        if save_audio is not None:
+            save_audio.mkdir(parents=True, exist_ok=True)
+        async with session(profile) as (client, _):
+            send = _sender(client, pharmacy, quantity, image, medicine, note, idempotency_key, as_json)
+            if wait:
+                await wait_for_answer(client, send, save_audio, timeout, as_json)
+            else:
+                await send()
+
+    run(main)
+
+
+def _sender(
+    client: MedreqClient,
+    pharmacy: int,
+    quantity: int,
+    image: Path | None,
+    medicine: str | None,
+    note: str | None,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> Callable[[], Awaitable[int]]:
+    async def send() -> int:
+        with upload_progress(image) as progress:
+            created = await client.create_request(
+                pharmacy,
+                quantity,
+                image,
+                medicine_name=medicine,
+                note=note,
+                idempotency_key=idempotency_key,
+                progress=progress,
+            )
+        if as_json:
+            echo_json(created.model_dump())
+        else:
+            data = created.data
+            out.print(
+                f"Request [bold]{created.request_id}[/] sent to {data.pharmacy.name} ({status_text(data.status)})"
+            )
+        return created.request_id
+
+    return send
+
+
+@app.command(rich_help_panel="Requests")
+def respond(
+    request_id: Annotated[int, typer.Argument(help="Request id.")],
+    accept: Annotated[bool, typer.Option("--accept", help="Accept the request.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the request.")] = False,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Text for the patient.")] = None,
+    audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--audio", exists=True, dir_okay=False, readable=True, help="Voice reply: WebM/Ogg/MP3/M4A/WAV."
+        ),
+    ] = None,
+    profile: ProfileOption = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a pending request (as its pharmacy).
+
+    Example: [cyan]medreq respond 123 --accept --message "Ready after 5 pm" --audio reply.webm[/]
+    """
+    if accept == reject:
+        raise typer.BadParameter("give exactly one of --accept or --reject", param_hint="--accept/--reject")
+    status: Literal["ACCEPTED", "REJECTED"] = "ACCEPTED" if accept else "REJECTED"
+
+    async def main() -> None:
+        async with session(profile) as (client, _):
+            with upload_progress(audio) as progress:
+                sent = await client.respond(request_id, status, message, audio=audio, progress=progress)
+        if as_json:
+            echo_json(sent.model_dump())
+        else:
+            out.print(f"Request [bold]{sent.data.id}[/] {status_text(sent.data.status)}: response sent")
+
+    run(main)
+
+
+@app.command("requests", rich_help_panel="Requests")
+def list_requests(
+    status: Annotated[StatusFilter | None, typer.Option("--status", help="Only this status.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="At most N requests (follows pages).")
+    ] = 20,
+    profile: ProfileOption = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """List your requests, newest first (a patient's own, or those sent to a pharmacy).
+
+    Example: [cyan]medreq requests --status PENDING --limit 50[/]   ·   [cyan]medreq requests --json | jq .[/]
+    """
+
+    async def main() -> None:
+        async with session(profile) as (client, saved):
+            found = [r async for r in client.iter_requests(status.value if status else None, limit=limit)]
+        if as_json:
+            echo_json([r.model_dump() for r in found])
+        else:
+            out.print(requests_table(found, saved.role))
+
+    run(main)
+
+
+# --- live --------------------------------------------------------------------------------------
+
+
+@app.command(rich_help_panel="Live")
+def listen(
+    as_json: Annotated[bool, typer.Option("--json", help="Print each event as a raw JSON line.")] = False,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Stop after N events.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds.")] = None,
+    after: Annotated[
+        int | None,
+        typer.Option("--after", min=0, help="Replay events after this id (0: all); default: resume."),
+    ] = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Print your events live; reconnects by itself and resumes where it (or the last run) stopped.
+
+    Example: [cyan]medreq listen --profile pharmacy[/]   ·   [cyan]medreq listen --json --count 3 --timeout 30[/]
+    """
+    saved = load_profile(profile) if after is None else None
+    start = after if after is not None else (saved.last_event_id if saved else None)
+    run(lambda: listen_events(profile, start, as_json=as_json, count=count, seconds=timeout))

@@ -1,0 +1,77 @@
+"""Running a user command: the profile's client, token persistence, errors as one line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, TypeVar
+
+import typer
+
+from medreq.client import AccountOut, MedreqClient, MedreqError, Unauthorized
+
+from .user_output import fail
+from .user_profile import Profile, ProfileStore
+
+_T = TypeVar("_T")
+
+ProfileOption = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        "-P",
+        envvar="MEDREQ_PROFILE",
+        help="Saved login to use, so one terminal can be a patient and another a pharmacy.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def run(main: Callable[[], Awaitable[_T]]) -> _T:
+    """Run an async command body; expected failures become one line on stderr and exit 1."""
+    if os.environ.get("MEDREQ_DEBUG"):
+        logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("medreq.client").setLevel(logging.DEBUG)
+    try:
+        return asyncio.run(_call(main))
+    except MedreqError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _call(main: Callable[[], Awaitable[_T]]) -> _T:
+    return await main()
+
+
+def load_profile(name: str) -> Profile:
+    profile = ProfileStore().load(name)
+    if profile is None or not profile.access:
+        raise Unauthorized(f"not logged in (profile {name!r}): run `medreq login --profile {name}`")
+    return profile
+
+
+@asynccontextmanager
+async def session(name: str) -> AsyncIterator[tuple[MedreqClient, Profile]]:
+    """The logged-in client of profile ``name``; refreshed tokens are saved back to it."""
+    store = ProfileStore()
+    profile = load_profile(name)
+
+    def save_tokens(access: str, refresh: str | None) -> None:
+        profile.access, profile.refresh = access, refresh
+        store.update(name, access=access, refresh=refresh)
+
+    async with MedreqClient(
+        profile.url, token=profile.access, refresh_token=profile.refresh, on_tokens=save_tokens
+    ) as client:
+        if profile.account_id is not None and profile.role in ("patient", "pharmacy"):
+            client.account = AccountOut(
+                id=profile.account_id,
+                username=profile.username,
+                role=profile.role,  # type: ignore[arg-type]
+                name=profile.account_name or profile.username,
+            )
+        yield client, profile

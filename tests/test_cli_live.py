@@ -1,0 +1,165 @@
+"""`medreq listen` and `medreq request --wait`: real processes, real restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from medreq.cli import app
+
+from .conftest import Account, ServerProcess
+from .wire import post_request, post_response
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("MEDREQ_PROFILE", "MEDREQ_URL")}
+    return environ | {"MEDREQ_CONFIG_DIR": str(tmp_path / "config"), "PYTHONUNBUFFERED": "1"}
+
+
+def log_in(env: dict[str, str], server: ServerProcess, account: Account, profile: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["login", "--url", server.url, "-u", account.username, "--password-stdin", "-P", profile],
+        input=account.password + "\n",
+        env={"MEDREQ_CONFIG_DIR": env["MEDREQ_CONFIG_DIR"]},
+    )
+    assert result.exit_code == 0, result.output
+
+
+def medreq(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "medreq", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20.0) -> None:
+    """Read the process's stderr until a line contains `needle` (bounded by `timeout`)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if needle in line:
+            return
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"{needle!r} never appeared on stderr")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+def make_requests(server: ServerProcess, patient: Account, pharmacy: Account, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        created = post_request(server, patient, pharmacy=pharmacy.id, quantity=n + 1, medicine_name=f"m{n}")
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["request_id"])
+    return ids
+
+
+def test_listen_resumes_across_server_and_cli_restarts_exactly_once(
+    env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    log_in(env, server, pharmacy, "shop")
+    listen = medreq(env, "listen", "--json", "--count", "6", "--timeout", "90", "-P", "shop")
+    try:
+        wait_for_line(listen, "listening")
+        first = make_requests(server, patient, pharmacy, 3)
+        time.sleep(0.5)  # let the listener see them before the server goes away
+        server.restart()
+        second = make_requests(server, patient, pharmacy, 3)
+        code, out, err = finish(listen)
+    finally:
+        listen.kill()
+    assert code == 0, (err, out)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event_id"] for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e["request_id"] for e in events] == first + second
+    assert {e["type"] for e in events} == {"new_request"}
+
+    # nobody listening now: these wait in the store; the next `listen` starts after event 6
+    third = make_requests(server, patient, pharmacy, 2)
+    code, out, err = finish(medreq(env, "listen", "--json", "--count", "2", "--timeout", "30", "-P", "shop"))
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event_id"], e["request_id"]) for e in events] == [(7, third[0]), (8, third[1])]
+
+
+def test_listen_prints_one_line_per_event_and_times_out_cleanly(
+    env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    log_in(env, server, pharmacy, "shop")
+    made = make_requests(server, patient, pharmacy, 2)
+    runner = CliRunner()
+    shown = runner.invoke(
+        app, ["listen", "--after", "0", "--count", "2", "--timeout", "20", "-P", "shop"], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("#1 ") and f"new_request request {made[0]} from Alice Patient" in lines[0]
+    assert lines[1].startswith("#2 ")
+
+    short = runner.invoke(app, ["listen", "--count", "1", "--timeout", "0.5", "-P", "shop"], env=env)
+    assert short.exit_code == 1
+    assert short.stderr.strip().splitlines()[-1] == "error: timeout: got 0 of 1 events in 0.5s"
+
+
+def test_request_wait_prints_the_answer_and_saves_the_audio(
+    env: dict[str, str],
+    tmp_path: Path,
+    server: ServerProcess,
+    patient: Account,
+    pharmacy: Account,
+    png_bytes: bytes,
+    wav_bytes: bytes,
+) -> None:
+    log_in(env, server, patient, "alice")
+    image = tmp_path / "rx.png"
+    image.write_bytes(png_bytes)
+    audio_dir = tmp_path / "audio"
+    args = ["request", "--pharmacy", str(pharmacy.id), "-q", "3", "--image", str(image), "--wait"]
+    wait = medreq(env, *args, "--save-audio", str(audio_dir), "--timeout", "60", "-P", "alice")
+    try:
+        request_id = None
+        for _ in range(200):  # until the request exists
+            listed = httpx.get(f"{server.url}/medicine/request/", headers=pharmacy.headers, timeout=5).json()
+            if listed["results"]:
+                request_id = listed["results"][0]["id"]
+                break
+            time.sleep(0.1)
+        assert request_id is not None
+        answered = post_response(
+            server, pharmacy, request_id=request_id, text_message="pick up at 6", audio=wav_bytes
+        )
+        assert answered.status_code == 200, answered.text
+        code, out, err = finish(wait)
+    finally:
+        wait.kill()
+    assert code == 0, err
+    assert f"Request {request_id} sent to {pharmacy.name}" in out
+    assert f"request {request_id} ACCEPTED by {pharmacy.name}: pick up at 6" in out
+    saved = list(audio_dir.iterdir())
+    assert len(saved) == 1
+    assert saved[0].read_bytes() == wav_bytes
