@@ -26,11 +26,9 @@ import itertools
 import json
 import os
 import random
-import struct
 import sys
 import time
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,8 @@ import gevent
 from locust import HttpUser, User, between, events, task
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from medreq.samples import png
 
 sys.path.insert(0, str(Path(__file__).parent))
 SHAPE = os.environ.get("MEDREQ_SHAPE", "").strip().lower()
@@ -56,21 +56,7 @@ _names = itertools.count(1)
 _run = uuid.uuid4().hex[:6]
 
 
-def png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + b"\x10\x80\xf0" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-IMAGES = [png(8, 8), png(64, 32), png(200, 120)]
+IMAGES = [png(8, 8, (16, 128, 240)), png(64, 32, (16, 128, 240)), png(200, 120, (16, 128, 240))]
 
 
 def register(client: Any, role: str) -> dict[str, Any]:

@@ -7,17 +7,13 @@ nothing acknowledged is lost.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 import uuid
-import wave
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from medreq.samples import png, wav
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -187,30 +185,6 @@ def pharmacy(server: ServerProcess) -> Account:
 
 
 # --- media made here, real enough for any sniffer ---------------------------------------------
-
-
-def png(width: int = 2, height: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-def wav(seconds: float = 0.1, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(seconds * rate))
-    return out.getvalue()
 
 
 @pytest.fixture

@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import wave
-import zlib
+from ..samples import png, wav
 
-
-def png(width: int = 4, height: int = 4, colour: tuple[int, int, int] = (255, 0, 0)) -> bytes:
-    """A valid RGB PNG of one colour (a few hundred bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + bytes(colour) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-def wav(seconds: float = 0.2, rate: int = 8000) -> bytes:
-    """A valid mono 16-bit WAV of silence."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(seconds * rate))
-    return out.getvalue()
-
+__all__ = ["PRESCRIPTIONS", "VOICE_REPLY", "png", "wav"]
 
 #: A handful of prescription images of different sizes, so uploads are not all identical.
 PRESCRIPTIONS = [png(4, 4), png(32, 16, (0, 128, 255)), png(64, 64, (20, 200, 20))]
