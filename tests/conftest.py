@@ -189,7 +189,7 @@ def pharmacy(server: ServerProcess) -> Account:
 
 @pytest.fixture
 def png_bytes() -> bytes:
-    return png()
+    return png(2, 2)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from medreq.client import MedreqClient
 from .app import app
 from .user_live import listen_events, wait_for_answer
 from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
-from .user_profile import Profile, ProfileStore
+from .user_profile import ProfileStore
 from .user_session import JsonOption, ProfileOption, load_profile, run, session
 from .user_upload import upload_progress
 
@@ -59,23 +59,8 @@ async def _login(url: str, username: str, password: str, profile: str) -> None:
     url = url.rstrip("/")
     async with MedreqClient(url) as client:
         tokens = await client.login(username, password)
-    store = ProfileStore()
-    old = store.load(profile)
+    ProfileStore().save_login(profile, url, tokens)
     account = tokens.account
-    same_account = old is not None and old.url == url and old.account_id == account.id
-    store.save(
-        Profile(
-            name=profile,
-            url=url,
-            username=account.username,
-            account_id=account.id,
-            role=account.role,
-            account_name=account.name,
-            access=tokens.access,
-            refresh=tokens.refresh,
-            last_event_id=old.last_event_id if same_account and old else None,
-        )
-    )
     out.print(
         f"Logged in as [bold]{account.username}[/] ({account.role} #{account.id}) at {url} "
         f"[dim]\\[profile {profile}][/]"

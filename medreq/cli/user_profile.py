@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from medreq.errors import Invalid
+from medreq.schemas import TokenOut
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -60,6 +61,25 @@ class ProfileStore:
 
     def save(self, profile: Profile) -> None:
         self._write(profile.name, asdict(profile))
+
+    def save_login(self, name: str, url: str, tokens: TokenOut) -> Profile:
+        """Store a fresh login; keep the last event id only if it is the same account."""
+        old = self.load(name)
+        account = tokens.account
+        same_account = old is not None and old.url == url and old.account_id == account.id
+        profile = Profile(
+            name=name,
+            url=url,
+            username=account.username,
+            account_id=account.id,
+            role=account.role,
+            account_name=account.name,
+            access=tokens.access,
+            refresh=tokens.refresh,
+            last_event_id=old.last_event_id if same_account and old is not None else None,
+        )
+        self.save(profile)
+        return profile
 
     def update(self, name: str, **changes: Any) -> None:
         """Change only ``changes`` in the profile as it is on disk now."""

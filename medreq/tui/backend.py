@@ -118,21 +118,7 @@ class Backend:
             await client.aclose()
             self._check(account)
         await self._replace_client(client)
-        old = self.stored_profile()
-        same = old is not None and old.url == url and old.account_id == account.id
-        self.store.save(
-            Profile(
-                name=self.profile_name,
-                url=url,
-                username=account.username,
-                account_id=account.id,
-                role=account.role,
-                account_name=account.name,
-                access=tokens.access,
-                refresh=tokens.refresh,
-                last_event_id=old.last_event_id if same and old else None,
-            )
-        )
+        self.store.save_login(self.profile_name, url, tokens)
         return self._check(account)
 
     def _check(self, account: AccountOut) -> AccountOut:
