@@ -7,7 +7,7 @@ import json
 import httpx
 
 from .conftest import Account, ServerProcess, make_account
-from .wire import assert_silent, open_ws, post_request, post_response, recv_json
+from .wire import assert_silent, db_snapshot, open_ws, post_request, post_response, recv_json
 
 
 async def test_request_reaches_pharmacy_and_answer_reaches_patient(
@@ -146,3 +146,26 @@ def test_pharmacies_list_and_health_and_openapi(server: ServerProcess, patient: 
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert {"/medicine/request/", "/medicine/response/", "/auth/token"} <= set(spec["paths"])
+
+
+async def test_retry_with_the_same_idempotency_key_creates_nothing_new(
+    server: ServerProcess, patient: Account, pharmacy: Account, png_bytes: bytes
+) -> None:
+    async with open_ws(server, pharmacy) as ws:
+        first = post_request(
+            server, patient, pharmacy=pharmacy.id, image=png_bytes, headers={"Idempotency-Key": "rx-42"}
+        )
+        assert first.status_code == 201
+        assert (await recv_json(ws))["request_id"] == first.json()["request_id"]
+        before = db_snapshot(server)
+        retry = post_request(
+            server, patient, pharmacy=pharmacy.id, image=png_bytes, headers={"Idempotency-Key": "rx-42"}
+        )
+        assert retry.status_code == 201
+        assert retry.json()["request_id"] == first.json()["request_id"]
+        assert db_snapshot(server) == before  # no row, no event, no second file
+        await assert_silent(ws)
+        other = post_request(
+            server, patient, pharmacy=pharmacy.id, image=png_bytes, headers={"Idempotency-Key": "rx-43"}
+        )
+        assert other.json()["request_id"] != first.json()["request_id"]
