@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import filetype
+import filetype  # type: ignore[import-untyped]
 
 from .errors import Forbidden, Invalid, PayloadTooLarge, UnsupportedMediaType
 

@@ -194,7 +194,7 @@ class ReadIn(WsIn):
 ClientMessage = Annotated[
     PingIn | ResponseIn | ResumeIn | MessageIn | TypingIn | ReadIn, Field(discriminator="type")
 ]
-CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 CLIENT_MESSAGE_TYPES = ("ping", "response", "resume", "message", "typing", "read")
 
 
@@ -217,7 +217,7 @@ def _describe(err: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return err["msg"].lower()
+        return str(err["msg"]).lower()
     if kind == "string_pattern_mismatch":
         return "must be 3-64 characters of letters, digits, '_', '.' or '-'"
     if kind == "string_too_short":

@@ -48,7 +48,7 @@ class RedisHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._redis is not None:
             await self._redis.aclose()
         await self._local.close()

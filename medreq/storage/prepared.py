@@ -52,9 +52,7 @@ class Prepared:
             for row in cursor.fetchall()
         ]
 
-    def _for_sqlite(
-        self, conn: Connection, keys: tuple[str, ...]
-    ) -> tuple[str, tuple[str, ...], frozenset[str]]:
+    def _for_sqlite(self, conn: Connection, keys: tuple[str, ...]) -> _Compiled:
         compiled = self._compiled.get(keys)
         if compiled is None:
             result = self.statement.compile(dialect=conn.dialect, column_keys=list(keys))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -40,22 +40,22 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def account(conn: Connection, account_id: int) -> Row[Any] | None:
+def account(conn: Connection, account_id: int) -> Any:
     return conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
 
 
-def account_by_username(conn: Connection, username: str) -> Row[Any] | None:
+def account_by_username(conn: Connection, username: str) -> Any:
     return conn.execute(select(accounts).where(accounts.c.username == username)).first()
 
 
-def pharmacies(conn: Connection) -> Sequence[Row[Any]]:
+def pharmacies(conn: Connection) -> Sequence[Any]:
     query = (
         select(accounts.c.id, accounts.c.name).where(accounts.c.role == "pharmacy").order_by(accounts.c.id)
     )
     return conn.execute(query).all()
 
 
-def request(conn: Connection, request_id: int) -> Row[Any] | None:
+def request(conn: Connection, request_id: int) -> Any:
     """A request with its parties' names (`patient_name`, `patient_phone`, `pharmacy_name`)."""
     query = select(*REQUEST_COLUMNS).select_from(REQUEST_FROM).where(medicine_requests.c.id == request_id)
     return conn.execute(query).first()
@@ -69,7 +69,7 @@ def requests(
     status: str | None = None,
     before_id: int | None = None,
     limit: int = 20,
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """Requests newest first, filtered; `before_id` is the cursor."""
     conditions = []
     if patient_id is not None:
@@ -90,12 +90,12 @@ def requests(
     return conn.execute(query).all()
 
 
-def thread(conn: Connection, request_id: int) -> Sequence[Row[Any]]:
+def thread(conn: Connection, request_id: int) -> Sequence[Any]:
     query = select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
     return conn.execute(query).all()
 
 
-def request_by_media(conn: Connection, kind: str, name: str) -> Row[Any] | None:
+def request_by_media(conn: Connection, kind: str, name: str) -> Any:
     column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
     query = select(medicine_requests.c.id, medicine_requests.c.patient_id, medicine_requests.c.pharmacy_id)
     return conn.execute(query.where(column == name)).first()

@@ -92,7 +92,7 @@ def _op(summary: str, ok: int, out: dict[str, Any], *, body: Any = None, auth: b
 
 
 def build_spec() -> dict[str, Any]:
-    models = [
+    models: list[type[BaseModel]] = [
         AccountOut,
         PharmacyOut,
         RegisterIn,
