@@ -9,7 +9,9 @@
     ├── Conflict                conflict               409
     ├── PayloadTooLarge         payload_too_large      413
     ├── UnsupportedMediaType    unsupported_media_type 415
-    └── RateLimited             rate_limited           429 (Retry-After)
+    ├── RateLimited             rate_limited           429 (Retry-After)
+    └── TransportError          (client only, medreq.client: never on the wire)
+        └── ConnectionLost
 
 The HTTP layer maps `status` to the response status; the WebSocket layer sends
 `{"type": "error", "error": ...}` and keeps the connection open. Both use `body()`,
