@@ -1,10 +1,10 @@
-"""The memory floor of the stack: RSS per idle WebSocket for a bare uvicorn + Starlette app.
+"""The memory floor of the stack: RSS per idle WebSocket for an app that only accepts and waits.
 
-    python loadtests/ws_floor.py --connections 2000
+    python loadtests/ws_floor.py --connections 2000                 # behind Starlette's router
+    python loadtests/ws_floor.py --connections 2000 --stack asgi    # a plain ASGI callable
 
-Starts an app that only accepts sockets and waits (same uvicorn settings as `medreq serve`:
-websockets-sansio, compression off), opens N sockets from this process, and prints the
-server's RSS growth per socket. Compare with `medreq bench idle`: the difference is what
+Starts such an app (same uvicorn settings as `medreq serve`: websockets-sansio, compression
+off), opens N sockets from this process, and prints the server's RSS growth per socket. Compare with `medreq bench idle`: the difference is what
 medreq itself keeps per connection. Loopback only; bounded by --connections.
 """
 
@@ -36,6 +36,29 @@ uvicorn.run(app, host="127.0.0.1", port={port}, ws="websockets-sansio", ws_per_m
 """
 
 
+ASGI = """
+import uvicorn
+from starlette.websockets import WebSocket
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    websocket = WebSocket(scope, receive, send)
+    await websocket.accept()
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+uvicorn.run(app, host="127.0.0.1", port={port}, ws="websockets-sansio", ws_per_message_deflate=False,
+            log_level="warning")
+"""
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -59,13 +82,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--stack", choices=["starlette", "asgi"], default="starlette")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", APP.replace("{port}", str(port))])
+    source = APP if args.stack == "starlette" else ASGI
+    server = subprocess.Popen([sys.executable, "-c", source.replace("{port}", str(port))])
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -75,7 +100,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         per_connection = asyncio.run(measure(port, server.pid, args.connections))
-        print(f"bare uvicorn + Starlette: {args.connections} idle sockets, {per_connection:.1f} KB RSS each")
+        print(f"{args.stack}: {args.connections} idle sockets, {per_connection:.1f} KB RSS each")
     finally:
         server.terminate()
         server.wait(10)

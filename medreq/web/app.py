@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from ..auth import TokenIssuer
 from ..config import Settings
@@ -46,7 +47,21 @@ def build_service(settings: Settings) -> MedreqService:
     return MedreqService(settings, store, hub, media, tokens)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
+class MedreqApp:
+    """The ASGI app: WebSockets go straight to their endpoint, the rest through Starlette."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await websocket.dispatch(self.app, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
     """The medreq server. `migrate=False` when the caller already applied migrations."""
     settings = (settings or Settings.load()).ensure_secret()
     service = build_service(settings)
@@ -68,7 +83,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             await service.store.close()
 
     app = Starlette(
-        routes=[*routes.routes, *openapi.routes, *websocket.routes],
+        routes=[*routes.routes, *openapi.routes],
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
@@ -85,9 +100,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     app.state.ws_limiter = RateLimiter(
         settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled
     )
-    return app
+    return MedreqApp(app)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> MedreqApp:
     """Factory for uvicorn workers: settings from the environment `medreq serve` exported."""
     return create_app(Settings.load(), migrate=False)
