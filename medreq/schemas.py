@@ -7,6 +7,7 @@ into the one §1 error body.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -196,6 +197,11 @@ ClientMessage = Annotated[
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 CLIENT_MESSAGE_TYPES = ("ping", "response", "resume", "message", "typing", "read")
+
+
+def dumps(value: Any) -> str:
+    """JSON as medreq sends and stores it: compact, UTF-8 kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- errors ------------------------------------------------------------------------------------

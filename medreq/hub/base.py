@@ -23,7 +23,3 @@ class Hub(Protocol):
     async def publish(self, account_id: int, event_id: int | None, text: str) -> None:
         """Deliver to every sink of `account_id` (typing events have no event_id)."""
         ...
-
-    def is_online(self, account_id: int) -> bool:
-        """Whether this process holds a live connection of the account."""
-        ...

@@ -34,7 +34,3 @@ class MemoryHub:
 
     def is_online(self, account_id: int) -> bool:
         return account_id in self._sinks
-
-    @property
-    def connection_count(self) -> int:
-        return sum(len(sinks) for sinks in self._sinks.values())

@@ -76,9 +76,6 @@ class RedisHub:
             log.warning("redis publish failed (%s); delivering locally only", exc)
             self._local.fan_out(account_id, event_id, text)
 
-    def is_online(self, account_id: int) -> bool:
-        return self._local.is_online(account_id)
-
     async def _listen(self) -> None:
         assert self._pubsub is not None
         while True:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..errors import Invalid
+from ..schemas import dumps
 from ..storage import Tx, queries, utcnow
 from . import events
 from .base import Caller, ServiceBase
@@ -35,15 +35,8 @@ class Conversation(ServiceBase):
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
         """Tell the other party someone is typing: not stored, not replayed, no event_id."""
         other = other_party(caller, await self.visible_request(caller, request_id))
-        event = {
-            "type": "typing",
-            "event_id": None,
-            "timestamp": iso(utcnow()),
-            "request_id": request_id,
-            "from": caller.id,
-            "state": state,
-        }
-        await self.hub.publish(other, None, json.dumps(event, separators=(",", ":")))
+        event = events.typing(request_id, caller.id, state, iso(utcnow()) or "")
+        await self.hub.publish(other, None, dumps(event.build(None)))
 
     async def mark_read(self, caller: Caller, request_id: int, up_to_event_id: int) -> dict[str, Any]:
         """Record how far the caller has read a request's events; the other party gets `read`."""

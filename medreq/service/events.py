@@ -39,7 +39,7 @@ class Event:
     fields: dict[str, Any]
     request_id: int | None = None
 
-    def build(self, event_id: int) -> dict[str, Any]:
+    def build(self, event_id: int | None) -> dict[str, Any]:
         return {"type": self.type, "event_id": event_id, "timestamp": self.timestamp, **self.fields}
 
 
@@ -90,6 +90,13 @@ def request_cancelled(request_id: int, patient_id: int, timestamp: str) -> Event
 def message(request_id: int, sender_id: int, text: str, message_id: int, timestamp: str) -> Event:
     fields = {"request_id": request_id, "message_id": message_id, "from": sender_id, "text": text}
     return Event("message", timestamp, fields, request_id)
+
+
+def typing(request_id: int, sender_id: int, state: str, timestamp: str) -> Event:
+    """Not stored, so it never gets an event_id (built with None)."""
+    return Event(
+        "typing", timestamp, {"request_id": request_id, "from": sender_id, "state": state}, request_id
+    )
 
 
 def read(request_id: int, reader_id: int, up_to: int, timestamp: str) -> Event:

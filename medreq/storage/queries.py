@@ -15,7 +15,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from .schema import accounts, events, medicine_requests, messages, read_marks
+from .schema import accounts, events, medicine_requests, messages
 
 patient_account = aliased(accounts, name="patient")
 pharmacy_account = aliased(accounts, name="pharmacy")
@@ -119,11 +119,4 @@ def events_after(
 
 def last_event_id(conn: Connection, account_id: int) -> int:
     query = select(accounts.c.last_event_id).where(accounts.c.id == account_id)
-    return int(conn.execute(query).scalar_one_or_none() or 0)
-
-
-def read_mark(conn: Connection, account_id: int, request_id: int) -> int:
-    query = select(read_marks.c.up_to_event_id).where(
-        read_marks.c.account_id == account_id, read_marks.c.request_id == request_id
-    )
     return int(conn.execute(query).scalar_one_or_none() or 0)

@@ -17,7 +17,6 @@ the same transaction as the change they describe (§5). A whole transaction is o
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Conflict
+from ..schemas import dumps
 from .prepared import Prepared, Record
 from .queries import utcnow
 from .schema import accounts, events, idempotency_keys, medicine_requests, messages, read_marks
@@ -195,7 +195,7 @@ class Tx:
         """
         [counter] = BUMP_EVENT_COUNTER.run(self.conn, {"where_id": account_id})
         event_id = int(counter.last_event_id)
-        payload = json.dumps(event.build(event_id), separators=(",", ":"), ensure_ascii=False)
+        payload = dumps(event.build(event_id))
         INSERT_EVENT.run(
             self.conn,
             {
@@ -239,9 +239,6 @@ class Tx:
             )
             return up_to
         return int(current)
-
-    def set_webhook(self, account_id: int, url: str | None) -> None:
-        self.conn.execute(update(accounts).where(accounts.c.id == account_id).values(webhook_url=url))
 
 
 def _upgrade(connection: Connection) -> None:

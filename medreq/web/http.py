@@ -27,7 +27,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..media import Kind, StoredMedia
-from ..schemas import parse
+from ..schemas import dumps, parse
 from ..service import Caller, MedreqService
 
 log = logging.getLogger("medreq.http")
@@ -41,7 +41,7 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        return dumps(content).encode()
 
 
 def service_of(request: Request) -> MedreqService:

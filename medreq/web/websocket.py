@@ -40,6 +40,7 @@ from ..schemas import (
     ResponseIn,
     ResumeIn,
     TypingIn,
+    dumps,
     validation_error,
 )
 from ..service import Caller, MedreqService
@@ -53,10 +54,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 REPLAY_PAGE = 500
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class Connection:
@@ -93,6 +90,9 @@ class Connection:
 
     def reply(self, message: dict[str, Any]) -> None:
         self._enqueue(("reply", None, dumps(message)))
+
+    def error(self, exc: MedreqError, ref: Any) -> None:
+        self.reply({"type": "error", "error": exc.error(), "ref": ref})
 
     def pong(self, ref: Any) -> None:
         """`pong` carries the last event id sent before it, so a client that connected
@@ -229,7 +229,7 @@ class Endpoint:
                 connection.last_sent = await service.last_event_id(caller.id)
             else:
                 connection.catch_up(after)
-            await self._receive(connection, app_state.ws_limiter, app_state)
+            await self._receive(connection, app_state)
         except (WebSocketDisconnect, OSError):
             pass
         finally:
@@ -237,8 +237,8 @@ class Endpoint:
             await service.hub.unsubscribe(caller.id, connection)
             await connection.stop()
 
-    async def _receive(self, connection: Connection, limiter: Any, app_state: Any) -> None:
-        ws = connection.ws
+    async def _receive(self, connection: Connection, app_state: Any) -> None:
+        ws, limiter = connection.ws, app_state.ws_limiter
         flood = 0
         while True:
             message = await ws.receive()
@@ -260,9 +260,9 @@ class Endpoint:
                     connection.close(CLOSE_POLICY, "rate limit exceeded")
                     await connection.flush()
                     return
-                connection.reply({"type": "error", "error": exc.error(), "ref": ref})
+                connection.error(exc, ref)
             except MedreqError as exc:
-                connection.reply({"type": "error", "error": exc.error(), "ref": ref})
+                connection.error(exc, ref)
 
     async def _handle(self, connection: Connection, message: Any, ref: Any) -> None:
         service = connection.service
