@@ -8,11 +8,7 @@ nothing acknowledged is lost.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,94 +19,28 @@ import httpx
 import pytest
 
 from medreq.samples import png, wav
+from medreq.simulate import server as medreq_server
+from medreq.simulate.server import free_port
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MEDREQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ServerProcess(medreq_server.ServerProcess):
+    """`medreq serve` for tests: output in a log beside the data dir, rate limits left on."""
 
-
-class ServerProcess:
-    """`medreq serve` in a subprocess. Output goes to `log_path` for post-mortems."""
+    default_env = {
+        "MEDREQ_LOG_LEVEL": "warning",
+        "MEDREQ_SCRYPT_N": "1024",  # fast hashes keep tests quick; production default is 2**14
+    }
 
     def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self.env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        env = {
-            **os.environ,
-            "MEDREQ_LOG_LEVEL": "warning",
-            "MEDREQ_SCRYPT_N": "1024",  # fast hashes keep tests quick; production default is 2**14
-            **self.env,
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "medreq",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
+        port = port or free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            env=env, port=port, data_dir=data_dir, log_path=data_dir.parent / f"server-{port}.log"
+        )
 
 
 @pytest.fixture

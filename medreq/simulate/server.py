@@ -98,7 +98,13 @@ def rss_bytes(pid: int) -> int:
 
 
 class ServerProcess:
-    """``python -m medreq serve`` on 127.0.0.1 with a temporary data dir; use as a context manager."""
+    """``python -m medreq serve`` on 127.0.0.1 with a temporary data dir; use as a context manager.
+
+    The tests use it too (`tests/conftest.py`), with their own default environment: it can be
+    stopped, killed and started again on the same port and data, as restart tests need.
+    """
+
+    default_env: dict[str, str] = LOAD_ENV
 
     def __init__(
         self,
@@ -109,7 +115,7 @@ class ServerProcess:
         log_path: Path | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.env = {**LOAD_ENV, **(env or {})}
+        self.env = {**self.default_env, **(env or {})}
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="medreq-sim-"))
         self.log_path = log_path or self.data_dir / "server.log"
@@ -120,13 +126,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None, "server not started"
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         command = [sys.executable, "-m", "medreq", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--data-dir", str(self.data_dir / "data")]
+        command += ["--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
@@ -142,18 +152,26 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"the server did not start within {timeout:g}s:\n{self.log()[-3000:]}")
 
-    def stop(self, timeout: float = 15.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
+        """Stop the server (gracefully by default) and return its exit code."""
         proc, self.proc = self.proc, None
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
         return proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def log(self) -> str:
         try:
