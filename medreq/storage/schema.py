@@ -6,12 +6,17 @@
 - events: every stored event, per account, in event_id order (§5 replay).
 - idempotency_keys: first response per (account, key) (beyond: Idempotency-Key).
 - read_marks: how far each party has read a request's events (beyond: read receipts).
+- revoked_tokens: refresh tokens given back with logout, kept until they expire.
+- account_changes: revocations (disable, password change), polled by every worker.
+
+Every id is AUTOINCREMENT on SQLite, so no id is ever reused (PostgreSQL sequences never do).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -22,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -48,6 +54,15 @@ accounts = Table(
     Column("webhook_url", String(2000)),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # active | pending (a pharmacy awaiting approval) | disabled
+    Column("status", String(16), nullable=False, server_default="active"),
+    # carried in every token as `ver`: bumping it revokes them all
+    Column("token_version", Integer, nullable=False, server_default="0"),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("login_blocked_until", DateTime(timezone=True)),
+    # made by the simulator or a load test: hidden from listings, removed after the run
+    Column("synthetic", Boolean, nullable=False, server_default=false()),
+    sqlite_autoincrement=True,
 )
 Index("ix_accounts_role", accounts.c.role, accounts.c.id)
 
@@ -67,6 +82,7 @@ medicine_requests = Table(
     Column("responded_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
 Index("ix_requests_patient", medicine_requests.c.patient_id, medicine_requests.c.id)
 Index("ix_requests_pharmacy", medicine_requests.c.pharmacy_id, medicine_requests.c.id)
@@ -85,6 +101,7 @@ messages = Table(
     Column("sender_id", Id, ForeignKey("accounts.id"), nullable=False),
     Column("text", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
 Index("ix_messages_request", messages.c.request_id, messages.c.id)
 
@@ -99,6 +116,7 @@ events = Table(
     Column("payload", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("account_id", "event_id", name="uq_events_account_event"),
+    sqlite_autoincrement=True,
 )
 
 idempotency_keys = Table(
@@ -117,4 +135,21 @@ read_marks = Table(
     Column("request_id", Id, ForeignKey("medicine_requests.id"), primary_key=True),
     Column("up_to_event_id", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+account_changes = Table(
+    "account_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )

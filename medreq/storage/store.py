@@ -127,11 +127,29 @@ class Store:
             database = self.url.split("///", 1)[-1]
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            await self.write(lambda tx: _upgrade(tx.conn))
+            self._migrate_sqlite()
             return
         assert self._async is not None
         async with self._async.begin() as conn:
             await conn.run_sync(_upgrade)
+
+    def _migrate_sqlite(self) -> None:
+        """SQLite's table-rebuild procedure: foreign keys off (outside the transaction, where
+        the pragma takes effect), migrate in one transaction, check every key, keys back on."""
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                conn = conn.execution_options(medreq_immediate=True)
+                with conn.begin():
+                    _upgrade(conn)
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 class Tx:
