@@ -67,7 +67,11 @@ def _dummy_hash(n: int) -> str:
 
 
 async def verify_or_waste(password: str, stored: str | None, *, n: int = 2**14) -> bool:
-    """Verify, or when the account does not exist waste the same time, so both failures look alike."""
+    """Verify, or when the account does not exist waste the same time, so both failures look alike.
+
+    Call it whether or not the account exists: skipping it for an unknown username is what
+    made a wrong password take 48.8 ms for a real one and 2.9 ms for an unknown one.
+    """
     ok = await verify_password_async(password, stored or _dummy_hash(n))
     return ok and stored is not None
 
@@ -78,6 +82,8 @@ class Claims:
     role: str
     kind: TokenKind
     expires_at: int
+    version: int = 0  # the account's token_version when issued: a bump revokes the token
+    token_id: str = ""  # `jti`, to revoke one refresh token (logout)
 
 
 class TokenIssuer:
@@ -88,16 +94,25 @@ class TokenIssuer:
         self.refresh_ttl = refresh_ttl
         self._verified: dict[tuple[str, str], Claims] = {}
 
-    def issue(self, account_id: int, role: str, kind: TokenKind = "access", *, ttl: int | None = None) -> str:
+    def issue(
+        self,
+        account_id: int,
+        role: str,
+        kind: TokenKind = "access",
+        *,
+        version: int = 0,
+        ttl: int | None = None,
+    ) -> str:
         now = int(time.time())
         lifetime = ttl if ttl is not None else (self.access_ttl if kind == "access" else self.refresh_ttl)
         payload = {
             "sub": str(account_id),
             "role": role,
             "typ": kind,
+            "ver": version,
             "iat": now,
             "exp": now + lifetime,
-            "jti": secrets.token_urlsafe(8),
+            "jti": secrets.token_urlsafe(12),
         }
         return jwt.encode(payload, self._secret, algorithm=self._algorithm)
 
@@ -136,7 +151,12 @@ class TokenIssuer:
             raise Unauthorized("invalid token") from None
         if not 1 <= account_id <= MAX_ACCOUNT_ID:
             raise Unauthorized("invalid token")
-        return Claims(account_id, str(payload["role"]), kind, int(payload["exp"]))
+        version = payload.get("ver", 0)
+        if not isinstance(version, int):
+            raise Unauthorized("invalid token")
+        return Claims(
+            account_id, str(payload["role"]), kind, int(payload["exp"]), version, str(payload.get("jti", ""))
+        )
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .files import make_private_dir
+
 ENV_PREFIX = "MEDREQ_"
 SECRET_FILE = "jwt-secret"
+PHARMACY_REGISTRATION = ("open", "approval", "closed")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,17 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     max_audio_bytes: int = 10 * 1024 * 1024
     open_registration: bool = True
+    # pharmacies that register themselves: open (active at once), approval (pending until an
+    # operator approves them: a look-alike must not receive patients' data) or closed
+    pharmacy_registration: str = "approval"
+    # addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (comma-separated);
+    # none by default, so a client cannot pick the address its rate limit is counted under
+    trusted_proxies: str = ""
+    # wrong passwords in a row before an account's logins are held back, and the longest hold
+    login_max_failures: int = 5
+    login_backoff_max: int = 900
+    # how often every worker looks for revocations made elsewhere (other workers, the CLI)
+    revocation_poll_interval: float = 1.0
     rate_limit_enabled: bool = True
     # token bucket per account: sustained rate per second and burst size
     rest_rate: float = 20.0
@@ -75,6 +89,9 @@ class Settings:
             database_url = "sqlite:///" + database_url.split(":///", 1)[1]
         elif database_url.startswith(("postgresql://", "postgres://")):
             database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+        if self.pharmacy_registration not in PHARMACY_REGISTRATION:
+            choices = ", ".join(PHARMACY_REGISTRATION)
+            raise ValueError(f"pharmacy registration must be one of {choices}, not {self.pharmacy_registration!r}")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         public_url = (self.public_url or f"http://{_bracket(host)}:{self.port}").rstrip("/")
         return replace(
@@ -89,11 +106,15 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [address.strip() for address in self.trusted_proxies.split(",") if address.strip()]
+
     def ensure_secret(self) -> Settings:
         """Return settings with a JWT secret, creating and persisting one if needed."""
         if self.jwt_secret:
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         path = self.data_dir / SECRET_FILE
         if path.exists():
             secret = path.read_text().strip()

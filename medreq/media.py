@@ -24,6 +24,7 @@ from typing import Literal
 import filetype  # type: ignore[import-untyped]
 
 from .errors import Forbidden, Invalid, PayloadTooLarge, UnsupportedMediaType
+from .files import make_private_dir
 
 Kind = Literal["image", "audio"]
 
@@ -71,7 +72,8 @@ class MediaStore:
         self.base_url = base_url.rstrip("/")
         self.url_ttl = url_ttl
         for prefix in URL_PREFIX.values():
-            (self.root / prefix).mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.root / prefix)
+        make_private_dir(self.root)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -82,7 +84,9 @@ class MediaStore:
         size = 0
         head = b""
         try:
-            with open(tmp, "wb") as out:  # noqa: ASYNC230 - local disk, 64 KiB writes; a thread hop per chunk costs more
+            # 0600: a prescription is readable by the server's user alone, whatever the umask
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:  # local disk, 64 KiB writes; a thread hop per chunk costs more
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > limit:

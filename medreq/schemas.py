@@ -58,12 +58,27 @@ class RefreshIn(Inbound):
     refresh: str = Field(min_length=1)
 
 
+class LogoutIn(Inbound):
+    refresh: str = Field(min_length=1)
+
+
+class PasswordIn(Inbound):
+    old: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=8, max_length=1024)
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+AccountStatus = Literal["active", "pending", "disabled"]
+
+
 class AccountOut(BaseModel):
     id: int
     username: str
     role: Role
     name: str
     phone: str | None = None
+    status: AccountStatus = "active"
 
 
 class TokenOut(BaseModel):
@@ -192,11 +207,18 @@ class ReadIn(WsIn):
     up_to_event_id: int = Field(ge=0, le=MAX_ID)
 
 
+class AuthIn(WsIn):
+    """A fresh access token for this socket, sent before the current one expires."""
+
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096)
+
+
 ClientMessage = Annotated[
-    PingIn | ResponseIn | ResumeIn | MessageIn | TypingIn | ReadIn, Field(discriminator="type")
+    PingIn | ResponseIn | ResumeIn | MessageIn | TypingIn | ReadIn | AuthIn, Field(discriminator="type")
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_MESSAGE_TYPES = ("ping", "response", "resume", "message", "typing", "read")
+CLIENT_MESSAGE_TYPES = ("ping", "response", "resume", "message", "typing", "read", "auth")
 
 
 def dumps(value: Any) -> str:

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from uvicorn.supervisors import multiprocess
 
 from .config import ENV_PREFIX, Settings
+from .logs import log_config
 from .storage import Store
 from .web import create_app
 from .web.websocket import close_all
@@ -60,6 +61,7 @@ def _find_starlette(app: Any) -> Starlette | None:
 
 
 def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    trusted = settings.trusted_proxy_list
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -70,6 +72,12 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=settings.ws_compression,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+        # X-Forwarded-For/-Proto are believed only from configured proxies (none by default):
+        # uvicorn's own default trusts 127.0.0.1, which let a client on the same host pick the
+        # address its login attempts were counted under.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         timeout_graceful_shutdown=10,
         lifespan="on",
         **extra,

@@ -33,6 +33,8 @@ class ServerProcess(medreq_server.ServerProcess):
     default_env = {
         "MEDREQ_LOG_LEVEL": "warning",
         "MEDREQ_SCRYPT_N": "1024",  # fast hashes keep tests quick; production default is 2**14
+        # tests register pharmacies over the API; approval has its own tests (test_accounts.py)
+        "MEDREQ_PHARMACY_REGISTRATION": "open",
     }
 
     def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:

@@ -61,6 +61,7 @@ def test_account_create_then_login_over_http(server_factory: object) -> None:
         "role": "pharmacy",
         "name": "LifeCare Pharmacy",
         "phone": None,
+        "status": "active",
     }
 
 

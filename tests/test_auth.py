@@ -117,6 +117,7 @@ def test_register_rejects_every_bad_json_body_and_stores_nothing(shared: ServerP
         "role": "patient",
         "name": "Val",
         "phone": None,
+        "status": "active",
     }
 
 
@@ -186,7 +187,7 @@ def test_register_returns_the_account_with_its_phone(shared: ServerProcess) -> N
     )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert set(body) == {"id", "username", "role", "name", "phone"}
+    assert set(body) == {"id", "username", "role", "name", "phone", "status"}
     assert (body["username"], body["role"], body["name"], body["phone"]) == (
         name,
         "pharmacy",
@@ -237,6 +238,7 @@ def test_token_body_has_typed_tokens_and_the_account(shared: ServerProcess) -> N
         "role": "pharmacy",
         "name": "Token Pharmacy",
         "phone": None,
+        "status": "active",
     }
     claims = jwt_claims(body["access"])
     assert claims["sub"] == str(account.id)

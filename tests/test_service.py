@@ -44,7 +44,7 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 async def account(service: MedreqService, role: str, username: str) -> Caller:
     row = await service.register(
-        RegisterIn(username=username, password="password1", role=role, name=username)
+        RegisterIn(username=username, password="password1", role=role, name=username), by_operator=True
     )
     return Caller(row["id"], role, username)
 

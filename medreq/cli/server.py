@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from ..config import Settings
 from ..errors import MedreqError
@@ -16,6 +20,7 @@ from ..schemas import RegisterIn, parse
 from .app import app
 
 err = Console(stderr=True)
+T = TypeVar("T")
 
 account_app = typer.Typer(help="Manage accounts directly in the configured database.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -35,6 +40,16 @@ def serve(
     workers: int | None = typer.Option(None, help="Worker processes (needs PostgreSQL and Redis)."),
     open_registration: bool | None = typer.Option(
         None, "--open-registration/--closed-registration", help="Allow POST /auth/register."
+    ),
+    pharmacy_registration: str | None = typer.Option(
+        None,
+        help="Self-registered pharmacies: open, approval (pending until `medreq account approve`) "
+        "or closed [env MEDREQ_PHARMACY_REGISTRATION, default approval].",
+    ),
+    trusted_proxy: list[str] | None = typer.Option(
+        None,
+        help="Address of a reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
+        "[env MEDREQ_TRUSTED_PROXIES, comma-separated; default none].",
     ),
     rate_limit: bool | None = typer.Option(
         None, "--rate-limit/--no-rate-limit", help="Per-account rate limits."
@@ -56,6 +71,8 @@ def serve(
             public_url=public_url,
             workers=workers,
             open_registration=open_registration,
+            pharmacy_registration=pharmacy_registration,
+            trusted_proxies=",".join(trusted_proxy) if trusted_proxy else None,
             rate_limit_enabled=rate_limit,
             log_level=log_level,
         )
@@ -107,3 +124,104 @@ async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
         return await service.register(data, by_operator=True)
     finally:
         await service.store.close()
+
+
+# --- operators: approve, disable, enable, reset passwords -----------------------------------------
+# Each change is written with a row in `account_changes`: running servers close the account's
+# live sockets (4401) within a second, on every worker.
+
+DataDirOption = typer.Option(None, "--data-dir", help="Data dir of the server [default ./medreq-data].")
+DatabaseOption = typer.Option(None, "--database", help="Database URL [default: the data dir's SQLite].")
+
+
+@account_app.command("list")
+def account_list(
+    pending: bool = typer.Option(False, "--pending", help="Only pharmacies awaiting approval."),
+    status: str | None = typer.Option(None, help="Only accounts of this status: active, pending, disabled."),
+    json_output: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
+) -> None:
+    """List accounts, oldest first.
+
+    Example: [bold]medreq account list --pending[/bold]
+    """
+    wanted = "pending" if pending else status
+    accounts = _run_operator(data_dir, database, lambda service: service.list_accounts(wanted))
+    if json_output:
+        for account in accounts:
+            typer.echo(json.dumps(account))
+        return
+    table = Table("id", "username", "role", "name", "status", "created")
+    for account in accounts:
+        table.add_row(
+            str(account["id"]),
+            account["username"],
+            account["role"],
+            account["name"],
+            account["status"],
+            account["created_at"][:19],
+        )
+    Console().print(table)
+
+
+def _status_command(status: str, verb: str) -> Any:
+    def command(
+        username: str = typer.Argument(..., help="The account's username."),
+        data_dir: Path | None = DataDirOption,
+        database: str | None = DatabaseOption,
+    ) -> None:
+        account = _run_operator(data_dir, database, lambda service: service.set_status(username, status))
+        typer.echo(f"{verb} {account['role']} {account['username']} (id {account['id']}): {account['status']}")
+
+    return command
+
+
+account_app.command("approve", help="Approve a pending pharmacy: listed and reachable from now on.")(
+    _status_command("active", "approved")
+)
+account_app.command("disable", help="Disable an account: no sign-in, every token revoked, sockets closed.")(
+    _status_command("disabled", "disabled")
+)
+account_app.command("enable", help="Enable a disabled account again (its old tokens stay revoked).")(
+    _status_command("active", "enabled")
+)
+
+
+@account_app.command("reset-password")
+def account_reset_password(
+    username: str = typer.Argument(..., help="The account's username."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
+) -> None:
+    """Set a new password; every token of the account is revoked and its sockets closed.
+
+    Example: [bold]echo 'new-secret-pass' | medreq account reset-password lifecare --password-stdin[/bold]
+    """
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("New password: ")
+    if len(password) < 8:
+        err.print("[red]validation_error:[/red] password must be at least 8 characters")
+        raise typer.Exit(1)
+    account = _run_operator(data_dir, database, lambda service: service.reset_password(username, password))
+    typer.echo(f"password reset for {account['username']} (id {account['id']}); its tokens are revoked")
+
+
+def _run_operator(data_dir: Path | None, database: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
+    settings = Settings.load(data_dir=data_dir, database_url=database)
+
+    async def run() -> T:
+        from ..web.app import build_service
+
+        service = build_service(settings)
+        try:
+            await service.store.migrate()
+            return await action(service)
+        finally:
+            await service.store.close()
+
+    try:
+        return asyncio.run(run())
+    except MedreqError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        raise typer.Exit(1) from None

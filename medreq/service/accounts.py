@@ -1,21 +1,35 @@
-"""Accounts and tokens (PROTOCOL.md §2)."""
+"""Accounts and tokens (PROTOCOL.md §2): registration, sign-in with back-off, refresh, logout,
+password changes, revocation, and the operator's approve / disable / enable / reset.
+
+A token is valid while it is unexpired, its account exists and is not disabled, and its `ver`
+equals the account's `token_version`: disabling an account or changing its password bumps the
+version, so every token issued before stops working at once on this worker and, through
+`account_changes`, within the poll interval on every other one.
+"""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
 from .. import auth
-from ..errors import Conflict, Forbidden, Unauthorized
+from ..errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from ..schemas import RegisterIn, TokenIn
-from ..storage import queries
+from ..storage import Tx, queries, utcnow
 from .base import Caller, ServiceBase
+from .directory import AccountInfo
 from .views import account_view
+
+STATUSES = ("active", "pending", "disabled")
+UNKNOWN_LOGINS_REMEMBERED = 100_000
 
 
 class Accounts(ServiceBase):
+    # --- registration and sign-in -------------------------------------------------------------
+
     async def register(self, data: RegisterIn, *, by_operator: bool = False) -> dict[str, Any]:
-        if not (self.settings.open_registration or by_operator):
-            raise Forbidden("registration is closed on this server")
+        status = self._registration_status(data.role, by_operator=by_operator)
         if await self.store.read(lambda c: queries.account_by_username(c, data.username)) is not None:
             raise Conflict("username is taken", fields={"username": "is taken"})
         password_hash = await auth.hash_password_async(data.password, n=self.settings.scrypt_n)
@@ -26,45 +40,155 @@ class Accounts(ServiceBase):
                 role=data.role,
                 name=data.name,
                 phone=data.phone or None,
+                status=status,
             )
         )
         return account_view(row)
 
+    def _registration_status(self, role: str, *, by_operator: bool) -> str:
+        if by_operator:
+            return "active"
+        if not self.settings.open_registration:
+            raise Forbidden("registration is closed on this server")
+        if role != "pharmacy":
+            return "active"
+        mode = self.settings.pharmacy_registration
+        if mode == "closed":
+            raise Forbidden("pharmacies are registered by the server's operator")
+        # "approval": listed and reachable only once an operator has checked who it is
+        return "pending" if mode == "approval" else "active"
+
     async def issue_tokens(self, data: TokenIn) -> dict[str, Any]:
         row = await self.store.read(lambda c: queries.account_by_username(c, data.username))
+        self._check_not_held_back(row, data.username)
         stored_hash = row.password_hash if row is not None else None
-        if row is None or not await auth.verify_or_waste(
-            data.password, stored_hash, n=self.settings.scrypt_n
-        ):
+        # Always hash, known username or not, so the time taken tells nothing.
+        if not await auth.verify_or_waste(data.password, stored_hash, n=self.settings.scrypt_n):
+            await self._login_failed(row, data.username)
             raise Unauthorized("wrong username or password")
+        assert row is not None
+        if row.status == "disabled":
+            raise Unauthorized("this account is disabled")
+        if row.failed_logins:
+            await self.store.write(lambda tx: tx.update_account(row.id, failed_logins=0, login_blocked_until=None))
+        return {**self._tokens(row.id, row.role, row.token_version), "account": account_view(row)}
+
+    def _tokens(self, account_id: int, role: str, version: int) -> dict[str, Any]:
         return {
-            "access": self.tokens.issue(row.id, row.role, "access"),
-            "refresh": self.tokens.issue(row.id, row.role, "refresh"),
+            "access": self.tokens.issue(account_id, role, "access", version=version),
+            "refresh": self.tokens.issue(account_id, role, "refresh", version=version),
             "token_type": "bearer",
             "expires_in": self.tokens.access_ttl,
-            "account": account_view(row),
         }
+
+    # --- back-off on wrong passwords -----------------------------------------------------------
+    # Per account (in the database, so every worker agrees) on top of the per-address rate
+    # limit: rotating addresses no longer buys more guesses. Unknown usernames get the same
+    # treatment from memory, so a hold does not tell which usernames exist.
+
+    def _backoff(self, failures: int) -> float:
+        over = failures - self.settings.login_max_failures
+        return 0.0 if over < 0 else float(min(2**over, self.settings.login_backoff_max))
+
+    def _check_not_held_back(self, row: Any, username: str) -> None:
+        if row is not None:
+            until = row.login_blocked_until.timestamp() if row.login_blocked_until else 0.0
+        else:
+            until = self._unknown_logins.get(username, (0, 0.0))[1]
+        wait = until - time.time()
+        if wait > 0:
+            raise RateLimited("too many wrong passwords; try again later", retry_after=wait)
+
+    async def _login_failed(self, row: Any, username: str) -> None:
+        if row is None:
+            if len(self._unknown_logins) >= UNKNOWN_LOGINS_REMEMBERED:
+                self._unknown_logins.clear()
+            failures = self._unknown_logins.get(username, (0, 0.0))[0] + 1
+            self._unknown_logins[username] = (failures, time.time() + self._backoff(failures))
+            return
+        failures = row.failed_logins + 1
+        hold = self._backoff(failures)
+        until = utcnow() + timedelta(seconds=hold) if hold else None
+        await self.store.write(
+            lambda tx: tx.update_account(row.id, failed_logins=failures, login_blocked_until=until)
+        )
+
+    # --- tokens --------------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         claims = self.tokens.verify(refresh_token, "refresh")
-        account = await self.directory.get(claims.account_id)
-        if account is None:
-            raise Unauthorized("account no longer exists")
+        account = await self._account_for(claims)
+        if await self.store.read(lambda c: queries.token_revoked(c, claims.token_id)):
+            raise Unauthorized("token revoked")
         return {
-            "access": self.tokens.issue(account.id, account.role, "access"),
+            "access": self.tokens.issue(account.id, account.role, "access", version=account.token_version),
             "token_type": "bearer",
             "expires_in": self.tokens.access_ttl,
         }
 
     async def authenticate(self, token: str | None) -> Caller:
-        """The caller an access token names; Unauthorized when missing, bad, expired or orphaned."""
+        """The caller an access token names; Unauthorized when missing, bad, expired or revoked."""
+        caller, _claims = await self.session(token)
+        return caller
+
+    async def session(self, token: str | None) -> tuple[Caller, auth.Claims]:
+        """`authenticate`, with the token's claims (a socket lives as long as they do)."""
         if not token:
             raise Unauthorized("missing bearer token")
         claims = self.tokens.verify(token, "access")
+        return await self.check_claims(claims), claims
+
+    async def check_claims(self, claims: auth.Claims) -> Caller:
+        """The caller of still-valid claims (the account may have changed since they were issued)."""
+        account = await self._account_for(claims)
+        return Caller(account.id, account.role, account.name)
+
+    async def _account_for(self, claims: auth.Claims) -> AccountInfo:
         account = await self.directory.get(claims.account_id)
         if account is None:
             raise Unauthorized("account no longer exists")
-        return Caller(account.id, account.role, account.name)
+        if account.status == "disabled":
+            raise Unauthorized("this account is disabled")
+        if claims.version != account.token_version:
+            raise Unauthorized("token revoked")
+        return account
+
+    async def logout(self, caller: Caller, refresh_token: str) -> None:
+        """Revoke one refresh token of the caller's (a token already expired needs nothing)."""
+        try:
+            claims = self.tokens.verify(refresh_token, "refresh")
+        except Unauthorized:
+            return
+        if claims.account_id != caller.id:
+            raise Forbidden("that refresh token belongs to another account")
+        expires = utcnow() + timedelta(seconds=max(0, claims.expires_at - time.time()))
+        await self.store.write(lambda tx: tx.revoke_token(claims.token_id, caller.id, expires))
+
+    async def change_password(self, caller: Caller, old: str, new: str) -> None:
+        """Change the caller's password and revoke every token of the account (live sockets close)."""
+        row = await self.store.read(lambda c: queries.account(c, caller.id))
+        if row is None:
+            raise Unauthorized("account no longer exists")
+        self._check_not_held_back(row, row.username)
+        if not await auth.verify_or_waste(old, row.password_hash, n=self.settings.scrypt_n):
+            await self._login_failed(row, row.username)
+            raise Invalid("old: is not the current password", fields={"old": "is not the current password"})
+        await self._set_password(caller.id, new)
+
+    async def _set_password(self, account_id: int, password: str) -> None:
+        password_hash = await auth.hash_password_async(password, n=self.settings.scrypt_n)
+        await self.store.write(
+            lambda tx: tx.update_account(
+                account_id,
+                revoke_tokens=True,
+                password_hash=password_hash,
+                failed_logins=0,
+                login_blocked_until=None,
+            )
+        )
+        self.directory.forget(account_id)
+
+    # --- the caller's own account, and what patients may choose from -------------------------
 
     async def me(self, caller: Caller) -> dict[str, Any]:
         row = await self.store.read(lambda c: queries.account(c, caller.id))
@@ -75,3 +199,51 @@ class Accounts(ServiceBase):
     async def pharmacies(self) -> dict[str, Any]:
         rows = await self.store.read(queries.pharmacies)
         return {"results": [{"id": row.id, "name": row.name} for row in rows]}
+
+    # --- revocations made elsewhere -----------------------------------------------------------
+
+    async def last_account_change(self) -> int:
+        return await self.store.read(queries.last_account_change)
+
+    async def account_changes(self, after: int) -> tuple[int, set[int]]:
+        """Accounts changed (disabled, password changed, …) since change `after`, forgotten from
+        the directory so the next check reads them afresh; and the new high-water mark."""
+        rows = await self.store.read(lambda c: queries.account_changes_after(c, after))
+        changed = {account_id for _, account_id in rows}
+        for account_id in changed:
+            self.directory.forget(account_id)
+        return (rows[-1][0] if rows else after), changed
+
+    # --- operators (the `medreq account` commands) ----------------------------------------------
+
+    async def list_accounts(self, status: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.store.read(lambda c: queries.account_list(c, status=status))
+        return [{**account_view(row), "created_at": row.created_at.isoformat()} for row in rows]
+
+    async def set_status(self, username: str, status: str) -> dict[str, Any]:
+        """approve (pending → active), disable (→ disabled, tokens revoked), enable (→ active)."""
+        if status not in STATUSES:
+            raise Invalid(f"status: must be one of {', '.join(STATUSES)}", fields={"status": "unknown"})
+        row = await self._by_username(username)
+
+        def change(tx: Tx) -> Any:
+            revoke = status == "disabled"
+            changed = tx.update_account(row.id, revoke_tokens=revoke, status=status)
+            if not revoke:
+                tx.note_account_change(row.id)  # other workers' directories must see it too
+            return changed
+
+        changed = await self.store.write(change)
+        self.directory.forget(row.id)
+        return account_view(changed)
+
+    async def reset_password(self, username: str, password: str) -> dict[str, Any]:
+        row = await self._by_username(username)
+        await self._set_password(row.id, password)
+        return account_view(row)
+
+    async def _by_username(self, username: str) -> Any:
+        row = await self.store.read(lambda c: queries.account_by_username(c, username))
+        if row is None:
+            raise NotFound(f"no account named {username!r}")
+        return row

@@ -48,6 +48,8 @@ class ServiceBase:
         self.media = media
         self.tokens = tokens
         self.directory = Directory(store)
+        # wrong passwords for usernames that do not exist: username → (failures, held until)
+        self._unknown_logins: dict[str, tuple[int, float]] = {}
 
     def outbox(self) -> Outbox:
         return Outbox(self.hub, self.media)

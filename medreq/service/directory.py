@@ -1,8 +1,12 @@
 """Accounts by id, cached.
 
-An account's id, role, name and phone never change once created, so the cache needs no
-invalidation, even across workers. It saves a query on every authenticated call and lets
-a write transaction name a request's parties without a join.
+An account's id, role, name and phone never change once created; its `status` and
+`token_version` do (approval, disabling, a password change). Every such change is written
+with a row in `account_changes`; the worker that made it calls `forget` at once, and every
+other worker (and the operator CLI's changes) reaches `forget` through
+`MedreqService.watch_account_changes`, within its poll interval. So the cache saves a query on
+every authenticated call and lets a write transaction name a request's parties without a join,
+and a revocation still reaches every worker.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ class AccountInfo:
     role: str
     name: str
     phone: str | None
+    status: str = "active"
+    token_version: int = 0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
 
 
 class Directory:
@@ -43,5 +53,11 @@ class Directory:
                 return None
             if len(self._cache) >= self._size:
                 self._cache.clear()
-            info = self._cache[account_id] = AccountInfo(row.id, row.role, row.name, row.phone)
+            info = self._cache[account_id] = AccountInfo(
+                row.id, row.role, row.name, row.phone, row.status, row.token_version
+            )
         return info
+
+    def forget(self, account_id: int) -> None:
+        """Drop a changed account: the next `get` reads it afresh."""
+        self._cache.pop(account_id, None)

@@ -75,7 +75,7 @@ class Requests(ServiceBase):
                 fields={"image": "is required unless medicine_name is given"},
             )
         pharmacy = await self.directory.get(form.pharmacy)
-        if pharmacy is None or pharmacy.role != "pharmacy":
+        if pharmacy is None or pharmacy.role != "pharmacy" or not pharmacy.is_active:
             raise Invalid("pharmacy: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
 
     async def respond(

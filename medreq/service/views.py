@@ -18,7 +18,14 @@ def iso(value: datetime | None) -> str | None:
 
 
 def account_view(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "username": row.username, "role": row.role, "name": row.name, "phone": row.phone}
+    return {
+        "id": row.id,
+        "username": row.username,
+        "role": row.role,
+        "name": row.name,
+        "phone": row.phone,
+        "status": row.status,
+    }
 
 
 def request_view(row: Any, media: MediaStore) -> dict[str, Any]:

@@ -29,6 +29,8 @@ LOAD_ENV = {
     "MEDREQ_RATE_LIMIT_ENABLED": "false",
     "MEDREQ_SCRYPT_N": "1024",
     "MEDREQ_LOG_LEVEL": "warning",
+    # simulated pharmacies register themselves; on a server of its own nobody approves them
+    "MEDREQ_PHARMACY_REGISTRATION": "open",
 }
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from .schema import accounts, events, medicine_requests, messages
+from .schema import account_changes, accounts, events, medicine_requests, messages, revoked_tokens
 
 patient_account = aliased(accounts, name="patient")
 pharmacy_account = aliased(accounts, name="pharmacy")
@@ -49,10 +49,42 @@ def account_by_username(conn: Connection, username: str) -> Any:
 
 
 def pharmacies(conn: Connection) -> Sequence[Any]:
+    """Pharmacies a patient may send requests to: active ones (not pending, not disabled)."""
     query = (
-        select(accounts.c.id, accounts.c.name).where(accounts.c.role == "pharmacy").order_by(accounts.c.id)
+        select(accounts.c.id, accounts.c.name)
+        .where(accounts.c.role == "pharmacy", accounts.c.status == "active")
+        .order_by(accounts.c.id)
     )
     return conn.execute(query).all()
+
+
+def account_list(conn: Connection, *, status: str | None = None, limit: int = 1000) -> Sequence[Any]:
+    """Accounts for operators, oldest first, optionally of one status."""
+    query = select(accounts).order_by(accounts.c.id).limit(limit)
+    if status is not None:
+        query = query.where(accounts.c.status == status)
+    return conn.execute(query).all()
+
+
+def token_revoked(conn: Connection, token_id: str) -> bool:
+    query = select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == token_id)
+    return conn.execute(query).first() is not None
+
+
+def account_changes_after(conn: Connection, after: int, *, limit: int = 1000) -> list[tuple[int, int]]:
+    """Revocations recorded after change `after`, in order: (change id, account id)."""
+    query = (
+        select(account_changes.c.id, account_changes.c.account_id)
+        .where(account_changes.c.id > after)
+        .order_by(account_changes.c.id)
+        .limit(limit)
+    )
+    return [(row.id, row.account_id) for row in conn.execute(query)]
+
+
+def last_account_change(conn: Connection) -> int:
+    query = select(account_changes.c.id).order_by(account_changes.c.id.desc()).limit(1)
+    return int(conn.execute(query).scalar_one_or_none() or 0)
 
 
 def request(conn: Connection, request_id: int) -> Any:

@@ -17,6 +17,7 @@ the same transaction as the change they describe (§5). A whole transaction is o
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,10 +30,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Conflict
+from ..files import make_private_dir
 from ..schemas import dumps
 from .prepared import Prepared, Record
 from .queries import utcnow
-from .schema import accounts, events, idempotency_keys, medicine_requests, messages, read_marks
+from .schema import (
+    account_changes,
+    accounts,
+    events,
+    idempotency_keys,
+    medicine_requests,
+    messages,
+    read_marks,
+    revoked_tokens,
+)
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -69,6 +80,7 @@ class Store:
         self._async: AsyncEngine | None = None
         if self.is_sqlite:
             sync_url = "sqlite:///" + url.split(":///", 1)[1]
+            _private_database_file(url.split(":///", 1)[1])
             self._sync = create_engine(
                 sync_url,
                 echo=echo,
@@ -159,7 +171,14 @@ class Tx:
         self.conn = conn
 
     def create_account(
-        self, *, username: str, password_hash: str, role: str, name: str, phone: str | None
+        self,
+        *,
+        username: str,
+        password_hash: str,
+        role: str,
+        name: str,
+        phone: str | None,
+        status: str = "active",
     ) -> Row[Any]:
         values = {
             "username": username,
@@ -167,6 +186,7 @@ class Tx:
             "role": role,
             "name": name,
             "phone": phone,
+            "status": status,
             "last_event_id": 0,
             "created_at": utcnow(),
         }
@@ -176,6 +196,28 @@ class Tx:
                 return result.one()
         except IntegrityError:
             raise Conflict("username is taken", fields={"username": "is taken"}) from None
+
+    def update_account(self, account_id: int, *, revoke_tokens: bool = False, **values: Any) -> Row[Any] | None:
+        """Change an account's columns; `revoke_tokens` bumps its token_version, which makes
+        every token issued before invalid, and records the change for every worker to see."""
+        statement = update(accounts).where(accounts.c.id == account_id)
+        if revoke_tokens:
+            statement = statement.values(token_version=accounts.c.token_version + 1)
+        row = self.conn.execute(statement.values(**values).returning(accounts)).first()
+        if row is not None and revoke_tokens:
+            self.note_account_change(account_id)
+        return row
+
+    def note_account_change(self, account_id: int) -> None:
+        """Tell every worker (through `account_changes`) to re-check this account's sessions."""
+        self.conn.execute(insert(account_changes).values(account_id=account_id, created_at=utcnow()))
+
+    def revoke_token(self, token_id: str, account_id: int, expires_at: Any) -> None:
+        if self.conn.execute(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == token_id)).first():
+            return
+        self.conn.execute(
+            insert(revoked_tokens).values(jti=token_id, account_id=account_id, expires_at=expires_at)
+        )
 
     def insert_request(self, values: dict[str, Any]) -> Record:
         """Insert a request and return its row (request columns only)."""
@@ -257,6 +299,20 @@ class Tx:
             )
             return up_to
         return int(current)
+
+
+def _private_database_file(path: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (its WAL and shm files copy the
+    database file's mode), and tighten one that exists: it holds patients' data."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    database = Path(path)
+    make_private_dir(database.parent)
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for file in (database, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _upgrade(connection: Connection) -> None:

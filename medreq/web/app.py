@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hashlib
@@ -20,7 +21,7 @@ from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
-from . import openapi, routes, websocket
+from . import openapi, routes, sessions, websocket
 from .http import on_http_exception, on_medreq_error, on_unexpected
 
 log = logging.getLogger("medreq")
@@ -75,9 +76,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         # of the collector's way, so a full collection with many sockets open stays short.
         gc.collect()
         gc.freeze()
+        watcher = asyncio.create_task(
+            sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
+            name="medreq-session-watch",
+        )
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await websocket.close_all(app.state.connections)
             await service.hub.close()
             await service.store.close()

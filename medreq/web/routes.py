@@ -13,7 +13,9 @@ from ..media import KIND_BY_PREFIX
 from ..schemas import (
     MAX_ID,
     ListQuery,
+    LogoutIn,
     MessageBody,
+    PasswordIn,
     RefreshIn,
     RegisterIn,
     RequestForm,
@@ -57,6 +59,20 @@ async def refresh(request: Request) -> Response:
     limit_anonymous(request)
     data = await read_json(request, RefreshIn)
     return JSONResponse(await service_of(request).refresh(data.refresh))
+
+
+async def logout(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, LogoutIn)
+    await service_of(request).logout(caller, data.refresh)
+    return Response(status_code=204)
+
+
+async def change_password(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, PasswordIn)
+    await service_of(request).change_password(caller, data.old, data.new)
+    return Response(status_code=204)
 
 
 async def me(request: Request) -> Response:
@@ -166,6 +182,8 @@ routes = [
     Route("/auth/register", register, methods=["POST"]),
     Route("/auth/token", token, methods=["POST"]),
     Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/password", change_password, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),

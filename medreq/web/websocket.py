@@ -9,7 +9,11 @@ the wire is the order decided here:
   from the store first (events are stored before they are published, so the gap is there);
 - `?after=N` and `{"type":"resume","after":N}` replay stored events past N, then go live.
 
-Close codes: 4401 bad token, 4403 wrong account or role, 4404 unknown path, 1001 server
+A socket lives as long as its access token: `{"type":"auth","token"}` extends it, and
+`sessions.watch` closes it with 4401 at expiry or when the account is disabled or its tokens
+revoked (on any worker).
+
+Close codes: 4401 bad, expired or revoked token, 4403 wrong account or role, 4404 unknown path, 1001 server
 shutdown, 1008 flooding, 1009 frame too large (by uvicorn), 1013 a client too slow to keep up.
 """
 
@@ -27,13 +31,14 @@ from starlette.routing import Match, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..auth import bearer_token
+from ..auth import Claims, bearer_token
+from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
 from ..errors import Invalid as InvalidInput
-from ..errors import InvalidJSON, MedreqError, RateLimited
 from ..schemas import (
     CLIENT_MESSAGE,
     CLIENT_MESSAGE_TYPES,
     MAX_ID,
+    AuthIn,
     MessageIn,
     PingIn,
     ReadIn,
@@ -63,11 +68,24 @@ class Connection:
     to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
     """
 
-    __slots__ = ("caller", "closing", "last_sent", "outbox", "queue_size", "sender", "service", "ws")
+    __slots__ = (
+        "caller",
+        "claims",
+        "closing",
+        "last_sent",
+        "outbox",
+        "queue_size",
+        "sender",
+        "service",
+        "ws",
+    )
 
-    def __init__(self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int) -> None:
+    def __init__(
+        self, ws: WebSocket, caller: Caller, claims: Claims, service: MedreqService, *, queue_size: int
+    ) -> None:
         self.ws = ws
         self.caller = caller
+        self.claims = claims  # of the access token in force: the socket lives as long as it does
         self.service = service
         self.last_sent = 0
         self.queue_size = queue_size
@@ -206,7 +224,7 @@ class Endpoint:
         service: MedreqService = app_state.service
         token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
         try:
-            caller = await service.authenticate(token)
+            caller, claims = await service.session(token)
         except MedreqError as exc:
             await ws.close(CLOSE_UNAUTHORIZED, exc.message)
             return
@@ -220,14 +238,17 @@ class Endpoint:
             await ws.close(CLOSE_POLICY, exc.message)
             return
 
-        connection = Connection(ws, caller, service, queue_size=service.settings.ws_queue_size)
+        connection = Connection(ws, caller, claims, service, queue_size=service.settings.ws_queue_size)
         connections: set[Connection] = app_state.connections
+        # Without `after`, the socket starts at the present: learn the account's last event id
+        # *before* subscribing. The other order let a live event arrive while the id was being
+        # read, find last_sent = 0 and "fill the gap" with the account's whole history.
+        if after is None:
+            connection.last_sent = await service.last_event_id(caller.id)
         connections.add(connection)
         await service.hub.subscribe(caller.id, connection)
         try:
-            if after is None:
-                connection.last_sent = await service.last_event_id(caller.id)
-            else:
+            if after is not None:
                 connection.catch_up(after)
             await self._receive(connection, app_state)
         except (WebSocketDisconnect, OSError):
@@ -282,6 +303,12 @@ class Endpoint:
         elif isinstance(message, ReadIn):
             result = await service.mark_read(caller, message.request_id, message.up_to_event_id)
             connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, **result})
+        elif isinstance(message, AuthIn):
+            fresh_caller, claims = await service.session(message.token)
+            if fresh_caller.id != caller.id:
+                raise Forbidden("that token belongs to another account")
+            connection.claims = claims  # the socket now lives until this token expires
+            connection.reply({"type": "ack", "ref": ref, "expires_at": claims.expires_at})
 
 
 def _after_param(raw: str | None) -> int | None:
