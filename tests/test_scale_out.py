@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
+from medreq.cli import app
 
 from .conftest import (
     REDIS_URL,
@@ -18,7 +22,7 @@ from .conftest import (
     png,
     require_service,
 )
-from .wire import open_ws, post_request, recv_json
+from .wire import close_code, open_ws, post_request, recv_json
 
 
 @pytest.fixture
@@ -115,3 +119,39 @@ async def test_serve_with_two_workers(postgres_url: str, tmp_path: Path) -> None
         assert [e["event_id"] for e in events] == list(range(1, 9))
     finally:
         assert server.stop() in (0, 130)
+
+
+async def test_password_change_on_one_server_closes_sockets_on_the_other(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = cluster
+    pharmacy = make_account(a.url, "pharmacy")
+    async with open_ws(b, pharmacy) as on_b:
+        await on_b.send('{"type":"ping"}')
+        assert (await recv_json(on_b))["type"] == "pong"
+        changed = httpx.post(
+            f"{a.url}/auth/password",
+            json={"old": pharmacy.password, "new": "another long password"},
+            headers=pharmacy.headers,
+            timeout=10,
+        )
+        assert changed.status_code == 204
+        assert await close_code(on_b, timeout=5) == 4401
+    # the other server refuses the old token too (its directory forgot the account)
+    assert httpx.get(f"{b.url}/auth/me", headers=pharmacy.headers, timeout=10).status_code == 401
+
+
+async def test_operator_disable_reaches_every_server(
+    cluster: tuple[ServerProcess, ServerProcess], postgres_url: str
+) -> None:
+    a, b = cluster
+    patient = make_account(a.url, "patient")
+    async with open_ws(a, patient) as on_a, open_ws(b, patient) as on_b:
+        for ws in (on_a, on_b):
+            await ws.send('{"type":"ping"}')
+            await recv_json(ws)
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["account", "disable", patient.username, "--database", postgres_url]
+        )
+        assert result.exit_code == 0, result.output
+        assert [await close_code(ws, timeout=5) for ws in (on_a, on_b)] == [4401, 4401]
