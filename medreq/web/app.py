@@ -21,6 +21,7 @@ from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
 from . import openapi, routes, websocket
+from .cors import with_cors
 from .http import on_http_exception, on_medreq_error, on_unexpected
 
 log = logging.getLogger("medreq")
@@ -53,12 +54,13 @@ class MedreqApp:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.state = app.state
+        self.http = with_cors(app, app.state.ws_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self.http(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
     app.state.settings = settings
     app.state.service = service
     app.state.connections = set()
+    app.state.ws_origins = settings.cors_origin_list
     app.state.rest_limiter = RateLimiter(
         settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled
     )
