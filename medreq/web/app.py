@@ -20,7 +20,7 @@ from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
-from . import openapi, routes, websocket
+from . import openapi, pages, routes, websocket
 from .cors import with_cors
 from .http import on_http_exception, on_medreq_error, on_unexpected
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             await service.store.close()
 
     app = Starlette(
-        routes=[*routes.routes, *openapi.routes],
+        routes=[*routes.routes, *openapi.routes, *pages.routes],
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
