@@ -125,7 +125,7 @@ export class DetailView {
     this.answer.hidden = false;
     const who = this.role === "patient" ? req.pharmacy.name : "You";
     const verb = response.status === "ACCEPTED" ? "accepted" : "rejected";
-    const parts = [el("h3", {}, "Answer"), el("p", {}, `${who} ${verb} this request `, timeEl(response.responded_at), ".")];
+    const parts = [el("h3", {}, "Answer"), el("p", {}, `${who} ${verb} this request at `, timeEl(response.responded_at), ".")];
     if (response.message) parts.push(el("blockquote", { class: "answer-text" }, response.message));
     if (response.audio_url) {
       parts.push(el("p", { class: "audio-label", id: `voice-${req.id}` }, "Voice message"));
