@@ -66,6 +66,10 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shoot(page: Any, directory: Path, name: str) -> None:
     """Screenshots of the page as it is now: desktop, then phone-sized (390×844)."""
     size = page.viewport_size or DESKTOP
+    # the page as a person first sees it: scrolled to the top, no passing toast
+    page.evaluate(
+        "() => { window.scrollTo(0, 0); const t = document.getElementById('toast'); if (t) t.hidden = true; }"
+    )
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=str(directory / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)

@@ -3,6 +3,7 @@ mid-session, and axe-core on every screen (with screenshots, desktop and phone-s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,31 @@ def test_every_console_screen_passes_axe_and_is_photographed(
     assert {name: found for name, found in problems.items() if found} == {}
     for p in (page, shop_page, docs):
         assert p.js_errors == []
+
+
+def test_the_console_renews_its_access_token_before_it_expires(
+    browser: Any, server_factory: Any, expect: Any
+) -> None:
+    server: ServerProcess = server_factory({"MEDREQ_ACCESS_TOKEN_TTL": "6"})
+    operator_account(server, "pharmacy", "LifeCare Pharmacy")
+    page = new_page(browser, server)
+    register_patient(page, "carol")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    read = "() => JSON.parse(sessionStorage.getItem('medreq.session'))"
+    first = page.evaluate(read)
+    deadline = time.monotonic() + 20
+    while page.evaluate(read)["access"] == first["access"] and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    renewed = page.evaluate(read)
+    assert renewed["access"] != first["access"]
+    assert renewed["expiresAt"] > first["expiresAt"]
+    # once the first token has expired, REST and the socket still work on the renewed one
+    page.wait_for_timeout(max(0, first["expiresAt"] - time.time() * 1000) + 500)
+    form = page.locator("#new-request")
+    form.get_by_label("Pharmacy").select_option(label="LifeCare Pharmacy")
+    form.get_by_label("Medicine name").fill("Paracetamol")
+    form.get_by_role("button", name="Send request").click()
+    expect(page.locator("#p-list .badge")).to_have_text("Pending")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    assert page.locator("#signin-title").is_hidden()
+    assert page.js_errors == []

@@ -159,6 +159,7 @@ def build_spec() -> dict[str, Any]:
 
 SPEC = build_spec()
 
+
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(SPEC)
 
