@@ -43,8 +43,9 @@ def serve(
     cors_origin: list[str] | None = typer.Option(
         None,
         "--cors-origin",
+        metavar="ORIGIN",
         help="Origin whose pages may call the API, e.g. http://localhost:5173; repeatable, '*' for any "
-        "[env MEDREQ_CORS_ORIGINS, comma-separated; default: same origin only].",
+        "(env MEDREQ_CORS_ORIGINS, comma-separated; default: same origin only).",
     ),
 ) -> None:
     """Run the medreq server: REST, WebSockets and media.
