@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 STATIC = Path(__file__).parent / "static"
+CONSOLE_PAGE = (STATIC / "index.html").read_text(encoding="utf-8")  # read once: no disk I/O per visit
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
 
 COMMON_HEADERS = {
@@ -60,8 +61,9 @@ def console_policy(request: Request) -> str:
 
 
 async def console(request: Request) -> Response:
-    html = (STATIC / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={**COMMON_HEADERS, "Content-Security-Policy": console_policy(request)})
+    return HTMLResponse(
+        CONSOLE_PAGE, headers={**COMMON_HEADERS, "Content-Security-Policy": console_policy(request)}
+    )
 
 
 DOCS_POLICY = "; ".join(
