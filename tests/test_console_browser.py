@@ -13,7 +13,7 @@ import pytest
 
 from .browser import ALERT_SPIES, artifacts_dir, launch_browser, prescription_png, serious_violations, shoot
 from .conftest import ServerProcess
-from .operator import operator_account
+from .operator_accounts import operator_account
 
 pytestmark = pytest.mark.timeout(180)
 

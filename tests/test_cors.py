@@ -20,7 +20,7 @@ from medreq.simulate.server import free_port
 from medreq.web import create_app
 
 from .conftest import Account, ServerProcess, make_account
-from .operator import operator_account
+from .operator_accounts import operator_account
 from .wire import close_code, db_snapshot, error_code, post_request, recv_json, ws_path
 
 FRONTEND = "http://127.0.0.1:5173"

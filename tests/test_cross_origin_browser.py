@@ -19,7 +19,7 @@ from medreq.simulate.server import free_port
 
 from .browser import launch_browser
 from .conftest import ServerProcess, make_account
-from .operator import operator_account
+from .operator_accounts import operator_account
 from .wire import db_snapshot
 
 pytestmark = pytest.mark.timeout(120)
