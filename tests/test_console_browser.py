@@ -3,6 +3,7 @@ mid-session, and axe-core on every screen (with screenshots, desktop and phone-s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,9 @@ def new_page(browser: Any, server: ServerProcess, *, pharmacy: bool = False) -> 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.js_errors = errors
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.sockets = sockets
     page.goto(server.url + "/")
     return page
 
@@ -158,6 +162,7 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
     shoot(pharmacy, artifacts, "pharmacy-request")
 
     # kill -9 mid-session: both pages say so, then catch up with nothing lost or doubled
+    opened = {page: len(page.sockets) for page in (patient, pharmacy)}
     server.kill()
     for page in (patient, pharmacy):
         expect(page.locator("#conn")).to_have_text("Reconnecting…")
@@ -189,6 +194,9 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
         assert thread_texts(page) == [*seen[name], "On my way"]
         assert page.locator(".req-list .req").count() == 1
         assert page.js_errors == []
+        # every socket since the kill resumed where the page had got to
+        assert len(page.sockets) > opened[page]
+        assert all(re.search(r"[?&]after=\d+", url) for url in page.sockets[opened[page] :])
 
     # signing out revokes the session and returns to the sign-in screen
     patient.get_by_role("button", name="Sign out").click()
