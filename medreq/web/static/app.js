@@ -146,7 +146,7 @@ async function loadPharmacies() {
     const { results } = await api.pharmacies();
     select.replaceChildren(
       el("option", { value: "" }, results.length ? "Choose a pharmacy" : "No pharmacy available yet"),
-      ...results.map((p) => el("option", { value: p.id }, p.name)),
+      ...results.map((p) => el("option", { value: p.id }, p.online === true ? `${p.name} · online` : p.name)),
     );
   } catch (error) {
     toast(error.message);
