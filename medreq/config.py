@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .files import make_private_dir
 
@@ -49,6 +50,9 @@ class Settings:
     login_backoff_max: int = 900
     # how often every worker looks for revocations made elsewhere (other workers, the CLI)
     revocation_poll_interval: float = 1.0
+    # origins whose pages may call the API (CORS) and open WebSockets, comma-separated;
+    # empty: only pages this server serves itself. "*": any (never with credentials)
+    cors_origins: str = ""
     rate_limit_enabled: bool = True
     # token bucket per account: sustained rate per second and burst size
     rest_rate: float = 20.0
@@ -96,11 +100,16 @@ class Settings:
         public_url = (self.public_url or f"http://{_bracket(host)}:{self.port}").rstrip("/")
         return replace(
             self,
+            cors_origins=",".join(parse_origins(self.cors_origins)),
             data_dir=data_dir,
             media_dir=media_dir,
             database_url=database_url,
             public_url=public_url,
         )
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return parse_origins(self.cors_origins)
 
     @property
     def is_sqlite(self) -> bool:
@@ -124,6 +133,22 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secret + "\n")
         return replace(self, jwt_secret=secret)
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins, each `*` or scheme://host[:port] (ValueError otherwise)."""
+    origins: list[str] = []
+    for item in raw.split(","):
+        origin = item.strip().rstrip("/")
+        if not origin:
+            continue
+        if origin != "*":
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+                raise ValueError(f"CORS origin {item.strip()!r} must be '*' or scheme://host[:port]")
+            origin = f"{parts.scheme}://{parts.netloc.lower()}"
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
 
 
 def _bracket(host: str) -> str:

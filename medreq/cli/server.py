@@ -55,6 +55,13 @@ def serve(
         None, "--rate-limit/--no-rate-limit", help="Per-account rate limits."
     ),
     log_level: str | None = typer.Option(None, help="debug, info, warning, error."),
+    cors_origin: list[str] | None = typer.Option(
+        None,
+        "--cors-origin",
+        metavar="ORIGIN",
+        help="Origin whose pages may call the API, e.g. http://localhost:5173; repeatable, '*' for any "
+        "(env MEDREQ_CORS_ORIGINS, comma-separated; default: same origin only).",
+    ),
 ) -> None:
     """Run the medreq server: REST, WebSockets and media.
 
@@ -75,6 +82,7 @@ def serve(
             trusted_proxies=",".join(trusted_proxy) if trusted_proxy else None,
             rate_limit_enabled=rate_limit,
             log_level=log_level,
+            cors_origins=",".join(cors_origin) if cors_origin else None,
         )
     except ValueError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")

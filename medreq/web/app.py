@@ -21,7 +21,8 @@ from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
-from . import openapi, routes, sessions, websocket
+from . import openapi, pages, routes, sessions, websocket
+from .cors import with_cors
 from .http import on_http_exception, on_medreq_error, on_unexpected
 
 log = logging.getLogger("medreq")
@@ -54,12 +55,13 @@ class MedreqApp:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.state = app.state
+        self.http = with_cors(app, app.state.ws_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self.http(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
@@ -91,7 +93,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             await service.store.close()
 
     app = Starlette(
-        routes=[*routes.routes, *openapi.routes],
+        routes=[*routes.routes, *openapi.routes, *pages.routes],
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
     app.state.settings = settings
     app.state.service = service
     app.state.connections = set()
+    app.state.ws_origins = settings.cors_origin_list
     app.state.rest_limiter = RateLimiter(
         settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
@@ -159,22 +159,9 @@ def build_spec() -> dict[str, Any]:
 
 SPEC = build_spec()
 
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>medreq API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"><p>Loading Swagger UI&hellip; The raw description is at
-<a href="/openapi.json">/openapi.json</a>.</p></div>
-<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-</body></html>"""
-
 
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(SPEC)
 
 
-async def docs(request: Request) -> Response:
-    return HTMLResponse(DOCS_PAGE)
-
-
-routes = [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

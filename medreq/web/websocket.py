@@ -49,6 +49,7 @@ from ..schemas import (
     validation_error,
 )
 from ..service import Caller, MedreqService
+from .cors import websocket_origin_allowed
 
 log = logging.getLogger("medreq.ws")
 
@@ -347,6 +348,12 @@ def _validate(data: dict[str, Any]) -> Any:
         raise InvalidInput(f"{first}: {text}", fields=fields) from None
 
 
+async def refuse_origin(ws: WebSocket) -> None:
+    """A page from an origin outside the configured list (cross-site WebSocket hijacking)."""
+    await ws.accept()
+    await ws.close(CLOSE_FORBIDDEN, "this origin may not open WebSockets here")
+
+
 async def unknown_path(ws: WebSocket) -> None:
     await ws.accept()
     await ws.close(CLOSE_NOT_FOUND, "no such WebSocket endpoint")
@@ -377,6 +384,9 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
         if match == Match.FULL:
             scope.update(child_scope)
             scope["app"] = app
+            if not websocket_origin_allowed(scope, app.state.ws_origins):
+                await refuse_origin(WebSocket(scope, receive, send))
+                return
             await route.endpoint(WebSocket(scope, receive, send))
             return
 

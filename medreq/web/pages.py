@@ -1,0 +1,121 @@
+"""Pages for people: the web console at `/` and the API docs at `/docs`, both offline.
+
+Everything a page loads is served from here: the console's own files from `static/`, and
+Swagger UI from the `swagger-ui-bundle-v2` package's bundled copy (no CDN, so `/docs`
+works on a machine with no internet). The console handles medical data, so its page
+carries a Content-Security-Policy that allows scripts from this server only (no inline
+script, no eval) and connections only back to this server.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+STATIC = Path(__file__).parent / "static"
+CONSOLE_PAGE = (STATIC / "index.html").read_text(encoding="utf-8")  # read once: no disk I/O per visit
+_HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
+
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def console_policy(request: Request) -> str:
+    """CSP for the console: itself, WebSockets back to this host, media from the public URL."""
+    media = _origin(request.app.state.settings.public_url)
+    host = request.headers.get("host", "")
+    sockets = ""
+    if _HOST.match(host):
+        scheme = "wss" if request.url.scheme == "https" else "ws"
+        sockets = f" {scheme}://{host}"
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src 'self' blob: data: {media}".rstrip(),
+            f"media-src 'self' blob: {media}".rstrip(),
+            f"connect-src 'self'{sockets} {media}".rstrip(),
+            "manifest-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+async def console(request: Request) -> Response:
+    return HTMLResponse(
+        CONSOLE_PAGE, headers={**COMMON_HEADERS, "Content-Security-Policy": console_policy(request)}
+    )
+
+
+DOCS_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        # Swagger UI sets style attributes from its scripts (measured: it renders unstyled parts
+        # otherwise); styles cannot run code, scripts stay 'self' only.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>medreq API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="stylesheet" href="/static/docs.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+</head><body>
+<header class="docs-links"><strong>medreq API</strong>
+<a href="/openapi.json">OpenAPI description</a>{asyncapi}
+<a href="/">Web console</a></header>
+<main id="swagger-ui"><p>Loading the API description&hellip; The raw document is at
+<a href="/openapi.json">/openapi.json</a>.</p></main>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body></html>"""
+
+
+def _has_route(request: Request, path: str) -> bool:
+    return any(getattr(route, "path", None) == path for route in request.app.routes)
+
+
+async def docs(request: Request) -> Response:
+    asyncapi = ""
+    if _has_route(request, "/asyncapi.json"):
+        asyncapi = '\n<a href="/asyncapi.json">AsyncAPI description (WebSockets)</a>'
+    return HTMLResponse(
+        DOCS_PAGE.format(asyncapi=asyncapi),
+        headers={**COMMON_HEADERS, "Content-Security-Policy": DOCS_POLICY},
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/", console, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+    Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui"),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]

@@ -1,0 +1,365 @@
+// The medreq web console: sign in or register, then the patient's or the pharmacy's screen,
+// kept live by the account's WebSocket. Plain ES modules, no build step, nothing from a CDN.
+
+import { api, ApiError, scheduleRefresh, stopRefresh, whenSessionExpires } from "./api.js";
+import { askForNotifications, chime, notificationsAllowed, notify, unlockSound } from "./alerts.js";
+import { DetailView } from "./detail.js";
+import { Live } from "./live.js";
+import { session } from "./session.js";
+import { state } from "./state.js";
+import { $, announce, el, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
+
+let live = null;
+let detail = null;
+
+const CONNECTION_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", closed: "Offline" };
+
+// --- signing in, registering, signing out ---------------------------------------------------
+
+function showSignIn(message) {
+  showScreen("signin");
+  $("signin-error").textContent = message || "";
+  $("signin-username").focus();
+}
+
+function showRegister() {
+  showScreen("register");
+  $("register-name").focus();
+}
+
+$("to-register").addEventListener("click", (event) => { event.preventDefault(); showRegister(); });
+$("to-signin").addEventListener("click", (event) => { event.preventDefault(); showSignIn(); });
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  unlockSound(); // a user's gesture: the pharmacy's chime may play from now on
+  const form = event.currentTarget;
+  const username = form.elements.username.value.trim();
+  const password = form.elements.password.value;
+  if (!username || !password) {
+    showFormError(form, $("signin-error"), { message: "Enter your username and password." });
+    return;
+  }
+  try {
+    session.start(await api.token(username, password));
+    form.reset();
+    showFormError(form, $("signin-error"), null);
+    enterConsole();
+  } catch (error) {
+    showFormError(form, $("signin-error"), { message: error.status === 401 ? "Wrong username or password." : error.message });
+    $("signin-password").focus();
+  }
+});
+
+$("register-form").addEventListener("change", (event) => {
+  if (event.target.name !== "role") return;
+  const pharmacy = event.target.value === "pharmacy";
+  $("register-name-label").textContent = pharmacy ? "Pharmacy name" : "Your name";
+  $("register-phone-hint").textContent = pharmacy ? "Shown to patients." : "The pharmacy sees it with your requests.";
+  $("register-note").hidden = !pharmacy;
+});
+
+$("register-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  unlockSound();
+  const form = event.currentTarget;
+  const body = {
+    role: form.elements.role.value,
+    name: form.elements.name.value.trim(),
+    phone: form.elements.phone.value.trim() || null,
+    username: form.elements.username.value.trim(),
+    password: form.elements.password.value,
+  };
+  try {
+    await api.register(body);
+    session.start(await api.token(body.username, body.password));
+    form.reset();
+    showFormError(form, $("register-error"), null);
+    enterConsole();
+  } catch (error) {
+    showFormError(form, $("register-error"), error instanceof ApiError ? error : { message: String(error) });
+  }
+});
+
+$("sign-out").addEventListener("click", () => signOut());
+
+async function signOut(message) {
+  const refresh = session.data && session.data.refresh;
+  if (refresh && !message) await api.logout(refresh).catch(() => {}); // revoke it on the server
+  if (live) live.stop();
+  live = null;
+  stopRefresh();
+  closeDetail(false);
+  session.clear();
+  state.reset();
+  for (const id of ["p-list", "ph-list", "nr-pharmacy"]) $(id).replaceChildren();
+  $("who").textContent = "";
+  $("sign-out").hidden = true;
+  $("conn").hidden = true;
+  showSignIn(message);
+}
+
+whenSessionExpires(() => signOut("Your session has ended. Please sign in again."));
+
+// --- the console ----------------------------------------------------------------------------
+
+async function enterConsole() {
+  const account = session.account;
+  state.account = account;
+  $("who").textContent = `${account.name} · ${account.role}`;
+  $("sign-out").hidden = false;
+  scheduleRefresh();
+  try {
+    const me = await api.me();
+    state.account = { ...account, ...me };
+  } catch (error) {
+    if (error.status === 401) return signOut("Please sign in again.");
+  }
+  if (state.account.status === "pending") {
+    showScreen("pending");
+    $("pending-title").focus();
+    return;
+  }
+  live = new Live({ onEvent, onState: showConnection, onResync: () => loadRequests() });
+  live.start();
+  if (account.role === "patient") {
+    showScreen("patient");
+    await Promise.all([loadPharmacies(), loadRequests()]);
+  } else {
+    showScreen("pharmacy");
+    $("enable-alerts").hidden = notificationsAllowed();
+    await loadRequests();
+  }
+  $("main").focus();
+}
+
+function showConnection(connection) {
+  const badge = $("conn");
+  badge.hidden = false;
+  badge.dataset.state = connection;
+  badge.textContent = CONNECTION_TEXT[connection];
+}
+
+async function loadPharmacies() {
+  const select = $("nr-pharmacy");
+  try {
+    const { results } = await api.pharmacies();
+    select.replaceChildren(
+      el("option", { value: "" }, results.length ? "Choose a pharmacy" : "No pharmacy available yet"),
+      ...results.map((p) => el("option", { value: p.id }, p.online === true ? `${p.name} · online` : p.name)),
+    );
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+async function loadRequests(more = false) {
+  try {
+    const query = more && state.next ? `?limit=50&cursor=${encodeURIComponent(state.next)}` : "?limit=50";
+    const body = await api.requests(query);
+    for (const request of body.results) state.put(request);
+    if (!more || body.next === null) state.next = body.next;
+    renderList();
+    if (detail) detail.update();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+function listIds() {
+  return state.account.role === "patient" ? ["p-list", "p-empty"] : ["ph-list", "ph-empty"];
+}
+
+function renderList() {
+  const [listId, emptyId] = listIds();
+  const patient = state.account.role === "patient";
+  const items = state.sortedRequests().map((req) => {
+    const unread = state.unread.get(req.id) || 0;
+    const title = req.medicine_name || `Request #${req.id}`;
+    const who = patient ? req.pharmacy.name : req.patient.name;
+    return el(
+      "li", {},
+      el(
+        "button", {
+          type: "button", class: "req", dataset: { requestId: req.id },
+          "aria-current": state.selected === req.id ? "true" : false,
+          onclick: () => openDetail(req.id),
+        },
+        el("span", { class: "req-title" }, title),
+        el("span", { class: "req-sub" }, `${who} · ×${req.quantity} · `, timeEl(req.created_at)),
+        statusBadge(req.status),
+        unread ? el("span", { class: "unread" }, el("span", { class: "visually-hidden" }, `${unread} new`), el("span", { "aria-hidden": "true" }, String(unread))) : null,
+      ),
+    );
+  });
+  if (state.next) {
+    items.push(el("li", {}, el("button", { type: "button", class: "link", onclick: () => loadRequests(true) }, "Show older requests")));
+  }
+  $(listId).replaceChildren(...items);
+  $(emptyId).hidden = state.requests.size > 0;
+}
+
+async function openDetail(id) {
+  const container = $(state.account.role === "patient" ? "p-detail" : "ph-detail");
+  try {
+    state.put(await api.request(id)); // the whole thread
+  } catch (error) {
+    toast(error.message);
+    return;
+  }
+  if (detail) detail.destroy();
+  state.selected = id;
+  state.unread.delete(id);
+  container.hidden = false;
+  document.body.dataset.detail = "open";
+  detail = new DetailView(container, id, { live, onClose: () => closeDetail(true), onChanged: () => { renderList(); detail && detail.update(); } });
+  renderList();
+  detail.heading.focus();
+  detail.markRead();
+}
+
+function closeDetail(restoreFocus) {
+  const id = state.selected;
+  if (detail) detail.destroy();
+  detail = null;
+  state.selected = null;
+  delete document.body.dataset.detail;
+  for (const box of ["p-detail", "ph-detail"]) {
+    $(box).hidden = true;
+    $(box).replaceChildren();
+  }
+  if (!state.account) return;
+  renderList();
+  if (restoreFocus && id) {
+    const button = document.querySelector(`[data-request-id="${id}"]`);
+    if (button) button.focus();
+  }
+}
+
+document.addEventListener("visibilitychange", () => { if (detail) detail.markRead(); });
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && detail && !event.target.closest("input, textarea, select")) closeDetail(true);
+});
+
+// --- events ---------------------------------------------------------------------------------
+
+function onEvent(event) {
+  if (event.type === "typing") {
+    if (detail && detail.id === event.request_id && event.from !== state.account.id) detail.showTyping(event.state === "start");
+    return;
+  }
+  const id = state.apply(event);
+  if (!id) return;
+  const open = detail && detail.id === id;
+  if (!state.requests.has(id)) {
+    // a request this page has not loaded (older than the first page): fetch it
+    api.request(id).then((req) => { state.put(req); renderList(); }, () => {});
+    return;
+  }
+  if (["new_request", "pharmacy_response", "message", "request_cancelled"].includes(event.type) && !open) {
+    state.unread.set(id, (state.unread.get(id) || 0) + 1);
+  }
+  if (event.type === "request_updated" && !state.requests.get(id).response && event.status !== "CANCELLED") {
+    api.request(id).then((req) => { state.put(req); renderList(); if (detail && detail.id === id) detail.update(); }, () => {});
+  }
+  alertFor(event);
+  renderList();
+  if (open) {
+    if (event.type === "message") detail.showTyping(false);
+    detail.update();
+    detail.markRead();
+  }
+}
+
+function alertFor(event) {
+  const req = state.requests.get(event.request_id);
+  if (event.type === "new_request") {
+    const what = req.medicine_name ? `${req.medicine_name} ×${req.quantity}` : `×${req.quantity}`;
+    chime();
+    notify(`New request from ${req.patient.name}`, what, `request-${req.id}`, () => openDetail(req.id));
+    announce(`New request from ${req.patient.name}: ${what}`);
+  } else if (event.type === "pharmacy_response") {
+    const verb = event.status === "ACCEPTED" ? "accepted" : "rejected";
+    announce(`${event.pharmacy_name} ${verb} your request${req.medicine_name ? ` for ${req.medicine_name}` : ""}`);
+  } else if (event.type === "request_cancelled") {
+    announce(`${req.patient.name} cancelled request ${req.id}`);
+  } else if (event.type === "message" && event.from !== state.account.id && !(detail && detail.id === req.id)) {
+    announce(`New message on request ${req.id}`);
+  }
+}
+
+// --- the patient's new request ----------------------------------------------------------------
+
+$("nr-image").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  const box = $("nr-preview-box");
+  const img = $("nr-preview");
+  if (img.src) URL.revokeObjectURL(img.src);
+  if (!file) {
+    box.hidden = true;
+    return;
+  }
+  $("nr-preview-name").textContent = `${file.name} · ${Math.ceil(file.size / 1024)} KB`;
+  if (file.type.startsWith("image/")) {
+    img.src = URL.createObjectURL(file);
+    img.hidden = false;
+  } else {
+    img.removeAttribute("src");
+    img.hidden = true;
+  }
+  box.hidden = false;
+});
+
+let idempotencyKey = null;
+
+$("new-request").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = new FormData(form);
+  if (!data.get("pharmacy")) {
+    showFormError(form, $("nr-error"), { message: "Choose a pharmacy.", fields: { pharmacy: "required" } });
+    return;
+  }
+  for (const name of ["medicine_name", "note"]) if (!String(data.get(name) || "").trim()) data.delete(name);
+  const image = data.get("image");
+  if (!image || !image.size) data.delete("image");
+  if (!data.has("image") && !data.has("medicine_name")) {
+    showFormError(form, $("nr-error"), { message: "Add a prescription image or the medicine's name.", fields: { image: "required" } });
+    return;
+  }
+  // one key per request the user means to send, so a retry after a network error creates one
+  idempotencyKey = idempotencyKey || crypto.randomUUID();
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const body = await api.create(data, idempotencyKey);
+    idempotencyKey = null;
+    state.put(body.data);
+    form.reset();
+    $("nr-preview-box").hidden = true;
+    showFormError(form, $("nr-error"), null);
+    renderList();
+    announce(`Request sent to ${body.data.pharmacy.name}`);
+    toast(`Request sent to ${body.data.pharmacy.name}.`);
+  } catch (error) {
+    if (error.status && error.status < 500) idempotencyKey = null;
+    showFormError(form, $("nr-error"), error);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// --- the pharmacy's alerts --------------------------------------------------------------------
+
+$("enable-alerts").addEventListener("click", async () => {
+  unlockSound();
+  chime();
+  const permission = await askForNotifications();
+  $("enable-alerts").hidden = permission === "granted";
+  toast(permission === "granted" ? "Sound and desktop notifications are on." : "Sound is on; notifications are blocked by the browser.");
+});
+
+// --- start ----------------------------------------------------------------------------------
+
+if (session.load() && session.account) enterConsole();
+else showSignIn();

@@ -1,0 +1,102 @@
+// What the console knows: requests by id, their threads, read and typing state.
+// Every event is applied idempotently, so a replay after a reconnect changes nothing twice.
+
+export const state = {
+  account: null,
+  requests: new Map(), // id → <Request>
+  threads: new Map(), // id → Map(message id → message)
+  lastEventOf: new Map(), // request id → highest event_id seen for it
+  readSent: new Map(), // request id → up_to_event_id we reported
+  seenAt: new Map(), // request id → timestamp of the other party's latest read receipt
+  unread: new Map(), // request id → count
+  typing: new Map(), // request id → timer of the indicator
+  selected: null,
+  next: null, // cursor of the next page of requests
+
+  reset() {
+    this.account = null;
+    for (const map of [this.requests, this.threads, this.lastEventOf, this.readSent, this.seenAt, this.unread]) map.clear();
+    for (const timer of this.typing.values()) clearTimeout(timer);
+    this.typing.clear();
+    this.selected = null;
+    this.next = null;
+  },
+
+  put(request) {
+    const known = this.requests.get(request.id);
+    // keep the thread and any fields an older copy had that this one lacks
+    this.requests.set(request.id, known ? { ...known, ...request } : request);
+    if (typeof request.unread === "number" && !this.unread.has(request.id)) this.unread.set(request.id, request.unread);
+    if (Array.isArray(request.messages)) for (const message of request.messages) this.addMessage(request.id, message);
+    return this.requests.get(request.id);
+  },
+
+  addMessage(requestId, message) {
+    if (!this.threads.has(requestId)) this.threads.set(requestId, new Map());
+    const thread = this.threads.get(requestId);
+    if (thread.has(message.id)) return false;
+    thread.set(message.id, message);
+    return true;
+  },
+
+  messages(requestId) {
+    const thread = this.threads.get(requestId);
+    return thread ? [...thread.values()].sort((a, b) => a.id - b.id) : [];
+  },
+
+  sortedRequests() {
+    return [...this.requests.values()].sort((a, b) => b.id - a.id);
+  },
+
+  /** Apply a server event; returns the id of the request it touched (or null). */
+  apply(event) {
+    const id = event.request_id;
+    if (typeof event.event_id === "number" && id) {
+      this.lastEventOf.set(id, Math.max(this.lastEventOf.get(id) || 0, event.event_id));
+    }
+    const known = this.requests.get(id);
+    switch (event.type) {
+      case "new_request":
+        this.put({
+          id,
+          patient: { id: event.patient_id, name: event.patient_name, phone: event.patient_phone },
+          pharmacy: known ? known.pharmacy : { id: this.account.id, name: this.account.name },
+          quantity: event.quantity,
+          medicine_name: event.medicine_name,
+          note: event.note,
+          image_url: event.image_url,
+          status: known ? known.status : "PENDING",
+          response: known ? known.response : null,
+          created_at: known ? known.created_at : event.timestamp,
+          updated_at: event.timestamp,
+        });
+        return id;
+      case "pharmacy_response":
+        if (!known) return id;
+        this.put({
+          id,
+          status: event.status,
+          response: { status: event.status, message: event.message, audio_url: event.audio_url, responded_at: event.timestamp },
+          updated_at: event.timestamp,
+        });
+        return id;
+      case "request_updated":
+        if (known && known.status === "PENDING") this.put({ id, status: event.status, updated_at: event.timestamp });
+        return id;
+      case "request_cancelled":
+        if (known) this.put({ id, status: "CANCELLED", updated_at: event.timestamp });
+        return id;
+      case "message":
+        this.addMessage(id, { id: event.message_id, from: event.from, text: event.text, created_at: event.timestamp });
+        return id;
+      case "read":
+        if (event.by !== this.account.id) {
+          const previous = this.seenAt.get(id);
+          if (!previous || previous < event.timestamp) this.seenAt.set(id, event.timestamp);
+        }
+        return id;
+      default:
+        return id || null;
+    }
+  },
+};
