@@ -233,3 +233,27 @@ async def test_chat_typing_and_read_over_the_socket(
         (read,) = await take(pharmacy_conn, 1)
         assert isinstance(read, ReadEvent)
         assert (read.by, read.up_to_event_id) == (patient.id, message.event_id)
+
+
+async def test_live_connection_renews_its_token_in_band(server_factory: object) -> None:
+    """With 4-second access tokens the socket outlives several of them without reconnecting:
+    the client sends `{"type":"auth"}` with a refreshed token before each expires."""
+    from .conftest import make_account
+
+    server: ServerProcess = server_factory({"MEDREQ_ACCESS_TOKEN_TTL": "4"})  # type: ignore[operator]
+    pharmacy = make_account(server.url, "pharmacy")
+    patient = make_account(server.url, "patient")
+    shop = await login(server, pharmacy)
+    alice = await login(server, patient)
+    try:
+        async with shop.connect() as live:
+            first_token = shop.access_token
+            await asyncio.sleep(9)  # two token lifetimes
+            await alice.create_request(pharmacy.id, 1, medicine_name="Still here")
+            event = await live.next_event(timeout=10)
+            assert isinstance(event, NewRequestEvent)
+            assert live.reconnects == 0
+            assert shop.access_token != first_token
+    finally:
+        await shop.aclose()
+        await alice.aclose()

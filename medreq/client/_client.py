@@ -9,10 +9,7 @@ so a caller can persist it. The WebSocket side lives in `_live` (`connect`, `eve
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
@@ -39,6 +36,7 @@ from ._backoff import Backoff
 from ._errors import TransportError
 from ._events import Event
 from ._live import LiveConnection, State
+from ._tokens import token_times
 from ._upload import FileInput, Progress, form_fields, open_file
 
 #: Called with (access, refresh) whenever the client gets new tokens.
@@ -293,7 +291,7 @@ class MedreqClient:
 
     async def ensure_fresh_token(self) -> None:
         """Refresh the access token now if it is about to expire (per its ``exp``)."""
-        expires = _jwt_exp(self.access_token)
+        _issued, expires = token_times(self.access_token)
         if expires is not None and self.refresh_token and expires - time.time() < _EXPIRY_MARGIN:
             await self._refresh_once(self.access_token)
 
@@ -384,16 +382,3 @@ def _error(response: httpx.Response) -> MedreqError:
 
 def _describe(exc: httpx.TransportError) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _jwt_exp(token: str | None) -> float | None:
-    """The ``exp`` claim of a JWT, read without verifying (None if unreadable)."""
-    if not token or token.count(".") != 2:
-        return None
-    payload = token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) else None

@@ -33,6 +33,7 @@ from medreq.schemas import RequestOut
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
 from ._events import Event, parse_event
+from ._tokens import token_times
 
 if TYPE_CHECKING:
     from ._client import MedreqClient
@@ -42,6 +43,8 @@ log = logging.getLogger("medreq.client")
 State = Literal["connecting", "open", "reconnecting", "closed"]
 _REPLIES = ("ack", "pong", "error")
 _END = object()
+_RENEW_LEAD = 60.0  # renew a socket's token this long before it expires (or at 80 % of its life)
+_RENEW_MIN_WAIT = 0.5
 
 
 class LiveConnection:
@@ -78,6 +81,8 @@ class LiveConnection:
         self._latest: ClientConnection | None = None  # the newest socket, closed by aclose()
         self._closing = False
         self._error: MedreqError | None = None
+        self._socket_token: str | None = None  # the access token the server holds this socket to
+        self._renewer: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -85,6 +90,8 @@ class LiveConnection:
         self._path = await self.client.ws_path()
         ws = await self._connect()  # the first connection's errors go to the caller
         self._task = asyncio.create_task(self._run(ws), name=f"medreq-live{self._path}")
+        if self.client.refresh_token:
+            self._renewer = asyncio.create_task(self._renew(), name=f"medreq-renew{self._path}")
         return self
 
     async def __aexit__(
@@ -94,6 +101,10 @@ class LiveConnection:
 
     async def aclose(self) -> None:
         self._closing = True
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait({renewer}, timeout=1.0)
         task, self._task = self._task, None
         while task is not None and not task.done():
             task.cancel()  # repeated: a cancel racing a finished wait_for() can be swallowed
@@ -169,6 +180,28 @@ class LiveConnection:
         Replayed events arrive through the iterator (those already seen are dropped)."""
         reply = await self._request({"type": "resume", "after": after})
         return int(reply.get("replayed", 0))
+
+    async def _renew(self) -> None:
+        """Keep the socket's access alive: shortly before its token expires, refresh it and send
+        ``{"type":"auth","token"}`` (PROTOCOL.md §4), so the server does not close it with 4401.
+        If that fails, the server closes at expiry and the reconnect loop opens a new socket
+        with a fresh token, resuming with ``after``: nothing is lost either way."""
+        while not self._closing:
+            token = self._socket_token
+            issued, expires = token_times(token)
+            if expires is None:
+                return
+            lead = min(_RENEW_LEAD, (expires - (issued or expires)) * 0.2)
+            await asyncio.sleep(max(_RENEW_MIN_WAIT, expires - lead - time.time()))
+            if self._socket_token != token:
+                continue  # reconnected meanwhile with a newer token
+            try:
+                await self.client._refresh_once(token)
+                fresh = self.client.access_token
+                await self._request({"type": "auth", "token": fresh})
+                self._socket_token = fresh
+            except MedreqError as exc:
+                log.debug("in-band token renewal failed (%s); the socket will reconnect", exc)
 
     async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + self.reply_timeout
@@ -288,6 +321,7 @@ class LiveConnection:
                     f"cannot reach {self.client.ws_url}: {exc or type(exc).__name__}"
                 ) from exc
             self._latest = ws
+            self._socket_token = token
             try:
                 async with asyncio.timeout(self.open_timeout):
                     await self._confirm(ws)
