@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from .app import app
+from .user_session import json_option
 
 err = Console(stderr=True)
 out = Console()
@@ -35,11 +36,11 @@ def simulate(
     embedded: bool = typer.Option(
         False, "--embedded", help="Start a throwaway server (free port, temp data dir, no rate limits)."
     ),
-    url: str | None = typer.Option(None, help="Server to load [default: the scenario's `target`]."),
+    url: str | None = typer.Option(None, show_default="the scenario's `target`", help="Server to load."),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a target that is not 127.0.0.1 / ::1 (a server you own)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    as_json: Annotated[bool, json_option("Print the report as JSON on stdout.")] = False,
     duration: float | None = typer.Option(None, help="Override the scenario's duration (seconds)."),
     seed: int | None = typer.Option(None, help="Override the scenario's random seed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress on stderr."),
@@ -104,7 +105,7 @@ def bench(
     per_account: int = typer.Option(10, help="idle: connections per account."),
     hold: float = typer.Option(25.0, help="idle: seconds to hold them before the probe."),
     compression: str = typer.Option("off,on", help="idle: WebSocket compression settings to try."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+    as_json: Annotated[bool, json_option("Print the results as JSON on stdout (default: tables).")] = False,
 ) -> None:
     """Run the benchmarks of docs/benchmarks.md against fresh local server processes.
 
