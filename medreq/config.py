@@ -86,6 +86,13 @@ class Settings:
         )
 
     @property
+    def public_url_is_derived(self) -> bool:
+        """No public URL was configured (it is ``http://HOST:PORT``): media links then follow
+        the address each client used."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return self.public_url == f"http://{_bracket(host)}:{self.port}"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 

@@ -22,6 +22,7 @@ from ..service import MedreqService
 from ..storage import Store
 from . import openapi, routes, websocket
 from .http import on_http_exception, on_medreq_error, on_unexpected
+from .origin import client_base_url
 
 log = logging.getLogger("medreq")
 
@@ -34,6 +35,7 @@ def build_service(settings: Settings) -> MedreqService:
         settings.jwt_secret,
         base_url=settings.public_url,
         url_ttl=settings.media_url_ttl,
+        follow_host=settings.public_url_is_derived,
     )
     tokens = TokenIssuer(
         settings.jwt_secret,
@@ -53,10 +55,14 @@ class MedreqApp:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.state = app.state
+        self.media: MediaStore = app.state.service.media
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
+        elif scope["type"] == "http":
+            with self.media.for_client(client_base_url(scope)):
+                await self.app(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 

@@ -44,6 +44,7 @@ from ..schemas import (
     validation_error,
 )
 from ..service import Caller, MedreqService
+from .origin import client_base_url
 
 log = logging.getLogger("medreq.ws")
 
@@ -63,12 +64,16 @@ class Connection:
     to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
     """
 
-    __slots__ = ("caller", "closing", "last_sent", "outbox", "queue_size", "sender", "service", "ws")
+    __slots__ = ("base", "caller", "closing", "last_sent", "outbox", "queue_size", "sender", "service", "ws")
 
-    def __init__(self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int) -> None:
+    def __init__(
+        self, ws: WebSocket, caller: Caller, service: MedreqService, *, queue_size: int, base: str | None = None
+    ) -> None:
         self.ws = ws
         self.caller = caller
         self.service = service
+        # media links in events are rendered under the configured base; this client's base
+        self.base = service.media.client_base(base)
         self.last_sent = 0
         self.queue_size = queue_size
         self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
@@ -159,7 +164,7 @@ class Connection:
             return
         if event_id > self.last_sent + 1:
             await self._replay(after=None, before=event_id)
-        await self.ws.send_text(text)
+        await self.ws.send_text(self.service.media.rebase(text, self.base))
         self.last_sent = event_id
 
     async def _replay(self, *, after: int | None, before: int | None = None) -> int:
@@ -172,7 +177,7 @@ class Connection:
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
             for event_id, text in page:
-                await self.ws.send_text(text)
+                await self.ws.send_text(self.service.media.rebase(text, self.base))
                 self.last_sent = event_id
                 count += 1
             if len(page) < REPLAY_PAGE:
@@ -220,7 +225,9 @@ class Endpoint:
             await ws.close(CLOSE_POLICY, exc.message)
             return
 
-        connection = Connection(ws, caller, service, queue_size=service.settings.ws_queue_size)
+        connection = Connection(
+            ws, caller, service, queue_size=service.settings.ws_queue_size, base=client_base_url(ws.scope)
+        )
         connections: set[Connection] = app_state.connections
         connections.add(connection)
         await service.hub.subscribe(caller.id, connection)
@@ -229,7 +236,8 @@ class Endpoint:
                 connection.last_sent = await service.last_event_id(caller.id)
             else:
                 connection.catch_up(after)
-            await self._receive(connection, app_state)
+            with service.media.for_client(connection.base):  # links in acks and replies
+                await self._receive(connection, app_state)
         except (WebSocketDisconnect, OSError):
             pass
         finally:
