@@ -36,6 +36,8 @@ class Settings:
     max_audio_bytes: int = 10 * 1024 * 1024
     open_registration: bool = True
     rate_limit_enabled: bool = True
+    # allow `"synthetic": true` on register: sandboxed accounts for simulations and load tests
+    synthetic_accounts: bool = True
     # token bucket per account: sustained rate per second and burst size
     rest_rate: float = 20.0
     rest_burst: int = 60

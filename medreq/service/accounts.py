@@ -16,6 +16,8 @@ class Accounts(ServiceBase):
     async def register(self, data: RegisterIn, *, by_operator: bool = False) -> dict[str, Any]:
         if not (self.settings.open_registration or by_operator):
             raise Forbidden("registration is closed on this server")
+        if data.synthetic and not self.settings.synthetic_accounts:
+            raise Forbidden("synthetic (simulation) accounts are not allowed on this server")
         if await self.store.read(lambda c: queries.account_by_username(c, data.username)) is not None:
             raise Conflict("username is taken", fields={"username": "is taken"})
         password_hash = await auth.hash_password_async(data.password, n=self.settings.scrypt_n)
@@ -26,6 +28,7 @@ class Accounts(ServiceBase):
                 role=data.role,
                 name=data.name,
                 phone=data.phone or None,
+                synthetic=data.synthetic,
             )
         )
         return account_view(row)
@@ -72,6 +75,3 @@ class Accounts(ServiceBase):
             raise Unauthorized("account no longer exists")
         return account_view(row)
 
-    async def pharmacies(self) -> dict[str, Any]:
-        rows = await self.store.read(queries.pharmacies)
-        return {"results": [{"id": row.id, "name": row.name} for row in rows]}

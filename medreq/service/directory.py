@@ -20,6 +20,7 @@ class AccountInfo:
     role: str
     name: str
     phone: str | None
+    synthetic: bool = False
 
 
 class Directory:
@@ -43,5 +44,11 @@ class Directory:
                 return None
             if len(self._cache) >= self._size:
                 self._cache.clear()
-            info = self._cache[account_id] = AccountInfo(row.id, row.role, row.name, row.phone)
+            info = self._cache[account_id] = AccountInfo(
+                row.id, row.role, row.name, row.phone, bool(row.synthetic)
+            )
         return info
+
+    def forget(self, account_id: int) -> None:
+        """After an account was removed (ids are never reused, so nothing else can go stale)."""
+        self._cache.pop(account_id, None)

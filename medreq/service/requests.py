@@ -75,7 +75,13 @@ class Requests(ServiceBase):
                 fields={"image": "is required unless medicine_name is given"},
             )
         pharmacy = await self.directory.get(form.pharmacy)
-        if pharmacy is None or pharmacy.role != "pharmacy":
+        caller_info = await self.directory.get(caller.id)
+        if (
+            pharmacy is None
+            or pharmacy.role != "pharmacy"
+            or caller_info is None
+            or pharmacy.synthetic != caller_info.synthetic  # the simulation sandbox (service/sandbox.py)
+        ):
             raise Invalid("pharmacy: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
 
     async def respond(
