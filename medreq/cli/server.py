@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
@@ -16,8 +15,9 @@ from ..config import Settings
 from ..errors import MedreqError
 from ..schemas import RegisterIn, parse
 from .app import app
+from .user_output import console
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 account_app = typer.Typer(help="Manage accounts directly in the configured database.", no_args_is_help=True)
 app.add_typer(account_app, name="account")

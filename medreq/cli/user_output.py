@@ -25,8 +25,18 @@ from medreq.client import (
     TypingEvent,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console; when not a terminal (piped, redirected) lines are never wrapped and tables
+    take the width they need, instead of rich's 80-column default."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=100_000)
+
+
+out = console()
+err = console(stderr=True)
 
 STATUS_STYLE = {"PENDING": "yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
 
