@@ -99,3 +99,25 @@ def test_samples_writes_the_files_the_walk_through_uploads(tmp_path: Path) -> No
     again = CliRunner().invoke(app, ["samples", str(tmp_path / "files")])
     assert again.exit_code == 0 and "kept" in again.output
     assert image.read_bytes() == b"mine"
+
+
+def test_bench_results_print_as_a_table() -> None:
+    from rich.console import Console
+
+    from medreq.cli.simulate import bench_table
+
+    result = {
+        "benchmark": "notify",
+        "results": [
+            {"offered_rate": 50.0, "lost": 0, "post_to_notify_ms": {"p50": 1.5, "p99": 4.25}},
+            {"offered_rate": 200.0, "lost": 0, "post_to_notify_ms": {"p50": 2.0, "p99": None}},
+        ],
+    }
+    console = Console(record=True, width=200)
+    console.print(bench_table(result))
+    text = console.export_text()
+    assert "medreq bench notify" in text
+    assert "{" not in text  # not JSON
+    row = next(line for line in text.splitlines() if "post_to_notify_ms p50" in line)
+    assert "1.5" in row and "2" in row
+    assert "–" in next(line for line in text.splitlines() if "post_to_notify_ms p99" in line)

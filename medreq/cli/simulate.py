@@ -167,7 +167,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key} "))
         else:
-            flat[prefix + key.replace("_", " ")] = value
+            flat[prefix + key] = value
     return flat
 
 
