@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ..auth import TokenIssuer
@@ -21,7 +22,7 @@ from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
 from . import openapi, routes, websocket
-from .http import on_http_exception, on_medreq_error, on_unexpected
+from .http import on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
 from .origin import client_base_url
 
 log = logging.getLogger("medreq")
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
+            ClientDisconnect: on_client_disconnect,
             Exception: on_unexpected,
         },
         lifespan=lifespan,
