@@ -23,6 +23,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,10 @@ def test_readme_runs_verbatim(tmp_path: Path) -> None:
         "HOME": str(home),
         "MEDREQ_CONFIG_DIR": str(home / "config"),
         "MEDREQ_SCRYPT_N": "1024",  # fast hashes for the server and `account create` alike
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        # this interpreter's `python` and `medreq` first, as in an activated virtualenv
+        "PATH": os.pathsep.join(
+            [str(Path(sys.executable).parent), sysconfig.get_path("scripts"), env.get("PATH", "")]
+        ),
         "PYTHONUNBUFFERED": "1",
         "COLUMNS": "100",
     }
