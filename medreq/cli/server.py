@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import MedreqError
 from ..schemas import RegisterIn, parse
 from .app import app
-from .user_output import console
+from .console import console
 
 err = console(stderr=True)
 

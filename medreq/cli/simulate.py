@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .user_output import console
+from .console import console
 from .user_session import json_option
 
 err = console(stderr=True)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,15 +24,7 @@ from medreq.client import (
     TypingEvent,
 )
 
-
-def console(*, stderr: bool = False) -> Console:
-    """A rich console; when not a terminal (piped, redirected) lines are never wrapped and tables
-    take the width they need, instead of rich's 80-column default."""
-    probe = Console(stderr=stderr)
-    if probe.is_terminal:
-        return Console(stderr=stderr, highlight=False)
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=100_000)
-
+from .console import console
 
 out = console()
 err = console(stderr=True)
