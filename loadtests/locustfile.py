@@ -12,8 +12,13 @@
   ``WS new_request delivery`` (patient's send time → event received) and ``WS response ack``
   (answer sent → ack received), through ``environment.events.request.fire``.
 
-The server should run with rate limits off (``MEDREQ_RATE_LIMIT_ENABLED=false``); without
-them, a single pharmacy soon hits its per-account WebSocket limit. Shapes: ``MEDREQ_SHAPE``
+Accounts are registered as synthetic: real patients never see them, and every one is removed
+with all it made when the test stops (``--keep-accounts`` keeps them). A ``429`` waits its
+``Retry-After`` and is retried, not failed; each wait is counted in Locust's statistics as
+``RATE Retry-After wait``. So the file runs against a server with its default limits; for
+measurements, run the server with rate limits off (``--no-rate-limit``), or the limiter is what
+gets measured: one pharmacy answering many patients soon meets its per-account WebSocket limit.
+Shapes: ``MEDREQ_SHAPE``
 = ``steady`` or ``spike`` (see loadtests/shapes.py), or none (use ``-u``/``-r``).
 Clocks: delivery latency compares ``time.time()`` of the patient and of the pharmacy, so run
 every Locust process on one machine (or with synchronised clocks).
@@ -49,9 +54,12 @@ elif SHAPE:
     raise SystemExit(f"MEDREQ_SHAPE must be steady or spike, not {SHAPE!r}")
 
 PASSWORD = "load-test-password"
+MAX_RETRY_WAIT = 30.0  # seconds: a Retry-After beyond this is a server telling us to stop
 NOTE_PREFIX = "lt:"  # "lt:<send time, epoch seconds>"
 #: Pharmacy accounts online, shared by the users of this Locust process.
 PHARMACIES: list[int] = []
+#: Every account this process made: (access, refresh) tokens, to remove them at the end.
+ACCOUNTS: list[dict[str, str]] = []
 _names = itertools.count(1)
 _run = uuid.uuid4().hex[:6]
 
@@ -59,13 +67,45 @@ _run = uuid.uuid4().hex[:6]
 IMAGES = [png(8, 8, (16, 128, 240)), png(64, 32, (16, 128, 240)), png(200, 120, (16, 128, 240))]
 
 
+def retry_after(response: Any) -> float | None:
+    """For a 429: how long the server asks us to wait (counted in Locust's stats); else None."""
+    if response.status_code != 429:
+        return None
+    try:
+        wait = min(MAX_RETRY_WAIT, max(0.05, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        wait = 1.0
+    events.request.fire(
+        request_type="RATE", name="Retry-After wait", response_time=wait * 1000, response_length=0,
+        exception=None, context={},
+    )  # fmt: skip
+    return wait
+
+
+def post_waiting(client: Any, url: str, **kwargs: Any) -> Any:
+    """POST, waiting out 429s (a 429 is marked a success: the server asked us to wait, we did)."""
+    deadline = time.monotonic() + 120
+    while True:
+        with client.post(url, catch_response=True, **kwargs) as response:
+            wait = retry_after(response)
+            if wait is None or time.monotonic() > deadline:
+                return response
+            response.success()
+        gevent.sleep(wait)
+
+
 def register(client: Any, role: str) -> dict[str, Any]:
-    """Register and log in a fresh account through ``client`` (Locust's HTTP session)."""
+    """Register (synthetic) and log in a fresh account through ``client`` (Locust's HTTP session)."""
     username = f"lt-{_run}-{role[:2]}{next(_names)}"
-    body = {"username": username, "password": PASSWORD, "role": role, "name": f"Load {role} {username}"}
-    client.post("/auth/register", json=body, name="/auth/register").raise_for_status()
-    tokens = client.post("/auth/token", json={"username": username, "password": PASSWORD}, name="/auth/token")
+    body = {
+        "username": username, "password": PASSWORD, "role": role, "name": f"Load {role} {username}",
+        "synthetic": True,
+    }  # fmt: skip
+    post_waiting(client, "/auth/register", json=body, name="/auth/register").raise_for_status()
+    login = {"username": username, "password": PASSWORD}
+    tokens = post_waiting(client, "/auth/token", json=login, name="/auth/token")
     tokens.raise_for_status()
+    ACCOUNTS.append({"access": tokens.json()["access"], "refresh": tokens.json()["refresh"]})
     return dict(tokens.json())
 
 
@@ -101,12 +141,22 @@ class PatientUser(HttpUser):
             name="/medicine/request/ [POST]",
             catch_response=True,
         ) as response:
-            if response.status_code != 201:
+            wait = retry_after(response)
+            if wait is not None:
+                response.success()  # asked to slow down: this user waits before its next task
+                gevent.sleep(wait)
+            elif response.status_code != 201:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
 
     @task(1)
     def list_requests(self) -> None:
-        self.client.get("/medicine/request/?limit=20", name="/medicine/request/ [GET]")
+        with self.client.get(
+            "/medicine/request/?limit=20", name="/medicine/request/ [GET]", catch_response=True
+        ) as response:
+            wait = retry_after(response)
+            if wait is not None:
+                response.success()
+                gevent.sleep(wait)
 
 
 class PharmacyUser(User):
@@ -168,6 +218,12 @@ class PharmacyUser(User):
             if sent_at is None:
                 return
             error = None
+            if kind == "error" and message["error"].get("code") == "rate_limited":
+                # a socket error carries no Retry-After: wait a second (the bucket's refill), answer again
+                self._fire_ms("RATE", "Retry-After wait", 1000.0, 0)
+                gevent.sleep(1.0)
+                self._answer(request_id)
+                return
             if kind == "error":
                 error = RuntimeError(f"request {request_id}: {message['error'].get('code')}")
             self._fire("WS", "response ack", sent_at, error)
@@ -195,7 +251,55 @@ class PharmacyUser(User):
         )
 
 
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument(
+        "--keep-accounts",
+        action="store_true",
+        default=False,
+        help="keep the synthetic accounts this run made (default: remove them and all they made)",
+    )
+
+
 @events.test_start.add_listener
 def _hello(environment: Any, **_: Any) -> None:
     if environment.host is None:
-        raise SystemExit("pass --host http://127.0.0.1:PORT (a medreq server with rate limits off)")
+        raise SystemExit("pass --host http://127.0.0.1:PORT (a medreq server)")
+
+
+@events.test_stop.add_listener
+def _remove_accounts(environment: Any, **_: Any) -> None:
+    """Remove every synthetic account this process made, with all their requests and media."""
+    if getattr(environment.parsed_options, "keep_accounts", False) or not ACCOUNTS:
+        return
+    import requests
+
+    removed = 0
+    with requests.Session() as http:
+        for tokens in list(ACCOUNTS):
+            if _remove(http, environment.host, tokens):
+                removed += 1
+                ACCOUNTS.remove(tokens)
+    print(f"medreq: removed {removed} synthetic accounts; {len(ACCOUNTS)} left", file=sys.stderr)
+
+
+def _remove(http: Any, host: str, tokens: dict[str, str]) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            response = http.delete(
+                f"{host}/auth/me", headers={"Authorization": f"Bearer {tokens['access']}"}, timeout=10
+            )
+        except OSError:
+            return False
+        if response.status_code == 401:  # the access token expired in a long run
+            refreshed = http.post(f"{host}/auth/refresh", json={"refresh": tokens["refresh"]}, timeout=10)
+            if refreshed.status_code != 200:
+                return False
+            tokens["access"] = refreshed.json()["access"]
+            continue
+        wait = retry_after(response)
+        if wait is None:
+            return response.status_code == 204
+        gevent.sleep(wait)
+    return False

@@ -54,6 +54,8 @@ class Settings:
     # empty: only pages this server serves itself. "*": any (never with credentials)
     cors_origins: str = ""
     rate_limit_enabled: bool = True
+    # allow `"synthetic": true` on register: sandboxed accounts for simulations and load tests
+    synthetic_accounts: bool = True
     # token bucket per account: sustained rate per second and burst size
     rest_rate: float = 20.0
     rest_burst: int = 60
@@ -110,6 +112,13 @@ class Settings:
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return parse_origins(self.cors_origins)
+
+    @property
+    def public_url_is_derived(self) -> bool:
+        """No public URL was configured (it is ``http://HOST:PORT``): media links then follow
+        the address each client used."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return self.public_url == f"http://{_bracket(host)}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

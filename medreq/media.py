@@ -6,6 +6,10 @@
 - Stored names are server-generated (`<22 url-safe chars>.<ext>`); a requested name that does
   not match that pattern is simply not found, which makes path traversal impossible.
 - URLs carry `?exp=<unix time>&sig=<HMAC-SHA256 of kind/name/exp>`.
+- Their base is `--public-url` when set; otherwise the address each client reached the server at
+  (`for_client`, set per HTTP request and per socket by the web layer), so a server bound to
+  0.0.0.0 hands a phone on the LAN links it can open, not `http://127.0.0.1:…`. Events are rendered
+  once with the configured base and `rebase`d for each socket.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,6 +62,9 @@ ALLOWED_NAMES: dict[Kind, str] = {
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}\.(jpg|png|webp|pdf|webm|ogg|mp3|m4a|wav)$")
 SNIFF_BYTES = 8192
 
+# the base URL the current HTTP request reached us at (None: use the configured one)
+_client_base: ContextVar[str | None] = ContextVar("medreq_media_client_base", default=None)
+
 
 @dataclass(frozen=True)
 class StoredMedia:
@@ -66,11 +75,14 @@ class StoredMedia:
 
 
 class MediaStore:
-    def __init__(self, root: Path, secret: str, *, base_url: str, url_ttl: int) -> None:
+    def __init__(
+        self, root: Path, secret: str, *, base_url: str, url_ttl: int, follow_host: bool = False
+    ) -> None:
         self.root = Path(root)
         self._key = hashlib.sha256(b"medreq-media\0" + secret.encode()).digest()
         self.base_url = base_url.rstrip("/")
         self.url_ttl = url_ttl
+        self.follow_host = follow_host  # no --public-url: links follow the address each client used
         for prefix in URL_PREFIX.values():
             make_private_dir(self.root / prefix)
         make_private_dir(self.root)
@@ -138,11 +150,34 @@ class MediaStore:
 
     # --- signed URLs --------------------------------------------------------------------------
 
-    def url(self, kind: Kind, name: str | None, *, now: float | None = None) -> str | None:
+    def url(
+        self, kind: Kind, name: str | None, *, now: float | None = None, base: str | None = None
+    ) -> str | None:
+        """A signed link; under `base`, else the current client's base (see `for_client`)."""
         if not name:
             return None
         expires = int((now if now is not None else time.time()) + self.url_ttl)
-        return f"{self.base_url}/media/{URL_PREFIX[kind]}/{name}?exp={expires}&sig={self._sign(kind, name, expires)}"
+        base = base or self.client_base(_client_base.get())
+        return f"{base}/media/{URL_PREFIX[kind]}/{name}?exp={expires}&sig={self._sign(kind, name, expires)}"
+
+    def client_base(self, reached_at: str | None) -> str:
+        """The base for links sent to a client that reached us at ``reached_at`` (or None)."""
+        return reached_at if self.follow_host and reached_at else self.base_url
+
+    @contextmanager
+    def for_client(self, reached_at: str | None) -> Iterator[None]:
+        """Links made inside this block are for a client that reached us at ``reached_at``."""
+        token = _client_base.set(reached_at)
+        try:
+            yield
+        finally:
+            _client_base.reset(token)
+
+    def rebase(self, text: str, base: str) -> str:
+        """``text`` (rendered under the configured base) with its links moved under ``base``."""
+        if base == self.base_url:
+            return text
+        return text.replace(f'"{self.base_url}/media/', f'"{base}/media/')
 
     def check_signature(self, kind: Kind, name: str, exp: str | None, sig: str | None) -> None:
         """Raise Forbidden unless `sig` signs (kind, name, exp) and exp is in the future."""

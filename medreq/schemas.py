@@ -37,6 +37,8 @@ class RegisterIn(Inbound):
     role: Role
     name: str = Field(min_length=1, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
+    # beyond: a simulator's or load test's account, in a sandbox of its own (service/sandbox.py)
+    synthetic: bool = False
 
     # passwords are taken exactly as typed, so this model strips only the fields below
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)

@@ -158,8 +158,27 @@ def test_request_wait_prints_the_answer_and_saves_the_audio(
     finally:
         wait.kill()
     assert code == 0, err
+    assert f"waiting for the pharmacy's answer to request {request_id}, giving up after 60s" in err
     assert f"Request {request_id} sent to {pharmacy.name}" in out
     assert f"request {request_id} ACCEPTED by {pharmacy.name}: pick up at 6" in out
     saved = list(audio_dir.iterdir())
     assert len(saved) == 1
     assert saved[0].read_bytes() == wav_bytes
+
+
+def test_piped_output_is_not_wrapped(
+    env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    """Through a pipe, a table row and an error line stay one line each, however long."""
+    log_in(env, server, patient, "alice")
+    medicine = "Amoxicillin and clavulanic acid " + "extended release " * 6 + "875mg"
+    sent = post_request(server, patient, pharmacy=pharmacy.id, medicine_name=medicine)
+    assert sent.status_code == 201, sent.text
+    listing = medreq(env, "requests", "-P", "alice")
+    code, out, err = finish(listing)
+    assert code == 0, err
+    assert any(medicine in line for line in out.splitlines()), out
+    failing = medreq(env, "respond", str(sent.json()["request_id"]), "--accept", "-m", "x" * 200, "-P", "alice")
+    code, out, err = finish(failing)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 import medreq.cli.simulate  # noqa: F401  (registers `simulate` and `bench` on the app)
 from medreq.cli.app import app
 from medreq.simulate import ScenarioError, TargetRefused, check_target, load_scenario
+from medreq.simulate.server import ServerProcess as SimServer
+
+from .conftest import ServerProcess, make_account
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
@@ -79,3 +85,45 @@ def test_remote_targets_are_refused_unless_allowed() -> None:
         check_target("ftp://127.0.0.1/")
     assert check_target("http://[::1]:8000/") == "http://[::1]:8000"
     assert check_target("http://203.0.113.7:8000", allow_remote=True) == "http://203.0.113.7:8000"
+
+
+def test_a_run_against_a_rate_limited_server_waits_and_leaves_no_trace(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """Tight limits: setup meets 429s, waits their Retry-After, passes; then every synthetic
+    account is removed with all it made, and real accounts never saw them."""
+    server: ServerProcess = server_factory(env={"MEDREQ_REST_RATE": "10", "MEDREQ_REST_BURST": "5"})
+    real = make_account(server.url, "patient")
+    real_pharmacy = make_account(server.url, "pharmacy")
+    smoke = str(ROOT / "scenarios" / "smoke.toml")
+    result = CliRunner().invoke(app, ["simulate", smoke, "--url", server.url, "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["counts"]["rate_limited_waits"] > 0
+    assert report["accounts"] == {"synthetic": 9, "removed": 9}
+    db = sqlite3.connect(server.data_dir / "medreq.db")
+    try:
+        assert db.execute("select count(*) from accounts where synthetic").fetchone() == (0,)
+        assert db.execute("select count(*) from medicine_requests").fetchone() == (0,)
+        assert db.execute("select count(*) from accounts").fetchone() == (2,)
+    finally:
+        db.close()
+    assert not [p for p in (server.data_dir / "media").rglob("*.*")]
+
+    kept = CliRunner().invoke(app, ["simulate", smoke, "--url", server.url, "--keep", "--no-progress"])
+    assert kept.exit_code == 0, kept.output
+    assert "kept the 9 synthetic accounts" in kept.stdout
+    listed = httpx.get(f"{server.url}/pharmacies/", headers=real.headers).json()["results"]
+    assert [p["id"] for p in listed] == [real_pharmacy.id]
+
+
+def test_a_folder_named_medreq_in_the_working_directory_does_not_shadow_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`medreq bench` and `simulate --embedded` from the folder above a checkout named medreq."""
+    (tmp_path / "medreq").mkdir()
+    (tmp_path / "medreq" / "README.md").write_text("a checkout, not the installed package\n")
+    monkeypatch.chdir(tmp_path)
+    with SimServer() as server:
+        assert httpx.get(f"{server.url}/health").status_code == 200

@@ -1,4 +1,4 @@
-"""SVG snapshots of the inbox at 80×24, from fixed data (a fake backend, a frozen clock, UTC),
+"""SVG snapshots of the inbox at 80×24 and 200×50, from fixed data (a fake backend, a frozen clock, UTC),
 so they never depend on ids, timestamps or the machine's time zone."""
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import pytest
 pytest.importorskip("textual")
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from medreq.client import AccountOut, Event, NewRequestEvent, RequestDetail, RequestOut
 from medreq.schemas import PartyOut, ResponseOut
 from medreq.tui import InboxApp, Link
 from medreq.tui.screens import HelpScreen
+from medreq.tui.widgets import RequestTable
 
 from .conftest import png
 
@@ -136,18 +138,55 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-def test_main_screen_snapshot(snap_compare: Any, utc: None) -> None:
-    assert snap_compare(InboxApp(FakeBackend(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((200, 50), id="200x50")]
 
 
-def test_answer_form_snapshot(snap_compare: Any, utc: None) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen_snapshot(snap_compare: Any, utc: None, size: tuple[int, int]) -> None:
+    assert snap_compare(InboxApp(FakeBackend(), clock=lambda: NOW), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_answer_form_snapshot(snap_compare: Any, utc: None, size: tuple[int, int]) -> None:
     async def open_form(pilot: Pilot[Any]) -> None:
         await settle(pilot)
         await pilot.press("a", "down")
         await settle(pilot)
 
     app = InboxApp(FakeBackend(arrivals=False), clock=lambda: NOW)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=open_form)
+    assert snap_compare(app, terminal_size=size, run_before=open_form)
+
+
+@pytest.mark.parametrize(("size", "full"), [((80, 24), 18), ((120, 30), 18), ((200, 50), 18)])
+async def test_medicine_names_are_shown_in_full_where_they_fit(
+    utc: None, size: tuple[int, int], full: int
+) -> None:
+    """The medicine column takes the terminal's spare width: no name of the fixture is cut."""
+    app = InboxApp(FakeBackend(), clock=lambda: NOW)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(RequestTable)
+        assert table.widths["medicine"] >= full  # "Salbutamol inhaler"
+        names = [str(table.get_cell(str(row[0]), "medicine")) for row in ROWS]
+        assert "Salbutamol inhaler" in names
+        assert table.virtual_size.width <= size[0]
+
+
+async def test_typing_in_the_answer_form_replaces_the_quick_reply(utc: None) -> None:
+    app = InboxApp(FakeBackend(arrivals=False), clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        message = app.screen.query_one("#message", Input)
+        assert message.value == "Ready for pickup"
+        await pilot.press(*"Come at 5")
+        assert message.value == "Come at 5"
+        await pilot.press("down")  # the next quick reply, selected again
+        await pilot.press(*"!")
+        assert message.value == "!"
+        await pilot.press("down", "end", *" today")
+        assert message.value.endswith(" today") and len(message.value) > len(" today")
 
 
 async def test_help_and_theme_toggle(utc: None) -> None:

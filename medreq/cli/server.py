@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from ..config import Settings
 from ..errors import MedreqError
 from ..schemas import RegisterIn, parse
 from .app import app
+from .console import console
 
-err = Console(stderr=True)
+err = console(stderr=True)
 T = TypeVar("T")
 
 account_app = typer.Typer(help="Manage accounts directly in the configured database.", no_args_is_help=True)
@@ -28,33 +30,70 @@ app.add_typer(account_app, name="account")
 
 @app.command()
 def serve(
-    host: str | None = typer.Option(None, help="Interface to bind [env MEDREQ_HOST, default 127.0.0.1]."),
-    port: int | None = typer.Option(None, help="Port [env MEDREQ_PORT, default 8000]."),
-    data_dir: Path | None = typer.Option(
-        None, help="SQLite file, media and JWT secret [default ./medreq-data]."
+    host: str | None = typer.Option(
+        None, envvar="MEDREQ_HOST", show_default="127.0.0.1", help="Interface to bind."
     ),
-    database: str | None = typer.Option(None, help="Database URL, e.g. postgresql://user@host/db."),
-    redis: str | None = typer.Option(None, help="Redis URL for a hub shared by many workers/hosts."),
-    media_dir: Path | None = typer.Option(None, help="Where uploads are stored [default DATA_DIR/media]."),
-    public_url: str | None = typer.Option(None, help="Base URL clients reach, for media links."),
-    workers: int | None = typer.Option(None, help="Worker processes (needs PostgreSQL and Redis)."),
+    port: int | None = typer.Option(None, envvar="MEDREQ_PORT", show_default="8000", help="Port."),
+    data_dir: Path | None = typer.Option(
+        None,
+        envvar="MEDREQ_DATA_DIR",
+        show_default="./medreq-data",
+        help="SQLite file, media and JWT secret.",
+    ),
+    database: str | None = typer.Option(
+        None,
+        envvar="MEDREQ_DATABASE_URL",
+        show_default="SQLite in the data dir",
+        help="Database URL, e.g. postgresql://user@host/db.",
+    ),
+    redis: str | None = typer.Option(
+        None,
+        envvar="MEDREQ_REDIS_URL",
+        show_default="in-process hub",
+        help="Redis URL for a hub shared by many workers/hosts.",
+    ),
+    media_dir: Path | None = typer.Option(
+        None, envvar="MEDREQ_MEDIA_DIR", show_default="DATA_DIR/media", help="Where uploads are stored."
+    ),
+    public_url: str | None = typer.Option(
+        None,
+        envvar="MEDREQ_PUBLIC_URL",
+        show_default="the Host each request was sent to",
+        help="Base URL clients reach, for media links.",
+    ),
+    workers: int | None = typer.Option(
+        None, envvar="MEDREQ_WORKERS", show_default="1", help="Worker processes (needs PostgreSQL and Redis)."
+    ),
     open_registration: bool | None = typer.Option(
-        None, "--open-registration/--closed-registration", help="Allow POST /auth/register."
+        None,
+        "--open-registration/--closed-registration",
+        envvar="MEDREQ_OPEN_REGISTRATION",
+        show_default="open",
+        help="Allow POST /auth/register.",
     ),
     pharmacy_registration: str | None = typer.Option(
         None,
-        help="Self-registered pharmacies: open, approval (pending until `medreq account approve`) "
-        "or closed [env MEDREQ_PHARMACY_REGISTRATION, default approval].",
+        envvar="MEDREQ_PHARMACY_REGISTRATION",
+        show_default="approval",
+        help="Self-registered pharmacies: open, approval (pending until `medreq account approve`) or closed.",
     ),
     trusted_proxy: list[str] | None = typer.Option(
         None,
-        help="Address of a reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
-        "[env MEDREQ_TRUSTED_PROXIES, comma-separated; default none].",
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        help="A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
+        "(env MEDREQ_TRUSTED_PROXIES, comma-separated; default: none).",
     ),
     rate_limit: bool | None = typer.Option(
-        None, "--rate-limit/--no-rate-limit", help="Per-account rate limits."
+        None,
+        "--rate-limit/--no-rate-limit",
+        envvar="MEDREQ_RATE_LIMIT_ENABLED",
+        show_default="on",
+        help="Per-account rate limits.",
     ),
-    log_level: str | None = typer.Option(None, help="debug, info, warning, error."),
+    log_level: str | None = typer.Option(
+        None, envvar="MEDREQ_LOG_LEVEL", show_default="info", help="debug, info, warning, error."
+    ),
     cors_origin: list[str] | None = typer.Option(
         None,
         "--cors-origin",
@@ -102,15 +141,39 @@ def account_create(
     name: str = typer.Option(..., help="Display name."),
     phone: str | None = typer.Option(None, help="Phone number."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
-    data_dir: Path | None = typer.Option(None, help="Data dir of the server [default ./medreq-data]."),
-    database: str | None = typer.Option(None, help="Database URL [default: the data dir's SQLite]."),
+    data_dir: Path | None = typer.Option(
+        None,
+        envvar="MEDREQ_DATA_DIR",
+        show_default="./medreq-data",
+        help="Data dir of the server (the one `medreq serve` uses).",
+    ),
+    database: str | None = typer.Option(
+        None,
+        envvar="MEDREQ_DATABASE_URL",
+        show_default="the data dir's SQLite file",
+        help="Database URL of the server.",
+    ),
+    init: bool = typer.Option(
+        False, "--init", help="Create the database if there is none yet (a server not started yet)."
+    ),
 ) -> None:
-    """Create an account in the configured database (works with registration closed).
+    """Create an account in the server's database (works with registration closed).
+
+    Run it where you run [bold]medreq serve[/bold], or give the same --data-dir / --database.
 
     Example: [bold]medreq account create --role pharmacy --username lifecare --name "LifeCare Pharmacy"[/bold]
     """
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
     settings = Settings.load(data_dir=data_dir, database_url=database)
+    where = _database_label(settings)
+    if settings.is_sqlite and not init and not _sqlite_file(settings).exists():
+        err.print(
+            f"[red]error:[/red] no medreq database at {escape(where)}: run this where `medreq serve` "
+            "runs, pass its --data-dir (or --database), or --init to create a new one",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
     try:
         data = parse(
             RegisterIn,
@@ -118,9 +181,20 @@ def account_create(
         )
         account = asyncio.run(_create(settings, data))
     except MedreqError as exc:
-        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        err.print(f"[red]{exc.code}:[/red] {escape(exc.message)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
-    typer.echo(f"created {account['role']} {account['username']} with id {account['id']}")
+    typer.echo(f"created {account['role']} {account['username']} with id {account['id']} in {where}")
+
+
+def _sqlite_file(settings: Settings) -> Path:
+    return Path(settings.database_url.split(":///", 1)[1])
+
+
+def _database_label(settings: Settings) -> str:
+    """Where accounts go, for humans: the SQLite file, or the database URL without its password."""
+    if settings.is_sqlite:
+        return str(_sqlite_file(settings))
+    return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
 async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
@@ -170,7 +244,7 @@ def account_list(
             account["status"],
             account["created_at"][:19],
         )
-    Console().print(table)
+    console().print(table)
 
 
 def _status_command(status: str, verb: str) -> Any:

@@ -10,17 +10,19 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 
 from .app import app
+from .console import console
+from .user_session import json_option
 
-err = Console(stderr=True)
-out = Console()
+err = console(stderr=True)
+out = console()
 
 
 def _fail(label: str, message: object, code: int) -> typer.Exit:
@@ -35,16 +37,22 @@ def simulate(
     embedded: bool = typer.Option(
         False, "--embedded", help="Start a throwaway server (free port, temp data dir, no rate limits)."
     ),
-    url: str | None = typer.Option(None, help="Server to load [default: the scenario's `target`]."),
+    url: str | None = typer.Option(None, show_default="the scenario's `target`", help="Server to load."),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a target that is not 127.0.0.1 / ::1 (a server you own)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    as_json: Annotated[bool, json_option("Print the report as JSON on stdout.")] = False,
     duration: float | None = typer.Option(None, help="Override the scenario's duration (seconds)."),
     seed: int | None = typer.Option(None, help="Override the scenario's random seed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress on stderr."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep the run's synthetic accounts and their requests on the server."
+    ),
 ) -> None:
     """Simulate patients and pharmacies; check every request and answer arrives exactly once.
+
+    Its accounts are synthetic: real patients never see them, and they are removed with everything
+    they made at the end (unless --keep). Rate limits are respected: a 429 waits its Retry-After.
 
     Example: [bold]medreq simulate scenarios/smoke.toml --embedded[/bold]
     """
@@ -73,7 +81,7 @@ def simulate(
         if embedded:
             return await run_embedded(scenario, progress=view.update)
         assert target is not None
-        return await run_scenario(scenario, target, progress=view.update)
+        return await run_scenario(scenario, target, progress=view.update, keep=keep)
 
     try:
         if show:
@@ -104,7 +112,7 @@ def bench(
     per_account: int = typer.Option(10, help="idle: connections per account."),
     hold: float = typer.Option(25.0, help="idle: seconds to hold them before the probe."),
     compression: str = typer.Option("off,on", help="idle: WebSocket compression settings to try."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+    as_json: Annotated[bool, json_option("Print the results as JSON on stdout (default: tables).")] = False,
 ) -> None:
     """Run the benchmarks of docs/benchmarks.md against fresh local server processes.
 
@@ -130,6 +138,42 @@ def bench(
         else:
             results[name] = benchmarks.run_idle(connections, per_account, processes, hold, modes)
         if not as_json:
-            out.print_json(json.dumps(results[name]))
+            out.print(bench_table(results[name]))
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        env = results["environment"]
+        out.print(
+            f"[dim]Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, load "
+            f"{'/'.join(map(str, env['load_average_1_5_15']))}, {env['date']} (--json for all of it)[/dim]"
+        )
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    """One benchmark's runs side by side: a row per measure (nested ones flattened), a column per run."""
+    runs = [_flatten(run) for run in result["results"]]
+    table = Table(title=f"medreq bench {result['benchmark']}", show_header=len(runs) > 1)
+    table.add_column("measure")
+    for index in range(len(runs)):
+        table.add_column(f"run {index + 1}", justify="right")
+    for key in dict.fromkeys(k for run in runs for k in run):
+        table.add_row(key, *(_cell(run.get(key)) for run in runs))
+    return table
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key} "))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    return escape(f"{value:g}" if isinstance(value, float) else str(value))

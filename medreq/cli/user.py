@@ -20,7 +20,7 @@ from .app import app
 from .user_live import listen_events, wait_for_answer
 from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
 from .user_profile import ProfileStore
-from .user_session import JsonOption, ProfileOption, load_profile, run, session
+from .user_session import JsonOption, ProfileOption, json_option, load_profile, run, session
 from .user_upload import upload_progress
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -310,7 +310,7 @@ def list_requests(
 
 @app.command(rich_help_panel="Live")
 def listen(
-    as_json: Annotated[bool, typer.Option("--json", help="Print each event as a raw JSON line.")] = False,
+    as_json: Annotated[bool, json_option("Print each event as a raw JSON line.")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, help="Stop after N events.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds.")] = None,
     after: Annotated[

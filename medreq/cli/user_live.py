@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from medreq.client import Event, MedreqClient, MedreqError, PharmacyResponseEvent
-from medreq.client._live import State
+from medreq.client._live import LiveConnection, State
 
 from .user_output import echo_json, err, event_line, out, status_text
 from .user_profile import ProfileStore
@@ -80,26 +82,55 @@ async def wait_for_answer(
     try:
         async with asyncio.timeout(seconds), client.connect() as conn:
             request_id = await send()
-            seen_reconnects = 0
-            while True:
-                try:
-                    event = await conn.next_event(_WAIT_TICK)
-                except TimeoutError:
-                    if conn.reconnects == seen_reconnects:
-                        continue
-                    seen_reconnects = conn.reconnects
-                    answer = await _answer_from_rest(client, request_id)
-                    if answer is None:
-                        continue
-                    event = answer
-                if isinstance(event, PharmacyResponseEvent) and event.request_id == request_id:
-                    _print_event(event, as_json)
-                    if save_audio is not None and event.audio_url:
-                        path = await client.download_to(event.audio_url, save_audio)
-                        err.print(f"audio saved to {path}")
-                    return
+            with _waiting(request_id, seconds):
+                event = await _next_answer(client, conn, request_id)
+            _print_event(event, as_json)
+            if save_audio is not None and event.audio_url:
+                path = await client.download_to(event.audio_url, save_audio)
+                err.print(f"audio saved to {path}")
     except TimeoutError:
         raise CommandTimeout(f"no answer from the pharmacy within {seconds:g}s") from None
+
+
+@contextmanager
+def _waiting(request_id: int, seconds: float | None) -> Iterator[None]:
+    """A spinner with the time waited on a terminal; one line on stderr otherwise."""
+    limit = f", giving up after {seconds:g}s" if seconds else ""
+    text = f"waiting for the pharmacy's answer to request {request_id}{limit} (Ctrl-C to stop)"
+    if not err.is_terminal:
+        err.print(text + "…")
+        yield
+        return
+    with err.status(text + "…") as status:
+        started = time.monotonic()
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(1)
+                status.update(f"{text}… {time.monotonic() - started:.0f}s")
+
+        ticker = asyncio.get_running_loop().create_task(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+
+
+async def _next_answer(client: MedreqClient, conn: LiveConnection, request_id: int) -> PharmacyResponseEvent:
+    seen_reconnects = 0
+    while True:
+        try:
+            event = await conn.next_event(_WAIT_TICK)
+        except TimeoutError:
+            if conn.reconnects == seen_reconnects:
+                continue
+            seen_reconnects = conn.reconnects
+            answer = await _answer_from_rest(client, request_id)
+            if answer is None:
+                continue
+            event = answer
+        if isinstance(event, PharmacyResponseEvent) and event.request_id == request_id:
+            return event
 
 
 async def _answer_from_rest(client: MedreqClient, request_id: int) -> PharmacyResponseEvent | None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,8 +24,10 @@ from medreq.client import (
     TypingEvent,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from .console import console
+
+out = console()
+err = console(stderr=True)
 
 STATUS_STYLE = {"PENDING": "yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
 

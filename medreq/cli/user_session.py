@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,6 +17,20 @@ from .user_output import fail
 from .user_profile import Profile, ProfileStore
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
+
+
+
+def root_fallback(ctx: typer.Context, param: typer.CallbackParam, value: _V) -> _V:
+    """The option's value, or the root's (``medreq --profile shop listen``) unless it was given
+    after the command: after the command > before it > environment > default."""
+    name = param.name or ""
+    source = ctx.get_parameter_source(name)
+    if source is not None and source.name == "COMMANDLINE":  # Typer's own vendored Click enum
+        return value
+    given: _V | None = ctx.find_root().params.get(name)
+    return value if given is None or given is False else given
+
 
 ProfileOption = Annotated[
     str,
@@ -24,10 +38,18 @@ ProfileOption = Annotated[
         "--profile",
         "-P",
         envvar="MEDREQ_PROFILE",
+        callback=root_fallback,
         help="Saved login to use, so one terminal can be a patient and another a pharmacy.",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def json_option(help: str = "Print JSON for scripts instead of a table.") -> Any:
+    """``--json``, also accepted before the command."""
+    return typer.Option("--json", callback=root_fallback, help=help)
+
+
+JsonOption = Annotated[bool, json_option()]
 
 
 def run(main: Callable[[], Awaitable[_T]]) -> _T:

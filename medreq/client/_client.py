@@ -109,9 +109,21 @@ class MedreqClient:
         role: Literal["patient", "pharmacy"],
         name: str,
         phone: str | None = None,
+        *,
+        synthetic: bool = False,
     ) -> AccountOut:
-        body = {"username": username, "password": password, "role": role, "name": name, "phone": phone}
+        """``POST /auth/register``; ``synthetic``: a simulation account, in a sandbox of its own
+        (seen only by other synthetic accounts, removable with `remove_synthetic_account`)."""
+        body: dict[str, Any] = {"username": username, "password": password, "role": role, "name": name}
+        body["phone"] = phone
+        if synthetic:
+            body["synthetic"] = True
         return await self._call(AccountOut, "POST", "/auth/register", auth=False, json=body)
+
+    async def remove_synthetic_account(self) -> None:
+        """``DELETE /auth/me``: remove this synthetic account with all its requests and media."""
+        await self._send("DELETE", "/auth/me")
+        self.account = None
 
     async def login(self, username: str, password: str) -> TokenOut:
         """``POST /auth/token``: keep the tokens and the account for later calls."""

@@ -29,7 +29,9 @@ class Accounts(ServiceBase):
     # --- registration and sign-in -------------------------------------------------------------
 
     async def register(self, data: RegisterIn, *, by_operator: bool = False) -> dict[str, Any]:
-        status = self._registration_status(data.role, by_operator=by_operator)
+        if data.synthetic and not self.settings.synthetic_accounts:
+            raise Forbidden("synthetic (simulation) accounts are not allowed on this server")
+        status = self._registration_status(data.role, by_operator=by_operator, synthetic=data.synthetic)
         if await self.store.read(lambda c: queries.account_by_username(c, data.username)) is not None:
             raise Conflict("username is taken", fields={"username": "is taken"})
         password_hash = await auth.hash_password_async(data.password, n=self.settings.scrypt_n)
@@ -41,17 +43,18 @@ class Accounts(ServiceBase):
                 name=data.name,
                 phone=data.phone or None,
                 status=status,
+                synthetic=data.synthetic,
             )
         )
         return account_view(row)
 
-    def _registration_status(self, role: str, *, by_operator: bool) -> str:
+    def _registration_status(self, role: str, *, by_operator: bool, synthetic: bool = False) -> str:
         if by_operator:
             return "active"
         if not self.settings.open_registration:
             raise Forbidden("registration is closed on this server")
-        if role != "pharmacy":
-            return "active"
+        if role != "pharmacy" or synthetic:
+            return "active"  # a synthetic pharmacy lives in the sandbox: no real patient reaches it
         mode = self.settings.pharmacy_registration
         if mode == "closed":
             raise Forbidden("pharmacies are registered by the server's operator")
@@ -195,10 +198,6 @@ class Accounts(ServiceBase):
         if row is None:
             raise Unauthorized("account no longer exists")
         return account_view(row)
-
-    async def pharmacies(self) -> dict[str, Any]:
-        rows = await self.store.read(queries.pharmacies)
-        return {"results": [{"id": row.id, "name": row.name} for row in rows]}
 
     # --- revocations made elsewhere -----------------------------------------------------------
 

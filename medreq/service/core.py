@@ -8,6 +8,7 @@ publishes them only after the commit (`Outbox`). The parts, by concern:
 - `accounts.Accounts`: register, tokens, authenticate, pharmacies
 - `requests.Requests`: create, answer, cancel, list, detail
 - `conversation.Conversation`: thread messages, typing, read receipts
+- `sandbox.Sandbox`: synthetic (simulation) accounts: their own listings, their removal
 - `MedreqService` below: delivery (replay) and media access
 """
 
@@ -23,9 +24,10 @@ from . import events
 from .accounts import Accounts
 from .conversation import Conversation
 from .requests import Requests
+from .sandbox import Sandbox
 
 
-class MedreqService(Accounts, Requests, Conversation):
+class MedreqService(Accounts, Requests, Conversation, Sandbox):
     # --- delivery (§5) ------------------------------------------------------------------------
 
     async def events_after(

@@ -30,6 +30,7 @@ class AccountInfo:
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+    synthetic: bool = False
 
 
 class Directory:
@@ -54,10 +55,10 @@ class Directory:
             if len(self._cache) >= self._size:
                 self._cache.clear()
             info = self._cache[account_id] = AccountInfo(
-                row.id, row.role, row.name, row.phone, row.status, row.token_version
+                row.id, row.role, row.name, row.phone, row.status, row.token_version, bool(row.synthetic)
             )
         return info
 
     def forget(self, account_id: int) -> None:
-        """Drop a changed account: the next `get` reads it afresh."""
+        """Drop a changed or removed account: the next `get` reads it afresh."""
         self._cache.pop(account_id, None)

@@ -24,10 +24,14 @@ def media_ref(kind: str, name: str | None) -> str | None:
 
 
 def render(text: str, media: MediaStore) -> str:
-    """The stored event text with its media references turned into signed URLs."""
+    """The stored event text with its media references turned into signed URLs under the
+    configured base (a socket `rebase`s them to the address its client used)."""
     if '"media:' not in text:
         return text
-    return _MEDIA_REF.sub(lambda m: json.dumps(media.url(m.group(1), m.group(2))), text)  # type: ignore[arg-type]
+    return _MEDIA_REF.sub(
+        lambda m: json.dumps(media.url(m.group(1), m.group(2), base=media.base_url)),  # type: ignore[arg-type]
+        text,
+    )
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,14 @@ class Requests(ServiceBase):
                 fields={"image": "is required unless medicine_name is given"},
             )
         pharmacy = await self.directory.get(form.pharmacy)
-        if pharmacy is None or pharmacy.role != "pharmacy" or not pharmacy.is_active:
+        caller_info = await self.directory.get(caller.id)
+        if (
+            pharmacy is None
+            or pharmacy.role != "pharmacy"
+            or not pharmacy.is_active
+            or caller_info is None
+            or pharmacy.synthetic != caller_info.synthetic  # the simulation sandbox (service/sandbox.py)
+        ):
             raise Invalid("pharmacy: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
 
     async def respond(

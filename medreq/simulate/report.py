@@ -28,6 +28,8 @@ class Report:
     timings: dict[str, float]
     server_cpu_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    # synthetic accounts made, and how many were removed at the end (None: kept)
+    accounts: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def lost_total(self) -> int:
@@ -66,6 +68,7 @@ class Report:
             "server_cpu_seconds": None
             if self.server_cpu_seconds is None
             else round(self.server_cpu_seconds, 3),
+            "accounts": self.accounts,
             "notes": self.notes,
         }
 
@@ -102,9 +105,18 @@ class Report:
             for code, count in sorted(self.errors.items(), key=lambda item: -item[1]):
                 errors.add_row(code, str(count))
             parts.append(errors)
-        parts += [Text(note, style="dim") for note in self.notes]
+        parts += [Text(note, style="dim") for note in [*self.notes, *self._account_note()]]
         parts.append(verdict)
         return Group(*parts)
+
+
+    def _account_note(self) -> list[str]:
+        made, removed = self.accounts.get("synthetic"), self.accounts.get("removed")
+        if self.embedded or made is None:
+            return []
+        if removed is None:
+            return [f"kept the {made} synthetic accounts of this run (--keep); other patients never see them"]
+        return [f"removed {removed} of {made} synthetic accounts and everything they made"]
 
 
 def _fmt(value: Any) -> str:
@@ -144,12 +156,18 @@ def build_report(
         "proxy_cuts": cuts,
         "auto_reconnects": state.reconnects,
         "redelivered_dropped_by_client": state.redelivered_dropped,
+        "rate_limited_waits": ledger.errors["rate_limited"],
     }
     notes = []
     if ledger.skipped:
         notes.append(
             f"{ledger.skipped} arrivals were skipped: max_in_flight POSTs were already open "
             "(the server or the generator could not keep up)."
+        )
+    if ledger.errors["rate_limited"]:
+        notes.append(
+            f"the server rate-limited {ledger.errors['rate_limited']} calls (429): each waited its "
+            "Retry-After and was retried"
         )
     if run := timings.get("run"):
         notes.append(f"offered {ledger.counts['sent'] / run:.1f} requests/s over {run:.1f}s")

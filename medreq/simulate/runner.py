@@ -2,7 +2,11 @@
 
 Phases, each bounded in time: set up accounts (register + log in) → open every live
 connection → arrivals for ``duration`` seconds (with churn) → drain until every owed delivery
-arrived or ``drain_timeout`` passed → close → `Report`.
+arrived or ``drain_timeout`` passed → close → remove the accounts → `Report`.
+
+Accounts are registered as synthetic (PROTOCOL beyond; service/sandbox.py): no real patient ever
+sees a simulated pharmacy, and each is removed with everything it made at the end, unless `keep`.
+A server's rate limits are respected: every 429 waits its `Retry-After` and is counted.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from medreq.client import MedreqClient, MedreqError
+from medreq.client import MedreqClient, MedreqError, RateLimited
 
 from .actors import Actor, Patient, Pharmacy, RunState
 from .chaos import ChaosProxy
@@ -41,8 +45,10 @@ async def run_scenario(
     *,
     progress: ProgressCallback | None = None,
     server_pid: int | None = None,
+    keep: bool = False,
 ) -> Report:
-    """Run ``scenario`` against the server at ``base_url`` (already checked to be allowed)."""
+    """Run ``scenario`` against the server at ``base_url`` (already checked to be allowed);
+    remove its synthetic accounts at the end unless ``keep``."""
     raise_fd_limit(2 * scenario.connections + 1024)
     rng = random.Random(scenario.seed)
     ledger = Ledger()
@@ -57,6 +63,7 @@ async def run_scenario(
     actor_tasks: list[asyncio.Task[None]] = []
     phase = "setup"
     started = time.monotonic()
+    removed: int | None = None
     cpu_before = cpu_seconds(server_pid) if server_pid else None
     ticker = asyncio.create_task(_tick(lambda: phase, ledger, progress)) if progress else None
     try:
@@ -87,6 +94,9 @@ async def run_scenario(
         if ticker is not None:
             ticker.cancel()
         await _settle([*actor_tasks, *state.tasks], 15)
+        if not keep:
+            phase = "cleanup"
+            removed = await _remove_accounts(state, clients)
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -94,7 +104,7 @@ async def run_scenario(
         if proxy is not None:
             await proxy.close()
     server_cpu = cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
-    return build_report(
+    report = build_report(
         scenario,
         state,
         base_url=base_url,
@@ -107,6 +117,8 @@ async def run_scenario(
         server_cpu=server_cpu,
         cuts=proxy.cuts if proxy else 0,
     )
+    report.accounts = {"synthetic": len(clients), "removed": removed}
+    return report
 
 
 # --- setup ----------------------------------------------------------------------------------------
@@ -134,8 +146,11 @@ async def _create_actors(
         username = f"sim-{state.run_id}-{kind.role[:2]}{index}"
         name = f"Sim {'Pharmacy' if kind is Pharmacy else 'Patient'} {index}"
         async with limit:
-            await _retry(lambda: client.register(username, password, kind.role, name, phone="+1-555-0199"))
-            await _retry(lambda: client.login(username, password))
+            await _retry(
+                lambda: client.register(username, password, kind.role, name, "+1-555-0199", synthetic=True),
+                state,
+            )
+            await _retry(lambda: client.login(username, password), state)
         assert client.account is not None
         return kind(state, client, client.account.id, churns=churns)
 
@@ -154,19 +169,44 @@ async def _create_actors(
             job.cancel()
 
 
-async def _retry(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Setup calls go direct or through the chaos proxy: retry transport failures."""
-    for attempt in range(attempts):
+async def _retry(call: Callable[[], Awaitable[T]], state: RunState, attempts: int = 5) -> T:
+    """Setup and cleanup calls go direct or through the chaos proxy: retry transport failures
+    (``attempts`` times), and wait out rate limits for as long as the server asks (counted; the
+    phase's own deadline bounds it)."""
+    failures = 0
+    while True:
         try:
             return await call()
+        except RateLimited as exc:
+            state.ledger.error(exc.code)
+            await asyncio.sleep(max(0.05, exc.retry_after))
         except MedreqError as exc:
-            if (
-                exc.code not in ("transport_error", "connection_lost", "rate_limited")
-                or attempt == attempts - 1
-            ):
+            failures += 1
+            if exc.code not in ("transport_error", "connection_lost") or failures >= attempts:
                 raise
-            await asyncio.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+            await asyncio.sleep(0.1 * failures)
+
+
+async def _remove_accounts(state: RunState, clients: list[MedreqClient]) -> int:
+    """Remove every synthetic account of the run with all it made; how many went."""
+    limit = asyncio.Semaphore(state.scenario.setup_concurrency)
+
+    async def remove(client: MedreqClient) -> bool:
+        if client.account is None:
+            return False
+        async with limit:
+            try:
+                await _retry(client.remove_synthetic_account, state)
+            except MedreqError as exc:
+                state.ledger.error(f"cleanup_{exc.code}")
+                return False
+        return True
+
+    jobs = [asyncio.create_task(remove(client)) for client in clients]
+    done, pending = await asyncio.wait(jobs, timeout=state.scenario.setup_timeout) if jobs else (set(), set())
+    for job in pending:
+        job.cancel()
+    return sum(1 for job in done if not job.cancelled() and job.exception() is None and job.result())
 
 
 async def _wait_online(actors: list[Actor], limit: float) -> None:
@@ -252,12 +292,13 @@ async def _tick(phase: Callable[[], str], ledger: Ledger, progress: ProgressCall
 async def run_embedded(
     scenario: Scenario, *, progress: ProgressCallback | None = None, env: dict[str, str] | None = None
 ) -> Report:
-    """Start a server subprocess (free port, temporary data dir, rate limits off), run, stop it."""
+    """Start a server subprocess (free port, temporary data dir, rate limits off), run, stop it
+    (its accounts go with its data dir)."""
     raise_fd_limit(2 * scenario.connections + 1024)
     server = ServerProcess(env=env)
     await asyncio.to_thread(server.start)
     try:
-        report = await run_scenario(scenario, server.url, progress=progress, server_pid=server.pid)
+        report = await run_scenario(scenario, server.url, progress=progress, server_pid=server.pid, keep=True)
         report.embedded = True
         if not report.ok or report.errors.get("internal"):
             tail = server.log().strip().splitlines()[-15:]

@@ -137,7 +137,9 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        command = [sys.executable, "-m", "medreq", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        # -P: the working directory is not put on sys.path, so a folder named `medreq` there (the
+        # checkout, seen from the folder above it) cannot shadow the installed package
+        command = [sys.executable, "-P", "-m", "medreq", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

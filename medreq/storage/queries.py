@@ -48,11 +48,12 @@ def account_by_username(conn: Connection, username: str) -> Any:
     return conn.execute(select(accounts).where(accounts.c.username == username)).first()
 
 
-def pharmacies(conn: Connection) -> Sequence[Any]:
-    """Pharmacies a patient may send requests to: active ones (not pending, not disabled)."""
+def pharmacies(conn: Connection, *, synthetic: bool = False) -> Sequence[Any]:
+    """Pharmacies a patient may send requests to: active ones (not pending, not disabled), real
+    ones or (``synthetic``) those of the simulation sandbox."""
     query = (
         select(accounts.c.id, accounts.c.name)
-        .where(accounts.c.role == "pharmacy", accounts.c.status == "active")
+        .where(accounts.c.role == "pharmacy", accounts.c.status == "active", accounts.c.synthetic == synthetic)
         .order_by(accounts.c.id)
     )
     return conn.execute(query).all()

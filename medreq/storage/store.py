@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import Conflict
 from ..files import make_private_dir
 from ..schemas import dumps
+from . import purge
 from .prepared import Prepared, Record
 from .queries import utcnow
 from .schema import (
@@ -179,6 +180,7 @@ class Tx:
         name: str,
         phone: str | None,
         status: str = "active",
+        synthetic: bool = False,
     ) -> Row[Any]:
         values = {
             "username": username,
@@ -189,6 +191,7 @@ class Tx:
             "status": status,
             "last_event_id": 0,
             "created_at": utcnow(),
+            "synthetic": synthetic,
         }
         try:
             with self.conn.begin_nested():
@@ -281,6 +284,11 @@ class Tx:
                 account_id=account_id, key=key, request_id=request_id, created_at=utcnow()
             )
         )
+
+    def purge_account(self, account_id: int) -> list[tuple[str, str]]:
+        """Delete an account and every request it is a party to, with their messages and events;
+        the (kind, name) of the media files those requests named, for the caller to remove."""
+        return purge.purge_account(self.conn, account_id)
 
     def set_read_mark(self, account_id: int, request_id: int, up_to: int) -> int:
         """Raise the read mark (never lower it); return the mark now stored."""

@@ -104,9 +104,10 @@ class AnswerScreen(ModalScreen[Sent | None]):
         self.query_one("#message", Input).focus()
 
     def _use_template(self, index: int) -> None:
+        """Put a template in the message, selected: typing replaces it, arrows keep and edit it."""
         message = self.query_one("#message", Input)
         message.value = self.templates[index]
-        message.cursor_position = len(message.value)
+        message.select_all()
 
     def answered_elsewhere(self, status: str) -> None:
         """The request changed under the form (another device answered, or the patient cancelled).

@@ -19,6 +19,10 @@ from .model import age, parse_time
 STATUS_STYLE = {"PENDING": "bold yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
 COLUMNS = (("#", "id", 5), ("Patient", "patient", 13), ("Phone", "phone", 12), ("Qty", "qty", 4),
            ("Medicine", "medicine", 16), ("Age", "age", 4), ("Status", "status", 9))  # fmt: skip
+# A wider terminal gives its spare columns to the medicine name first (up to MEDICINE_MAX, enough
+# for "Amoxicillin/clavulanic acid 875/125mg"), then to the patient's name (up to PATIENT_MAX).
+MEDICINE_MAX = 40
+PATIENT_MAX = 28
 
 
 def status_text(status: str) -> Text:
@@ -50,22 +54,50 @@ class RequestTable(DataTable[Any]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for label, key, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+        self.widths = {key: width for _, key, width in COLUMNS}
+        self.shown: tuple[list[RequestOut], set[int], datetime] | None = None
+        self._add_columns()
 
-    def show(self, requests: list[RequestOut], fresh: set[int], now: datetime) -> None:
+    def _add_columns(self) -> None:
+        for label, key, _ in COLUMNS:
+            self.add_column(label, key=key, width=self.widths[key])
+
+    def on_resize(self) -> None:
+        widths = self.widths_for(self.size.width)
+        if widths != self.widths:
+            selected = self.selected_id()
+            self.widths = widths
+            self.clear(columns=True)
+            self._add_columns()
+            if self.shown is not None:
+                self.show(*self.shown, selected=selected)
+
+    def widths_for(self, total: int) -> dict[str, int]:
+        """Column widths for a table ``total`` cells wide (one cell kept for the scrollbar)."""
+        widths = {key: width for _, key, width in COLUMNS}
+        spare = total - 1 - sum(widths.values()) - 2 * self.cell_padding * len(widths)
+        for key, most in (("medicine", MEDICINE_MAX), ("patient", PATIENT_MAX)):
+            grow = max(0, min(spare, most - widths[key]))
+            widths[key] += grow
+            spare -= grow
+        return widths
+
+    def show(
+        self, requests: list[RequestOut], fresh: set[int], now: datetime, *, selected: int | None = None
+    ) -> None:
         """Redraw every row, keeping the cursor on the same request when it is still shown."""
-        selected = self.selected_id()
+        self.shown = (requests, fresh, now)
+        selected = selected if selected is not None else self.selected_id()
         self.clear()
         for request in requests:
             new = request.id in fresh
             style = "bold" if new else ""
             self.add_row(
                 Text(f"●{request.id}" if new else str(request.id), style="bold yellow" if new else ""),
-                Text(request.patient.name, style=style),
+                Text(request.patient.name, style=style, overflow="ellipsis", no_wrap=True),
                 Text(request.patient.phone or "", style=style),
                 Text(str(request.quantity), style=style, justify="right"),
-                Text(request.medicine_name or "(prescription)", style=style),
+                Text(request.medicine_name or "(prescription)", style=style, overflow="ellipsis", no_wrap=True),
                 Text(age(request.created_at, now), style=style),
                 status_text(request.status),
                 key=str(request.id),

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ..auth import TokenIssuer
@@ -23,7 +24,8 @@ from ..service import MedreqService
 from ..storage import Store
 from . import openapi, pages, routes, sessions, websocket
 from .cors import with_cors
-from .http import on_http_exception, on_medreq_error, on_unexpected
+from .http import on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
+from .origin import client_base_url
 
 log = logging.getLogger("medreq")
 
@@ -36,6 +38,7 @@ def build_service(settings: Settings) -> MedreqService:
         settings.jwt_secret,
         base_url=settings.public_url,
         url_ttl=settings.media_url_ttl,
+        follow_host=settings.public_url_is_derived,
     )
     tokens = TokenIssuer(
         settings.jwt_secret,
@@ -56,10 +59,14 @@ class MedreqApp:
         self.app = app
         self.state = app.state
         self.http = with_cors(app, app.state.ws_origins)
+        self.media: MediaStore = app.state.service.media
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
+        elif scope["type"] == "http":
+            with self.media.for_client(client_base_url(scope)):
+                await self.http(scope, receive, send)
         else:
             await self.http(scope, receive, send)
 
@@ -97,6 +104,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
+            ClientDisconnect: on_client_disconnect,
             Exception: on_unexpected,
         },
         lifespan=lifespan,

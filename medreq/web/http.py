@@ -74,6 +74,13 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
 
 
+async def on_client_disconnect(_request: Request, exc: Exception) -> Response:
+    """The client went away mid-body (a simulator giving up, a phone losing signal): nothing
+    to answer and nothing wrong here, so no traceback in the log."""
+    log.debug("client disconnected before its request body was read")
+    return Response(status_code=400)
+
+
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(MedreqError("internal error"))

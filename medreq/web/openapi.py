@@ -91,6 +91,11 @@ def _op(summary: str, ok: int, out: dict[str, Any], *, body: Any = None, auth: b
     return operation
 
 
+def _no_content(operation: dict[str, Any]) -> dict[str, Any]:
+    operation["responses"]["204"] = {"description": "Done; no body"}
+    return operation
+
+
 def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         AccountOut,
@@ -123,7 +128,10 @@ def build_spec() -> dict[str, Any]:
         "/auth/refresh": {
             "post": _op("New access token", 200, {"type": "object"}, body=_json(_ref(RefreshIn)), auth=False)
         },
-        "/auth/me": {"get": _op("The caller's account", 200, _ref(AccountOut))},
+        "/auth/me": {
+            "get": _op("The caller's account", 200, _ref(AccountOut)),
+            "delete": _no_content(_op("Remove a synthetic (simulation) account and all its data", 204, {})),
+        },
         "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, pharmacies)},
         "/medicine/request/": {
             "post": _op(

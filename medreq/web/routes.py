@@ -80,9 +80,15 @@ async def me(request: Request) -> Response:
     return JSONResponse(await service_of(request).me(caller))
 
 
+async def remove_me(request: Request) -> Response:
+    caller = await authenticate(request)
+    await service_of(request).remove_synthetic_account(caller)
+    return Response(status_code=204)
+
+
 async def pharmacies(request: Request) -> Response:
-    await authenticate(request)
-    return JSONResponse(await service_of(request).pharmacies())
+    caller = await authenticate(request)
+    return JSONResponse(await service_of(request).pharmacies_for(caller))
 
 
 # --- §3 medicine requests ------------------------------------------------------------------------
@@ -185,6 +191,7 @@ routes = [
     Route("/auth/logout", logout, methods=["POST"]),
     Route("/auth/password", change_password, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
+    Route("/auth/me", remove_me, methods=["DELETE"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),

@@ -50,6 +50,7 @@ from ..schemas import (
 )
 from ..service import Caller, MedreqService
 from .cors import websocket_origin_allowed
+from .origin import client_base_url
 
 log = logging.getLogger("medreq.ws")
 
@@ -70,6 +71,7 @@ class Connection:
     """
 
     __slots__ = (
+        "base",
         "caller",
         "claims",
         "closing",
@@ -82,12 +84,21 @@ class Connection:
     )
 
     def __init__(
-        self, ws: WebSocket, caller: Caller, claims: Claims, service: MedreqService, *, queue_size: int
+        self,
+        ws: WebSocket,
+        caller: Caller,
+        claims: Claims,
+        service: MedreqService,
+        *,
+        queue_size: int,
+        base: str | None = None,
     ) -> None:
         self.ws = ws
         self.caller = caller
         self.claims = claims  # of the access token in force: the socket lives as long as it does
         self.service = service
+        # media links in events are rendered under the configured base; this client's base
+        self.base = service.media.client_base(base)
         self.last_sent = 0
         self.queue_size = queue_size
         self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
@@ -178,7 +189,7 @@ class Connection:
             return
         if event_id > self.last_sent + 1:
             await self._replay(after=None, before=event_id)
-        await self.ws.send_text(text)
+        await self.ws.send_text(self.service.media.rebase(text, self.base))
         self.last_sent = event_id
 
     async def _replay(self, *, after: int | None, before: int | None = None) -> int:
@@ -191,7 +202,7 @@ class Connection:
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
             for event_id, text in page:
-                await self.ws.send_text(text)
+                await self.ws.send_text(self.service.media.rebase(text, self.base))
                 self.last_sent = event_id
                 count += 1
             if len(page) < REPLAY_PAGE:
@@ -239,7 +250,14 @@ class Endpoint:
             await ws.close(CLOSE_POLICY, exc.message)
             return
 
-        connection = Connection(ws, caller, claims, service, queue_size=service.settings.ws_queue_size)
+        connection = Connection(
+            ws,
+            caller,
+            claims,
+            service,
+            queue_size=service.settings.ws_queue_size,
+            base=client_base_url(ws.scope),
+        )
         connections: set[Connection] = app_state.connections
         # Without `after`, the socket starts at the present: learn the account's last event id
         # *before* subscribing. The other order let a live event arrive while the id was being
@@ -251,7 +269,8 @@ class Endpoint:
         try:
             if after is not None:
                 connection.catch_up(after)
-            await self._receive(connection, app_state)
+            with service.media.for_client(connection.base):  # links in acks and replies
+                await self._receive(connection, app_state)
         except (WebSocketDisconnect, OSError):
             pass
         finally:

@@ -1,0 +1,38 @@
+"""`medreq samples DIR`: the prescription image and voice reply the README's walk-through uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import samples
+from .app import app
+
+FILES: dict[str, Callable[[], bytes]] = {
+    "prescription.png": lambda: samples.png(64, 64, (230, 240, 255)),
+    "reply.wav": lambda: samples.wav(1.0),
+}
+
+
+@app.command("samples", rich_help_panel="Requests")
+def write_samples(
+    directory: Annotated[
+        Path, typer.Argument(file_okay=False, help="Where to write them (created if missing).")
+    ] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+) -> None:
+    """Write a sample prescription image (prescription.png) and voice reply (reply.wav) to try uploads.
+
+    Example: [cyan]medreq samples .[/]   then   [cyan]medreq request --pharmacy 2 --quantity 5 --image prescription.png[/]
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, make in FILES.items():
+        path = directory / name
+        if path.exists() and not force:
+            typer.echo(f"kept {path} (exists; --force to overwrite)")
+            continue
+        path.write_bytes(make())
+        typer.echo(f"wrote {path}")

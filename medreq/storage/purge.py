@@ -1,0 +1,50 @@
+"""Removing an account with everything it is a party to (the simulator's accounts, after a run).
+
+Only the sandbox of synthetic accounts is ever purged (service/sandbox.py): a synthetic account
+can only exchange requests with other synthetic accounts, so every row removed here belongs to
+synthetic accounts. Children go before parents, so foreign keys hold at every step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.engine import Connection
+
+from .schema import (
+    account_changes,
+    accounts,
+    events,
+    idempotency_keys,
+    medicine_requests,
+    messages,
+    read_marks,
+    revoked_tokens,
+)
+
+
+def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
+    """Delete the account, its requests (either side), their messages, read marks, idempotency
+    keys and events (the other party's too); the (kind, name) of their media files."""
+    requests = medicine_requests.c
+    mine = select(requests.id).where(or_(requests.patient_id == account_id, requests.pharmacy_id == account_id))
+    media: list[tuple[str, str]] = []
+    for image, audio in conn.execute(
+        select(requests.image_name, requests.response_audio_name).where(requests.id.in_(mine))
+    ):
+        media += [("image", image)] if image else []
+        media += [("audio", audio)] if audio else []
+    conn.execute(delete(messages).where(or_(messages.c.request_id.in_(mine), messages.c.sender_id == account_id)))
+    conn.execute(
+        delete(read_marks).where(or_(read_marks.c.request_id.in_(mine), read_marks.c.account_id == account_id))
+    )
+    conn.execute(
+        delete(idempotency_keys).where(
+            or_(idempotency_keys.c.request_id.in_(mine), idempotency_keys.c.account_id == account_id)
+        )
+    )
+    conn.execute(delete(events).where(or_(events.c.request_id.in_(mine), events.c.account_id == account_id)))
+    conn.execute(delete(medicine_requests).where(requests.id.in_(mine)))
+    conn.execute(delete(revoked_tokens).where(revoked_tokens.c.account_id == account_id))
+    conn.execute(delete(account_changes).where(account_changes.c.account_id == account_id))
+    conn.execute(delete(accounts).where(accounts.c.id == account_id))
+    return media
