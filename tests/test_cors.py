@@ -196,7 +196,7 @@ def failing_server(tmp_path: Any) -> Iterator[str]:
     async def broken(*_args: Any) -> Any:
         raise RuntimeError("boom: a bug in the server")
 
-    app.state.service.pharmacies = broken
+    app.state.service.pharmacies_for = broken
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -212,8 +212,20 @@ async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
 # Each change is written with a row in `account_changes`: running servers close the account's
 # live sockets (4401) within a second, on every worker.
 
-DataDirOption = typer.Option(None, "--data-dir", help="Data dir of the server [default ./medreq-data].")
-DatabaseOption = typer.Option(None, "--database", help="Database URL [default: the data dir's SQLite].")
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    envvar="MEDREQ_DATA_DIR",
+    show_default="./medreq-data",
+    help="Data dir of the server (the one `medreq serve` uses).",
+)
+DatabaseOption = typer.Option(
+    None,
+    "--database",
+    envvar="MEDREQ_DATABASE_URL",
+    show_default="SQLite in the data dir",
+    help="Database URL of the server.",
+)
 
 
 @account_app.command("list")
