@@ -13,7 +13,9 @@
   (answer sent → ack received), through ``environment.events.request.fire``.
 
 The server should run with rate limits off (``MEDREQ_RATE_LIMIT_ENABLED=false``); without
-them, a single pharmacy soon hits its per-account WebSocket limit. Shapes: ``MEDREQ_SHAPE``
+them, a single pharmacy soon hits its per-account WebSocket limit. Past 256 users, lift the
+per-address connection cap too (``MEDREQ_MAX_CONNECTIONS_PER_CLIENT=0``): every user connects
+from this machine's one address. Shapes: ``MEDREQ_SHAPE``
 = ``steady`` or ``spike`` (see loadtests/shapes.py), or none (use ``-u``/``-r``).
 Clocks: delivery latency compares ``time.time()`` of the patient and of the pharmacy, so run
 every Locust process on one machine (or with synchronised clocks).

@@ -39,6 +39,12 @@ def serve(
     rate_limit: bool | None = typer.Option(
         None, "--rate-limit/--no-rate-limit", help="Per-account rate limits."
     ),
+    max_connections: int | None = typer.Option(
+        None, help="Open connections at most [default: the descriptor limit minus 256]."
+    ),
+    max_connections_per_client: int | None = typer.Option(
+        None, help="Open connections per client address, 0 for none (behind a proxy) [default 256]."
+    ),
     log_level: str | None = typer.Option(None, help="debug, info, warning, error."),
 ) -> None:
     """Run the medreq server: REST, WebSockets and media.
@@ -57,6 +63,8 @@ def serve(
             workers=workers,
             open_registration=open_registration,
             rate_limit_enabled=rate_limit,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
             log_level=log_level,
         )
     except ValueError as exc:
