@@ -8,8 +8,9 @@
 
 Each starts `python -m medreq serve` on a free 127.0.0.1 port (temporary data dir, rate limits
 off; `--env NAME=VALUE` adds settings), runs the attack from this process, and prints one JSON
-line: the server's peak RSS, the `/health` latency seen by a well-behaved client meanwhile
-(`null` when it did not answer within 5 s), and what happened to the attacking sockets.
+line: the server's peak RSS and open descriptors, `/health` as seen meanwhile by a client
+whose keep-alive connection predates the attack (latency; unanswered within 5 s) and by fresh
+connections (status counts), and what happened to the attacking sockets.
 Loopback only; every loop is bounded by its --count / --mib / --seconds.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import time
 from typing import Any
@@ -31,36 +33,51 @@ TCP_STATES = {1: "established", 7: "closed", 8: "close_wait", 4: "fin_wait1", 5:
 
 
 class Probe:
-    """Samples the server's RSS and a `/health` round trip every `period` seconds."""
+    """Every `period` seconds: the server's RSS, `/health` on a keep-alive connection opened
+    before the attack (an existing client), and `/health` on a fresh connection (a new one)."""
 
     def __init__(self, server: ServerProcess, period: float = 0.5) -> None:
         self.server = server
         self.period = period
         self.peak_rss = rss_bytes(server.pid)
         self.start_rss = self.peak_rss
+        self.peak_fds = 0
         self.latencies: list[float | None] = []
+        self.fresh: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
 
-    async def health(self, limit: float = 5.0) -> float | None:
+    async def health(self, client: httpx.AsyncClient | None = None) -> tuple[float | None, str]:
         started = time.perf_counter()
         try:
-            async with httpx.AsyncClient(timeout=limit) as client:
+            if client is None:
+                async with httpx.AsyncClient(timeout=5.0) as fresh:
+                    reply = await fresh.get(f"{self.server.url}/health")
+            else:
                 reply = await client.get(f"{self.server.url}/health")
-            return time.perf_counter() - started if reply.status_code == 200 else None
-        except httpx.HTTPError:
-            return None
+        except httpx.HTTPError as exc:
+            return None, type(exc).__name__
+        elapsed = time.perf_counter() - started
+        return (elapsed if reply.status_code == 200 else None), str(reply.status_code)
 
     async def _run(self) -> None:
-        while True:
-            self.peak_rss = max(self.peak_rss, rss_bytes(self.server.pid))
-            self.latencies.append(await self.health())
-            await asyncio.sleep(self.period)
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            await self.health(client)
+            self._ready.set()
+            while True:
+                self.peak_rss = max(self.peak_rss, rss_bytes(self.server.pid))
+                self.peak_fds = max(self.peak_fds, len(os.listdir(f"/proc/{self.server.pid}/fd")))
+                self.latencies.append((await self.health(client))[0])
+                outcome = (await self.health())[1]
+                self.fresh[outcome] = self.fresh.get(outcome, 0) + 1
+                await asyncio.sleep(self.period)
 
-    def __enter__(self) -> Probe:
+    async def __aenter__(self) -> Probe:
         self._task = asyncio.create_task(self._run())
+        await self._ready.wait()
         return self
 
-    def __exit__(self, *_: object) -> None:
+    async def __aexit__(self, *_: object) -> None:
         if self._task is not None:
             self._task.cancel()
 
@@ -69,9 +86,11 @@ class Probe:
         return {
             "rss_start_mb": round(self.start_rss / 2**20, 1),
             "rss_peak_mb": round(max(self.peak_rss, rss_bytes(self.server.pid)) / 2**20, 1),
+            "server_fds_peak": self.peak_fds,
             "health_samples": len(self.latencies),
             "health_unanswered": len(self.latencies) - len(answered),
             "health_max_ms": round(max(answered) * 1000, 1) if answered else None,
+            "fresh_health": self.fresh,
         }
 
 
@@ -118,7 +137,7 @@ async def header(server: ServerProcess, args: argparse.Namespace) -> dict[str, A
     chunk = b"a" * 2**20
     started = time.perf_counter()
     sent, replies = 0, []
-    with Probe(server) as probe:
+    async with Probe(server) as probe:
         for sock in socks:
             await loop.sock_sendall(sock, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
         for _ in range(args.mib):
@@ -148,20 +167,20 @@ async def header(server: ServerProcess, args: argparse.Namespace) -> dict[str, A
 
 async def idle(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit(args.count + 100)
-    with Probe(server) as probe:
+    async with Probe(server) as probe:
         socks = await open_raw(server.port, args.count)
         await asyncio.sleep(args.seconds)
         closed = closed_by_server(socks)
         refused = sum(1 for s in socks if _peek_503(s))
     for sock in socks:
         sock.close()
-    after = await probe.health()
+    _, status = await probe.health()
     return {
         **probe.summary(),
         "opened": len(socks),
         "closed_by_server": closed,
         "answered_503": refused,
-        "health_after_ms": None if after is None else round(after * 1000, 1),
+        "health_after": status,
     }
 
 
@@ -175,7 +194,7 @@ def _peek_503(sock: socket.socket) -> bool:
 async def slowloris(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     raise_fd_limit(args.count + 100)
-    with Probe(server) as probe:
+    async with Probe(server) as probe:
         socks = await open_raw(server.port, args.count)
         for sock in socks:
             with contextlib.suppress(OSError):
@@ -195,11 +214,10 @@ async def slowloris(server: ServerProcess, args: argparse.Namespace) -> dict[str
 async def nested(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
     body = "[" * args.depth + "]" * args.depth
     out: dict[str, Any] = {"depth": args.depth, "bytes": len(body)}
-    with Probe(server) as probe:
-        async with httpx.AsyncClient(timeout=30) as client:
-            for path in ("/auth/register", "/auth/token"):
-                reply = await client.post(server.url + path, content=body)
-                out[path] = [reply.status_code, reply.text[:200]]
+    async with Probe(server) as probe, httpx.AsyncClient(timeout=30) as client:
+        for path in ("/auth/register", "/auth/token"):
+            reply = await client.post(server.url + path, content=body)
+            out[path] = [reply.status_code, reply.text[:200]]
     out["traceback_in_log"] = "RecursionError" in server.log()
     return {**probe.summary(), **out}
 
@@ -228,7 +246,7 @@ async def stuck(server: ServerProcess, args: argparse.Namespace) -> dict[str, An
         headers = {"Authorization": f"Bearer {tokens['patient'][1]}"}
         note = "n" * 900  # a large-ish event, so the buffers fill quickly
         closed_after = None
-        with Probe(server) as probe:
+        async with Probe(server) as probe:
             for i in range(args.events):
                 form = {"pharmacy": str(shop_id), "quantity": "1", "medicine_name": f"m{i}", "note": note}
                 await client.post("/medicine/request/", data=form, headers=headers)

@@ -53,6 +53,8 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     # from connection (or first byte of a request) to the end of its headers; then close
     header_timeout: float = 10.0
+    # longest pause within a request body (slow uploads of a 10 MiB file still make progress)
+    body_timeout: float = 30.0
     # idle keep-alive connection between requests (uvicorn's timeout_keep_alive)
     keep_alive_timeout: int = 5
     # open connections, HTTP and WebSocket; 0: the descriptor limit minus fd_reserve

@@ -348,3 +348,19 @@ async def test_heartbeat_drops_a_silent_client_even_with_its_send_buffer_full(
     assert tcp_state(stuck) != TCP_ESTABLISHED
     stuck.close()
     assert get_health(server)[0] == 200
+
+
+def test_a_request_body_trickled_too_slowly_is_cut_off(server_factory: Any) -> None:
+    server = server_factory(env={"MEDREQ_BODY_TIMEOUT": "1"})
+    before = db_snapshot(server)
+    with connect(server, timeout=10) as sock:
+        sock.sendall(
+            b"POST /auth/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        time.sleep(0.5)
+        sock.sendall(b'"a')  # progress, then silence past the timeout
+        assert read_until_closed(sock) == b""
+    assert db_snapshot(server) == before
+    assert "Traceback" not in server.log()
+    assert get_health(server)[0] == 200

@@ -31,6 +31,7 @@ LOG_EVERY = 10.0  # at most one "refused" warning per this many seconds
 class TransportLimits:
     max_header_bytes: int
     header_timeout: float
+    body_timeout: float
     max_connections: int
     max_connections_per_client: int  # 0: no cap
     ws_max_unsent: int
@@ -41,6 +42,7 @@ class TransportLimits:
         return cls(
             max_header_bytes=settings.max_header_bytes,
             header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
             max_connections=connection_cap(settings.max_connections, settings.fd_reserve),
             max_connections_per_client=settings.max_connections_per_client,
             ws_max_unsent=settings.ws_max_unsent,
@@ -62,6 +64,7 @@ class ConnectionGate:
         self.limits = limits
         self.per_client: dict[str, int] = {}
         self.refused = 0
+        self.lingering = 0  # refused sockets still open while their answer drains
         self._last_log = 0.0
 
     def admit(self, client: str, open_now: int) -> bool:

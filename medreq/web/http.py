@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
@@ -97,10 +97,13 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
+    except ClientDisconnect:  # gone, or cut off by `body_timeout`: no answer reaches it
+        raise InvalidJSON("body ended before its end") from None
     data = json_limits.loads(body, max_depth=settings.max_json_depth)
     if not isinstance(data, dict):
         raise InvalidJSON("body must be a JSON object")

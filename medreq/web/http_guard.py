@@ -9,7 +9,9 @@ Measured on the unguarded server (docs/security.md, `loadtests/attacks.py`):
 - uvicorn arms no timer until a first response is sent: 500 slowloris connections (a header
   byte every 5 s) stayed open for as long as the attacker liked, as did idle ones. Here a
   request's headers must be complete `header_timeout` seconds after the connection opened (or
-  the request's first byte arrived); between requests uvicorn's `timeout_keep_alive` applies.
+  the request's first byte arrived); its body may not pause longer than `body_timeout`
+  (the same attack on the body: headers sent at once, then a byte now and then); between
+  requests uvicorn's `timeout_keep_alive` applies.
 - Connections over `ConnectionGate`'s caps are answered 503 `unavailable` with Retry-After.
 
 uvicorn's own `limit_concurrency` was not used: it answers text/plain without Retry-After, has
@@ -33,10 +35,12 @@ from ..schemas import dumps
 from .admission import RETRY_AFTER, ConnectionGate, gate_for
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed
+MAX_LINGERING = 128  # refused sockets drained at once (half of the default fd_reserve)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` with `max_header_bytes`, `header_timeout` and connection caps."""
+    """`HttpToolsProtocol` with `max_header_bytes`, `header_timeout`, `body_timeout` and
+    connection caps."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,11 +48,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.address = ""
         self.admitted = False  # counted in the gate: released when the socket ends
         self.refusing = False  # answered with an error: only draining until closed
+        self.lingering = False  # counted in the gate's `lingering` until closed
         self.upgraded = False  # handed to the WebSocket protocol, which releases the gate
         self.awaiting_headers = True
         self.header_bytes = 0  # bytes received since the current request's headers began
         self.head_size = 0  # request line and headers as the parser reported them
         self.header_timer: asyncio.TimerHandle | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.last_body = 0.0  # loop time the current request's body last made progress
 
     # --- connection life ---------------------------------------------------------------------
 
@@ -64,6 +71,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_body_timer()
+        if self.lingering:
+            self.lingering = False
+            self.gate.lingering -= 1
         if self.admitted and not self.upgraded:
             self.admitted = False
             self.gate.release(self.address)
@@ -72,6 +83,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self.upgraded = True  # from here the WebSocket protocol owns this socket's gate slot
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().handle_websocket_upgrade()
 
     # --- bytes in ----------------------------------------------------------------------------
@@ -129,22 +141,35 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.refuse(HeadersTooLarge(f"request line and headers exceed {limit} bytes"))
             return
         super().on_headers_complete()
+        if not self.upgraded and not self.transport.is_closing():
+            self.last_body = self.loop.time()
+            self.body_timer = self.loop.call_later(self.gate.limits.body_timeout, self._body_timeout)
 
     def on_body(self, body: bytes) -> None:
         if not self.refusing:
+            self.last_body = self.loop.time()  # no timer per chunk: `_body_timeout` re-arms itself
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._cancel_body_timer()
         if not self.refusing:
             super().on_message_complete()
 
     # --- answers that end the connection -----------------------------------------------------
 
     def refuse(self, error: MedreqError) -> None:
-        """Answer `error` (§1 body), half-close, drain for `LINGER` seconds, then close."""
+        """Answer `error` (§1 body), half-close, drain for `LINGER` seconds, then close.
+
+        A flood of refusals would spend the descriptors kept in reserve on lingering sockets:
+        past `MAX_LINGERING` of them, a refused socket is just closed, without an answer."""
         self.refusing = True
         self._cancel_header_timer()
         self._unset_keepalive_if_required()
+        if self.gate.lingering >= MAX_LINGERING:
+            self.transport.abort()
+            return
+        self.gate.lingering += 1
+        self.lingering = True
         body = dumps(error.body()).encode()
         lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}"]
         lines += [f"{name.decode()}: {value.decode()}" for name, value in self.server_state.default_headers]
@@ -169,6 +194,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_timeout(self) -> None:
+        """A request body that paused longer than `body_timeout`: close (the app sees a disconnect)."""
+        self.body_timer = None
+        if self.transport.is_closing():
+            return
+        idle = self.loop.time() - self.last_body
+        timeout = self.gate.limits.body_timeout
+        if idle >= timeout:
+            self.transport.close()
+        else:
+            self.body_timer = self.loop.call_later(timeout - idle, self._body_timeout)
 
     def _header_timeout(self) -> None:
         """Headers still incomplete: close without an answer (a slowloris client gets nothing)."""
