@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from medreq.config import Settings
 from medreq.simulate.server import LOAD_ENV, ServerProcess, raise_fd_limit, rss_bytes
 
 TCP_STATES = {1: "established", 7: "closed", 8: "close_wait", 4: "fin_wait1", 5: "fin_wait2"}
@@ -258,8 +259,29 @@ async def stuck(server: ServerProcess, args: argparse.Namespace) -> dict[str, An
                 if tcp_state(sock) != "established":
                     closed_after = time.monotonic() - started
         state = tcp_state(sock)
+        server_side = server_socket(server.port, sock.getsockname()[1])
         sock.close()
-    return {**probe.summary(), "events": args.events, "socket_state": state, "closed_after_s": closed_after}
+    return {
+        **probe.summary(),
+        "events": args.events,
+        "socket_state": state,
+        "closed_after_s": closed_after,
+        "server_socket": server_side,
+    }
+
+
+def server_socket(server_port: int, client_port: int) -> str | None:
+    """The server's end of our connection in /proc/net/tcp: its state and send queue, or None
+    once the kernel has let go of it."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        for line in fh:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                state = {"01": "established", "04": "fin_wait1", "06": "time_wait", "07": "close"}
+                tx_queue = int(fields[4].split(":")[0], 16)
+                return f"{state.get(fields[3], fields[3])}, {tx_queue} bytes queued"
+    return None
 
 
 ATTACKS = {"header": header, "idle": idle, "slowloris": slowloris, "nested": nested, "stuck": stuck}
@@ -279,9 +301,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000, help="stuck: events pushed")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE server setting")
     args = parser.parse_args()
-    # the server's own defaults for every limit (LOAD_ENV lifts the per-address cap for load tests)
-    base = {k: v for k, v in LOAD_ENV.items() if k != "MEDREQ_MAX_CONNECTIONS_PER_CLIENT"}
-    env = dict(base, **dict(item.split("=", 1) for item in args.env))
+    # the server's own default for every limit (LOAD_ENV lifts the per-address cap for load tests)
+    per_client = getattr(Settings(), "max_connections_per_client", 0)
+    env = {**LOAD_ENV, "MEDREQ_MAX_CONNECTIONS_PER_CLIENT": str(per_client)}
+    env.update(item.split("=", 1) for item in args.env)
     raise_fd_limit(65536)  # the server inherits it: as high as the hard limit allows
     with ServerProcess(env=env) as server:
         time.sleep(1.0)
