@@ -64,11 +64,12 @@ class Connection:
     to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
 
     A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
-    outbox holds `ws_queue_size` items, or the bytes not yet taken by the kernel (outbox +
-    the transport's buffer) pass `ws_max_unsent`, or one send has waited `ws_send_timeout`
-    seconds. Without that, a client that never read kept the socket for good and its outbox
-    grew with every event (2.8 MB after 300 s, issue 8). The close frame cannot get through
-    a full buffer, so `ws_guard` aborts the socket after a short grace and its memory goes.
+    outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
+    transport's buffer + the kernel's send queue) pass `ws_max_unsent`, or one send has
+    waited `ws_send_timeout` seconds. Without that, a client that never read kept its socket
+    with 2.2 MB queued long after the server had let go of it (docs/security.md). The close
+    frame cannot get through a full buffer, so `ws_guard` resets the socket after a short
+    grace, and the memory goes with it.
     """
 
     __slots__ = (
@@ -76,10 +77,8 @@ class Connection:
         "closing",
         "control",
         "last_sent",
-        "max_unsent",
         "outbox",
         "queue_size",
-        "send_timeout",
         "sender",
         "sending_since",
         "service",
@@ -96,9 +95,6 @@ class Connection:
         self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
-        settings = service.settings
-        self.max_unsent = settings.ws_max_unsent
-        self.send_timeout = settings.ws_send_timeout
         self.unsent = 0  # bytes of the texts waiting in the outbox
         self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
         self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
@@ -165,10 +161,11 @@ class Connection:
     def _too_slow(self) -> bool:
         if self.closing or self.control is None:
             return False
-        if self.unsent + self.control.unsent_bytes() > self.max_unsent:
+        settings = self.service.settings  # not copied per connection: 10,000 of them idle
+        if self.unsent + self.control.unsent_bytes() > settings.ws_max_unsent:
             return True
         since = self.sending_since
-        return since > 0 and asyncio.get_running_loop().time() - since > self.send_timeout
+        return since > 0 and asyncio.get_running_loop().time() - since > settings.ws_send_timeout
 
     async def _send(self, text: str) -> None:
         """Send one text; how long it waits on the client is what `_too_slow` measures."""
