@@ -46,7 +46,8 @@ class SocketControl(Protocol):
     """What the app may ask of the socket under a WebSocket, beyond ASGI."""
 
     def unsent_bytes(self) -> int:
-        """Bytes written to the socket but not yet taken by the kernel."""
+        """Bytes sent but not yet acknowledged by the peer: the transport's buffer and the
+        kernel's send queue."""
 
     def drop(self, code: int, reason: str) -> None:
         """Close with `code` if the frame gets through within `CLOSE_GRACE`; reset it if not."""
