@@ -36,7 +36,7 @@ PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
 HOST="http://127.0.0.1:$PORT"
 
 cd "$ROOT"
-MEDREQ_RATE_LIMIT_ENABLED=false MEDREQ_SCRYPT_N=1024 MEDREQ_LOG_LEVEL=warning MEDREQ_PHARMACY_REGISTRATION=open \
+MEDREQ_RATE_LIMIT_ENABLED=false MEDREQ_MAX_CONNECTIONS_PER_CLIENT=0 MEDREQ_SCRYPT_N=1024 MEDREQ_LOG_LEVEL=warning MEDREQ_PHARMACY_REGISTRATION=open \
     "$PYTHON" -m medreq serve --host 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!

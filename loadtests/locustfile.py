@@ -18,6 +18,8 @@ with all it made when the test stops (``--keep-accounts`` keeps them). A ``429``
 ``RATE Retry-After wait``. So the file runs against a server with its default limits; for
 measurements, run the server with rate limits off (``--no-rate-limit``), or the limiter is what
 gets measured: one pharmacy answering many patients soon meets its per-account WebSocket limit.
+Past 256 users, lift the per-address connection cap too
+(``MEDREQ_MAX_CONNECTIONS_PER_CLIENT=0``): every user connects from this machine's one address.
 Shapes: ``MEDREQ_SHAPE``
 = ``steady`` or ``spike`` (see loadtests/shapes.py), or none (use ``-u``/``-r``).
 Clocks: delivery latency compares ``time.time()`` of the patient and of the pharmacy, so run

@@ -68,6 +68,27 @@ class Settings:
     ws_ping_timeout: float = 20.0
     ws_compression: bool = False
     ws_queue_size: int = 1000
+    # --- transport limits (docs/security.md, "Transport limits"; figures from loadtests/attacks.py)
+    # request line + headers; past it 431 and close (httptools alone has no limit)
+    max_header_bytes: int = 16 * 1024
+    # from connection (or first byte of a request) to the end of its headers; then close
+    header_timeout: float = 10.0
+    # longest pause within a request body (slow uploads of a 10 MiB file still make progress)
+    body_timeout: float = 30.0
+    # idle keep-alive connection between requests (uvicorn's timeout_keep_alive)
+    keep_alive_timeout: int = 5
+    # open connections, HTTP and WebSocket; 0: the descriptor limit minus fd_reserve
+    max_connections: int = 0
+    # descriptors kept free for the database, media, logs and the 503 answers themselves
+    fd_reserve: int = 256
+    # open connections from one client address; 0: no per-address cap (behind a proxy)
+    max_connections_per_client: int = 256
+    # a socket with more unsent bytes than this, or a send blocked this long, is dropped (1013)
+    ws_max_unsent: int = 1024 * 1024
+    ws_send_timeout: float = 30.0
+    # JSON bodies and WebSocket messages
+    max_json_body: int = 64 * 1024
+    max_json_depth: int = 32
     scrypt_n: int = 2**14
     workers: int = 1
     log_level: str = "info"

@@ -10,10 +10,13 @@
     ├── PayloadTooLarge         payload_too_large      413
     ├── UnsupportedMediaType    unsupported_media_type 415
     ├── RateLimited             rate_limited           429 (Retry-After)
+    ├── HeadersTooLarge         headers_too_large      431 (then close)
+    ├── Unavailable             unavailable            503 (Retry-After; connection limits)
     └── TransportError          (client only, medreq.client: never on the wire)
         └── ConnectionLost
 
-The HTTP layer maps `status` to the response status; the WebSocket layer sends
+The HTTP layer maps `status` to the response status (431 and 503 are written by the
+connection guard in `medreq.web.http_guard`, before any request reaches the app); the WebSocket layer sends
 `{"type": "error", "error": ...}` and keeps the connection open. Both use `body()`,
 so no endpoint invents its own error shape. The client raises the same classes.
 """
@@ -101,6 +104,22 @@ class RateLimited(MedreqError):
         self.retry_after = retry_after
 
 
+class HeadersTooLarge(MedreqError):
+    code = "headers_too_large"
+    status = 431
+    default_message = "request line and headers are too large"
+
+
+class Unavailable(MedreqError):
+    code = "unavailable"
+    status = 503
+    default_message = "too many connections, try again later"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
     cls.code: cls
     for cls in (
@@ -114,6 +133,8 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,
+        HeadersTooLarge,
+        Unavailable,
     )
 }
 
@@ -125,7 +146,7 @@ def error_from_body(body: Any, status: int | None = None) -> MedreqError:
         return MedreqError(f"unexpected error response (HTTP {status})")
     cls = ERRORS_BY_CODE.get(str(error.get("code")), MedreqError)
     message = str(error.get("message") or cls.default_message)
-    if cls is RateLimited:
-        return RateLimited(message)
+    if cls is RateLimited or cls is Unavailable:
+        return cls(message)
     exc = cls(message, fields=error.get("fields"))
     return exc

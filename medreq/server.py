@@ -21,7 +21,9 @@ from .config import ENV_PREFIX, Settings
 from .logs import log_config
 from .storage import Store
 from .web import create_app
+from .web.http_guard import GuardedHttpProtocol
 from .web.websocket import close_all
+from .web.ws_guard import GuardedWebSocketProtocol
 
 log = logging.getLogger("medreq")
 DRAIN_SECONDS = 5.0
@@ -66,7 +68,10 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        # httptools and websockets-sansio, with the limits they lack (docs/security.md)
+        http=GuardedHttpProtocol,
+        ws=GuardedWebSocketProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
         ws_max_size=settings.ws_max_frame,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

@@ -54,3 +54,26 @@ def test_jwt_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     given = Settings.load(env={"MEDREQ_JWT_SECRET": "from-env"}, data_dir=tmp_path / "other").ensure_secret()
     assert given.jwt_secret == "from-env"
     assert not (tmp_path / "other" / "jwt-secret").exists()
+
+
+def test_transport_limits_come_from_the_environment_and_stay_below_the_fd_limit() -> None:
+    import resource
+
+    from medreq.web.admission import TransportLimits
+
+    env = {
+        "MEDREQ_MAX_HEADER_BYTES": "4096",
+        "MEDREQ_HEADER_TIMEOUT": "2.5",
+        "MEDREQ_MAX_CONNECTIONS": str(10**9),
+        "MEDREQ_FD_RESERVE": "100",
+        "MEDREQ_MAX_CONNECTIONS_PER_CLIENT": "0",
+    }
+    limits = TransportLimits.from_settings(Settings.load(env=env))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert (limits.max_header_bytes, limits.header_timeout) == (4096, 2.5)
+    assert limits.max_connections == soft - 100  # a configured cap above the ceiling is lowered
+    assert limits.max_connections_per_client == 0
+    small = TransportLimits.from_settings(Settings.load(env={"MEDREQ_MAX_CONNECTIONS": "50"}))
+    assert small.max_connections == 50
+    default = Settings.load(env={})
+    assert (default.max_header_bytes, default.max_connections_per_client) == (16384, 256)

@@ -101,6 +101,18 @@ def serve(
         help="Origin whose pages may call the API, e.g. http://localhost:5173; repeatable, '*' for any "
         "(env MEDREQ_CORS_ORIGINS, comma-separated; default: same origin only).",
     ),
+    max_connections: int | None = typer.Option(
+        None,
+        envvar="MEDREQ_MAX_CONNECTIONS",
+        show_default="the descriptor limit minus 256",
+        help="Open connections at most.",
+    ),
+    max_connections_per_client: int | None = typer.Option(
+        None,
+        envvar="MEDREQ_MAX_CONNECTIONS_PER_CLIENT",
+        show_default="256",
+        help="Open connections per client address, 0 for none (behind a proxy).",
+    ),
 ) -> None:
     """Run the medreq server: REST, WebSockets and media.
 
@@ -120,6 +132,8 @@ def serve(
             pharmacy_registration=pharmacy_registration,
             trusted_proxies=",".join(trusted_proxy) if trusted_proxy else None,
             rate_limit_enabled=rate_limit,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
             log_level=log_level,
             cors_origins=",".join(cors_origin) if cors_origin else None,
         )

@@ -24,9 +24,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-#: Settings for a server under load: no rate limits, fast password hashes, quiet logs.
+#: Settings for a server under load: no rate limits, fast password hashes, quiet logs, and no
+#: per-address connection cap (every simulated client connects from 127.0.0.1).
 LOAD_ENV = {
     "MEDREQ_RATE_LIMIT_ENABLED": "false",
+    "MEDREQ_MAX_CONNECTIONS_PER_CLIENT": "0",
     "MEDREQ_SCRYPT_N": "1024",
     "MEDREQ_LOG_LEVEL": "warning",
     # simulated pharmacies register themselves; on a server of its own nobody approves them

@@ -3,7 +3,6 @@ and the one mapping of `MedreqError` to a response."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
@@ -24,15 +23,16 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unavailable,
     UnsupportedMediaType,
 )
 from ..media import Kind, StoredMedia
 from ..schemas import dumps, parse
 from ..service import Caller, MedreqService
+from . import json_limits
 
 log = logging.getLogger("medreq.http")
 
-MAX_JSON_BODY = 64 * 1024
 FORM_OVERHEAD = 256 * 1024  # room for the text fields and multipart framing around a file
 FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -53,7 +53,7 @@ def service_of(request: Request) -> MedreqService:
 
 def error_response(exc: MedreqError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
@@ -90,19 +90,29 @@ async def on_unexpected(_request: Request, exc: Exception) -> Response:
 
 
 async def read_json(request: Request, model: type[BaseModel]) -> Any:
-    """Parse a small JSON body into `model` (400 invalid_json, 413, 422)."""
+    """Parse a small JSON body into `model` (400 invalid_json, 413, 422).
+
+    Bounded in size (`max_json_body`, checked on the declared length and on the stream) and
+    in nesting (`max_json_depth`, checked before parsing: deep nesting was a 500
+    `RecursionError`).
+    """
     # Lenient on the declared type (curl -d says urlencoded), strict on the content.
     if request.headers.get("content-type", "").startswith("multipart/"):
         raise UnsupportedMediaType("body must be application/json")
+    settings = request.app.state.settings
+    limit = settings.max_json_body
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BODY:
-            raise PayloadTooLarge(f"JSON body is larger than {MAX_JSON_BODY} bytes")
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidJSON("body is not valid JSON") from None
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
+    except ClientDisconnect:  # gone, or cut off by `body_timeout`: no answer reaches it
+        raise InvalidJSON("body ended before its end") from None
+    data = json_limits.loads(body, max_depth=settings.max_json_depth)
     if not isinstance(data, dict):
         raise InvalidJSON("body must be a JSON object")
     return parse(model, data)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from typing import Any
@@ -49,8 +48,10 @@ from ..schemas import (
     validation_error,
 )
 from ..service import Caller, MedreqService
+from . import json_limits, ws_guard
 from .cors import websocket_origin_allowed
 from .origin import client_base_url
+from .ws_guard import SocketControl
 
 log = logging.getLogger("medreq.ws")
 
@@ -68,6 +69,14 @@ class Connection:
 
     Outgoing items wait in `outbox`; a sender task exists only while there is something
     to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
+
+    A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
+    outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
+    transport's buffer + the kernel's send queue) pass `ws_max_unsent`, or one send has
+    waited `ws_send_timeout` seconds. Without that, a client that never read kept its socket
+    with 2.2 MB queued long after the server had let go of it (docs/security.md). The close
+    frame cannot get through a full buffer, so `ws_guard` resets the socket after a short
+    grace, and the memory goes with it.
     """
 
     __slots__ = (
@@ -75,11 +84,14 @@ class Connection:
         "caller",
         "claims",
         "closing",
+        "control",
         "last_sent",
         "outbox",
         "queue_size",
         "sender",
+        "sending_since",
         "service",
+        "unsent",
         "ws",
     )
 
@@ -104,6 +116,9 @@ class Connection:
         self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
+        self.unsent = 0  # bytes of the texts waiting in the outbox
+        self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
+        self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
 
     # --- the hub's side -----------------------------------------------------------------------
 
@@ -111,8 +126,7 @@ class Connection:
         if self.closing:
             return
         if self.outbox is not None and len(self.outbox) >= self.queue_size:
-            # Too slow to keep up: drop the connection; the client resumes from its last event_id.
-            self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
+            self.drop_slow()
             return
         self._enqueue(("event", event_id, text))
 
@@ -137,30 +151,68 @@ class Connection:
             self.closing = True
             self._enqueue(("close", code, reason))
 
+    def drop_slow(self) -> None:
+        """Too slow to keep up: free what is queued and close 1013 without waiting behind it;
+        the client resumes from its last event_id."""
+        if self.closing:
+            return
+        if self.control is None:  # not under medreq's uvicorn protocol (tests in-process)
+            self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
+            return
+        log.info("dropping a slow consumer (%d bytes unsent)", self.unsent + self.control.unsent_bytes())
+        self.closing = True
+        if self.outbox is not None:
+            self.outbox.clear()
+        self.unsent = 0
+        if self.sender is not None:
+            self.sender.cancel()
+        self.control.drop(CLOSE_TRY_AGAIN, "too slow, resume with after")
+
     def _enqueue(self, item: tuple[str, Any, Any]) -> None:
         if self.outbox is None:
             self.outbox = deque()
         self.outbox.append(item)
-        if self.sender is None:
+        if isinstance(item[2], str):
+            self.unsent += len(item[2])
+        if self._too_slow():  # one ioctl: the kernel's queue is where a stuck client's data goes first
+            self.drop_slow()
+        elif self.sender is None:
             self.sender = asyncio.create_task(self._drain(self.outbox))
+
+    def _too_slow(self) -> bool:
+        if self.closing or self.control is None:
+            return False
+        settings = self.service.settings  # not copied per connection: 10,000 of them idle
+        if self.unsent + self.control.unsent_bytes() > settings.ws_max_unsent:
+            return True
+        since = self.sending_since
+        return since > 0 and asyncio.get_running_loop().time() - since > settings.ws_send_timeout
+
+    async def _send(self, text: str) -> None:
+        """Send one text; how long it waits on the client is what `_too_slow` measures."""
+        self.sending_since = asyncio.get_running_loop().time()
+        try:
+            await self.ws.send_text(text)
+        finally:
+            self.sending_since = 0.0
 
     async def _drain(self, outbox: deque[tuple[str, Any, Any]]) -> None:
         try:
             while outbox:
                 kind, arg, payload = outbox.popleft()
+                if isinstance(payload, str):
+                    self.unsent -= len(payload)
                 if kind == "event":
                     await self._send_event(arg, payload)
                 elif kind == "reply":
-                    await self.ws.send_text(payload)
+                    await self._send(payload)
                 elif kind == "pong":
-                    await self.ws.send_text(
-                        dumps({"type": "pong", "ref": payload, "last_event_id": self.last_sent})
-                    )
+                    await self._send(dumps({"type": "pong", "ref": payload, "last_event_id": self.last_sent}))
                 elif kind == "catch_up":
                     replayed = await self._replay(after=arg)
                     ref, ack = payload
                     if ack:
-                        await self.ws.send_text(
+                        await self._send(
                             dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
                         )
                 elif kind == "close":
@@ -180,16 +232,17 @@ class Connection:
             self.sender = None
             if not outbox:
                 self.outbox = None  # an idle connection keeps no queue
+                self.unsent = 0
 
     async def _send_event(self, event_id: int | None, text: str) -> None:
         if event_id is None:  # typing: not stored, not ordered
-            await self.ws.send_text(text)
+            await self._send(text)
             return
         if event_id <= self.last_sent:
             return
         if event_id > self.last_sent + 1:
             await self._replay(after=None, before=event_id)
-        await self.ws.send_text(self.service.media.rebase(text, self.base))
+        await self._send(self.service.media.rebase(text, self.base))
         self.last_sent = event_id
 
     async def _replay(self, *, after: int | None, before: int | None = None) -> int:
@@ -202,7 +255,7 @@ class Connection:
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
             for event_id, text in page:
-                await self.ws.send_text(self.service.media.rebase(text, self.base))
+                await self._send(self.service.media.rebase(text, self.base))
                 self.last_sent = event_id
                 count += 1
             if len(page) < REPLAY_PAGE:
@@ -291,7 +344,7 @@ class Endpoint:
             ref = None
             try:
                 limiter.hit(connection.caller.id)
-                data = _decode(raw)
+                data = _decode(raw, app_state.settings.max_json_depth)
                 ref = data.get("id") if isinstance(data.get("id"), str | int) else None
                 await self._handle(connection, _validate(data), ref)
                 flood = 0
@@ -339,11 +392,8 @@ def _after_param(raw: str | None) -> int | None:
     return int(raw)
 
 
-def _decode(raw: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, ValueError):
-        raise InvalidJSON("message is not valid JSON") from None
+def _decode(raw: str, max_depth: int = json_limits.DEFAULT_MAX_DEPTH) -> dict[str, Any]:
+    data = json_limits.loads(raw, max_depth=max_depth, what="message")
     if not isinstance(data, dict):
         raise InvalidJSON("message must be a JSON object")
     return data

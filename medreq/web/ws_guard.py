@@ -1,0 +1,150 @@
+"""uvicorn's websockets-sansio protocol, made to let go of sockets that stopped reading.
+
+Measured on the unguarded server (docs/security.md): a client that never reads stayed
+ESTABLISHED for as long as we watched, with megabytes queued. Where they wait: first in the
+kernel's send queue (autotuned up to `tcp_wmem`'s 4 MiB), then in the transport's buffer,
+then, since uvicorn's `send` waits for the transport to drain, in medreq's outbox. And every
+way uvicorn ends such a socket (the heartbeat's "keepalive ping timeout", the close after the
+app returns) calls `transport.close()`: asyncio and uvloop wait for their buffer to flush
+(never), and the kernel keeps an orphaned socket with its queue behind the FIN. Here:
+
+- `unsent_bytes()` counts both the transport's buffer and the kernel's send queue;
+- `drop(code, reason)` sends the close frame and gives the peer `CLOSE_GRACE` seconds to take
+  it; then the socket is reset (SO_LINGER 0 + abort), so kernel and process memory both go.
+  `Connection` drops past `ws_max_unsent` bytes or `ws_send_timeout` seconds;
+- a peer that does not answer the heartbeat's ping is closed, and reset at once if it has
+  data queued (it does not read);
+- a close the app started waits `CLOSE_GRACE` for the peer's answer (not uvicorn's 10 s),
+  then the socket is reset;
+- the socket releases its slot in the `ConnectionGate` (the HTTP protocol that accepted it
+  hands it over at the upgrade).
+
+The app finds this protocol as `scope["extensions"]["medreq.socket"]` (a `SocketControl`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import socket
+import struct
+import termios
+from typing import Any, Protocol
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
+
+from .admission import ConnectionGate, gate_for
+
+CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is reset
+EXTENSION = "medreq.socket"
+
+
+class SocketControl(Protocol):
+    """What the app may ask of the socket under a WebSocket, beyond ASGI."""
+
+    def unsent_bytes(self) -> int:
+        """Bytes sent but not yet acknowledged by the peer: the transport's buffer and the
+        kernel's send queue."""
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close with `code` if the frame gets through within `CLOSE_GRACE`; reset it if not."""
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: ConnectionGate = gate_for(kwargs["server_state"], self.config)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client is not None:
+            self.gate.release(self.client[0])
+        super().connection_lost(exc)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the app task is created but has not run yet
+            scope["extensions"][EXTENSION] = self
+
+    # --- SocketControl -----------------------------------------------------------------------
+
+    def unsent_bytes(self) -> int:
+        if self.transport.is_closing():
+            return 0
+        return self.transport.get_write_buffer_size() + _kernel_unsent(self.transport)
+
+    def drop(self, code: int, reason: str) -> None:
+        if self.disconnected:
+            return
+        if not self.close_sent and not self.transport.is_closing():
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            with contextlib.suppress(InvalidState):
+                self.conn.send_close(code, reason)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.stop_keepalive()
+            if self.read_paused:  # to read the peer's answering close frame
+                self.read_paused = False
+                self.transport.resume_reading()
+        self._reset_later()
+
+    # --- every way uvicorn ends a socket, made to end ----------------------------------------
+
+    def keepalive_timeout(self) -> None:
+        # No pong within ws_ping_timeout. A peer that still reads gets uvicorn's close frame;
+        # for one that does not, whatever is queued will not be read either: reset.
+        if self.unsent_bytes() > 0:
+            _linger_zero(self.transport)
+        super().keepalive_timeout()
+        self._reset_later()  # if the transport's own buffer keeps close() waiting
+
+    def on_task_complete(self, task: asyncio.Task[None]) -> None:
+        super().on_task_complete(task)
+        if self.close_timer is not None:  # the app closed; uvicorn would wait 10 s, then close()
+            self._reset_later()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._reset_later()
+
+    def _reset_later(self) -> None:
+        """Reset the socket in `CLOSE_GRACE` s unless it ends by then (uvicorn's `close_timer`:
+        a peer's close frame cancels it and closes the transport normally)."""
+        if self.disconnected:
+            return
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(CLOSE_GRACE, self._reset)
+
+    def _reset(self) -> None:
+        self.close_timer = None
+        if not self.disconnected:
+            _linger_zero(self.transport)
+            self.transport.abort()
+
+
+def _linger_zero(transport: asyncio.BaseTransport) -> None:
+    """Make the next close a reset: the kernel drops the socket's queue instead of keeping an
+    orphan that retransmits to a peer that never reads."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _kernel_unsent(transport: asyncio.BaseTransport) -> int:
+    """Bytes in the kernel's send queue not yet acknowledged by the peer (Linux SIOCOUTQ)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or _SIOCOUTQ is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None)  # same number as SIOCOUTQ on Linux

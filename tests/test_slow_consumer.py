@@ -1,0 +1,75 @@
+"""`Connection`'s slow-consumer bounds, with a socket stand-in whose sends never complete.
+
+The wire tests (test_protection.py) cover the byte bound and the heartbeat on real sockets;
+the time bound needs megabytes queued before a send blocks, so it is proved here."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from medreq.config import Settings
+from medreq.web.websocket import CLOSE_TRY_AGAIN, Connection
+from medreq.web.ws_guard import EXTENSION
+
+
+class StuckSocket:
+    """A WebSocket whose client never reads: every send waits forever."""
+
+    def __init__(self) -> None:
+        self.dropped: list[int] = []
+        self.buffered = 0
+        self.scope = {"extensions": {EXTENSION: self}}
+
+    async def send_text(self, text: str) -> None:
+        await asyncio.Event().wait()
+
+    def unsent_bytes(self) -> int:
+        return self.buffered
+
+    def drop(self, code: int, reason: str) -> None:
+        self.dropped.append(code)
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+
+def connection(**limits: Any) -> tuple[Connection, StuckSocket]:
+    sock = StuckSocket()
+    service = Service(replace(Settings(), **limits))
+    return Connection(sock, object(), service, queue_size=1000), sock  # type: ignore[arg-type]
+
+
+async def test_a_send_blocked_past_the_send_timeout_drops_with_1013() -> None:
+    conn, sock = connection(ws_send_timeout=0.05)
+    conn.deliver(1, "event one")
+    await asyncio.sleep(0.2)  # the sender is stuck on the first event
+    assert sock.dropped == []
+    conn.deliver(2, "event two")
+    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    assert conn.outbox is None or not conn.outbox  # the queue is freed at once
+    conn.deliver(3, "event three")  # nothing more is queued for a dropped socket
+    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    await conn.stop()
+
+
+async def test_unsent_bytes_past_the_bound_drop_with_1013() -> None:
+    conn, sock = connection(ws_max_unsent=1000)
+    sock.buffered = 900  # in the transport and the kernel
+    conn.deliver(1, "x" * 50)
+    assert sock.dropped == []
+    conn.deliver(2, "x" * 100)
+    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    await conn.stop()
+
+
+async def test_a_full_queue_drops_with_1013() -> None:
+    sock = StuckSocket()
+    conn = Connection(sock, object(), Service(Settings()), queue_size=3)  # type: ignore[arg-type]
+    for event_id in range(1, 6):
+        conn.deliver(event_id, "e")
+    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    await conn.stop()
