@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from medreq.auth import Claims
 from medreq.config import Settings
 from medreq.web.websocket import CLOSE_TRY_AGAIN, Connection
 from medreq.web.ws_guard import EXTENSION
@@ -32,15 +33,29 @@ class StuckSocket:
         self.dropped.append(code)
 
 
+class Media:
+    """Media links as configured: no client base to rebase onto."""
+
+    def client_base(self, base: str | None) -> str | None:
+        return None
+
+    def rebase(self, text: str, base: str | None) -> str:
+        return text
+
+
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.media = Media()
+
+
+CLAIMS = Claims(account_id=1, role="pharmacy", kind="access", expires_at=2**40)
 
 
 def connection(**limits: Any) -> tuple[Connection, StuckSocket]:
     sock = StuckSocket()
     service = Service(replace(Settings(), **limits))
-    return Connection(sock, object(), service, queue_size=1000), sock  # type: ignore[arg-type]
+    return Connection(sock, object(), CLAIMS, service, queue_size=1000), sock  # type: ignore[arg-type]
 
 
 async def test_a_send_blocked_past_the_send_timeout_drops_with_1013() -> None:
@@ -68,7 +83,7 @@ async def test_unsent_bytes_past_the_bound_drop_with_1013() -> None:
 
 async def test_a_full_queue_drops_with_1013() -> None:
     sock = StuckSocket()
-    conn = Connection(sock, object(), Service(Settings()), queue_size=3)  # type: ignore[arg-type]
+    conn = Connection(sock, object(), CLAIMS, Service(Settings()), queue_size=3)  # type: ignore[arg-type]
     for event_id in range(1, 6):
         conn.deliver(event_id, "e")
     assert sock.dropped == [CLOSE_TRY_AGAIN]
