@@ -67,7 +67,9 @@ class Accounts(ServiceBase):
         stored_hash = row.password_hash if row is not None else None
         # Always hash, known username or not, so the time taken tells nothing.
         if not await auth.verify_or_waste(data.password, stored_hash, n=self.settings.scrypt_n):
-            await self._login_failed(row, data.username)
+            # Counted after answering: the database write for a real account must not make its
+            # wrong password slower than an unknown username's (measured: docs/security.md).
+            self.in_background(self._login_failed(row, data.username))
             raise Unauthorized("wrong username or password")
         assert row is not None
         if row.status == "disabled":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +20,8 @@ from ..storage import Store, Tx, queries
 from . import events
 from .directory import Directory
 from .events import Outbox
+
+log = logging.getLogger("medreq.service")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,18 @@ class ServiceBase:
         self.directory = Directory(store)
         # wrong passwords for usernames that do not exist: username → (failures, held until)
         self._unknown_logins: dict[str, tuple[int, float]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the caller has its answer; a failure is logged, not lost."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
 
     def outbox(self) -> Outbox:
         return Outbox(self.hub, self.media)
