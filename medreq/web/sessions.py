@@ -29,16 +29,20 @@ log = logging.getLogger("medreq.ws")
 
 
 async def watch(service: MedreqService, connections: set[Connection], *, interval: float) -> None:
-    last_change = await service.last_account_change()
+    last_change: int | None = None
     while True:
-        await asyncio.sleep(interval)
         try:
-            last_change, changed = await service.account_changes(last_change)
-            if changed:
-                await revoke(service, (c for c in list(connections) if c.caller.id in changed))
-            close_expired(connections, time.time())
+            if last_change is None:
+                # at start, before this worker has cached any account: later changes count
+                last_change = await service.last_account_change()
+            else:
+                last_change, changed = await service.account_changes(last_change)
+                if changed:
+                    await revoke(service, (c for c in list(connections) if c.caller.id in changed))
+                close_expired(connections, time.time())
         except Exception:  # a database hiccup must not end the watch: retry on the next tick
             log.exception("session watch failed; retrying")
+        await asyncio.sleep(interval)
 
 
 async def revoke(service: MedreqService, connections: Iterable[Connection]) -> None:
