@@ -189,6 +189,16 @@ def test_the_docs_live_in_the_repository() -> None:
     assert not outside, f"these link the spec outside the repository: {outside}"
 
 
+def test_its_links_within_the_page_lead_somewhere() -> None:
+    """Every `(#anchor)` names a heading (GitHub's slugs: lower case, punctuation dropped, spaces to -)."""
+    slugs: set[str] = set()
+    for heading in re.findall(r"^#+ (.+)$", DOC, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        slugs.add(slug)
+    broken = sorted(set(re.findall(r"\]\(#([^)]+)\)", DOC)) - slugs)
+    assert not broken, f"links to no heading: {broken}"
+
+
 # --- the examples run --------------------------------------------------------------------------
 
 
