@@ -1,4 +1,4 @@
-"""Passwords (salted scrypt) and JWT access/refresh tokens (PROTOCOL.md §2)."""
+"""Passwords (salted scrypt) and JWT access/refresh tokens (docs/protocol.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one tree of medreq errors, each with its PROTOCOL.md §1 code.
+"""The one tree of medreq errors, each with its docs/protocol.md §1 code.
 
     MedreqError                 internal               500
     ├── InvalidJSON             invalid_json           400

@@ -1,4 +1,4 @@
-"""Private media: prescriptions and pharmacy audio (PROTOCOL.md §3 "Media").
+"""Private media: prescriptions and pharmacy audio (docs/protocol.md §3 "Media").
 
 - Types are sniffed from the bytes (the `filetype` library), never taken from the name.
 - Uploads are copied to a temporary file in the media dir chunk by chunk, counting bytes;

@@ -1,4 +1,4 @@
-"""Pydantic models for everything on the wire (PROTOCOL.md §2–§4).
+"""Pydantic models for everything on the wire (docs/protocol.md §2–§4).
 
 Inbound models validate what clients send; outbound models document (and let the
 client parse) what the server sends. `validation_error()` turns pydantic's errors

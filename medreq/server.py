@@ -1,6 +1,6 @@
 """Running the server under uvicorn, with a shutdown that closes sockets with 1001.
 
-uvicorn's own shutdown closes WebSockets with 1012; PROTOCOL.md asks for 1001 ("going
+uvicorn's own shutdown closes WebSockets with 1012; the protocol (docs/protocol.md) asks for 1001 ("going
 away"), so `MedreqServer` closes them itself first, waits for them to finish, then lets
 uvicorn finish in-flight HTTP requests as usual.
 """

@@ -1,4 +1,4 @@
-"""`MedreqClient`: the async client for every REST endpoint of PROTOCOL.md §2 to §3.
+"""`MedreqClient`: the async client for every REST endpoint of docs/protocol.md §2 to §3.
 
 Server errors come back as the `medreq.errors` classes (`Conflict`, `Unauthorized`, …);
 an unreachable server as `TransportError`. An expired access token is refreshed once
@@ -133,7 +133,7 @@ class MedreqClient:
         self._tokens_changed()
         return tokens
 
-    token = login  # PROTOCOL.md names the endpoint "token"
+    token = login  # the protocol (docs/protocol.md) names the endpoint "token"
 
     async def refresh(self) -> str:
         """``POST /auth/refresh``: a new access token (kept, and returned)."""

@@ -1,4 +1,4 @@
-"""Typed server → client events (PROTOCOL.md §4), parsed by their ``type``.
+"""Typed server → client events (docs/protocol.md §4), parsed by their ``type``.
 
 Every event keeps the exact object the server sent in ``raw`` (what ``medreq listen --json``
 prints); unknown types and events that do not match their model become a plain `Event`, so a

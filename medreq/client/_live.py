@@ -183,7 +183,7 @@ class LiveConnection:
 
     async def _renew(self) -> None:
         """Keep the socket's access alive: shortly before its token expires, refresh it and send
-        ``{"type":"auth","token"}`` (PROTOCOL.md §4), so the server does not close it with 4401.
+        ``{"type":"auth","token"}`` (docs/protocol.md §4), so the server does not close it with 4401.
         If that fails, the server closes at expiry and the reconnect loop opens a new socket
         with a fresh token, resuming with ``after``: nothing is lost either way."""
         while not self._closing:

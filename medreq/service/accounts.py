@@ -1,4 +1,4 @@
-"""Accounts and tokens (PROTOCOL.md §2): registration, sign-in with back-off, refresh, logout,
+"""Accounts and tokens (docs/protocol.md §2): registration, sign-in with back-off, refresh, logout,
 password changes, revocation, and the operator's approve / disable / enable / reset.
 
 A token is valid while it is unexpired, its account exists and is not disabled, and its `ver`

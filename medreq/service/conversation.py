@@ -1,4 +1,4 @@
-"""The thread around a request: messages, typing, read receipts (PROTOCOL.md §3–§4, beyond)."""
+"""The thread around a request: messages, typing, read receipts (docs/protocol.md §3–§4, beyond)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Events: what each state change tells whom (PROTOCOL.md §4), and their delivery (§5).
+"""Events: what each state change tells whom (docs/protocol.md §4), and their delivery (§5).
 
 Builders return an `Event` that lacks only its per-account `event_id`; `Tx.append_event` stores it in the
 transaction of the change, and `Outbox` publishes it to the hub once that committed.

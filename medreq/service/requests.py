@@ -1,4 +1,4 @@
-"""Medicine requests and their answers (PROTOCOL.md §3)."""
+"""Medicine requests and their answers (docs/protocol.md §3)."""
 
 from __future__ import annotations
 

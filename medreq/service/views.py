@@ -1,4 +1,4 @@
-"""Rows → the wire shapes of PROTOCOL.md §2–§3 (`<Request>`, accounts)."""
+"""Rows → the wire shapes of docs/protocol.md §2–§3 (`<Request>`, accounts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Browsers on other origins (PROTOCOL.md §1): CORS for HTTP, an `Origin` check for WebSockets.
+"""Browsers on other origins (docs/protocol.md §1): CORS for HTTP, an `Origin` check for WebSockets.
 
 With no origins configured (the default) nothing is added: browsers then allow only pages
 served by this server itself. With a list, Starlette's `CORSMiddleware` answers preflights

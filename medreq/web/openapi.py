@@ -79,7 +79,7 @@ def _op(summary: str, ok: int, out: dict[str, Any], *, body: Any = None, auth: b
         "responses": {
             str(ok): {"description": "OK", **_json(out)},
             "default": {
-                "description": "Error (PROTOCOL.md §1)",
+                "description": "Error (docs/protocol.md §1)",
                 **_json({"$ref": "#/components/schemas/Error"}),
             },
         },
@@ -156,7 +156,11 @@ def build_spec() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "medreq", "version": __version__, "description": "See PROTOCOL.md for WebSockets."},
+        "info": {
+            "title": "medreq",
+            "version": __version__,
+            "description": "WebSockets, errors and delivery: docs/protocol.md in the medreq repository.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

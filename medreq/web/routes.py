@@ -1,4 +1,4 @@
-"""REST endpoints of PROTOCOL.md §2–§3. Each parses, calls the service, renders; nothing more."""
+"""REST endpoints of docs/protocol.md §2–§3. Each parses, calls the service, renders; nothing more."""
 
 from __future__ import annotations
 

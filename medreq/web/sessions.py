@@ -1,4 +1,4 @@
-"""Sockets live only as long as their access: expiry and revocation (PROTOCOL.md §2, §4).
+"""Sockets live only as long as their access: expiry and revocation (docs/protocol.md §2, §4).
 
 `watch` runs for the life of a worker. Every `interval` seconds it
 

@@ -1,4 +1,4 @@
-"""The WebSocket endpoint (PROTOCOL.md §4–§5): `/ws/user/{id}/` and `/ws/pharmacy/{id}/`.
+"""The WebSocket endpoint (docs/protocol.md §4–§5): `/ws/user/{id}/` and `/ws/pharmacy/{id}/`.
 
 A `Connection` is the hub's sink for one socket. Everything it sends (events, replays,
 acks, errors, pongs) goes through one queue drained by one sender task, so the order on

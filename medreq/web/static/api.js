@@ -1,4 +1,4 @@
-// REST calls (PROTOCOL.md §2–§3) with the bearer token, refreshed before it expires.
+// REST calls (docs/protocol.md §2–§3) with the bearer token, refreshed before it expires.
 
 import { session } from "./session.js";
 

@@ -1,4 +1,4 @@
-// The account's WebSocket (PROTOCOL.md §4–§5): ?token=, resume with ?after=, reconnect with
+// The account's WebSocket (docs/protocol.md §4–§5): ?token=, resume with ?after=, reconnect with
 // backoff, drop duplicates by event_id, renew the token in band before it expires.
 
 import { refreshNow } from "./api.js";

@@ -1,7 +1,7 @@
 """Account security: status, token versions, login back-off, revocations; ids never reused.
 
 - accounts.status: `active`, `pending` (a self-registered pharmacy awaiting approval) or
-  `disabled` (PROTOCOL.md §2).
+  `disabled` (docs/protocol.md §2).
 - accounts.token_version: carried in every token as `ver`; bumping it revokes them all
   (password change, disable).
 - accounts.failed_logins / login_blocked_until: per-account back-off on wrong passwords.
