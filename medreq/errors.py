@@ -10,6 +10,7 @@
     ├── PayloadTooLarge         payload_too_large      413
     ├── UnsupportedMediaType    unsupported_media_type 415
     ├── RateLimited             rate_limited           429 (Retry-After)
+    ├── MethodNotAllowed        method_not_allowed     405 (HTTP only)
     └── TransportError          (client only, medreq.client: never on the wire)
         └── ConnectionLost
 
@@ -101,6 +102,12 @@ class RateLimited(MedreqError):
         self.retry_after = retry_after
 
 
+class MethodNotAllowed(MedreqError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "method not allowed on this endpoint"
+
+
 ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
     cls.code: cls
     for cls in (
@@ -114,8 +121,10 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,
+        MethodNotAllowed,
     )
 }
+ERRORS_BY_STATUS: dict[int, type[MedreqError]] = {cls.status: cls for cls in ERRORS_BY_CODE.values()}
 
 
 def error_from_body(body: Any, status: int | None = None) -> MedreqError:

@@ -234,6 +234,7 @@ class Endpoint:
             pass
         finally:
             connections.discard(connection)
+            app_state.ws_limiter.forget(("ws", id(connection)))
             await service.hub.unsubscribe(caller.id, connection)
             await connection.stop()
 
@@ -249,7 +250,9 @@ class Endpoint:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             ref = None
             try:
-                limiter.hit(connection.caller.id)
+                # per connection, not per account: one flooding socket must not silence the
+                # account's other devices (REST stays per account)
+                limiter.hit(("ws", id(connection)))
                 data = _decode(raw)
                 ref = data.get("id") if isinstance(data.get("id"), str | int) else None
                 await self._handle(connection, _validate(data), ref)

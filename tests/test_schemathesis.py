@@ -1,0 +1,113 @@
+"""Schemathesis over the whole OpenAPI document, as a patient and as a pharmacy, against a real
+`medreq serve`: no 5xx, and every response (errors included) is in the documented status, content
+type, headers and shape (PROTOCOL.md §1).
+
+Bounded and reproducible: a fixed number of examples per operation and mode, derandomized
+(Hypothesis draws from a seed made of the test's name), no example database.
+Every server bug this found has its own regression test in the plain tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import schemathesis.checks
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
+
+from medreq.web import routes as rest_routes
+
+from .conftest import Account, ServerProcess, make_account
+from .wire import post_request
+
+EXAMPLES = 12  # per operation, mode and role: 2 roles x 2 modes x 15 operations ≈ 720 requests
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.response_headers_conformance,
+]
+MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+
+
+def served_paths() -> set[str]:
+    """The REST paths this server has, in the document's notation (`{request_id}`, not `:int`)."""
+    return {
+        route.path.replace("{request_id:int}", "{request_id}")
+        for route in rest_routes.routes
+        if isinstance(route, Route)
+    }
+
+
+@pytest.fixture(scope="module")
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, dict[str, Account], int]]:
+    # rate limits off: a 429 is documented, but would leave most examples untried
+    server = ServerProcess(
+        tmp_path_factory.mktemp("schemathesis") / "data", env={"MEDREQ_RATE_LIMIT_ENABLED": "false"}
+    )
+    server.start()
+    try:
+        accounts = {
+            "patient": make_account(server.url, "patient", name="Fuzz Patient", phone="+1-555-0199"),
+            "pharmacy": make_account(server.url, "pharmacy", name="Fuzz Pharmacy"),
+        }
+        created = post_request(
+            server, accounts["patient"], pharmacy=accounts["pharmacy"].id, medicine_name="X"
+        )
+        assert created.status_code == 201, created.text
+        yield server, accounts, int(created.json()["request_id"])
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("role", ["patient", "pharmacy"])
+def test_the_server_keeps_its_openapi_contract_under_fuzzing(
+    fuzzed: tuple[ServerProcess, dict[str, Account], int], role: str
+) -> None:
+    server, accounts, request_id = fuzzed
+    account = accounts[role]
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(document)
+    schema.config.update(base_url=server.url)
+    paths = served_paths()
+    failures: list[str] = []
+    tried = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path not in paths:
+            continue  # documented ahead of this server (routes being added elsewhere)
+        strategies = [operation.as_strategy(mode) for mode in MODES]
+        if "{request_id}" in operation.path:  # also aim at a request that exists
+            strategies += [
+                operation.as_strategy(mode, path_parameters={"request_id": request_id}) for mode in MODES
+            ]
+
+        @settings(
+            max_examples=EXAMPLES * len(strategies),
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=st.one_of(strategies))
+        def run(case: Any) -> None:
+            nonlocal tried
+            tried += 1
+            case.call_and_validate(headers=account.headers, checks=CHECKS, timeout=10)
+
+        try:
+            run()
+        except Exception as exc:  # one operation's failure must not hide the others'
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert tried > 0
+    assert not failures, json.dumps(failures, indent=1)[:20000]
