@@ -421,3 +421,40 @@ async def test_one_flooding_socket_does_not_rate_limit_the_accounts_other_socket
         for i in range(3):  # the other device of the same account has its own allowance
             await quiet.send(json.dumps({"type": "ping", "id": f"q{i}"}))
             assert await recv_json(quiet) == {"type": "pong", "ref": f"q{i}", "last_event_id": 0}
+
+
+# --- ids in paths and parameters -------------------------------------------------------------------
+
+
+def test_an_id_of_thousands_of_digits_in_a_path_is_404(scene: Scene) -> None:
+    """Starlette's int convertor called int() on any run of digits: past 4,300 of them, a 500."""
+    before = scene.snapshot()
+    for digits in ("9" * 20, "1" * 5000):
+        for method, path in [
+            ("GET", f"/medicine/request/{digits}/"),
+            ("POST", f"/medicine/request/{digits}/cancel/"),
+        ]:
+            response = httpx.request(method, scene.server.url + path, headers=scene.patient.headers)
+            assert_error(response, 404, "not_found", label=f"{method} {path[:40]}")
+    assert scene.snapshot() == before
+
+
+async def test_a_websocket_id_of_thousands_of_digits_is_4404(scene: Scene) -> None:
+    url = f"{scene.server.ws_url}/ws/pharmacy/{'1' * 5000}/?token={scene.pharmacy.access}"
+    async with connect(url) as ws:
+        assert await close_code(ws) == 4404
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["²", "٥", "1" * 5000, "99999999999999999999"],
+    ids=["superscript", "arabic", "5000-digits", "20-digits"],
+)
+async def test_a_bad_after_is_an_error_and_close_1008_not_a_dropped_socket(scene: Scene, after: str) -> None:
+    url = (
+        f"{scene.server.ws_url}/ws/pharmacy/{scene.pharmacy.id}/?token={scene.pharmacy.access}&after={after}"
+    )
+    async with connect(url) as ws:
+        reply = await recv_json(ws)
+        assert (reply["type"], reply["error"]["code"]) == ("error", "validation_error")
+        assert await close_code(ws) == 1008

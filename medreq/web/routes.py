@@ -24,6 +24,7 @@ from ..schemas import (
     parse,
     validation_error,
 )
+from . import convertors  # noqa: F401  (registers the `id` convertor used below)
 from .http import (
     JSONResponse,
     authenticate,
@@ -185,9 +186,9 @@ routes = [
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),
-    Route("/medicine/request/{request_id:int}/", request_detail, methods=["GET"]),
-    Route("/medicine/request/{request_id:int}/cancel/", cancel_request, methods=["POST"]),
-    Route("/medicine/request/{request_id:int}/messages/", post_message, methods=["POST"]),
+    Route("/medicine/request/{request_id:id}/", request_detail, methods=["GET"]),
+    Route("/medicine/request/{request_id:id}/cancel/", cancel_request, methods=["POST"]),
+    Route("/medicine/request/{request_id:id}/messages/", post_message, methods=["POST"]),
     Route("/medicine/response/", respond, methods=["POST"]),
     Route("/media/{prefix}/{name}", media, methods=["GET"]),
 ]

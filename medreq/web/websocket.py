@@ -44,6 +44,7 @@ from ..schemas import (
     validation_error,
 )
 from ..service import Caller, MedreqService
+from . import convertors  # noqa: F401  (registers the `id` convertor of the routes below)
 
 log = logging.getLogger("medreq.ws")
 
@@ -290,7 +291,9 @@ class Endpoint:
 def _after_param(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    # isascii: str.isdigit() is true for "²" and "٥", and int() fails on the first (an unhandled
+    # error that dropped the socket); 19 digits bound int()'s work to what an event id can be
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise InvalidInput("after: must be a non-negative integer", fields={"after": "must be an integer"})
     return int(raw)
 
@@ -332,10 +335,10 @@ patient_endpoint = Endpoint("patient").handle
 pharmacy_endpoint = Endpoint("pharmacy").handle
 
 routes = [
-    WebSocketRoute("/ws/user/{account_id:int}/", patient_endpoint),
-    WebSocketRoute("/ws/user/{account_id:int}", patient_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:int}/", pharmacy_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:int}", pharmacy_endpoint),
+    WebSocketRoute("/ws/user/{account_id:id}/", patient_endpoint),
+    WebSocketRoute("/ws/user/{account_id:id}", patient_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:id}/", pharmacy_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:id}", pharmacy_endpoint),
     WebSocketRoute("/{path:path}", unknown_path),
 ]
 
