@@ -458,3 +458,20 @@ async def test_a_bad_after_is_an_error_and_close_1008_not_a_dropped_socket(scene
         reply = await recv_json(ws)
         assert (reply["type"], reply["error"]["code"]) == ("error", "validation_error")
         assert await close_code(ws) == 1008
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ['{"type": "ping", "id": "\\ud800"}', '{"type": "nope", "id": "a\\udfff"}'],
+    ids=["ping", "unknown-type"],
+)
+async def test_a_correlation_id_that_cannot_be_echoed_is_an_error_not_a_1011(
+    scene: Scene, frame: str
+) -> None:
+    """A lone surrogate in `id` cannot be encoded back: the reply carries `ref: null`, the socket stays."""
+    async with open_ws(scene.server, scene.pharmacy) as ws:
+        await ws.send(frame)
+        reply = await recv_json(ws)
+        assert (reply["type"], reply["error"]["code"], reply["ref"]) == ("error", "validation_error", None)
+        await ws.send('{"type": "ping", "id": "alive"}')
+        assert (await recv_json(ws))["ref"] == "alive"

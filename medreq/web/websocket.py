@@ -255,7 +255,7 @@ class Endpoint:
                 # account's other devices (REST stays per account)
                 limiter.hit(("ws", id(connection)))
                 data = _decode(raw)
-                ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+                ref = _ref(data.get("id"))
                 await self._handle(connection, _validate(data), ref)
                 flood = 0
             except RateLimited as exc:
@@ -296,6 +296,18 @@ def _after_param(raw: str | None) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise InvalidInput("after: must be a non-negative integer", fields={"after": "must be an integer"})
     return int(raw)
+
+
+def _ref(value: Any) -> str | int | None:
+    """The `id` to echo as `ref`: only one that can be sent back. A lone surrogate ("\\ud800" in
+    the JSON) cannot be encoded as UTF-8: echoing it made the sender fail and close 1011."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return None
+        return value
+    return value if isinstance(value, int) else None
 
 
 def _decode(raw: str) -> dict[str, Any]:
