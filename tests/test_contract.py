@@ -475,3 +475,55 @@ async def test_a_correlation_id_that_cannot_be_echoed_is_an_error_not_a_1011(
         assert (reply["type"], reply["error"]["code"], reply["ref"]) == ("error", "validation_error", None)
         await ws.send('{"type": "ping", "id": "alive"}')
         assert (await recv_json(ws))["ref"] == "alive"
+
+
+# --- a request the caller may not see ----------------------------------------------------------------
+
+
+def test_every_endpoint_answers_a_strangers_request_exactly_like_an_unknown_one(scene: Scene) -> None:
+    """PROTOCOL.md §3: 404 whatever the reason, so ids cannot be probed (it was 403 for answering)."""
+    url, rid, unknown = scene.server.url, scene.request_id, 987_654_321
+    patient = make_account(url, "patient")
+    pharmacy = make_account(url, "pharmacy")
+
+    def calls(request_id: int) -> list[tuple[str, httpx.Response]]:
+        path = f"{url}/medicine/request/{request_id}"
+        return [
+            ("detail", httpx.get(f"{path}/", headers=patient.headers)),
+            ("detail by pharmacy", httpx.get(f"{path}/", headers=pharmacy.headers)),
+            ("cancel", httpx.post(f"{path}/cancel/", headers=patient.headers)),
+            ("message", httpx.post(f"{path}/messages/", json={"text": "hi"}, headers=patient.headers)),
+            (
+                "message by pharmacy",
+                httpx.post(f"{path}/messages/", json={"text": "hi"}, headers=pharmacy.headers),
+            ),
+            ("answer", post_response(scene.server, pharmacy, request_id=request_id)),
+        ]
+
+    before = scene.snapshot()
+    for (label, theirs), (_, missing) in zip(calls(rid), calls(unknown), strict=True):
+        error = assert_error(theirs, 404, "not_found", label=label)
+        assert error["message"] == missing.json()["error"]["message"].replace(str(unknown), str(rid)), label
+    assert scene.snapshot() == before
+
+
+async def test_websocket_answers_a_strangers_request_exactly_like_an_unknown_one(scene: Scene) -> None:
+    stranger = await asyncio.to_thread(make_account, scene.server.url, "pharmacy")
+    before = await asyncio.to_thread(scene.snapshot)
+    async with open_ws(scene.server, stranger) as ws:
+        for message in (
+            {"type": "response", "status": "ACCEPTED"},
+            {"type": "message", "text": "hi"},
+            {"type": "typing", "state": "start"},
+            {"type": "read", "up_to_event_id": 0},
+        ):
+            replies = []
+            for request_id in (scene.request_id, 987_654_321):
+                await ws.send(json.dumps({**message, "id": 1, "request_id": request_id}))
+                replies.append(await recv_json(ws))
+            theirs, missing = replies
+            assert theirs["error"]["code"] == missing["error"]["code"] == "not_found", message
+            assert theirs["error"]["message"] == missing["error"]["message"].replace(
+                "987654321", str(scene.request_id)
+            )
+    assert await asyncio.to_thread(scene.snapshot) == before
