@@ -127,8 +127,8 @@ async def read_form(request: Request, *, file_limit: int) -> FormData:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     bounded = Request(request.scope, _bounded_receive(request.receive, limit))
-    # The parsers directly, not `Request.form()`: inside an app that wraps every parser error in
-    # HTTPException(400), which would leave the limit violations below without a §1 code.
+    # The parsers directly: inside an app, `Request.form()` turns every parser error into
+    # HTTPException(400), which came out as code `internal`; each gets its §1 code below.
     parser: MultiPartParser | FormParser
     if content_type == "multipart/form-data":
         parser = MultiPartParser(
