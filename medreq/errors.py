@@ -10,6 +10,7 @@
     ├── PayloadTooLarge         payload_too_large      413
     ├── UnsupportedMediaType    unsupported_media_type 415
     ├── RateLimited             rate_limited           429 (Retry-After)
+    ├── MethodNotAllowed        method_not_allowed     405 (HTTP only)
     ├── HeadersTooLarge         headers_too_large      431 (then close)
     ├── Unavailable             unavailable            503 (Retry-After; connection limits)
     └── TransportError          (client only, medreq.client: never on the wire)
@@ -120,6 +121,12 @@ class Unavailable(MedreqError):
         self.retry_after = retry_after
 
 
+class MethodNotAllowed(MedreqError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "method not allowed on this endpoint"
+
+
 ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
     cls.code: cls
     for cls in (
@@ -133,10 +140,12 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,
+        MethodNotAllowed,
         HeadersTooLarge,
         Unavailable,
     )
 }
+ERRORS_BY_STATUS: dict[int, type[MedreqError]] = {cls.status: cls for cls in ERRORS_BY_CODE.values()}
 
 
 def error_from_body(body: Any, status: int | None = None) -> MedreqError:

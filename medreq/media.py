@@ -187,7 +187,8 @@ class MediaStore:
             expires = int(exp)
         except ValueError:
             raise Forbidden("invalid signature") from None
-        if not hmac.compare_digest(sig, self._sign(kind, name, expires)):
+        # as bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500)
+        if not hmac.compare_digest(sig.encode(errors="replace"), self._sign(kind, name, expires).encode()):
             raise Forbidden("invalid signature")
         if expires < time.time():
             raise Forbidden("signature expired")

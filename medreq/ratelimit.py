@@ -34,6 +34,10 @@ class RateLimiter:
         if len(self._buckets) > 100_000:
             self._forget_full(now)
 
+    def forget(self, key: object) -> None:
+        """Drop `key`'s bucket (its owner is gone)."""
+        self._buckets.pop(key, None)
+
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no information."""
         full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * self.rate >= self.burst]

@@ -8,9 +8,20 @@ into the one §1 error body.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .errors import Invalid
 
@@ -21,7 +32,53 @@ Answer = Literal["ACCEPTED", "REJECTED"]
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
 MAX_ID = 2**63 - 1  # ids are 64-bit in every store; a bigger one names nothing
 
+
+# --- shared field types --------------------------------------------------------------------------
+# Every inbound text goes through one of the two text types: PostgreSQL refuses NUL in text (a 500
+# on five endpoints before these existed) and no field has a use for the other C0 controls.
+# Free-form text keeps tab and line breaks.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]{1,30}")  # 30 digits is past any id or limit, and bounds int()'s work
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return value
+
+
+def _no_control_in_text(value: str) -> str:
+    if _CONTROL_IN_TEXT.search(value):
+        raise PydanticCustomError(
+            "control_character", "must not contain control characters other than tab and line breaks"
+        )
+    return value
+
+
+def _plain_int(value: Any) -> Any:
+    """Forms and query strings carry numbers as text: only plain decimal digits are a number
+    ("1_000", "5.0", "+5", " 5" and non-ASCII digits are not, though int() takes them)."""
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            raise PydanticCustomError("int_digits", "must be a whole number written in digits 0-9")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "must be a whole number")
+    return value
+
+
+Line = Annotated[str, AfterValidator(_no_control)]
+"""Single-line text: names, usernames, passwords, tokens, cursors."""
+Text = Annotated[str, AfterValidator(_no_control_in_text)]
+"""Free-form text (notes, messages): tab, CR and LF allowed."""
 DbId = Annotated[int, Field(gt=0, le=MAX_ID)]
+# Integers sent as text in a form or query string. The range comes before the validator so
+# pydantic keeps it in the integer schema (and in the JSON schema of the OpenAPI document).
+FormId = Annotated[int, Field(gt=0, le=MAX_ID), BeforeValidator(_plain_int)]
+Quantity = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_plain_int)]
+PageLimit = Annotated[int, Field(ge=1, le=100), BeforeValidator(_plain_int)]
 
 
 class Inbound(BaseModel):
@@ -33,10 +90,10 @@ class Inbound(BaseModel):
 
 class RegisterIn(Inbound):
     username: str = Field(pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=8, max_length=1024)
+    password: Line = Field(min_length=8, max_length=1024)
     role: Role
-    name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40)
+    name: Line = Field(min_length=1, max_length=200)
+    phone: Line | None = Field(default=None, max_length=40)
     # beyond: a simulator's or load test's account, in a sandbox of its own (service/sandbox.py)
     synthetic: bool = False
 
@@ -50,23 +107,23 @@ class RegisterIn(Inbound):
 
 
 class TokenIn(Inbound):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Line = Field(min_length=1, max_length=64)
+    password: Line = Field(min_length=1, max_length=1024)
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
 
 class RefreshIn(Inbound):
-    refresh: str = Field(min_length=1)
+    refresh: Line = Field(min_length=1, max_length=4096)
 
 
 class LogoutIn(Inbound):
-    refresh: str = Field(min_length=1)
+    refresh: Line = Field(min_length=1, max_length=4096)
 
 
 class PasswordIn(Inbound):
-    old: str = Field(min_length=1, max_length=1024)
-    new: str = Field(min_length=8, max_length=1024)
+    old: Line = Field(min_length=1, max_length=1024)
+    new: Line = Field(min_length=8, max_length=1024)
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
@@ -91,36 +148,46 @@ class TokenOut(BaseModel):
     account: AccountOut
 
 
+class AccessOut(BaseModel):
+    access: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
 class PharmacyOut(BaseModel):
     id: int
     name: str
+
+
+class PharmacyListOut(BaseModel):
+    results: list[PharmacyOut]
 
 
 # --- §3 medicine requests ----------------------------------------------------------------------
 
 
 class RequestForm(Inbound):
-    pharmacy: DbId
-    quantity: int = Field(ge=1, le=1000)
-    patient: DbId | None = None
-    medicine_name: str | None = Field(default=None, max_length=200)
-    note: str | None = Field(default=None, max_length=1000)
+    pharmacy: FormId
+    quantity: Quantity
+    patient: FormId | None = None
+    medicine_name: Line | None = Field(default=None, max_length=200)
+    note: Text | None = Field(default=None, max_length=1000)
 
 
 class ResponseForm(Inbound):
-    request_id: DbId
+    request_id: FormId
     status: Answer
-    text_message: str | None = Field(default=None, max_length=2000)
+    text_message: Text | None = Field(default=None, max_length=2000)
 
 
 class MessageBody(Inbound):
-    text: str = Field(min_length=1, max_length=2000)
+    text: Text = Field(min_length=1, max_length=2000)
 
 
 class ListQuery(Inbound):
     status: Status | None = None
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=100)
+    limit: PageLimit = 20
+    cursor: Line | None = Field(default=None, max_length=100)
 
 
 class PartyOut(BaseModel):
@@ -150,6 +217,21 @@ class RequestOut(BaseModel):
     updated_at: str
 
 
+class MessageOut(BaseModel):
+    id: int
+    from_: int = Field(alias="from")
+    text: str
+    created_at: str
+
+
+class MessagePostedOut(BaseModel):
+    message: MessageOut
+
+
+class RequestDetailOut(RequestOut):
+    messages: list[MessageOut]
+
+
 class RequestCreatedOut(BaseModel):
     message: str
     request_id: int
@@ -164,6 +246,50 @@ class ResponseSentOut(BaseModel):
 class RequestListOut(BaseModel):
     results: list[RequestOut]
     next: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+ErrorCode = Literal[
+    "invalid_json",
+    "validation_error",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "headers_too_large",
+    "internal",
+    "unavailable",
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: ErrorCode
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error the server sends, REST or WebSocket (docs/protocol.md §1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+IdempotencyKey = Annotated[Line, Field(min_length=1, max_length=200)]
+"""The `Idempotency-Key` header: stored, so bounded like its column."""
+IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 
 
 # --- §4 WebSocket client messages --------------------------------------------------------------
@@ -183,7 +309,7 @@ class ResponseIn(WsIn):
     type: Literal["response"]
     request_id: DbId
     status: Answer
-    message: str | None = Field(default=None, max_length=2000)
+    message: Text | None = Field(default=None, max_length=2000)
 
 
 class ResumeIn(WsIn):
@@ -194,7 +320,7 @@ class ResumeIn(WsIn):
 class MessageIn(WsIn):
     type: Literal["message"]
     request_id: DbId
-    text: str = Field(min_length=1, max_length=2000)
+    text: Text = Field(min_length=1, max_length=2000)
 
 
 class TypingIn(WsIn):

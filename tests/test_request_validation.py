@@ -440,11 +440,15 @@ def test_response_by_the_wrong_caller_or_to_an_unknown_request_is_refused(world:
     server = world.server
     request_id = pending_request(world)
     before = db_snapshot(server)
-    assert_error(post_response(server, world.pharmacy, request_id=987654), 404, "not_found")
-    assert_error(post_response(server, world.other_pharmacy, request_id=request_id), 403, "forbidden")
+    unknown = assert_error(post_response(server, world.pharmacy, request_id=987654), 404, "not_found")
+    # another pharmacy's request is exactly as absent as an unknown one (PROTOCOL.md §3)
+    others = assert_error(
+        post_response(server, world.other_pharmacy, request_id=request_id), 404, "not_found"
+    )
+    assert others["message"] == unknown["message"].replace("987654", str(request_id))
     assert_error(post_response(server, world.patient, request_id=request_id), 403, "forbidden")
     with_audio = post_response(server, world.other_pharmacy, request_id=request_id, audio=wav())
-    assert_error(with_audio, 403, "forbidden")
+    assert_error(with_audio, 404, "not_found")
     no_token = httpx.post(
         f"{server.url}/medicine/response/", data={"request_id": str(request_id), "status": "ACCEPTED"}
     )

@@ -87,7 +87,7 @@ async def test_rules_for_answering(service: MedreqService) -> None:
     request_id = body["request_id"]
     with pytest.raises(Forbidden):
         await service.respond(patient, request_id, "ACCEPTED")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # another pharmacy's request: as absent as an unknown id
         await service.respond(other, request_id, "ACCEPTED")
     with pytest.raises(NotFound):
         await service.respond(pharmacy, request_id + 100, "ACCEPTED")

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from .. import auth
 from ..config import Settings
-from ..errors import Conflict, Forbidden, MedreqError, NotFound
+from ..errors import Conflict, MedreqError, NotFound
 from ..hub import Hub
 from ..media import MediaStore
 from ..storage import Store, Tx, queries
@@ -98,12 +98,11 @@ class ServiceBase:
         return row
 
     async def why_unchanged(self, caller: Caller, request_id: int) -> MedreqError:
-        """The error for a conditional update that matched nothing (the slow, rare path)."""
+        """The error for a conditional update that matched nothing (the slow, rare path).
+
+        A request the caller takes no part in is NotFound, exactly like one that does not
+        exist (docs/protocol.md §3), so its id cannot be probed."""
         row = await self.store.read(lambda c: queries.request(c, request_id))
-        if row is None:
-            return NotFound(f"request {request_id} not found")
-        if caller.is_pharmacy and row.pharmacy_id != caller.id:
-            return Forbidden("this request is addressed to another pharmacy")
-        if caller.id not in (row.patient_id, row.pharmacy_id):
+        if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
             return NotFound(f"request {request_id} not found")
         return Conflict(f"request {request_id} is already {row.status}")

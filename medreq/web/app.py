@@ -7,16 +7,18 @@ import contextlib
 import gc
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..auth import TokenIssuer
 from ..config import Settings
-from ..errors import MedreqError
+from ..errors import MedreqError, NotFound
 from ..hub import create_hub
 from ..media import MediaStore
 from ..ratelimit import RateLimiter
@@ -24,7 +26,7 @@ from ..service import MedreqService
 from ..storage import Store
 from . import openapi, pages, routes, sessions, websocket
 from .cors import with_cors
-from .http import on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
+from .http import error_response, on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
 from .origin import client_base_url
 
 log = logging.getLogger("medreq")
@@ -62,13 +64,27 @@ class MedreqApp:
         self.media: MediaStore = app.state.service.media
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] in ("http", "websocket") and _CONTROL.search(scope["path"]):
+            # Route patterns end in `$`, which also matches before a final newline: without this,
+            # `/medicine/request/5/%0A` was request 5. No medreq path holds a control character.
+            await _no_such_path(scope, receive, send)
+        elif scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
         elif scope["type"] == "http":
             with self.media.for_client(client_base_url(scope)):
                 await self.http(scope, receive, send)
         else:
             await self.http(scope, receive, send)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def _no_such_path(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await websocket.unknown_path(WebSocket(scope, receive, send))
+    else:
+        await error_response(NotFound("no such endpoint"))(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:

@@ -8,24 +8,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel
+from python_multipart.exceptions import FormParserError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
 from ..auth import bearer_token
-from ..errors import Invalid as InvalidInput
 from ..errors import (
+    ERRORS_BY_STATUS,
     InvalidJSON,
     MedreqError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     Unavailable,
     UnsupportedMediaType,
 )
+from ..errors import Invalid as InvalidInput
 from ..media import Kind, StoredMedia
 from ..schemas import dumps, parse
 from ..service import Caller, MedreqService
@@ -35,6 +38,7 @@ log = logging.getLogger("medreq.http")
 
 FORM_OVERHEAD = 256 * 1024  # room for the text fields and multipart framing around a file
 FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MAX_FORM_FIELD = 64 * 1024  # one text field of a form; the longest the models allow is 2000 chars
 
 
 class JSONResponse(Response):
@@ -64,14 +68,22 @@ async def on_medreq_error(_request: Request, exc: Exception) -> Response:
 
 
 async def on_http_exception(_request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (routing, mostly) in the §1 shape, with a §1 code and status."""
     assert isinstance(exc, HTTPException)
+    error: MedreqError
     if exc.status_code == 404:
-        return error_response(NotFound("no such endpoint"))
-    if exc.status_code == 405:
-        body = {"error": {"code": "method_not_allowed", "message": "method not allowed on this endpoint"}}
-        return JSONResponse(body, status_code=405, headers=exc.headers)
-    error = MedreqError(str(exc.detail))
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+        error = NotFound("no such endpoint")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed()
+    elif exc.status_code in ERRORS_BY_STATUS:
+        error = ERRORS_BY_STATUS[exc.status_code](str(exc.detail))
+    elif exc.status_code < 500:
+        error = InvalidInput(str(exc.detail))
+    else:
+        error = MedreqError()
+    response = error_response(error)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def on_client_disconnect(_request: Request, exc: Exception) -> Response:
@@ -132,10 +144,28 @@ async def read_form(request: Request, *, file_limit: int) -> FormData:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     bounded = Request(request.scope, _bounded_receive(request.receive, limit))
+    # The parsers directly: inside an app, `Request.form()` turns every parser error into
+    # HTTPException(400), which came out as code `internal`; each gets its §1 code below.
+    parser: MultiPartParser | FormParser
+    if content_type == "multipart/form-data":
+        parser = MultiPartParser(
+            bounded.headers, bounded.stream(), max_files=2, max_fields=20, max_part_size=MAX_FORM_FIELD
+        )
+    else:
+        parser = FormParser(bounded.headers, bounded.stream(), max_fields=20, max_part_size=MAX_FORM_FIELD)
     try:
-        return await bounded.form(max_files=2, max_fields=20, max_part_size=64 * 1024)
+        return await parser.parse()
     except MultiPartException as exc:
-        raise InvalidInput(f"malformed form: {exc.message}") from None
+        raise _form_error(exc.message) from None
+    except FormParserError as exc:  # python-multipart's own, from urlencoded bodies
+        raise InvalidInput(f"malformed form: {exc}") from None
+
+
+def _form_error(message: str) -> MedreqError:
+    """Starlette tells its form limits apart only by their text: size limits are 413, the rest 422."""
+    if "exceeded maximum size" in message:
+        return PayloadTooLarge(f"a form field is larger than {MAX_FORM_FIELD} bytes")
+    return InvalidInput(f"malformed form: {message}")
 
 
 def _bounded_receive(receive: Receive, limit: int) -> Receive:

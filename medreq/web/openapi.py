@@ -1,159 +1,318 @@
-"""OpenAPI 3.1 description of the REST part, built from the pydantic wire models."""
+"""OpenAPI 3.1 description of the REST part (docs/protocol.md §1–§3), built from the pydantic wire models.
+
+Every schema is generated from `medreq.schemas` (one `models_json_schema` call, refs into
+`components/schemas`), so a limit changed in a model changes here too. Every operation lists the
+errors it can answer, each in the one §1 shape (`ErrorOut`). `tests/test_openapi.py` validates the
+document and checks it names every route; `tests/test_schemathesis.py` fuzzes the server against it.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..media import CONTENT_TYPES, KIND_BY_PREFIX
 from ..schemas import (
+    AccessOut,
     AccountOut,
-    PharmacyOut,
+    DbId,
+    ErrorOut,
+    HealthOut,
+    IdempotencyKey,
+    ListQuery,
+    LogoutIn,
+    MessageBody,
+    MessagePostedOut,
+    PasswordIn,
+    PharmacyListOut,
     RefreshIn,
     RegisterIn,
     RequestCreatedOut,
+    RequestDetailOut,
+    RequestForm,
     RequestListOut,
     RequestOut,
+    ResponseForm,
     ResponseSentOut,
     TokenIn,
     TokenOut,
 )
 from .http import JSONResponse
 
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        }
-    },
+REF = "#/components/schemas/{model}"
+INBOUND: list[type[BaseModel]] = [RegisterIn, TokenIn, RefreshIn, LogoutIn, PasswordIn, MessageBody]
+OUTBOUND: list[type[BaseModel]] = [
+    HealthOut,
+    AccountOut,
+    TokenOut,
+    AccessOut,
+    PharmacyListOut,
+    RequestOut,
+    RequestDetailOut,
+    RequestListOut,
+    RequestCreatedOut,
+    ResponseSentOut,
+    MessagePostedOut,
+    ErrorOut,
+]
+
+ERRORS = {
+    400: "Body is not valid JSON (`invalid_json`)",
+    401: "No, a bad or an expired access token, or wrong credentials (`unauthorized`)",
+    403: "Not allowed for this account (`forbidden`)",
+    404: "No such resource, or one the caller may not see (`not_found`)",
+    409: "The request is no longer in a state that allows this (`conflict`)",
+    413: "Body or upload over its limit (`payload_too_large`)",
+    415: "Wrong body type, or a file whose bytes are not an allowed type (`unsupported_media_type`)",
+    422: "Invalid input (`validation_error`, with `fields`)",
+    429: "Rate limited (`rate_limited`); retry after `Retry-After` seconds",
+    431: "Request line and headers over their limit (`headers_too_large`)",
+    503: "Connection limit reached (`unavailable`); retry after `Retry-After` seconds",
 }
-
-REQUEST_FORM = {
-    "type": "object",
-    "required": ["pharmacy", "quantity"],
-    "properties": {
-        "pharmacy": {"type": "integer"},
-        "quantity": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or PDF"},
-        "patient": {"type": "integer"},
-        "medicine_name": {"type": "string", "maxLength": 200},
-        "note": {"type": "string", "maxLength": 1000},
-    },
-}
-
-RESPONSE_FORM = {
-    "type": "object",
-    "required": ["request_id", "status"],
-    "properties": {
-        "request_id": {"type": "integer"},
-        "status": {"type": "string", "enum": ["ACCEPTED", "REJECTED"]},
-        "text_message": {"type": "string", "maxLength": 2000},
-        "audio": {"type": "string", "format": "binary", "description": "WebM, Ogg, MP3, M4A/MP4 or WAV"},
-    },
-}
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _op(summary: str, ok: int, out: dict[str, Any], *, body: Any = None, auth: bool = True) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            str(ok): {"description": "OK", **_json(out)},
-            "default": {
-                "description": "Error (docs/protocol.md §1)",
-                **_json({"$ref": "#/components/schemas/Error"}),
-            },
-        },
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
     }
+}
+ALWAYS = (429, 431, 503)  # any request can meet a rate or connection limit
+JSON_BODY = (400, 413, 415, 422)
+FORM_BODY = (413, 415, 422)
+
+
+def _schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    return adapter.json_schema(ref_template=REF)
+
+
+def _components() -> dict[str, Any]:
+    pairs = [(m, "validation") for m in INBOUND] + [(m, "serialization") for m in OUTBOUND]
+    _, top = models_json_schema(pairs, ref_template=REF)  # type: ignore[arg-type]
+    schemas: dict[str, Any] = top.get("$defs", {})
+    schemas["RequestForm"] = _form(RequestForm, image="JPEG, PNG, WebP or PDF (sniffed from its bytes)")
+    schemas["ResponseForm"] = _form(ResponseForm, audio="WebM, Ogg, MP3, M4A/MP4 or WAV (sniffed)")
+    return schemas
+
+
+def _form(model: type[BaseModel], **files: str) -> dict[str, Any]:
+    """A multipart form: the model's fields (optional ones without the JSON `null`) plus files."""
+    schema = model.model_json_schema(ref_template=REF)
+    schema["properties"] = {name: _not_null(prop) for name, prop in schema["properties"].items()}
+    for name, description in files.items():
+        schema["properties"][name] = {"type": "string", "format": "binary", "description": description}
+    return schema
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without JSON's `null`, which a form or query string cannot send."""
+    options = [s for s in prop.get("anyOf", []) if s.get("type") != "null"]
+    if len(options) != 1:
+        return prop
+    return {**options[0], **{k: v for k, v in prop.items() if k not in ("anyOf", "default")}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _op(
+    summary: str,
+    ok: int,
+    out: str | None,
+    *errors: int,
+    body: dict[str, Any] | None = None,
+    auth: bool = True,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    codes = sorted({*errors, *ALWAYS, *((401,) if auth else ())})
+    responses: dict[str, Any] = {str(ok): {"description": summary}}
+    if out is not None:
+        responses[str(ok)]["content"] = _json(out)
+    for code in codes:
+        responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {"required": True, "content": body}
-    if auth:
-        operation["security"] = [{"bearer": []}]
+    operation["security"] = [{"bearer": []}] if auth else []
     return operation
 
 
-def _no_content(operation: dict[str, Any]) -> dict[str, Any]:
-    operation["responses"]["204"] = {"description": "Done; no body"}
-    return operation
+def _request_id() -> dict[str, Any]:
+    return {
+        "name": "request_id",
+        "in": "path",
+        "required": True,
+        "description": "A request's id (404 when the caller takes no part in it)",
+        "schema": _schema(TypeAdapter(DbId)),
+    }
 
 
-def build_spec() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        AccountOut,
-        PharmacyOut,
-        RegisterIn,
-        TokenIn,
-        RefreshIn,
-        TokenOut,
-        RequestOut,
-        RequestCreatedOut,
-        ResponseSentOut,
-        RequestListOut,
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in schema.get("required", []),
+            "schema": _not_null(prop),
+        }
+        for name, prop in schema["properties"].items()
     ]
-    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
-    for model in models:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    pharmacies = {"type": "object", "properties": {"results": {"type": "array", "items": _ref(PharmacyOut)}}}
-    paths = {
-        "/health": {"get": _op("Liveness", 200, {"type": "object"}, auth=False)},
+
+
+def _paths() -> dict[str, Any]:
+    form = "multipart/form-data"
+    idempotency = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retry with the same key returns the first response and creates nothing new",
+        "schema": _schema(TypeAdapter(IdempotencyKey)),
+    }
+    media_types = sorted(set(CONTENT_TYPES.values()))
+    media = _op("A prescription or an answer's audio", 200, None, 403, 404)
+    media["responses"]["200"]["content"] = {
+        t: {"schema": {"type": "string", "format": "binary"}} for t in media_types
+    }
+    media["security"] = [{}, {"bearer": []}]  # a signed URL, or a participant's token
+    media["parameters"] = [
+        {"name": "prefix", "in": "path", "required": True, "schema": {"enum": sorted(KIND_BY_PREFIX)}},
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/]+$"}},
+        {"name": "exp", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+    return {
+        "/health": {"get": _op("Liveness", 200, "HealthOut", auth=False)},
         "/auth/register": {
-            "post": _op("Create an account", 201, _ref(AccountOut), body=_json(_ref(RegisterIn)), auth=False)
+            "post": _op(
+                "Create an account",
+                201,
+                "AccountOut",
+                *JSON_BODY,
+                403,
+                409,
+                body=_json("RegisterIn"),
+                auth=False,
+            )
         },
         "/auth/token": {
             "post": _op(
-                "Get access and refresh tokens", 200, _ref(TokenOut), body=_json(_ref(TokenIn)), auth=False
+                "Get access and refresh tokens",
+                200,
+                "TokenOut",
+                *JSON_BODY,
+                401,
+                body=_json("TokenIn"),
+                auth=False,
             )
         },
         "/auth/refresh": {
-            "post": _op("New access token", 200, {"type": "object"}, body=_json(_ref(RefreshIn)), auth=False)
+            "post": _op(
+                "A new access token", 200, "AccessOut", *JSON_BODY, 401, body=_json("RefreshIn"), auth=False
+            )
+        },
+        "/auth/logout": {
+            "post": _op("Revoke a refresh token", 204, None, *JSON_BODY, 403, body=_json("LogoutIn"))
+        },
+        "/auth/password": {
+            "post": _op(
+                "Change the password; revokes every token of the account",
+                204,
+                None,
+                *JSON_BODY,
+                403,
+                body=_json("PasswordIn"),
+            )
         },
         "/auth/me": {
-            "get": _op("The caller's account", 200, _ref(AccountOut)),
-            "delete": _no_content(_op("Remove a synthetic (simulation) account and all its data", 204, {})),
-        },
-        "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, pharmacies)},
-        "/medicine/request/": {
-            "post": _op(
-                "Send a medicine request (patient)",
-                201,
-                _ref(RequestCreatedOut),
-                body={"multipart/form-data": {"schema": REQUEST_FORM}},
+            "get": _op("The caller's account", 200, "AccountOut"),
+            "delete": _op(
+                "Remove a synthetic (simulation) account with all it took part in; others: 403",
+                204,
+                None,
+                403,
             ),
-            "get": _op("List the caller's requests, newest first", 200, _ref(RequestListOut)),
+        },
+        "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, "PharmacyListOut")},
+        "/medicine/request/": {
+            "post": {
+                **_op(
+                    "Send a medicine request (patient)",
+                    201,
+                    "RequestCreatedOut",
+                    *FORM_BODY,
+                    403,
+                    body={form: {"schema": _ref("RequestForm")}},
+                ),
+                "parameters": [idempotency],
+            },
+            "get": _op(
+                "The caller's requests, newest first",
+                200,
+                "RequestListOut",
+                422,
+                parameters=_query(ListQuery),
+            ),
         },
         "/medicine/request/{request_id}/": {
-            "get": _op("One request with its message thread", 200, _ref(RequestOut))
+            "parameters": [_request_id()],
+            "get": _op("One request with its message thread", 200, "RequestDetailOut", 404),
+        },
+        "/medicine/request/{request_id}/cancel/": {
+            "parameters": [_request_id()],
+            "post": _op("Cancel a pending request (its patient)", 200, "RequestOut", 403, 404, 409),
+        },
+        "/medicine/request/{request_id}/messages/": {
+            "parameters": [_request_id()],
+            "post": _op(
+                "A message in the request's thread (either party)",
+                201,
+                "MessagePostedOut",
+                *JSON_BODY,
+                404,
+                body=_json("MessageBody"),
+            ),
         },
         "/medicine/response/": {
             "post": _op(
-                "Answer a pending request (pharmacy)",
+                "Answer a pending request (its pharmacy)",
                 200,
-                _ref(ResponseSentOut),
-                body={"multipart/form-data": {"schema": RESPONSE_FORM}},
+                "ResponseSentOut",
+                *FORM_BODY,
+                403,
+                404,
+                409,
+                body={form: {"schema": _ref("ResponseForm")}},
             )
         },
+        "/media/{prefix}/{name}": {"get": media},
     }
+
+
+def _responses() -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for code, description in ERRORS.items():
+        response: dict[str, Any] = {"description": description, "content": _json("ErrorOut")}
+        if code in (429, 503):
+            response["headers"] = copy.deepcopy(RETRY_AFTER)
+        responses[f"E{code}"] = response
+    return responses
+
+
+def build_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -161,16 +320,16 @@ def build_spec() -> dict[str, Any]:
             "version": __version__,
             "description": "WebSockets, errors and delivery: docs/protocol.md in the medreq repository.",
         },
-        "paths": paths,
+        "paths": _paths(),
         "components": {
-            "schemas": schemas,
+            "schemas": _components(),
+            "responses": _responses(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
     }
 
 
 SPEC = build_spec()
-
 
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(SPEC)

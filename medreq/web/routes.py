@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
 from ..auth import bearer_token
-from ..errors import NotFound
+from ..errors import Invalid, NotFound
 from ..media import KIND_BY_PREFIX
 from ..schemas import (
+    IDEMPOTENCY_KEY,
     MAX_ID,
     ListQuery,
     LogoutIn,
@@ -22,7 +24,9 @@ from ..schemas import (
     ResponseForm,
     TokenIn,
     parse,
+    validation_error,
 )
+from . import convertors  # noqa: F401  (registers the `id` convertor used below)
 from .http import (
     JSONResponse,
     authenticate,
@@ -101,7 +105,7 @@ async def create_request(request: Request) -> Response:
     form = await read_form(request, file_limit=limit)
     data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
     upload = form_file(form, "image")
-    key = request.headers.get("idempotency-key") or None
+    key = _idempotency_key(request)
     image = await store_upload(service, "image", "image", upload, limit=limit)
     try:
         body, created = await service.create_request(caller, data, image, idempotency_key=key)
@@ -136,6 +140,18 @@ async def post_message(request: Request) -> Response:
     data = await read_json(request, MessageBody)
     result = await service_of(request).post_message(caller, request_id, data.text)
     return JSONResponse(result, status_code=201)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.headers.get("idempotency-key")
+    if not raw:
+        return None
+    try:
+        return IDEMPOTENCY_KEY.validate_python(raw)
+    except ValidationError as exc:
+        error = validation_error(exc)
+        text = next(iter((error.fields or {}).values()), "invalid")
+        raise Invalid(f"Idempotency-Key: {text}", fields={"Idempotency-Key": text}) from None
 
 
 def _request_id(request: Request) -> int:
@@ -195,9 +211,9 @@ routes = [
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),
-    Route("/medicine/request/{request_id:int}/", request_detail, methods=["GET"]),
-    Route("/medicine/request/{request_id:int}/cancel/", cancel_request, methods=["POST"]),
-    Route("/medicine/request/{request_id:int}/messages/", post_message, methods=["POST"]),
+    Route("/medicine/request/{request_id:id}/", request_detail, methods=["GET"]),
+    Route("/medicine/request/{request_id:id}/cancel/", cancel_request, methods=["POST"]),
+    Route("/medicine/request/{request_id:id}/messages/", post_message, methods=["POST"]),
     Route("/medicine/response/", respond, methods=["POST"]),
     Route("/media/{prefix}/{name}", media, methods=["GET"]),
 ]

@@ -48,7 +48,11 @@ from ..schemas import (
     validation_error,
 )
 from ..service import Caller, MedreqService
-from . import json_limits, ws_guard
+from . import (
+    convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
+    json_limits,
+    ws_guard,
+)
 from .cors import websocket_origin_allowed
 from .origin import client_base_url
 from .ws_guard import SocketControl
@@ -328,6 +332,7 @@ class Endpoint:
             pass
         finally:
             connections.discard(connection)
+            app_state.ws_limiter.forget(("ws", id(connection)))
             await service.hub.unsubscribe(caller.id, connection)
             await connection.stop()
 
@@ -343,9 +348,11 @@ class Endpoint:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             ref = None
             try:
-                limiter.hit(connection.caller.id)
+                # per connection, not per account: one flooding socket must not silence the
+                # account's other devices (REST stays per account)
+                limiter.hit(("ws", id(connection)))
                 data = _decode(raw, app_state.settings.max_json_depth)
-                ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+                ref = _ref(data.get("id"))
                 await self._handle(connection, _validate(data), ref)
                 flood = 0
             except RateLimited as exc:
@@ -387,9 +394,23 @@ class Endpoint:
 def _after_param(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    # isascii: str.isdigit() is true for "²" and "٥", and int() fails on the first (an unhandled
+    # error that dropped the socket); 19 digits bound int()'s work to what an event id can be
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise InvalidInput("after: must be a non-negative integer", fields={"after": "must be an integer"})
     return int(raw)
+
+
+def _ref(value: Any) -> str | int | None:
+    """The `id` to echo as `ref`: only one that can be sent back. A lone surrogate ("\\ud800" in
+    the JSON) cannot be encoded as UTF-8: echoing it made the sender fail and close 1011."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return None
+        return value
+    return value if isinstance(value, int) else None
 
 
 def _decode(raw: str, max_depth: int = json_limits.DEFAULT_MAX_DEPTH) -> dict[str, Any]:
@@ -432,10 +453,10 @@ patient_endpoint = Endpoint("patient").handle
 pharmacy_endpoint = Endpoint("pharmacy").handle
 
 routes = [
-    WebSocketRoute("/ws/user/{account_id:int}/", patient_endpoint),
-    WebSocketRoute("/ws/user/{account_id:int}", patient_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:int}/", pharmacy_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:int}", pharmacy_endpoint),
+    WebSocketRoute("/ws/user/{account_id:id}/", patient_endpoint),
+    WebSocketRoute("/ws/user/{account_id:id}", patient_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:id}/", pharmacy_endpoint),
+    WebSocketRoute("/ws/pharmacy/{account_id:id}", pharmacy_endpoint),
     WebSocketRoute("/{path:path}", unknown_path),
 ]
 

@@ -1,0 +1,91 @@
+"""The OpenAPI document at /openapi.json: a valid OpenAPI 3.1 description of every REST route,
+its limits taken from the pydantic models, every error in the one §1 shape."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from medreq.schemas import MAX_ID, LogoutIn, PasswordIn
+from medreq.web import routes as rest_routes
+from medreq.web.openapi import SPEC
+
+from .conftest import ServerProcess
+
+
+def documented() -> set[tuple[str, str]]:
+    return {
+        (path, method) for path, item in SPEC["paths"].items() for method in item if method != "parameters"
+    }
+
+
+def test_the_served_document_is_valid_openapi(server: ServerProcess) -> None:
+    response = httpx.get(f"{server.url}/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    document = response.json()
+    validate(document)  # raises on any violation of the OpenAPI 3.1 schema
+    assert document == SPEC
+
+
+def test_every_rest_route_is_documented() -> None:
+    served = {
+        (re.sub(r":\w+}", "}", route.path), method.lower())
+        for route in rest_routes.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert served - documented() == set()
+    assert documented() - served == set()
+
+
+def test_path_parameters_and_bodies_are_described() -> None:
+    for path, item in SPEC["paths"].items():
+        if "{request_id}" in path:
+            (param,) = item["parameters"]
+            assert (param["name"], param["in"], param["required"]) == ("request_id", "path", True)
+            assert param["schema"]["maximum"] == MAX_ID
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            body = operation.get("requestBody", {}).get("content", {})
+            assert "content" not in body, (path, method)  # the old `content.content` mistake
+            for media in body.values():
+                assert "$ref" in media["schema"], (path, method)
+
+
+def test_every_operation_documents_its_errors_in_one_shape() -> None:
+    responses = SPEC["components"]["responses"]
+    for path, method in documented():
+        operation = SPEC["paths"][path][method]
+        codes = {int(code) for code in operation["responses"]}
+        assert {429, 431, 503} <= codes, (path, method)
+        if operation["security"] and operation["security"] != [{}, {"bearer": []}]:
+            assert 401 in codes, (path, method)
+        if "requestBody" in operation:
+            assert {413, 415, 422} <= codes, (path, method)
+        for code in codes - {200, 201, 204}:
+            assert operation["responses"][str(code)] == {"$ref": f"#/components/responses/E{code}"}
+    for name, response in responses.items():
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+        if name in ("E429", "E503"):
+            assert response["headers"]["Retry-After"]["required"] is True
+
+
+def test_limits_come_from_the_models() -> None:
+    schemas: dict[str, Any] = SPEC["components"]["schemas"]
+    form = schemas["RequestForm"]["properties"]
+    assert (form["quantity"]["minimum"], form["quantity"]["maximum"]) == (1, 1000)
+    assert form["note"]["maxLength"] == 1000
+    assert form["image"]["format"] == "binary"
+    assert schemas["ResponseForm"]["properties"]["text_message"]["maxLength"] == 2000
+    assert schemas["PasswordIn"] == PasswordIn.model_json_schema()
+    assert schemas["LogoutIn"] == LogoutIn.model_json_schema()
+    assert schemas["PasswordIn"]["properties"]["new"]["minLength"] == 8
+    codes = set(schemas["ErrorDetail"]["properties"]["code"]["enum"])
+    assert {"method_not_allowed", "headers_too_large", "unavailable", "validation_error"} <= codes
