@@ -97,6 +97,17 @@ def test_oversize_headers_get_431_json_and_the_server_keeps_serving(server_facto
     assert get_health(server)[0] == 200
 
 
+def test_a_malformed_request_gets_the_error_shape_not_plain_text(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad: a\x01b\r\n\r\n")
+        status, headers, body = parse_reply(read_until_closed(sock))
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert body["error"]["code"] == "invalid_json"
+    assert body["error"]["message"].startswith("malformed HTTP request")
+    assert get_health(server)[0] == 200
+
+
 def test_headers_below_the_limit_are_served(server_factory: Any) -> None:
     server = server_factory(env={"MEDREQ_MAX_HEADER_BYTES": "8192"})
     reply = httpx.get(f"{server.url}/health", headers={"X-Big": "a" * 7000}, timeout=10)

@@ -30,7 +30,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import HeadersTooLarge, MedreqError, Unavailable
+from ..errors import HeadersTooLarge, InvalidJSON, MedreqError, Unavailable
 from ..schemas import dumps
 from .admission import RETRY_AFTER, ConnectionGate, gate_for
 
@@ -156,6 +156,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     # --- answers that end the connection -----------------------------------------------------
+
+    def send_400_response(self, msg: str) -> None:
+        """An HTTP request httptools cannot parse: the §1 body (uvicorn's own is plain text)."""
+        self.refuse(InvalidJSON(f"malformed HTTP request: {msg.rstrip('.')}"))
 
     def refuse(self, error: MedreqError) -> None:
         """Answer `error` (§1 body), half-close, drain for `LINGER` seconds, then close.
