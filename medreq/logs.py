@@ -1,19 +1,31 @@
-"""What the server writes to its logs: uvicorn's format, with every secret taken out.
+"""What the server writes to its logs: uvicorn's text format or JSON lines, with every secret taken out.
 
 URLs in access and WebSocket log lines carry live credentials: `?token=` (a JWT, because
 browsers cannot set headers on a WebSocket) and the `sig=` of a signed media link, valid for
 24 h. `RedactSecrets` replaces those, bearer headers and anything shaped like a JWT, in the
 message and in its arguments, on every handler, so no log line can be replayed as a login.
+
+`--log-format json` (`MEDREQ_LOG_FORMAT=json`) writes one JSON object per line with `time`,
+`level`, `logger`, `message`, the `trace_id` of the request being served, and the structured
+fields a record carries in `extra={"fields": {...}}`; uvicorn's access lines give way to
+medreq's own (`medreq.access`: one per HTTP request and per WebSocket connect and close,
+with route template, status, duration, account id and trace id; see `web/observe.py`).
+Every string in the line is redacted too, so a field can never carry a secret out either.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
+import time
 from typing import Any
 
 import uvicorn.config
+
+from .config import LOG_FORMATS
+from .tracing import current_trace_id
 
 REDACTED = "[redacted]"
 _QUERY_SECRET = re.compile(r"(?i)([?&;](?:token|access|refresh|sig|signature)=)[^&\s\"']*")
@@ -40,12 +52,41 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def log_config(level: str) -> dict[str, Any]:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (for log shippers), secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     """uvicorn's logging configuration, with `RedactSecrets` on every handler and medreq's own
-    loggers sent through the same handlers (uvicorn re-applies it in each worker process)."""
+    loggers sent through the same handlers (uvicorn re-applies it in each worker process).
+    `fmt="json"`: every line a JSON object, and medreq's access lines instead of uvicorn's."""
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": "medreq.logs.RedactSecrets"}}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["loggers"]["medreq"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    if fmt == "json":
+        config["formatters"] = {name: {"()": "medreq.logs.JsonFormatter"} for name in config["formatters"]}
+        # one access line per request, medreq's (it knows the route, account and trace id)
+        config["loggers"]["uvicorn.access"] = {"handlers": [], "level": "WARNING", "propagate": False}
     return config

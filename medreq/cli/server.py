@@ -55,6 +55,9 @@ def serve(
         None, "--rate-limit/--no-rate-limit", help="Per-account rate limits."
     ),
     log_level: str | None = typer.Option(None, help="debug, info, warning, error."),
+    log_format: str | None = typer.Option(
+        None, help="text or json (one JSON object per line) [env MEDREQ_LOG_FORMAT, default text]."
+    ),
     cors_origin: list[str] | None = typer.Option(
         None,
         "--cors-origin",
@@ -82,6 +85,7 @@ def serve(
             trusted_proxies=",".join(trusted_proxy) if trusted_proxy else None,
             rate_limit_enabled=rate_limit,
             log_level=log_level,
+            log_format=log_format,
             cors_origins=",".join(cors_origin) if cors_origin else None,
         )
     except ValueError as exc:

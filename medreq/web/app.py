@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from .. import metrics
 from ..auth import TokenIssuer
 from ..config import Settings
 from ..errors import MedreqError
@@ -21,7 +22,7 @@ from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from ..storage import Store
-from . import openapi, pages, routes, sessions, websocket
+from . import observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
 from .http import on_http_exception, on_medreq_error, on_unexpected
 
@@ -56,12 +57,16 @@ class MedreqApp:
         self.app = app
         self.state = app.state
         self.http = with_cors(app, app.state.ws_origins)
+        self.observer: observe.Observer = app.state.observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await websocket.dispatch(self.app, scope, receive, send)
+            await self.observer.websocket(self._websocket, scope, receive, send)
         else:
-            await self.http(scope, receive, send)
+            await self.observer.http(self.http, scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await websocket.dispatch(self.app, scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
@@ -93,7 +98,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             await service.store.close()
 
     app = Starlette(
-        routes=[*routes.routes, *openapi.routes, *pages.routes],
+        routes=[*routes.routes, *observe.routes, *openapi.routes, *pages.routes],
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
@@ -105,11 +110,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
     app.state.service = service
     app.state.connections = set()
     app.state.ws_origins = settings.cors_origin_list
+    app.state.observer = observe.Observer(json_logs=settings.log_format == "json")
+    metrics.enable(bool(settings.metrics_token))
     app.state.rest_limiter = RateLimiter(
-        settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled
+        settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled, name="rest"
     )
     app.state.ws_limiter = RateLimiter(
-        settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled
+        settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled, name="ws"
     )
     return MedreqApp(app)
 

@@ -31,6 +31,7 @@ from starlette.routing import Match, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..auth import Claims, bearer_token
 from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
 from ..errors import Invalid as InvalidInput
@@ -239,6 +240,7 @@ class Endpoint:
             await ws.close(CLOSE_POLICY, exc.message)
             return
 
+        app_state.observer.ws_opened(caller.id, caller.role)  # its log line, trace and gauge
         connection = Connection(ws, caller, claims, service, queue_size=service.settings.ws_queue_size)
         connections: set[Connection] = app_state.connections
         # Without `after`, the socket starts at the present: learn the account's last event id
@@ -270,13 +272,16 @@ class Endpoint:
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             ref = None
+            data: dict[str, Any] = {}
             try:
                 limiter.hit(connection.caller.id)
                 data = _decode(raw)
                 ref = data.get("id") if isinstance(data.get("id"), str | int) else None
                 await self._handle(connection, _validate(data), ref)
+                metrics.ws_message(data["type"], "ok")
                 flood = 0
             except RateLimited as exc:
+                metrics.ws_message("any", exc.code)
                 flood += 1
                 if flood > app_state.settings.ws_flood_limit:
                     connection.close(CLOSE_POLICY, "rate limit exceeded")
@@ -284,6 +289,7 @@ class Endpoint:
                     return
                 connection.error(exc, ref)
             except MedreqError as exc:
+                metrics.ws_message(data.get("type") if data else "invalid", exc.code)
                 connection.error(exc, ref)
 
     async def _handle(self, connection: Connection, message: Any, ref: Any) -> None:
@@ -384,6 +390,7 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
         if match == Match.FULL:
             scope.update(child_scope)
             scope["app"] = app
+            scope["route"] = route  # its template names the socket in logs and metrics
             if not websocket_origin_allowed(scope, app.state.ws_origins):
                 await refuse_origin(WebSocket(scope, receive, send))
                 return

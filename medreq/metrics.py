@@ -1,0 +1,140 @@
+"""Prometheus metrics (`GET /metrics`, text format), recorded only when the endpoint is on.
+
+The endpoint exists only when `MEDREQ_METRICS_TOKEN` is set, and answers only to that bearer
+token: metrics name routes, roles and volumes, nothing for the public. With `--workers`,
+`medreq serve` gives the workers a private temporary PROMETHEUS_MULTIPROC_DIR and each scrape
+sums every worker's files (prometheus-client's multiprocess mode); a single process uses the
+default registry.
+
+What is measured, and where:
+- `medreq_ws_connections{role}`: live WebSockets (web/observe.py)
+- `medreq_ws_closes_total{code}`, `medreq_ws_slow_client_disconnects_total` (close 1013)
+- `medreq_ws_messages_total{type,result}`: client messages, result `ok` or the error code
+- `medreq_http_request_duration_seconds{method,route,status}`: REST latency by route template
+- `medreq_events_stored_total`, `medreq_events_published_total`, `medreq_events_replayed_total`
+- `medreq_event_delivery_seconds`: stored → written to the socket (replays of old events land
+  in the top buckets: they are delivered late by design)
+- `medreq_rate_limited_total{transport}`: refusals by the REST and WebSocket limiters
+- `medreq_hub_reconnects_total`: Redis listener errors that made the hub reconnect
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Off unless the server exposes /metrics: then nothing is counted and nothing costs anything.
+enabled = False
+
+WS_CONNECTIONS = Gauge(
+    "medreq_ws_connections", "Live WebSocket connections", ["role"], multiprocess_mode="livesum"
+)
+WS_CLOSES = Counter("medreq_ws_closes", "WebSocket connections closed, by close code", ["code"])
+WS_SLOW_CLIENTS = Counter(
+    "medreq_ws_slow_client_disconnects", "Connections closed 1013 because the client could not keep up"
+)
+WS_MESSAGES = Counter(
+    "medreq_ws_messages",
+    "Client WebSocket messages by type and result (ok or error code)",
+    ["type", "result"],
+)
+HTTP_DURATION = Histogram(
+    "medreq_http_request_duration_seconds",
+    "REST request latency by route template and status",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+EVENTS_STORED = Counter("medreq_events_stored", "Events stored (one per recipient account)")
+EVENTS_PUBLISHED = Counter("medreq_events_published", "Stored events published to the hub")
+EVENTS_REPLAYED = Counter("medreq_events_replayed", "Stored events read back for a replay or a gap fill")
+DELIVERY = Histogram(
+    "medreq_event_delivery_seconds",
+    "From an event's timestamp to its being written to a socket",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0),
+)
+RATE_LIMITED = Counter("medreq_rate_limited", "Requests and messages refused by a rate limit", ["transport"])
+HUB_RECONNECTS = Counter("medreq_hub_reconnects", "Times the Redis hub listener lost Redis and retried")
+
+
+def enable(on: bool = True) -> None:
+    global enabled
+    enabled = on
+
+
+def render() -> bytes:
+    """Every metric in Prometheus text format, summed over workers in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def events_stored(count: int = 1) -> None:
+    if enabled:
+        EVENTS_STORED.inc(count)
+
+
+def events_published(count: int) -> None:
+    if enabled and count:
+        EVENTS_PUBLISHED.inc(count)
+
+
+def events_replayed(count: int) -> None:
+    if enabled and count:
+        EVENTS_REPLAYED.inc(count)
+
+
+def rate_limited(transport: str) -> None:
+    if enabled:
+        RATE_LIMITED.labels(transport).inc()
+
+
+def hub_reconnect() -> None:
+    if enabled:
+        HUB_RECONNECTS.inc()
+
+
+def ws_message(kind: object, result: str) -> None:
+    if enabled:
+        WS_MESSAGES.labels(kind if isinstance(kind, str) and len(kind) <= 32 else "unknown", result).inc()
+
+
+_TIMESTAMP = '"timestamp":"'
+
+
+def event_sent(text: str) -> None:
+    """Observe the delivery lag of a sent frame if it is a stored event.
+
+    Events are serialized `{"type":…,"event_id":N,"timestamp":"…"` (events.Event.build), so the
+    check and the timestamp's position are found without parsing the JSON."""
+    if not enabled or not text.startswith('{"type":"'):
+        return
+    at = text.find('"event_id":', 0, 60)
+    if at < 0 or text.startswith("null", at + 11):  # not an event, or typing (not stored)
+        return
+    start = text.find(_TIMESTAMP, 0, 90)
+    if start < 0:
+        return
+    start += len(_TIMESTAMP)
+    end = text.find('"', start)
+    try:
+        stored = datetime.fromisoformat(text[start:end]).timestamp()
+    except ValueError:
+        return
+    DELIVERY.observe(max(0.0, time.time() - stored))
