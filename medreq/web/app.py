@@ -20,7 +20,7 @@ from ..errors import MedreqError
 from ..hub import create_hub
 from ..media import MediaStore
 from ..ratelimit import RateLimiter
-from ..service import MedreqService
+from ..service import MedreqService, retention
 from ..storage import Store
 from . import observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
@@ -87,12 +87,23 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
             name="medreq-session-watch",
         )
+        pruner = asyncio.create_task(
+            retention.run_periodically(
+                service.store,
+                service.media,
+                event_days=settings.event_retention_days,
+                media_days=settings.media_retention_days,
+                interval=settings.prune_interval,
+            ),
+            name="medreq-prune",
+        )
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, pruner):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await websocket.close_all(app.state.connections)
             await service.hub.close()
             await service.store.close()

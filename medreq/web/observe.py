@@ -72,7 +72,7 @@ class Observer:
             duration = time.perf_counter() - start
             route = _route(scope)
             if metrics.enabled:
-                metrics.HTTP_DURATION.labels(scope["method"], route, str(status)).observe(duration)
+                metrics.http_request(scope["method"], route, status, duration)
             if self.json_logs:
                 access.info(
                     "%s %s %s",
@@ -80,6 +80,7 @@ class Observer:
                     route,
                     status,
                     extra={
+                        "trusted": True,
                         "fields": {
                             "kind": "http",
                             "method": scope["method"],
@@ -88,7 +89,7 @@ class Observer:
                             "duration_ms": round(duration * 1000, 3),
                             **_account(trace),
                             "client": _client(scope),
-                        }
+                        },
                     },
                 )
             tracing.end(token)
@@ -146,7 +147,9 @@ class Observer:
                     **_account(trace),
                     "client": _client(scope),
                 }
-                access.info("websocket %s closed %s", route, closed, extra={"fields": fields})
+                access.info(
+                    "websocket %s closed %s", route, closed, extra={"trusted": True, "fields": fields}
+                )
             tracing.end(token)
 
     def ws_opened(self, account_id: int, role: str) -> None:
@@ -156,7 +159,7 @@ class Observer:
             metrics.WS_CONNECTIONS.labels(role).inc()
         if self.json_logs:
             fields = {"kind": "ws_connect", "status": 101, "account_id": account_id, "role": role}
-            access.info("websocket connected", extra={"fields": fields})
+            access.info("websocket connected", extra={"trusted": True, "fields": fields})
 
 
 def _client(scope: Scope) -> str | None:

@@ -191,6 +191,8 @@ class Connection:
             page = await self.service.events_after(
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
+            if page and page[0][0] > self.last_sent + 1:  # ids have no gaps: these were pruned (§5)
+                await self.ws.send_text(dumps({"type": "resync_required", "oldest_event_id": page[0][0]}))
             for event_id, text in page:
                 await self.ws.send_text(text)
                 self.last_sent = event_id
