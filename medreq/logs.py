@@ -15,6 +15,7 @@ Every string in the line is redacted too, so a field can never carry a secret ou
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -95,6 +96,59 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class AccessLog:
+    """medreq's JSON access lines, written straight to the stream of the handler that
+    `log_config` gives the `medreq` loggers, formatted as `JsonFormatter` would.
+
+    Measured in-process (GET /auth/me, interleaved batches): a line through `Logger.info`
+    added ~40 µs to a ~230 µs request, mostly building the LogRecord; this path costs a
+    `json.dumps` and a `write`. Access lines are built by medreq from route templates,
+    numbers, validated trace ids and addresses, so they need no redaction."""
+
+    def __init__(self, name: str = "medreq.access") -> None:
+        self.logger = logging.getLogger(name)
+        self._second = -1
+        self._stamp = ""
+
+    def _handler(self) -> logging.StreamHandler[Any] | None:
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and isinstance(
+                    handler.formatter, JsonFormatter
+                ):
+                    return handler
+            logger = logger.parent if logger.propagate else None
+        return None
+
+    def write(self, message: str, fields: dict[str, Any]) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        handler = self._handler()
+        if handler is None:  # configured some other way: the ordinary path
+            self.logger.info(message, extra={"trusted": True, "fields": fields})
+            return
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        entry = {
+            "time": f"{self._stamp}.{int(now % 1 * 1000):03d}Z",
+            "level": "info",
+            "logger": self.logger.name,
+            "message": message,
+        }
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
+        entry.update(fields)
+        line = json.dumps(entry, ensure_ascii=False) + handler.terminator
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(line)
+            handler.flush()
 
 
 def log_config(level: str, fmt: str = "text") -> dict[str, Any]:

@@ -36,6 +36,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .schemas import CLIENT_MESSAGE_TYPES
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -111,9 +113,19 @@ def hub_reconnect() -> None:
         HUB_RECONNECTS.inc()
 
 
+_ws_children: dict[tuple[str, str], Any] = {}
+_KNOWN_TYPES = frozenset(CLIENT_MESSAGE_TYPES)
+
+
 def ws_message(kind: object, result: str) -> None:
-    if enabled:
-        WS_MESSAGES.labels(kind if isinstance(kind, str) and len(kind) <= 32 else "unknown", result).inc()
+    if not enabled:
+        return
+    # only the protocol's types become labels: a client must not grow the label set
+    key = (kind if kind in _KNOWN_TYPES else "unknown", result)
+    child = _ws_children.get(key)
+    if child is None:
+        child = _ws_children[key] = WS_MESSAGES.labels(*key)
+    child.inc()
 
 
 _TIMESTAMP = '"timestamp":"'

@@ -11,7 +11,6 @@ query string (a WebSocket `?token=`, a media link's `sig=`), no header, no body.
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import metrics, tracing
 from ..auth import bearer_token
 from ..errors import NotFound, Unauthorized
+from ..logs import AccessLog
 
-access = logging.getLogger("medreq.access")
+access = AccessLog()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -74,22 +74,17 @@ class Observer:
             if metrics.enabled:
                 metrics.http_request(scope["method"], route, status, duration)
             if self.json_logs:
-                access.info(
-                    "%s %s %s",
-                    scope["method"],
-                    route,
-                    status,
-                    extra={
-                        "trusted": True,
-                        "fields": {
-                            "kind": "http",
-                            "method": scope["method"],
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(duration * 1000, 3),
-                            **_account(trace),
-                            "client": _client(scope),
-                        },
+                method = scope["method"]
+                access.write(
+                    f"{method} {route} {status}",
+                    {
+                        "kind": "http",
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 3),
+                        **_account(trace),
+                        "client": _client(scope),
                     },
                 )
             tracing.end(token)
@@ -147,9 +142,7 @@ class Observer:
                     **_account(trace),
                     "client": _client(scope),
                 }
-                access.info(
-                    "websocket %s closed %s", route, closed, extra={"trusted": True, "fields": fields}
-                )
+                access.write(f"websocket {route} closed {closed}", fields)
             tracing.end(token)
 
     def ws_opened(self, account_id: int, role: str) -> None:
@@ -159,7 +152,7 @@ class Observer:
             metrics.WS_CONNECTIONS.labels(role).inc()
         if self.json_logs:
             fields = {"kind": "ws_connect", "status": 101, "account_id": account_id, "role": role}
-            access.info("websocket connected", extra={"trusted": True, "fields": fields})
+            access.write("websocket connected", fields)
 
 
 def _client(scope: Scope) -> str | None:

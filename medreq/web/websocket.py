@@ -283,7 +283,7 @@ class Endpoint:
                 metrics.ws_message(data["type"], "ok")
                 flood = 0
             except RateLimited as exc:
-                metrics.ws_message("any", exc.code)
+                metrics.ws_message(None, exc.code)
                 flood += 1
                 if flood > app_state.settings.ws_flood_limit:
                     connection.close(CLOSE_POLICY, "rate limit exceeded")
