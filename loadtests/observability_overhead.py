@@ -37,17 +37,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=64)
+    parser.add_argument(
+        "--parts", action="store_true", help="also run each part alone: info-level text logs, JSON logs, metrics"
+    )
     args = parser.parse_args()
+    if args.parts:
+        SETUPS["info_text"] = {"MEDREQ_LOG_LEVEL": "info"}
+        SETUPS["json_only"] = {"MEDREQ_LOG_FORMAT": "json", "MEDREQ_LOG_LEVEL": "info"}
+        SETUPS["metrics_only"] = {"MEDREQ_METRICS_TOKEN": TOKEN}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in SETUPS}
     for _ in range(args.rounds):
         for name, env in SETUPS.items():
             with ServerProcess(env=env) as server:
                 result = bench_cycle(server.url, server.pid, workers=args.workers, seconds=args.seconds)
-                if name == "on":
+                if "MEDREQ_METRICS_TOKEN" in env:
                     scraped = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
                     assert scraped.status_code == 200, scraped.text
-                    lines = server.log_path.read_text().count('"logger": "medreq.access"')
-                    result["access_lines"] = lines
+                result["access_lines"] = server.log_path.read_text().count('"logger": "medreq.access"')
             run = {k: result[k] for k in ("cycles_per_s", "server_cpu_ms_per_cycle", "lost", "errors")}
             run["access_lines"] = result.get("access_lines", 0)
             runs[name].append(run)

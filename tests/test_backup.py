@@ -29,10 +29,17 @@ def medreq(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_backup_while_serving_then_restore_brings_it_all_back(
-    server: ServerProcess, patient: Account, pharmacy: Account, png_bytes: bytes, wav_bytes: bytes, tmp_path: Path
+    server: ServerProcess,
+    patient: Account,
+    pharmacy: Account,
+    png_bytes: bytes,
+    wav_bytes: bytes,
+    tmp_path: Path,
 ) -> None:
     created = post_request(server, patient, pharmacy=pharmacy.id, image=png_bytes).json()
-    assert post_response(server, pharmacy, request_id=created["request_id"], audio=wav_bytes).status_code == 200
+    assert (
+        post_response(server, pharmacy, request_id=created["request_id"], audio=wav_bytes).status_code == 200
+    )
 
     # back up while the patient keeps posting requests with prescriptions
     stop = threading.Event()
@@ -88,7 +95,9 @@ def test_backup_while_serving_then_restore_brings_it_all_back(
     assert late["request_id"] not in ids
     assert created["request_id"] in ids
     assert ids <= backed_up | {late["request_id"]}
-    detail = httpx.get(f"{server.url}/medicine/request/{created['request_id']}/", headers=patient.headers).json()
+    detail = httpx.get(
+        f"{server.url}/medicine/request/{created['request_id']}/", headers=patient.headers
+    ).json()
     assert httpx.get(detail["image_url"]).content == png_bytes  # media came back too
     assert httpx.get(detail["response"]["audio_url"]).content == wav_bytes
 

@@ -121,11 +121,15 @@ def test_media_of_long_closed_requests_are_removed(
     assert report["media_bytes"] == len(png_bytes) + len(wav_bytes)
     assert httpx.get(image_url).status_code == 404
     assert httpx.get(audio_url).status_code == 404
-    detail = httpx.get(f"{server.url}/medicine/request/{closed['request_id']}/", headers=patient.headers).json()
+    detail = httpx.get(
+        f"{server.url}/medicine/request/{closed['request_id']}/", headers=patient.headers
+    ).json()
     assert detail["image_url"] is None
     assert detail["response"]["audio_url"] is None
     assert detail["status"] == "ACCEPTED"  # the request itself stays
-    still = httpx.get(f"{server.url}/medicine/request/{pending['request_id']}/", headers=patient.headers).json()
+    still = httpx.get(
+        f"{server.url}/medicine/request/{pending['request_id']}/", headers=patient.headers
+    ).json()
     assert httpx.get(still["image_url"]).status_code == 200  # a pending request keeps its prescription
 
 
