@@ -57,16 +57,13 @@ class MedreqApp:
         self.app = app
         self.state = app.state
         self.http = with_cors(app, app.state.ws_origins)
-        self.observer: observe.Observer = app.state.observer
+        self.observer: observe.Observer = app.state.observer  # websockets: see websocket.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await self.observer.websocket(self._websocket, scope, receive, send)
+            await websocket.dispatch(self.app, scope, receive, send)
         else:
             await self.observer.http(self.http, scope, receive, send)
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await websocket.dispatch(self.app, scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:

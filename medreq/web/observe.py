@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -89,61 +88,10 @@ class Observer:
                 )
             tracing.end(token)
 
-    async def websocket(
-        self,
-        endpoint: Callable[[Scope, Receive, Send], Awaitable[None]],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    def watch(self, scope: Scope, receive: Receive, send: Send) -> _Watch:
+        """What `websocket.dispatch` runs a socket through: its trace, close code and log line."""
         trace, token = tracing.begin(_header(scope, b"x-request-id"))
-        echo = (b"x-request-id", trace.trace_id.encode())
-        code: int | None = None
-        by = "client"
-        start = time.perf_counter()
-
-        async def receive_observed() -> Message:
-            nonlocal code
-            message = await receive()
-            if message["type"] == "websocket.disconnect" and code is None:
-                code = int(message.get("code") or 1005)
-            return message
-
-        async def send_observed(message: Message) -> None:
-            nonlocal code, by
-            kind = message["type"]
-            if kind == "websocket.send":
-                if metrics.enabled and message.get("text"):
-                    metrics.event_sent(message["text"])
-            elif kind == "websocket.accept":
-                message = {**message, "headers": [*message.get("headers", ()), echo]}
-            elif kind == "websocket.close" and code is None:
-                code, by = int(message.get("code") or 1000), "server"
-            await send(message)
-
-        try:
-            await endpoint(scope, receive_observed, send_observed)
-        finally:
-            route = _route(scope)
-            closed = code if code is not None else 1006
-            if trace.role is not None and metrics.enabled:
-                metrics.WS_CONNECTIONS.labels(trace.role).dec()
-            if metrics.enabled:
-                metrics.WS_CLOSES.labels(str(closed)).inc()
-                if closed == 1013 and by == "server":
-                    metrics.WS_SLOW_CLIENTS.inc()
-            if self.json_logs:
-                fields = {
-                    "kind": "ws_close",
-                    "route": route,
-                    "status": closed,
-                    "closed_by": by,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                    **_account(trace),
-                    "client": _client(scope),
-                }
-                access.write(f"websocket {route} closed {closed}", fields)
-            tracing.end(token)
+        return _Watch(self.json_logs, receive, send, trace, token)
 
     def ws_opened(self, account_id: int, role: str) -> None:
         """A socket passed its checks and is live for `account_id` (called by the endpoint)."""
@@ -153,6 +101,71 @@ class Observer:
         if self.json_logs:
             fields = {"kind": "ws_connect", "status": 101, "account_id": account_id, "role": role}
             access.write("websocket connected", fields)
+
+
+class _Watch:
+    """Between a socket and uvicorn: sees the close code, echoes the trace id in the handshake,
+    times events on their way out, and logs the close.
+
+    A slotted object whose bound methods `dispatch` passes on, called from `dispatch`'s own
+    frame: it lives as long as the socket. Measured with `medreq bench idle --connections
+    2000`: closures plus a wrapping coroutine cost 2 KB per idle socket (26.4 KB against
+    24.4 KB without observation); this shape costs about 1 KB."""
+
+    __slots__ = ("_receive", "_send", "by_server", "code", "json_logs", "start", "token", "trace")
+
+    def __init__(
+        self, json_logs: bool, receive: Receive, send: Send, trace: tracing.Trace, token: Any
+    ) -> None:
+        self.json_logs = json_logs
+        self._receive = receive
+        self._send = send
+        self.trace = trace
+        self.token = token
+        self.code: int | None = None
+        self.by_server = False
+        self.start = time.perf_counter()
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect" and self.code is None:
+            self.code = int(message.get("code") or 1005)
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            if metrics.enabled and message.get("text"):
+                metrics.event_sent(message["text"])
+        elif kind == "websocket.accept":
+            echo = (b"x-request-id", self.trace.trace_id.encode())
+            message = {**message, "headers": [*message.get("headers", ()), echo]}
+        elif kind == "websocket.close" and self.code is None:
+            self.code, self.by_server = int(message.get("code") or 1000), True
+        await self._send(message)
+
+    def finish(self, scope: Scope) -> None:
+        route = _route(scope)
+        closed = self.code if self.code is not None else 1006
+        trace = self.trace
+        if metrics.enabled:
+            if trace.role is not None:
+                metrics.WS_CONNECTIONS.labels(trace.role).dec()
+            metrics.WS_CLOSES.labels(str(closed)).inc()
+            if closed == 1013 and self.by_server:
+                metrics.WS_SLOW_CLIENTS.inc()
+        if self.json_logs:
+            fields = {
+                "kind": "ws_close",
+                "route": route,
+                "status": closed,
+                "closed_by": "server" if self.by_server else "client",
+                "duration_ms": round((time.perf_counter() - self.start) * 1000, 3),
+                **_account(trace),
+                "client": _client(scope),
+            }
+            access.write(f"websocket {route} closed {closed}", fields)
+        tracing.end(self.token)
 
 
 def _client(scope: Scope) -> str | None:

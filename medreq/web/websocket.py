@@ -387,17 +387,22 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
     5 KB per idle socket (measured with `loadtests/ws_floor.py`). Nothing here needs them:
     the endpoints handle their own errors and close with their own codes.
     """
-    for route in routes:
-        match, child_scope = route.matches(scope)
-        if match == Match.FULL:
-            scope.update(child_scope)
-            scope["app"] = app
-            scope["route"] = route  # its template names the socket in logs and metrics
-            if not websocket_origin_allowed(scope, app.state.ws_origins):
-                await refuse_origin(WebSocket(scope, receive, send))
+    watch = app.state.observer.watch(scope, receive, send)  # trace id, close code, log line
+    receive, send = watch.receive, watch.send
+    try:
+        for route in routes:
+            match, child_scope = route.matches(scope)
+            if match == Match.FULL:
+                scope.update(child_scope)
+                scope["app"] = app
+                scope["route"] = route  # its template names the socket in logs and metrics
+                if not websocket_origin_allowed(scope, app.state.ws_origins):
+                    await refuse_origin(WebSocket(scope, receive, send))
+                    return
+                await route.endpoint(WebSocket(scope, receive, send))
                 return
-            await route.endpoint(WebSocket(scope, receive, send))
-            return
+    finally:
+        watch.finish(scope)
 
 
 async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:
