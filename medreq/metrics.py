@@ -16,6 +16,10 @@ What is measured, and where:
   in the top buckets: they are delivered late by design)
 - `medreq_rate_limited_total{transport}`: refusals by the REST and WebSocket limiters
 - `medreq_hub_reconnects_total`: Redis listener errors that made the hub reconnect
+
+No outbox backlog yet: there is no persistent outbox (webhooks, PROTOCOL.md §6) to measure.
+A worker that crashes leaves its share of `medreq_ws_connections` in its file until the
+server restarts (prometheus-client cannot tell a dead worker's file from a live one's).
 """
 
 from __future__ import annotations
