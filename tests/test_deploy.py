@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -97,10 +98,11 @@ http {{
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
+        # wait for the port only: a request now would find no server behind nginx, and nginx
+        # would then hold the upstreams as failed for fail_timeout (10 s), answering 502
         for _ in range(200):  # at most ~10 s
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                    break
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
             assert proc.poll() is None, (prefix / "logs" / "error.log").read_text()
             time.sleep(0.05)
         yield Front(url, f"ws://127.0.0.1:{port}"), prefix / "logs"
