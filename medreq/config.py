@@ -20,6 +20,7 @@ from .files import make_private_dir
 ENV_PREFIX = "MEDREQ_"
 SECRET_FILE = "jwt-secret"
 PHARMACY_REGISTRATION = ("open", "approval", "closed")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,16 @@ class Settings:
     scrypt_n: int = 2**14
     workers: int = 1
     log_level: str = "info"
+    # text (uvicorn's) or json: one JSON object per line, one access line per request (logs.py)
+    log_format: str = "text"
+    # bearer token that GET /metrics requires; empty: no /metrics at all (404)
+    metrics_token: str = field(default="", repr=False)
+    # stored events older than this many days are pruned (each account's latest is kept); 0: keep
+    event_retention_days: int = 90
+    # media of requests closed (answered or cancelled) longer than this many days are removed; 0: keep
+    media_retention_days: int = 0
+    # seconds between background prunes in the server
+    prune_interval: float = 3600.0
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -119,6 +130,8 @@ class Settings:
         if self.pharmacy_registration not in PHARMACY_REGISTRATION:
             choices = ", ".join(PHARMACY_REGISTRATION)
             raise ValueError(f"pharmacy registration must be one of {choices}, not {self.pharmacy_registration!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         public_url = (self.public_url or f"http://{_bracket(host)}:{self.port}").rstrip("/")
         return replace(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from . import metrics
 from .errors import RateLimited
 
 
@@ -12,8 +13,15 @@ class RateLimiter:
     """`rate` tokens per second, at most `burst` saved up, one bucket per key."""
 
     def __init__(
-        self, rate: float, burst: int, *, enabled: bool = True, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: int,
+        *,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "",
     ) -> None:
+        self.name = name  # the transport it limits, for the rate_limited metric
         self.rate = rate
         self.burst = burst
         self.enabled = enabled
@@ -29,6 +37,7 @@ class RateLimiter:
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
+            metrics.rate_limited(self.name)
             raise RateLimited("rate limit exceeded, slow down", retry_after=(1.0 - tokens) / self.rate)
         self._buckets[key] = (tokens - 1.0, now)
         if len(self._buckets) > 100_000:

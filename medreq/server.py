@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from dataclasses import fields
 from typing import Any
 
@@ -17,8 +18,10 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import multiprocess
 
+from .backup import serving
 from .config import ENV_PREFIX, Settings
 from .logs import log_config
+from .metrics import MULTIPROC_ENV
 from .storage import Store
 from .web import create_app
 from .web.http_guard import GuardedHttpProtocol
@@ -77,7 +80,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=settings.ws_compression,
         log_level=settings.log_level,
-        log_config=log_config(settings.log_level),
+        log_config=log_config(settings.log_level, settings.log_format),
         # X-Forwarded-For/-Proto are believed only from configured proxies (none by default):
         # uvicorn's own default trusts 127.0.0.1, which let a client on the same host pick the
         # address its login attempts were counted under.
@@ -92,6 +95,12 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
 def serve(settings: Settings) -> None:
     """Apply migrations, then serve (in `settings.workers` processes)."""
     settings = settings.ensure_secret()
+    # held while serving: `medreq db restore` refuses to swap the data under a running server
+    with serving(settings.data_dir):
+        _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
     asyncio.run(_migrate(settings))
     if settings.workers > 1:
         _export(settings)
@@ -101,7 +110,11 @@ def serve(settings: Settings) -> None:
         # uvicorn's supervisor builds its workers from the module-level name `Process`;
         # ours differs only in running `MedreqServer`, for the 1001 close on shutdown.
         multiprocess.Process = MedreqProcess  # type: ignore[misc]
-        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # Workers count into files in a private directory that every scrape sums (metrics.py);
+        # a fresh one per run, so no count survives from an earlier run.
+        with tempfile.TemporaryDirectory(prefix="medreq-metrics-") as metrics_dir:
+            os.environ[MULTIPROC_ENV] = metrics_dir
+            multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         MedreqServer(uvicorn_config(settings, create_app(settings, migrate=False))).run()
 

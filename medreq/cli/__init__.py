@@ -4,12 +4,14 @@
 - `user.py` (+ `user_*.py`): login, register, request, respond, requests, listen … over `medreq.client`
 - `inbox.py`: the Textual pharmacy inbox (Textual imported only when it runs)
 - `simulate.py`: `simulate` and `bench`
+- `db.py`: `db prune`, `db backup`, `db restore` (operator commands on the stored data)
 - `samples.py`: `samples`, the files the README uploads
 """
 
 from __future__ import annotations
 
-from . import inbox as _inbox  # noqa: F401  (each module registers its commands on `app`)
+from . import db as _db  # noqa: F401  (each module registers its commands on `app`)
+from . import inbox as _inbox  # noqa: F401
 from . import samples as _samples  # noqa: F401
 from . import server as _server  # noqa: F401
 from . import simulate as _simulate  # noqa: F401

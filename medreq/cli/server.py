@@ -94,6 +94,12 @@ def serve(
     log_level: str | None = typer.Option(
         None, envvar="MEDREQ_LOG_LEVEL", show_default="info", help="debug, info, warning, error."
     ),
+    log_format: str | None = typer.Option(
+        None,
+        envvar="MEDREQ_LOG_FORMAT",
+        show_default="text",
+        help="text, or json: one JSON object per line.",
+    ),
     cors_origin: list[str] | None = typer.Option(
         None,
         "--cors-origin",
@@ -135,6 +141,7 @@ def serve(
             max_connections=max_connections,
             max_connections_per_client=max_connections_per_client,
             log_level=log_level,
+            log_format=log_format,
             cors_origins=",".join(cors_origin) if cors_origin else None,
         )
     except ValueError as exc:

@@ -17,6 +17,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import metrics
 from .base import Sink
 from .memory import MemoryHub
 
@@ -86,6 +87,7 @@ class RedisHub:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, ConnectionError) as exc:
                 log.warning("redis hub listener: %s; retrying", exc)
+                metrics.hub_reconnect()
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue
             if message is None or message.get("type") != "message":

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import metrics
 from ..errors import Forbidden, NotFound
 from ..media import Kind
 from ..storage import queries
@@ -37,6 +38,7 @@ class MedreqService(Accounts, Requests, Conversation, Sandbox):
         stored = await self.store.read(
             lambda c: queries.events_after(c, account_id, after, before=before, limit=limit)
         )
+        metrics.events_replayed(len(stored))
         return [(event_id, events.render(text, self.media)) for event_id, text in stored]
 
     async def last_event_id(self, account_id: int) -> int:

@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import metrics
 from ..hub import Hub
 from ..media import MediaStore
+from ..tracing import current_trace_id
 
 _MEDIA_REF = re.compile(r'"media:(image|audio):([A-Za-z0-9_.-]+)"')
 
@@ -44,7 +46,11 @@ class Event:
     request_id: int | None = None
 
     def build(self, event_id: int | None) -> dict[str, Any]:
-        return {"type": self.type, "event_id": event_id, "timestamp": self.timestamp, **self.fields}
+        built = {"type": self.type, "event_id": event_id, "timestamp": self.timestamp, **self.fields}
+        trace_id = current_trace_id()  # of the HTTP request or socket that caused it (tracing.py)
+        if trace_id is not None:
+            built["trace_id"] = trace_id
+        return built
 
 
 def new_request(row: Any, timestamp: str) -> Event:
@@ -121,5 +127,7 @@ class Outbox:
 
     async def publish(self) -> None:
         pending, self._pending = self._pending, []
+        metrics.events_stored(len(pending))  # counted once committed: a rolled-back one never publishes
         for account_id, event_id, text in pending:
             await self._hub.publish(account_id, event_id, render(text, self._media))
+        metrics.events_published(len(pending))

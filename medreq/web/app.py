@@ -16,15 +16,16 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from .. import metrics
 from ..auth import TokenIssuer
 from ..config import Settings
 from ..errors import MedreqError, NotFound
 from ..hub import create_hub
 from ..media import MediaStore
 from ..ratelimit import RateLimiter
-from ..service import MedreqService
+from ..service import MedreqService, retention
 from ..storage import Store
-from . import openapi, pages, routes, sessions, websocket
+from . import observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
 from .http import error_response, on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
 from .origin import client_base_url
@@ -62,6 +63,7 @@ class MedreqApp:
         self.state = app.state
         self.http = with_cors(app, app.state.ws_origins)
         self.media: MediaStore = app.state.service.media
+        self.observer: observe.Observer = app.state.observer  # websockets: see websocket.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and _CONTROL.search(scope["path"]):
@@ -72,9 +74,9 @@ class MedreqApp:
             await websocket.dispatch(self.app, scope, receive, send)
         elif scope["type"] == "http":
             with self.media.for_client(client_base_url(scope)):
-                await self.http(scope, receive, send)
+                await self.observer.http(self.http, scope, receive, send)
         else:
-            await self.http(scope, receive, send)
+            await self.http(scope, receive, send)  # lifespan
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -105,18 +107,29 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
             name="medreq-session-watch",
         )
+        pruner = asyncio.create_task(
+            retention.run_periodically(
+                service.store,
+                service.media,
+                event_days=settings.event_retention_days,
+                media_days=settings.media_retention_days,
+                interval=settings.prune_interval,
+            ),
+            name="medreq-prune",
+        )
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, pruner):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await websocket.close_all(app.state.connections)
             await service.hub.close()
             await service.store.close()
 
     app = Starlette(
-        routes=[*routes.routes, *openapi.routes, *pages.routes],
+        routes=[*routes.routes, *observe.routes, *openapi.routes, *pages.routes],
         exception_handlers={
             MedreqError: on_medreq_error,
             HTTPException: on_http_exception,
@@ -129,11 +142,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
     app.state.service = service
     app.state.connections = set()
     app.state.ws_origins = settings.cors_origin_list
+    app.state.observer = observe.Observer(json_logs=settings.log_format == "json")
+    metrics.enable(bool(settings.metrics_token))
     app.state.rest_limiter = RateLimiter(
-        settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled
+        settings.rest_rate, settings.rest_burst, enabled=settings.rate_limit_enabled, name="rest"
     )
     app.state.ws_limiter = RateLimiter(
-        settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled
+        settings.ws_rate, settings.ws_burst, enabled=settings.rate_limit_enabled, name="ws"
     )
     return MedreqApp(app)
 

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
+from .. import tracing
 from ..auth import bearer_token
 from ..errors import (
     ERRORS_BY_STATUS,
@@ -226,6 +227,7 @@ async def authenticate(request: Request) -> Caller:
     """The caller of a REST request (401 without a valid token), after its rate limit."""
     service = service_of(request)
     caller = await service.authenticate(bearer_token(request.headers.get("authorization")))
+    tracing.identify(caller.id, caller.role)  # for the request's log line
     request.app.state.rest_limiter.hit(caller.id)
     return caller
 

@@ -30,6 +30,7 @@ from starlette.routing import Match, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..auth import Claims, bearer_token
 from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
 from ..errors import Invalid as InvalidInput
@@ -258,6 +259,8 @@ class Connection:
             page = await self.service.events_after(
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
+            if page and page[0][0] > self.last_sent + 1:  # ids have no gaps: these were pruned (§5)
+                await self.ws.send_text(dumps({"type": "resync_required", "oldest_event_id": page[0][0]}))
             for event_id, text in page:
                 await self._send(self.service.media.rebase(text, self.base))
                 self.last_sent = event_id
@@ -307,6 +310,7 @@ class Endpoint:
             await ws.close(CLOSE_POLICY, exc.message)
             return
 
+        app_state.observer.ws_opened(caller.id, caller.role)  # its log line, trace and gauge
         connection = Connection(
             ws,
             caller,
@@ -347,6 +351,7 @@ class Endpoint:
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             ref = None
+            data: dict[str, Any] = {}
             try:
                 # per connection, not per account: one flooding socket must not silence the
                 # account's other devices (REST stays per account)
@@ -354,8 +359,10 @@ class Endpoint:
                 data = _decode(raw, app_state.settings.max_json_depth)
                 ref = _ref(data.get("id"))
                 await self._handle(connection, _validate(data), ref)
+                metrics.ws_message(data["type"], "ok")
                 flood = 0
             except RateLimited as exc:
+                metrics.ws_message(None, exc.code)
                 flood += 1
                 if flood > app_state.settings.ws_flood_limit:
                     connection.close(CLOSE_POLICY, "rate limit exceeded")
@@ -363,6 +370,7 @@ class Endpoint:
                     return
                 connection.error(exc, ref)
             except MedreqError as exc:
+                metrics.ws_message(data.get("type") if data else "invalid", exc.code)
                 connection.error(exc, ref)
 
     async def _handle(self, connection: Connection, message: Any, ref: Any) -> None:
@@ -469,16 +477,22 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
     5 KB per idle socket (measured with `loadtests/ws_floor.py`). Nothing here needs them:
     the endpoints handle their own errors and close with their own codes.
     """
-    for route in routes:
-        match, child_scope = route.matches(scope)
-        if match == Match.FULL:
-            scope.update(child_scope)
-            scope["app"] = app
-            if not websocket_origin_allowed(scope, app.state.ws_origins):
-                await refuse_origin(WebSocket(scope, receive, send))
+    watch = app.state.observer.watch(scope, receive, send)  # trace id, close code, log line
+    receive, send = watch.receive, watch.send
+    try:
+        for route in routes:
+            match, child_scope = route.matches(scope)
+            if match == Match.FULL:
+                scope.update(child_scope)
+                scope["app"] = app
+                scope["route"] = route  # its template names the socket in logs and metrics
+                if not websocket_origin_allowed(scope, app.state.ws_origins):
+                    await refuse_origin(WebSocket(scope, receive, send))
+                    return
+                await route.endpoint(WebSocket(scope, receive, send))
                 return
-            await route.endpoint(WebSocket(scope, receive, send))
-            return
+    finally:
+        watch.finish(scope)
 
 
 async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:

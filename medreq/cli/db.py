@@ -1,0 +1,137 @@
+"""Operator commands on the stored data: `medreq db prune`, `backup` and `restore`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+from ..backup import BackupError, postgres_instructions
+from ..config import Settings
+from .app import app
+
+db_app = typer.Typer(help="Prune, back up and restore the server's data.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DataDirOption = typer.Option(None, "--data-dir", help="Data dir of the server [default ./medreq-data].")
+DatabaseOption = typer.Option(None, "--database", help="Database URL [default: the data dir's SQLite].")
+MediaDirOption = typer.Option(None, "--media-dir", help="Media dir [default DATA_DIR/media].")
+
+
+def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> Settings:
+    try:
+        return Settings.load(data_dir=data_dir, database_url=database, media_dir=media_dir)
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("prune")
+def prune(
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
+    media_dir: Path | None = MediaDirOption,
+    event_days: int | None = typer.Option(
+        None, help="Delete events older than this [env MEDREQ_EVENT_RETENTION_DAYS, default 90; 0 keeps all]."
+    ),
+    media_days: int | None = typer.Option(
+        None,
+        help="Delete media of requests closed longer ago than this "
+        "[env MEDREQ_MEDIA_RETENTION_DAYS, default 0: keep].",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Delete what is past its retention now, as the server does in the background, and say what went.
+
+    Example: [bold]medreq db prune --event-days 30 --media-days 365[/bold]
+    """
+    from ..media import MediaStore
+    from ..service.retention import prune as run_prune
+    from ..storage import Store
+
+    settings = _settings(data_dir, database, media_dir)
+    events = settings.event_retention_days if event_days is None else event_days
+    media = settings.media_retention_days if media_days is None else media_days
+
+    async def go() -> dict[str, int]:
+        store = Store(settings.database_url)
+        try:
+            await store.migrate()
+            files = MediaStore(
+                settings.media_dir or settings.data_dir / "media", "unused", base_url="", url_ttl=0
+            )
+            report = await run_prune(store, files, event_days=events, media_days=media)
+            return report.as_dict()
+        finally:
+            await store.close()
+
+    report = asyncio.run(go())
+    if json_output:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(
+        f"removed {report['events']} events (older than {events} days), "
+        f"{report['media_files']} media files ({report['media_bytes']} bytes) "
+        f"of {report['requests']} closed requests"
+        + ("" if media else " (media are kept: --media-days 0)")
+    )
+
+
+@db_app.command("backup")
+def backup(
+    file: Path = typer.Argument(..., help="The archive to write (a .tar.gz; 0600)."),
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
+    media_dir: Path | None = MediaDirOption,
+) -> None:
+    """Back up the database and the media into one archive, safely while the server runs.
+
+    Example: [bold]medreq db backup /backups/medreq-$(date +%F).tar.gz[/bold]
+    """
+    from ..backup import backup as run_backup
+
+    settings = _settings(data_dir, database, media_dir)
+    if not settings.is_sqlite:
+        typer.echo(postgres_instructions(settings, file), err=True)
+        typer.echo("nothing written: use pg_dump as shown above", err=True)
+        raise typer.Exit(1)
+    try:
+        summary = run_backup(settings, file)
+    except BackupError as exc:
+        typer.echo(f"backup failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"backed up {summary.database_bytes} bytes of database and {summary.media_files} media files "
+        f"({summary.media_bytes} bytes) to {summary.path}"
+    )
+
+
+@db_app.command("restore")
+def restore(
+    file: Path = typer.Argument(..., help="An archive written by `medreq db backup`."),
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
+    media_dir: Path | None = MediaDirOption,
+) -> None:
+    """Replace the data dir's database and media with a backup's (the server must be stopped).
+
+    The replaced files are kept in DATA_DIR/pre-restore-<time>/.
+    Example: [bold]medreq db restore /backups/medreq-2026-11-28.tar.gz[/bold]
+    """
+    from ..backup import restore as run_restore
+
+    settings = _settings(data_dir, database, media_dir)
+    if not settings.is_sqlite:
+        typer.echo(postgres_instructions(settings, file), err=True)
+        raise typer.Exit(1)
+    try:
+        summary = run_restore(settings, file)
+    except BackupError as exc:
+        typer.echo(f"restore refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"restored {summary.database_bytes} bytes of database and {summary.media_files} media files "
+        f"from {file}; start the server to apply any newer migrations"
+    )

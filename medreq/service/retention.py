@@ -1,0 +1,139 @@
+"""Bounded storage: events and media older than their retention are pruned (PROTOCOL.md §5).
+
+- Events older than `event_retention_days` (default 90) are deleted, except each account's
+  latest (`accounts.last_event_id`), so its counter keeps counting from where it was and a
+  replay can tell a pruned range from an empty one: `?after=N` (or `resume`) below the oldest
+  kept event gets `{"type":"resync_required","oldest_event_id"}` first (web/websocket.py).
+- Media of requests closed (answered or cancelled) longer than `media_retention_days` ago
+  (default 0: kept) are deleted and the request's `image_url`/`audio_url` become null.
+  Files go first, then the names: a crash in between leaves a name whose file is gone
+  (served 404, pruned again next time), never a file nobody points to.
+
+Work is done in batches of `BATCH` rows, each its own transaction, so a first prune of a
+large table holds SQLite's write lock for one batch at a time, not for the whole prune.
+The server runs `prune` every `prune_interval` seconds; `medreq db prune` runs it on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import Connection
+
+from ..media import Kind, MediaStore
+from ..storage import Store, Tx, utcnow
+from ..storage.schema import accounts, events, medicine_requests
+
+log = logging.getLogger("medreq.retention")
+BATCH = 2000
+
+
+@dataclass
+class PruneReport:
+    events: int = 0
+    requests: int = 0  # requests whose media were removed
+    media_files: int = 0
+    media_bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+async def prune(
+    store: Store,
+    media: MediaStore,
+    *,
+    event_days: int,
+    media_days: int,
+    now: datetime | None = None,
+) -> PruneReport:
+    """Delete what is past its retention (0 days: keep forever) and say what went."""
+    now = now or utcnow()
+    report = PruneReport()
+    if event_days > 0:
+        cutoff = now - timedelta(days=event_days)
+        while True:
+            removed = await store.write(lambda tx: _delete_events(tx, cutoff))
+            report.events += removed
+            if removed < BATCH:
+                break
+    if media_days > 0:
+        cutoff = now - timedelta(days=media_days)
+        while True:
+            rows = await store.read(lambda conn: _closed_with_media(conn, cutoff))
+            for row in rows:
+                _remove_file(media, "image", row.image_name, report)
+                _remove_file(media, "audio", row.response_audio_name, report)
+            ids = [row.id for row in rows]
+            if ids:
+                await store.write(functools.partial(_forget_media, ids=ids))
+            report.requests += len(ids)
+            if len(rows) < BATCH:
+                break
+    return report
+
+
+def _delete_events(tx: Tx, cutoff: datetime) -> int:
+    latest = select(accounts.c.last_event_id).where(accounts.c.id == events.c.account_id).scalar_subquery()
+    old = select(events.c.id).where(events.c.created_at < cutoff, events.c.event_id < latest).limit(BATCH)
+    return tx.conn.execute(delete(events).where(events.c.id.in_(old))).rowcount
+
+
+def _closed_with_media(conn: Connection, cutoff: datetime) -> list[Any]:
+    r = medicine_requests.c
+    query = (
+        select(r.id, r.image_name, r.response_audio_name)
+        .where(
+            r.status != "PENDING",
+            r.updated_at < cutoff,
+            or_(r.image_name.is_not(None), r.response_audio_name.is_not(None)),
+        )
+        .order_by(r.id)
+        .limit(BATCH)
+    )
+    return list(conn.execute(query))
+
+
+def _forget_media(tx: Tx, *, ids: list[int]) -> None:
+    tx.conn.execute(
+        update(medicine_requests)
+        .where(medicine_requests.c.id.in_(ids))
+        .values(image_name=None, response_audio_name=None)
+    )
+
+
+def _remove_file(media: MediaStore, kind: Kind, name: str | None, report: PruneReport) -> None:
+    path = media.path(kind, name) if name else None
+    if path is None:
+        return
+    with contextlib.suppress(FileNotFoundError):  # another worker's prune got there first
+        size = path.stat().st_size
+        path.unlink()
+        report.media_files += 1
+        report.media_bytes += size
+
+
+async def run_periodically(
+    store: Store, media: MediaStore, *, event_days: int, media_days: int, interval: float
+) -> None:
+    """The server's background prune: every `interval` seconds (jittered, so several workers
+    do not all prune at once), until cancelled. A failed prune is logged and tried again."""
+    if event_days <= 0 and media_days <= 0:
+        return  # everything is kept: nothing to do, ever
+    while True:
+        await asyncio.sleep(max(1.0, interval) * random.uniform(0.5, 1.0))
+        try:
+            report = await prune(store, media, event_days=event_days, media_days=media_days)
+        except Exception:
+            log.exception("pruning failed; trying again at the next interval")
+            continue
+        if report.events or report.media_files:
+            log.info("pruned %s", report.as_dict(), extra={"fields": {"pruned": report.as_dict()}})
