@@ -35,7 +35,12 @@ from .conftest import ServerProcess
 pytestmark = pytest.mark.timeout(240)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TESTED_SECTIONS = ("A five-minute walk-through", "From a terminal: the CLI", "From Python")
+TESTED_SECTIONS = (
+    "A five-minute walk-through",
+    "From a terminal: the CLI",
+    "From Python",
+    "Accounts and access",
+)
 BLOCK = re.compile(
     r"(?:<!--\s*readme-test:(?P<marker>[^>]*)-->\s*\n)?```(?P<lang>\w+)\n(?P<code>.*?)```", re.S
 )
@@ -85,7 +90,7 @@ def readme_blocks(text: str) -> list[Block]:
 def test_readme_has_the_blocks_it_promises() -> None:
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     sections = {block.section.split(":")[0] for block in blocks}
-    assert {"A five-minute walk-through", "From a terminal", "From Python"} <= sections
+    assert {"A five-minute walk-through", "From a terminal", "From Python", "Accounts and access"} <= sections
     assert any(block.lang == "python" for block in blocks)
 
 
