@@ -148,6 +148,8 @@ class RequestOut(BaseModel):
     response: ResponseOut | None = None
     created_at: str
     updated_at: str
+    #: the caller's events of this request after its last `read` mark (PROTOCOL.md §6)
+    unread: int = 0
 
 
 class RequestCreatedOut(BaseModel):

@@ -70,7 +70,7 @@ def pharmacies_table(pharmacies: list[PharmacyOut]) -> Table:
 
 def requests_table(requests: list[RequestOut], role: str | None) -> Table:
     other = {"patient": "Pharmacy", "pharmacy": "Patient"}.get(role or "", "Patient → Pharmacy")
-    table = Table("ID", other, "Qty", "Medicine", "Status", "Age", title="Medicine requests")
+    table = Table("ID", other, "Qty", "Medicine", "Status", "Age", "Unread", title="Medicine requests")
     for request in requests:
         if role == "patient":
             party = request.pharmacy.name
@@ -85,6 +85,7 @@ def requests_table(requests: list[RequestOut], role: str | None) -> Table:
             escape(request.medicine_name or ("prescription image" if request.image_url else "")),
             status_text(request.status),
             age(request.created_at),
+            f"[bold yellow]{request.unread}[/]" if request.unread else "",
         )
     return table
 

@@ -118,6 +118,8 @@ events = Table(
     UniqueConstraint("account_id", "event_id", name="uq_events_account_event"),
     sqlite_autoincrement=True,
 )
+# unread counts per request (queries.unread_counts)
+Index("ix_events_account_request", events.c.account_id, events.c.request_id, events.c.event_id)
 
 idempotency_keys = Table(
     "idempotency_keys",
