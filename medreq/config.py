@@ -68,6 +68,9 @@ class Settings:
     ws_ping_timeout: float = 20.0
     ws_compression: bool = False
     ws_queue_size: int = 1000
+    # seconds a worker's claim that an account is online lasts without renewal (renewed every
+    # third of it): how long a crashed worker's sockets still count as online (PROTOCOL.md §6)
+    presence_ttl: float = 30.0
     scrypt_n: int = 2**14
     workers: int = 1
     log_level: str = "info"

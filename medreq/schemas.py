@@ -94,6 +94,8 @@ class TokenOut(BaseModel):
 class PharmacyOut(BaseModel):
     id: int
     name: str
+    #: a live connection on any worker (PROTOCOL.md §6 presence)
+    online: bool = False
 
 
 # --- §3 medicine requests ----------------------------------------------------------------------

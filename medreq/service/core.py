@@ -8,6 +8,7 @@ publishes them only after the commit (`Outbox`). The parts, by concern:
 - `accounts.Accounts`: register, tokens, authenticate, pharmacies
 - `requests.Requests`: create, answer, cancel, list, detail
 - `conversation.Conversation`: thread messages, typing, read receipts
+- `presence.Presence`: telling patients when a pharmacy comes online or goes offline
 - `sandbox.Sandbox`: synthetic (simulation) accounts: their own listings, their removal
 - `MedreqService` below: delivery (replay) and media access
 """
@@ -23,11 +24,12 @@ from ..storage import queries
 from . import events
 from .accounts import Accounts
 from .conversation import Conversation
+from .presence import Presence
 from .requests import Requests
 from .sandbox import Sandbox
 
 
-class MedreqService(Accounts, Requests, Conversation, Sandbox):
+class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence):
     # --- delivery (§5) ------------------------------------------------------------------------
 
     async def events_after(

@@ -67,6 +67,16 @@ def pharmacies(conn: Connection, *, synthetic: bool = False) -> Sequence[Any]:
     return conn.execute(query).all()
 
 
+def pending_patients(conn: Connection, pharmacy_id: int) -> list[int]:
+    """The patients with a PENDING request to this pharmacy (who hear of its presence)."""
+    query = (
+        select(medicine_requests.c.patient_id)
+        .where(medicine_requests.c.pharmacy_id == pharmacy_id, medicine_requests.c.status == "PENDING")
+        .distinct()
+    )
+    return [int(patient_id) for patient_id in conn.execute(query).scalars()]
+
+
 def account_list(conn: Connection, *, status: str | None = None, limit: int = 1000) -> Sequence[Any]:
     """Accounts for operators, oldest first, optionally of one status."""
     query = select(accounts).order_by(accounts.c.id).limit(limit)

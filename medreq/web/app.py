@@ -48,8 +48,10 @@ def build_service(settings: Settings) -> MedreqService:
     )
     # servers share a hub exactly when they share a database
     namespace = "medreq:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    hub = create_hub(settings.redis_url, namespace=namespace)
-    return MedreqService(settings, store, hub, media, tokens)
+    hub = create_hub(settings.redis_url, namespace=namespace, presence_ttl=settings.presence_ttl)
+    service = MedreqService(settings, store, hub, media, tokens)
+    hub.on_presence(service.presence_changed)
+    return service
 
 
 class MedreqApp:
