@@ -91,6 +91,40 @@ class TokenOut(BaseModel):
     account: AccountOut
 
 
+class WebhookIn(Inbound):
+    """`PUT /auth/me`: an http(s) URL, or null / "" to remove the webhook (PROTOCOL.md §6)."""
+
+    webhook_url: str | None = Field(max_length=2000)
+
+
+class DeliveriesQuery(Inbound):
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class WebhookAccountOut(AccountOut):
+    webhook_url: str | None = None
+    #: the HMAC key of `X-Medreq-Signature`, shown only in the answer that set the URL
+    webhook_secret: str | None = None
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    event_id: int | None = None
+    type: str
+    status: Literal["pending", "delivered", "failed", "skipped"]
+    attempts: int
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: str | None = None
+    last_attempt_at: str | None = None
+    created_at: str
+    delivered_at: str | None = None
+
+
+class WebhookDeliveryListOut(BaseModel):
+    results: list[WebhookDeliveryOut]
+
+
 class PharmacyOut(BaseModel):
     id: int
     name: str

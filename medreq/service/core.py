@@ -9,6 +9,7 @@ publishes them only after the commit (`Outbox`). The parts, by concern:
 - `requests.Requests`: create, answer, cancel, list, detail
 - `conversation.Conversation`: thread messages, typing, read receipts
 - `presence.Presence`: telling patients when a pharmacy comes online or goes offline
+- `webhooks.Webhooks`: an account's webhook and its deliveries (`deliverer` sends them)
 - `sandbox.Sandbox`: synthetic (simulation) accounts: their own listings, their removal
 - `MedreqService` below: delivery (replay) and media access
 """
@@ -27,9 +28,10 @@ from .conversation import Conversation
 from .presence import Presence
 from .requests import Requests
 from .sandbox import Sandbox
+from .webhooks import Webhooks
 
 
-class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence):
+class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence, Webhooks):
     # --- delivery (§5) ------------------------------------------------------------------------
 
     async def events_after(

@@ -19,6 +19,7 @@ from .schema import (
     messages,
     read_marks,
     revoked_tokens,
+    webhook_deliveries,
 )
 
 
@@ -45,6 +46,7 @@ def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     conn.execute(delete(events).where(or_(events.c.request_id.in_(mine), events.c.account_id == account_id)))
     conn.execute(delete(medicine_requests).where(requests.id.in_(mine)))
     conn.execute(delete(revoked_tokens).where(revoked_tokens.c.account_id == account_id))
+    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.account_id == account_id))
     conn.execute(delete(account_changes).where(account_changes.c.account_id == account_id))
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
     return media

@@ -8,6 +8,7 @@
 - read_marks: how far each party has read a request's events (beyond: read receipts).
 - revoked_tokens: refresh tokens given back with logout, kept until they expire.
 - account_changes: revocations (disable, password change), polled by every worker.
+- webhook_deliveries: the persistent outbox of webhook POSTs and their attempts (§6).
 
 Every id is AUTOINCREMENT on SQLite, so no id is ever reused (PostgreSQL sequences never do).
 """
@@ -52,6 +53,8 @@ accounts = Table(
     Column("name", String(200), nullable=False),
     Column("phone", String(40)),
     Column("webhook_url", String(2000)),
+    # HMAC key of the webhook's signatures (PROTOCOL.md §6), shown once when the URL is set
+    Column("webhook_secret", String(100)),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     # active | pending (a pharmacy awaiting approval) | disabled
@@ -155,3 +158,27 @@ account_changes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     sqlite_autoincrement=True,
 )
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("event_id", BigInteger),  # null for a test delivery
+    Column("type", String(32), nullable=False),
+    # the stored event's text until delivered or failed, then cleared: no medical data kept longer
+    Column("payload", Text),
+    # pending | delivered | failed | skipped (the account was connected: its socket had it)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # when it is due; while a deliverer holds it, the end of that deliverer's lease
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status", Integer),
+    Column("last_error", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    sqlite_autoincrement=True,
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_deliveries_account", webhook_deliveries.c.account_id, webhook_deliveries.c.id)

@@ -21,6 +21,7 @@ from ..hub import create_hub
 from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
+from ..service.deliverer import Deliverer
 from ..storage import Store
 from . import openapi, pages, routes, sessions, websocket
 from .cors import with_cors
@@ -91,12 +92,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
             name="medreq-session-watch",
         )
+        deliverer = asyncio.create_task(Deliverer(service).run(), name="medreq-webhooks")
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (deliverer, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await websocket.close_all(app.state.connections)
             await service.hub.close()
             await service.store.close()

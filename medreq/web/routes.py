@@ -12,6 +12,7 @@ from ..errors import NotFound
 from ..media import KIND_BY_PREFIX
 from ..schemas import (
     MAX_ID,
+    DeliveriesQuery,
     ListQuery,
     LogoutIn,
     MessageBody,
@@ -21,6 +22,7 @@ from ..schemas import (
     RequestForm,
     ResponseForm,
     TokenIn,
+    WebhookIn,
     parse,
 )
 from .http import (
@@ -78,6 +80,23 @@ async def change_password(request: Request) -> Response:
 async def me(request: Request) -> Response:
     caller = await authenticate(request)
     return JSONResponse(await service_of(request).me(caller))
+
+
+async def set_webhook(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, WebhookIn)
+    return JSONResponse(await service_of(request).set_webhook(caller, data.webhook_url))
+
+
+async def webhook_deliveries(request: Request) -> Response:
+    caller = await authenticate(request)
+    query = parse(DeliveriesQuery, dict(request.query_params))
+    return JSONResponse(await service_of(request).webhook_deliveries(caller, query.limit))
+
+
+async def test_webhook(request: Request) -> Response:
+    caller = await authenticate(request)
+    return JSONResponse(await service_of(request).test_webhook(caller), status_code=202)
 
 
 async def remove_me(request: Request) -> Response:
@@ -192,6 +211,9 @@ routes = [
     Route("/auth/password", change_password, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
     Route("/auth/me", remove_me, methods=["DELETE"]),
+    Route("/auth/me", set_webhook, methods=["PUT"]),
+    Route("/auth/me/webhook-deliveries", webhook_deliveries, methods=["GET"]),
+    Route("/auth/me/webhook-test", test_webhook, methods=["POST"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),
