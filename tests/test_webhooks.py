@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from .conftest import Account, ServerProcess, make_account
+from .test_service import account, service  # noqa: F401 (the store-parametrised fixture)
 from .wire import db_snapshot, error_code, open_ws, post_request, recv_json
 
 FAST = {
@@ -221,3 +222,60 @@ def test_bad_webhook_bodies_are_refused(server: ServerProcess, patient: Account)
     no_hook = httpx.post(f"{server.url}/auth/me/webhook-test", headers=patient.headers, timeout=10)
     assert (no_hook.status_code, error_code(no_hook)) == (409, "conflict")
     assert db_snapshot(server) == before
+
+
+def test_webhook_cli_set_test_deliveries_clear(
+    server_factory: Any, receiver: Receiver, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from medreq.cli import app
+
+    monkeypatch.setenv("MEDREQ_CONFIG_DIR", str(tmp_path / "config"))
+    server = server_factory(FAST)
+    patient = make_account(server.url, "patient")
+    runner = CliRunner()
+
+    def cli(*args: str, input: str | None = None) -> Any:
+        result = runner.invoke(app, [*args, "-P", "me"], input=input)
+        assert result.exit_code == 0, result.output
+        return result
+
+    cli("login", "--url", server.url, "-u", patient.username, "--password-stdin", input=patient.password + "\n")
+    shown = cli("webhook", "set", receiver.url)
+    secret = shown.output.split("Signing secret (shown once): ")[1].split()[0]
+    assert secret.startswith("whsec_")
+    queued = json.loads(cli("webhook", "test", "--json").stdout)
+    assert (queued["type"], queued["event_id"], queued["status"]) == ("webhook_test", None, "pending")
+    deadline = time.monotonic() + 10
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [(headers, raw)] = receiver.received
+    verify(secret, headers, raw)
+    assert json.loads(raw)["type"] == "webhook_test"
+    listed: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not (listed and listed[0]["status"] == "delivered"):
+        listed = json.loads(cli("webhook", "deliveries", "--json").stdout)
+    assert [(d["id"], d["status"]) for d in listed] == [(queued["id"], "delivered")]
+    assert "delivered" in cli("webhook", "deliveries").output
+    assert "Webhook removed" in cli("webhook", "clear").output
+    me = httpx.get(f"{server.url}/auth/me", headers=patient.headers, timeout=10).json()
+    assert me["webhook_url"] is None
+
+
+async def test_two_deliverers_never_claim_the_same_row(service: Any) -> None:  # noqa: F811
+    from medreq.storage import webhooks
+
+    patient = await account(service, "patient", "pat")
+    ids = [
+        await service.store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, patient.id, i, "message", "{}"))
+        for i in range(1, 41)
+    ]
+    claims = await asyncio.gather(
+        *(service.store.write(lambda tx: webhooks.claim(tx.conn, limit=15, lease=60)) for _ in range(4))
+    )
+    claimed = [c.id for batch in claims for c in batch]
+    assert sorted(claimed) == sorted(set(claimed))  # no row twice
+    assert set(claimed) == set(ids)  # 4 × 15 ≥ 40: every due row was taken by someone
+    # leased rows are not due again until the lease ends
+    assert await service.store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60)) == []
