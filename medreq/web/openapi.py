@@ -21,6 +21,10 @@ from ..schemas import (
     ResponseSentOut,
     TokenIn,
     TokenOut,
+    WebhookAccountOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
+    WebhookIn,
 )
 from .http import JSONResponse
 
@@ -108,6 +112,10 @@ def build_spec() -> dict[str, Any]:
         RequestCreatedOut,
         ResponseSentOut,
         RequestListOut,
+        WebhookIn,
+        WebhookAccountOut,
+        WebhookDeliveryOut,
+        WebhookDeliveryListOut,
     ]
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for model in models:
@@ -131,6 +139,18 @@ def build_spec() -> dict[str, Any]:
         "/auth/me": {
             "get": _op("The caller's account", 200, _ref(AccountOut)),
             "delete": _no_content(_op("Remove a synthetic (simulation) account and all its data", 204, {})),
+            "put": _op(
+                "Set (null: clear) the webhook; the answer shows its signing secret once (PROTOCOL.md §6)",
+                200,
+                _ref(WebhookAccountOut),
+                body=_json(_ref(WebhookIn)),
+            ),
+        },
+        "/auth/me/webhook-deliveries": {
+            "get": _op("The caller's webhook deliveries, newest first", 200, _ref(WebhookDeliveryListOut))
+        },
+        "/auth/me/webhook-test": {
+            "post": _op("Queue a `webhook_test` delivery to the caller's webhook", 202, _ref(WebhookDeliveryOut))
         },
         "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, pharmacies)},
         "/medicine/request/": {
