@@ -81,6 +81,10 @@ class Settings:
     webhook_backoff_max: float = 3600.0
     webhook_timeout: float = 10.0
     webhook_poll_interval: float = 1.0
+    # Web Push: the VAPID private key (a PEM file; default: generated once in the data dir) and
+    # the contact push services may use (a mailto: or https: URL)
+    vapid_private_key: str = ""
+    vapid_subject: str = "mailto:webpush@medreq.invalid"
     scrypt_n: int = 2**14
     workers: int = 1
     log_level: str = "info"

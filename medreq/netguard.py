@@ -24,25 +24,25 @@ MAX_URL = 2000
 RESOLVE_SECONDS = 5.0
 
 
-def _refuse(reason: str) -> Invalid:
-    return Invalid(f"webhook_url: {reason}", fields={"webhook_url": reason})
+def _refuse(reason: str, field: str = "webhook_url") -> Invalid:
+    return Invalid(f"{field}: {reason}", fields={field: reason})
 
 
-def parse_target(url: str) -> tuple[str, int]:
+def parse_target(url: str, field: str = "webhook_url") -> tuple[str, int]:
     """(host, port) of an http(s) URL without credentials; Invalid otherwise."""
     if len(url) > MAX_URL:
-        raise _refuse(f"must be at most {MAX_URL} characters")
+        raise _refuse(f"must be at most {MAX_URL} characters", field)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise _refuse("is not a valid URL") from None
+        raise _refuse("is not a valid URL", field) from None
     if parts.scheme not in ("http", "https"):
-        raise _refuse("must be an http or https URL")
+        raise _refuse("must be an http or https URL", field)
     if not parts.hostname:
-        raise _refuse("has no host")
+        raise _refuse("has no host", field)
     if parts.username or parts.password:
-        raise _refuse("must not carry credentials")
+        raise _refuse("must not carry credentials", field)
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -53,16 +53,16 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
+async def check_target(url: str, *, allow_private: bool, field: str = "webhook_url") -> None:
     """Refuse (Invalid, 422) a URL the server must not send to; resolves its host name."""
-    host, port = parse_target(url)
+    host, port = parse_target(url, field)
     if allow_private:
         return
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS)
     except (OSError, TimeoutError):
-        raise _refuse("host name does not resolve") from None
+        raise _refuse("host name does not resolve", field) from None
     addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(is_public(address) for address in addresses):
-        raise _refuse("must be a public address (loopback, private and link-local ones are refused)")
+        raise _refuse("must be a public address (loopback, private and link-local ones are refused)", field)

@@ -97,6 +97,33 @@ class WebhookIn(Inbound):
     webhook_url: str | None = Field(max_length=2000)
 
 
+class PushKeysIn(Inbound):
+    p256dh: str = Field(max_length=200)
+    auth: str = Field(max_length=100)
+
+
+class PushSubscriptionIn(Inbound):
+    """A browser's `PushSubscription.toJSON()` (PROTOCOL.md §6)."""
+
+    endpoint: str = Field(max_length=2000)
+    expirationTime: int | float | None = None
+    keys: PushKeysIn
+
+
+class PushEndpointIn(Inbound):
+    endpoint: str = Field(max_length=2000)
+
+
+class PushSubscriptionOut(BaseModel):
+    id: int
+    endpoint: str
+    created_at: str
+
+
+class VapidKeyOut(BaseModel):
+    public_key: str
+
+
 class DeliveriesQuery(Inbound):
     limit: int = Field(default=50, ge=1, le=100)
 
@@ -109,6 +136,7 @@ class WebhookAccountOut(AccountOut):
 
 class WebhookDeliveryOut(BaseModel):
     id: int
+    channel: Literal["webhook", "push"] = "webhook"
     event_id: int | None = None
     type: str
     status: Literal["pending", "delivered", "failed", "skipped"]

@@ -63,8 +63,15 @@ class ServiceBase:
         event_id, text = tx.append_event(account_id, event)
         outbox.add(account_id, event_id, text)
         info = self.directory.get_in(tx.conn, account_id)
-        if info is not None and info.webhook and not self.hub.connected_here(account_id):
+        if info is None or not (info.webhook or info.push) or self.hub.connected_here(account_id):
+            return
+        if info.webhook:
             webhooks.enqueue(tx.conn, account_id, event_id, event.type, text)
+        if info.push:
+            for subscription_id in webhooks.subscription_ids(tx.conn, account_id):
+                webhooks.enqueue(
+                    tx.conn, account_id, event_id, event.type, text, channel="push", subscription_id=subscription_id
+                )
 
     def named(self, conn: Connection, row: Any) -> RequestRecord:
         """A request row with its parties' names, from the directory instead of a join."""

@@ -10,6 +10,7 @@ publishes them only after the commit (`Outbox`). The parts, by concern:
 - `conversation.Conversation`: thread messages, typing, read receipts
 - `presence.Presence`: telling patients when a pharmacy comes online or goes offline
 - `webhooks.Webhooks`: an account's webhook and its deliveries (`deliverer` sends them)
+- `push.Push`: browsers' Web Push subscriptions and the server's VAPID key
 - `sandbox.Sandbox`: synthetic (simulation) accounts: their own listings, their removal
 - `MedreqService` below: delivery (replay) and media access
 """
@@ -26,12 +27,13 @@ from . import events
 from .accounts import Accounts
 from .conversation import Conversation
 from .presence import Presence
+from .push import Push
 from .requests import Requests
 from .sandbox import Sandbox
 from .webhooks import Webhooks
 
 
-class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence, Webhooks):
+class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence, Webhooks, Push):
     # --- delivery (§5) ------------------------------------------------------------------------
 
     async def events_after(

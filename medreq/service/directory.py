@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from ..storage import Store, queries
+from ..storage import Store, queries, webhooks
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class AccountInfo:
     synthetic: bool = False
     #: has a webhook URL: its events go to the webhook outbox while it has no live connection
     webhook: bool = False
+    #: has Web Push subscriptions: the same, one delivery per subscription
+    push: bool = False
 
 
 class Directory:
@@ -66,6 +68,7 @@ class Directory:
                 row.token_version,
                 bool(row.synthetic),
                 bool(row.webhook_url),
+                bool(webhooks.subscription_ids(conn, account_id)),
             )
         return info
 

@@ -24,6 +24,7 @@ SECRET_PREFIX = "whsec_"
 def delivery_view(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
+        "channel": row.channel,
         "event_id": row.event_id,
         "type": row.type,
         "status": row.status,

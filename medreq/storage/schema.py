@@ -8,7 +8,8 @@
 - read_marks: how far each party has read a request's events (beyond: read receipts).
 - revoked_tokens: refresh tokens given back with logout, kept until they expire.
 - account_changes: revocations (disable, password change), polled by every worker.
-- webhook_deliveries: the persistent outbox of webhook POSTs and their attempts (§6).
+- webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (§6).
+- push_subscriptions: browsers' Web Push subscriptions (§6).
 
 Every id is AUTOINCREMENT on SQLite, so no id is ever reused (PostgreSQL sequences never do).
 """
@@ -164,6 +165,9 @@ webhook_deliveries = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    # webhook (the account's URL) | push (a Web Push subscription of the account)
+    Column("channel", String(16), nullable=False, server_default="webhook"),
+    Column("subscription_id", Id),  # push: the subscription (gone when it expired)
     Column("event_id", BigInteger),  # null for a test delivery
     Column("type", String(32), nullable=False),
     # the stored event's text until delivered or failed, then cleared: no medical data kept longer
@@ -182,3 +186,16 @@ webhook_deliveries = Table(
 )
 Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
 Index("ix_webhook_deliveries_account", webhook_deliveries.c.account_id, webhook_deliveries.c.id)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("endpoint", String(2000), nullable=False, unique=True),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_push_subscriptions_account", push_subscriptions.c.account_id)

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from .queries import utcnow
-from .schema import accounts, webhook_deliveries
+from .schema import accounts, push_subscriptions, webhook_deliveries
+
+S = push_subscriptions.c
 
 D = webhook_deliveries.c
 
@@ -35,12 +37,29 @@ class Claimed:
     payload: str
     url: str | None
     secret: str | None
+    channel: str = "webhook"
+    subscription_id: int | None = None
+    #: push: the subscription's endpoint and keys (None when it was removed meanwhile)
+    endpoint: str | None = None
+    p256dh: str | None = None
+    auth: str | None = None
 
 
-def enqueue(conn: Connection, account_id: int, event_id: int | None, kind: str, payload: str) -> int:
+def enqueue(
+    conn: Connection,
+    account_id: int,
+    event_id: int | None,
+    kind: str,
+    payload: str,
+    *,
+    channel: str = "webhook",
+    subscription_id: int | None = None,
+) -> int:
     now = utcnow()
     values = {
         "account_id": account_id,
+        "channel": channel,
+        "subscription_id": subscription_id,
         "event_id": event_id,
         "type": kind,
         "payload": payload,
@@ -77,15 +96,37 @@ def claim(conn: Connection, *, limit: int, lease: float) -> list[Claimed]:
             D.type,
             D.attempts,
             D.payload,
+            D.channel,
+            D.subscription_id,
             accounts.c.webhook_url,
             accounts.c.webhook_secret,
+            S.endpoint,
+            S.p256dh,
+            S.auth,
         )
-        .join(accounts, accounts.c.id == D.account_id)
+        .select_from(
+            webhook_deliveries.join(accounts, accounts.c.id == D.account_id).outerjoin(
+                push_subscriptions, S.id == D.subscription_id
+            )
+        )
         .where(D.id.in_(ids))
         .order_by(D.id)
     )
     return [
-        Claimed(r.id, r.account_id, r.type, r.attempts, r.payload or "", r.webhook_url, r.webhook_secret)
+        Claimed(
+            id=r.id,
+            account_id=r.account_id,
+            type=r.type,
+            attempts=r.attempts,
+            payload=r.payload or "",
+            url=r.webhook_url,
+            secret=r.webhook_secret,
+            channel=r.channel,
+            subscription_id=r.subscription_id,
+            endpoint=r.endpoint,
+            p256dh=r.p256dh,
+            auth=r.auth,
+        )
         for r in rows
     ]
 
@@ -124,6 +165,7 @@ def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[An
     query = (
         select(
             D.id,
+            D.channel,
             D.event_id,
             D.type,
             D.status,
@@ -140,3 +182,35 @@ def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[An
         .limit(limit)
     )
     return conn.execute(query).all()
+
+
+# --- Web Push subscriptions -------------------------------------------------------------------
+
+
+def subscription_ids(conn: Connection, account_id: int) -> list[int]:
+    return [int(i) for i in conn.execute(select(S.id).where(S.account_id == account_id)).scalars()]
+
+
+def save_subscription(conn: Connection, account_id: int, endpoint: str, p256dh: str, auth: str) -> Any:
+    """Add a subscription, or renew the keys of one the caller already has at that endpoint;
+    None when the endpoint belongs to another account."""
+    existing = conn.execute(select(S.id, S.account_id).where(S.endpoint == endpoint)).first()
+    if existing is not None and existing.account_id != account_id:
+        return None
+    if existing is not None:
+        conn.execute(update(push_subscriptions).where(S.id == existing.id).values(p256dh=p256dh, auth=auth))
+        return conn.execute(select(push_subscriptions).where(S.id == existing.id)).one()
+    values = {"account_id": account_id, "endpoint": endpoint, "p256dh": p256dh, "auth": auth, "created_at": utcnow()}
+    return conn.execute(insert(push_subscriptions).values(values).returning(push_subscriptions)).one()
+
+
+def delete_subscription(conn: Connection, *, endpoint: str | None = None, subscription_id: int | None = None,
+                        account_id: int | None = None) -> bool:  # fmt: skip
+    statement = delete(push_subscriptions)
+    if endpoint is not None:
+        statement = statement.where(S.endpoint == endpoint)
+    if subscription_id is not None:
+        statement = statement.where(S.id == subscription_id)
+    if account_id is not None:
+        statement = statement.where(S.account_id == account_id)
+    return bool(conn.execute(statement).rowcount)

@@ -17,6 +17,8 @@ from ..schemas import (
     LogoutIn,
     MessageBody,
     PasswordIn,
+    PushEndpointIn,
+    PushSubscriptionIn,
     RefreshIn,
     RegisterIn,
     RequestForm,
@@ -97,6 +99,24 @@ async def webhook_deliveries(request: Request) -> Response:
 async def test_webhook(request: Request) -> Response:
     caller = await authenticate(request)
     return JSONResponse(await service_of(request).test_webhook(caller), status_code=202)
+
+
+async def vapid_public_key(request: Request) -> Response:
+    await authenticate(request)
+    return JSONResponse(service_of(request).vapid_public_key())
+
+
+async def add_push_subscription(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, PushSubscriptionIn)
+    return JSONResponse(await service_of(request).subscribe_push(caller, data), status_code=201)
+
+
+async def remove_push_subscription(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, PushEndpointIn)
+    await service_of(request).unsubscribe_push(caller, data.endpoint)
+    return Response(status_code=204)
 
 
 async def remove_me(request: Request) -> Response:
@@ -214,6 +234,9 @@ routes = [
     Route("/auth/me", set_webhook, methods=["PUT"]),
     Route("/auth/me/webhook-deliveries", webhook_deliveries, methods=["GET"]),
     Route("/auth/me/webhook-test", test_webhook, methods=["POST"]),
+    Route("/push/vapid-public-key", vapid_public_key, methods=["GET"]),
+    Route("/push/subscriptions", add_push_subscription, methods=["POST"]),
+    Route("/push/subscriptions", remove_push_subscription, methods=["DELETE"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),

@@ -4,8 +4,9 @@
   after its read marks, one grouped query on this index instead of a scan of the account's
   whole history.
 - accounts.webhook_secret: the HMAC key of an account's webhook signatures.
-- webhook_deliveries: the persistent outbox of webhook POSTs, written in the transaction of
-  the event it carries, with its attempts.
+- webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, written in the
+  transaction of the event it carries, with its attempts.
+- push_subscriptions: browsers' Web Push subscriptions.
 
 Revision ID: 0012a
 Revises: 0002
@@ -34,6 +35,8 @@ def upgrade() -> None:
         "webhook_deliveries",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False, server_default="webhook"),
+        sa.Column("subscription_id", Id),
         sa.Column("event_id", sa.BigInteger),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("payload", sa.Text),
@@ -49,9 +52,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["status", "next_attempt_at"])
     op.create_index("ix_webhook_deliveries_account", "webhook_deliveries", ["account_id", "id"])
+    op.create_table(
+        "push_subscriptions",
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), nullable=False),
+        sa.Column("endpoint", sa.String(2000), nullable=False, unique=True),
+        sa.Column("p256dh", sa.String(200), nullable=False),
+        sa.Column("auth", sa.String(100), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_push_subscriptions_account", "push_subscriptions", ["account_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("push_subscriptions")
     op.drop_table("webhook_deliveries")
     with op.batch_alter_table("accounts") as batch:
         batch.drop_column("webhook_secret")
