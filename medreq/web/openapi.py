@@ -13,6 +13,9 @@ from .. import __version__
 from ..schemas import (
     AccountOut,
     PharmacyOut,
+    PushEndpointIn,
+    PushSubscriptionIn,
+    PushSubscriptionOut,
     RefreshIn,
     RegisterIn,
     RequestCreatedOut,
@@ -21,6 +24,7 @@ from ..schemas import (
     ResponseSentOut,
     TokenIn,
     TokenOut,
+    VapidKeyOut,
     WebhookAccountOut,
     WebhookDeliveryListOut,
     WebhookDeliveryOut,
@@ -116,6 +120,10 @@ def build_spec() -> dict[str, Any]:
         WebhookAccountOut,
         WebhookDeliveryOut,
         WebhookDeliveryListOut,
+        VapidKeyOut,
+        PushSubscriptionIn,
+        PushEndpointIn,
+        PushSubscriptionOut,
     ]
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for model in models:
@@ -148,6 +156,20 @@ def build_spec() -> dict[str, Any]:
         },
         "/auth/me/webhook-deliveries": {
             "get": _op("The caller's webhook deliveries, newest first", 200, _ref(WebhookDeliveryListOut))
+        },
+        "/push/vapid-public-key": {
+            "get": _op("The server's VAPID key, for pushManager.subscribe", 200, _ref(VapidKeyOut))
+        },
+        "/push/subscriptions": {
+            "post": _op(
+                "Register a browser's PushSubscription (its toJSON())",
+                201,
+                _ref(PushSubscriptionOut),
+                body=_json(_ref(PushSubscriptionIn)),
+            ),
+            "delete": _no_content(
+                _op("Remove a push subscription of the caller's", 204, {}, body=_json(_ref(PushEndpointIn)))
+            ),
         },
         "/auth/me/webhook-test": {
             "post": _op("Queue a `webhook_test` delivery to the caller's webhook", 202, _ref(WebhookDeliveryOut))
