@@ -69,8 +69,9 @@ async def inbox_ready(pilot: Pilot[Any]) -> InboxScreen:
 
 
 async def next_news(ws: Any) -> dict[str, Any]:
-    """The patient's next event other than a read receipt (the inbox reports what it shows)."""
-    while (event := await recv_json(ws))["type"] == "read":
+    """The patient's next event other than a read receipt (the inbox reports what it shows) or
+    the pharmacy's presence (its inbox connecting)."""
+    while (event := await recv_json(ws))["type"] in ("read", "presence"):
         pass
     return event
 

@@ -203,17 +203,14 @@ SSRF_TARGETS = [
 ]
 
 
-def test_ssrf_targets_are_refused_and_nothing_stored(server: ServerProcess, patient: Account) -> None:
+def test_ssrf_targets_and_bad_bodies_are_refused_and_nothing_stored(
+    server: ServerProcess, patient: Account
+) -> None:
     before = db_snapshot(server)
     for url in SSRF_TARGETS:
         response = set_webhook(server, patient, url)
         assert (response.status_code, error_code(response)) == (422, "validation_error"), url
         assert "webhook_url" in response.json()["error"]["fields"]
-    assert db_snapshot(server) == before
-
-
-def test_bad_webhook_bodies_are_refused(server: ServerProcess, patient: Account) -> None:
-    before = db_snapshot(server)
     for body in ({}, {"webhook_url": 5}, {"webhook_url": "https://x.test/" + "a" * 2000}):
         response = httpx.put(f"{server.url}/auth/me", json=body, headers=patient.headers, timeout=10)
         assert (response.status_code, error_code(response)) == (422, "validation_error"), body
