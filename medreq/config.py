@@ -90,6 +90,23 @@ class Settings:
     # JSON bodies and WebSocket messages
     max_json_body: int = 64 * 1024
     max_json_depth: int = 32
+    # seconds a worker's claim that an account is online lasts without renewal (renewed every
+    # third of it): how long a crashed worker's sockets still count as online (PROTOCOL.md §6)
+    presence_ttl: float = 30.0
+    # webhooks (PROTOCOL.md §6): private, loopback and link-local targets are refused (SSRF)
+    # unless allowed; attempts before a delivery is marked failed; the first retry's delay in
+    # seconds (doubling, with jitter) and the longest; a POST's timeout; how often every
+    # worker looks for due deliveries
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 8
+    webhook_backoff: float = 2.0
+    webhook_backoff_max: float = 3600.0
+    webhook_timeout: float = 10.0
+    webhook_poll_interval: float = 1.0
+    # Web Push: the VAPID private key (a PEM file; default: generated once in the data dir) and
+    # the contact push services may use (a mailto: or https: URL)
+    vapid_private_key: str = ""
+    vapid_subject: str = "mailto:webpush@medreq.invalid"
     scrypt_n: int = 2**14
     workers: int = 1
     log_level: str = "info"

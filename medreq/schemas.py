@@ -154,9 +154,73 @@ class AccessOut(BaseModel):
     expires_in: int
 
 
+class WebhookIn(Inbound):
+    """`PUT /auth/me`: an http(s) URL, or null / "" to remove the webhook (PROTOCOL.md §6)."""
+
+    webhook_url: str | None = Field(max_length=2000)
+
+
+class PushKeysIn(Inbound):
+    p256dh: str = Field(max_length=200)
+    auth: str = Field(max_length=100)
+
+
+class PushSubscriptionIn(Inbound):
+    """A browser's `PushSubscription.toJSON()` (PROTOCOL.md §6)."""
+
+    endpoint: str = Field(max_length=2000)
+    expirationTime: int | float | None = None
+    keys: PushKeysIn
+
+
+class PushEndpointIn(Inbound):
+    endpoint: str = Field(max_length=2000)
+
+
+class PushSubscriptionOut(BaseModel):
+    id: int
+    endpoint: str
+    created_at: str
+
+
+class VapidKeyOut(BaseModel):
+    public_key: str
+
+
+class DeliveriesQuery(Inbound):
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class WebhookAccountOut(AccountOut):
+    webhook_url: str | None = None
+    #: the HMAC key of `X-Medreq-Signature`, shown only in the answer that set the URL
+    webhook_secret: str | None = None
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    channel: Literal["webhook", "push"] = "webhook"
+    event_id: int | None = None
+    type: str
+    status: Literal["pending", "delivered", "failed", "skipped"]
+    attempts: int
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: str | None = None
+    last_attempt_at: str | None = None
+    created_at: str
+    delivered_at: str | None = None
+
+
+class WebhookDeliveryListOut(BaseModel):
+    results: list[WebhookDeliveryOut]
+
+
 class PharmacyOut(BaseModel):
     id: int
     name: str
+    #: a live connection on any worker (PROTOCOL.md §6 presence)
+    online: bool = False
 
 
 class PharmacyListOut(BaseModel):
@@ -215,6 +279,8 @@ class RequestOut(BaseModel):
     response: ResponseOut | None = None
     created_at: str
     updated_at: str
+    #: the caller's events of this request after its last `read` mark (PROTOCOL.md §6)
+    unread: int = 0
 
 
 class MessageOut(BaseModel):

@@ -44,6 +44,7 @@ EXPECTED_API = {
     "PayloadTooLarge",
     "PharmacyOut",
     "PharmacyResponseEvent",
+    "PresenceEvent",
     "Progress",
     "RateLimited",
     "ReadEvent",

@@ -95,7 +95,7 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
 
     # the patient sends a request with a prescription image, previewed first
     form = patient.locator("#new-request")
-    form.get_by_label("Pharmacy").select_option(label="LifeCare Pharmacy")
+    form.get_by_label("Pharmacy").select_option(label="LifeCare Pharmacy · online")  # presence (§6)
     form.get_by_label("Medicine name").fill("Amoxicillin 500mg")
     form.get_by_label("Quantity").fill("2")
     form.get_by_label("Prescription image").set_input_files(

@@ -141,7 +141,7 @@ async def test_other_device_of_answering_pharmacy_gets_request_updated(
 def test_pharmacies_list_and_health_and_openapi(server: ServerProcess, patient: Account) -> None:
     pharmacies = [make_account(server.url, "pharmacy", name=f"Pharmacy {i}") for i in range(2)]
     listed = httpx.get(f"{server.url}/pharmacies/", headers=patient.headers).json()["results"]
-    assert listed == [{"id": p.id, "name": p.name} for p in pharmacies]
+    assert listed == [{"id": p.id, "name": p.name, "online": False} for p in pharmacies]  # none connected
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")

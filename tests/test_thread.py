@@ -57,7 +57,8 @@ async def test_thread_messages_reach_the_other_party_and_the_detail(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
     request_id = new_request(server, patient, pharmacy)
-    async with open_ws(server, patient) as patient_ws, open_ws(server, pharmacy, after=1) as pharmacy_ws:
+    # the pharmacy first: connecting after the patient would send it `presence` (PROTOCOL.md §6)
+    async with open_ws(server, pharmacy, after=1) as pharmacy_ws, open_ws(server, patient) as patient_ws:
         posted = httpx.post(
             f"{server.url}/medicine/request/{request_id}/messages/",
             json={"text": "Which strength?"},
@@ -109,7 +110,7 @@ async def test_typing_is_relayed_but_never_replayed(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
     request_id = new_request(server, patient, pharmacy)
-    async with open_ws(server, patient) as patient_ws, open_ws(server, pharmacy) as pharmacy_ws:
+    async with open_ws(server, pharmacy) as pharmacy_ws, open_ws(server, patient) as patient_ws:
         await pharmacy_ws.send(json.dumps({"type": "typing", "request_id": request_id, "state": "start"}))
         typing = await recv_json(patient_ws)
         assert (typing["type"], typing["from"], typing["state"], typing["event_id"]) == (
@@ -127,7 +128,8 @@ async def test_read_receipt_reaches_the_other_party(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
     request_id = new_request(server, patient, pharmacy)
-    async with open_ws(server, patient) as patient_ws, open_ws(server, pharmacy, after=1) as pharmacy_ws:
+    # the pharmacy first: connecting after the patient would send it `presence` (PROTOCOL.md §6)
+    async with open_ws(server, pharmacy, after=1) as pharmacy_ws, open_ws(server, patient) as patient_ws:
         await pharmacy_ws.send(
             json.dumps({"type": "read", "id": 9, "request_id": request_id, "up_to_event_id": 1})
         )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 pytest.importorskip("textual")
@@ -65,6 +66,14 @@ async def inbox_ready(pilot: Pilot[Any]) -> InboxScreen:
     screen = await until(pilot, lambda: app.inbox_screen, what="the inbox screen")
     await until(pilot, lambda: screen.link.state == "connected", what="the live connection")
     return screen  # type: ignore[no-any-return]
+
+
+async def next_news(ws: Any) -> dict[str, Any]:
+    """The patient's next event other than a read receipt (the inbox reports what it shows) or
+    the pharmacy's presence (its inbox connecting)."""
+    while (event := await recv_json(ws))["type"] in ("read", "presence"):
+        pass
+    return event
 
 
 async def create(server: ServerProcess, patient: Account, pharmacy: Account, **fields: Any) -> int:
@@ -137,7 +146,7 @@ async def test_accept_with_message_reaches_patient(
         await pilot.press("enter")
         await until(pilot, lambda: screen.answer_form is None, what="the ack")
 
-        answer = await recv_json(patient_ws)
+        answer = await next_news(patient_ws)
         assert answer["type"] == "pharmacy_response"
         assert (answer["request_id"], answer["status"]) == (request_id, "ACCEPTED")
         assert answer["message"] == "Ready for pickup after 5 pm"
@@ -165,7 +174,7 @@ async def test_answer_with_audio_goes_over_rest(
         form.query_one("#audio", Input).value = str(audio)
         await pilot.press("enter")
         await until(pilot, lambda: screen.answer_form is None, what="the REST answer")
-        answer = await recv_json(patient_ws)
+        answer = await next_news(patient_ws)
         assert (answer["status"], answer["message"]) == ("REJECTED", "Out of stock")
         assert answer["audio_url"]
         assert any("acknowledged over REST" in n for n in screen.notices)
@@ -284,3 +293,21 @@ async def test_open_prescription_without_viewer_saves_it(
         saved = Path(notice[0].split("Saved to ", 1)[1].split(" (", 1)[0])
         assert await asyncio.to_thread(saved.read_bytes) == png_bytes
         await asyncio.to_thread(saved.unlink)
+
+
+async def test_looking_at_a_request_reports_it_read(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    save_profile(server, pharmacy)
+    app = InboxApp(Backend("desk", backoff=FAST))
+    async with app.run_test(size=(80, 24)) as pilot, open_ws(server, patient) as patient_ws:
+        screen = await inbox_ready(pilot)
+        request_id = await create(server, patient, pharmacy, medicine_name="Amoxicillin")
+        await until(pilot, lambda: request_id in screen.inbox.requests)
+        await until(pilot, lambda: screen.inbox.requests[request_id].unread == 0, what="the read report")
+        receipt = await recv_json(patient_ws)
+        assert (receipt["type"], receipt["request_id"], receipt["by"]) == ("read", request_id, pharmacy.id)
+        listed = await asyncio.to_thread(
+            httpx.get, f"{server.url}/medicine/request/{request_id}/", headers=pharmacy.headers, timeout=10
+        )
+        assert listed.json()["unread"] == 0

@@ -100,6 +100,9 @@ class FakeBackend:
     async def download(self, url: str) -> bytes:
         return png(640, 480)
 
+    async def mark_read(self, request_id: int) -> bool:
+        return False  # counts stay as loaded: snapshots do not send
+
     async def respond(
         self, request_id: int, status: str, message: str | None, audio: Path | None
     ) -> RequestOut:

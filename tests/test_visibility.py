@@ -268,8 +268,10 @@ def test_request_detail_is_for_its_two_participants_only(scene: Scene) -> None:
             scene.patients[0].id,
             scene.pharmacies[1].id,
         )
-        without_urls = {k: v for k, v in body.items() if k not in ("messages", "image_url")}
-        assert without_urls == {k: v for k, v in listed.items() if k != "image_url"}
+        # `unread` is each caller's own (PROTOCOL.md §6): the pharmacy has its new_request unread
+        assert body["unread"] == (0 if account is scene.patients[0] else 1)
+        without_urls = {k: v for k, v in body.items() if k not in ("messages", "image_url", "unread")}
+        assert without_urls == {k: v for k, v in listed.items() if k not in ("image_url", "unread")}
     strangers = [scene.patients[1], scene.pharmacies[0]]
     for account in strangers:
         stranger = httpx.get(f"{server.url}/medicine/request/{rid}/", headers=account.headers)

@@ -17,6 +17,7 @@ from medreq.client import (
     NewRequestEvent,
     PharmacyOut,
     PharmacyResponseEvent,
+    PresenceEvent,
     ReadEvent,
     RequestCancelledEvent,
     RequestOut,
@@ -62,15 +63,15 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
 
 
 def pharmacies_table(pharmacies: list[PharmacyOut]) -> Table:
-    table = Table("ID", "Name", title="Pharmacies")
+    table = Table("ID", "Name", "Online", title="Pharmacies")
     for pharmacy in pharmacies:
-        table.add_row(str(pharmacy.id), escape(pharmacy.name))
+        table.add_row(str(pharmacy.id), escape(pharmacy.name), "[green]●[/] online" if pharmacy.online else "")
     return table
 
 
 def requests_table(requests: list[RequestOut], role: str | None) -> Table:
     other = {"patient": "Pharmacy", "pharmacy": "Patient"}.get(role or "", "Patient → Pharmacy")
-    table = Table("ID", other, "Qty", "Medicine", "Status", "Age", title="Medicine requests")
+    table = Table("ID", other, "Qty", "Medicine", "Status", "Age", "Unread", title="Medicine requests")
     for request in requests:
         if role == "patient":
             party = request.pharmacy.name
@@ -85,6 +86,7 @@ def requests_table(requests: list[RequestOut], role: str | None) -> Table:
             escape(request.medicine_name or ("prescription image" if request.image_url else "")),
             status_text(request.status),
             age(request.created_at),
+            f"[bold yellow]{request.unread}[/]" if request.unread else "",
         )
     return table
 
@@ -117,6 +119,8 @@ def _describe(event: Event) -> str:
         return f"request {event.request_id} · {event.from_} typing {event.state}"
     if isinstance(event, ReadEvent):
         return f"request {event.request_id} · read by {event.by} up to #{event.up_to_event_id}"
+    if isinstance(event, PresenceEvent):
+        return f"pharmacy {event.pharmacy_id} is {'online' if event.online else 'offline'}"
     if isinstance(event, RequestUpdatedEvent):
         return f"request {event.request_id} is now {event.status}"
     extra = {k: v for k, v in event.raw.items() if k not in ("type", "event_id", "timestamp")}

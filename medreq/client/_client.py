@@ -30,6 +30,9 @@ from medreq.schemas import (
     RequestOut,
     ResponseSentOut,
     TokenOut,
+    WebhookAccountOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
 )
 
 from ._backoff import Backoff
@@ -151,6 +154,18 @@ class MedreqClient:
     async def me(self) -> AccountOut:
         self.account = await self._call(AccountOut, "GET", "/auth/me")
         return self.account
+
+    async def set_webhook(self, url: str | None) -> WebhookAccountOut:
+        """Set (the answer carries the new secret, shown this once) or clear (None) the webhook."""
+        return await self._call(WebhookAccountOut, "PUT", "/auth/me", json={"webhook_url": url})
+
+    async def webhook_deliveries(self, limit: int = 50) -> list[WebhookDeliveryOut]:
+        body = await self._call(WebhookDeliveryListOut, "GET", "/auth/me/webhook-deliveries", params={"limit": limit})
+        return body.results
+
+    async def test_webhook(self) -> WebhookDeliveryOut:
+        """Queue a `webhook_test` delivery to the account's webhook."""
+        return await self._call(WebhookDeliveryOut, "POST", "/auth/me/webhook-test")
 
     async def pharmacies(self) -> list[PharmacyOut]:
         body = await self._json("GET", "/pharmacies/")

@@ -88,6 +88,15 @@ class ReadEvent(Event):
     up_to_event_id: int | None = None
 
 
+class PresenceEvent(Event):
+    """To a patient: a pharmacy of one of its pending requests came online or went offline
+    (never stored, has no ``event_id``)."""
+
+    type: Literal["presence"] = "presence"
+    pharmacy_id: int
+    online: bool
+
+
 class RequestUpdatedEvent(Event):
     """To the account that answered or cancelled a request, on all its connections."""
 
@@ -106,6 +115,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TypingEvent,
         ReadEvent,
         RequestUpdatedEvent,
+        PresenceEvent,
     )
 }
 

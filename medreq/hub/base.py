@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
+
+#: called with (account id, online) when an account's presence changes across every worker
+PresenceListener = Callable[[int, bool], Awaitable[None]]
 
 
 class Sink(Protocol):
@@ -12,6 +16,20 @@ class Sink(Protocol):
 
 
 class Hub(Protocol):
+    """Fans events out to live connections, and knows which accounts have one (presence).
+
+    Guarantees every implementation keeps:
+
+    - `publish` reaches every sink subscribed to the account when it is called, on any worker
+      sharing the hub (best effort across processes: the store fills gaps, PROTOCOL.md §5);
+    - `online` answers for every worker: an account is online while at least one of its
+      sockets is subscribed somewhere; a worker that dies without unsubscribing stops
+      counting within the presence TTL;
+    - the presence listener is called once per change (offline → online, online → offline),
+      by the one worker that saw it, never for an account that did not change (a crashed
+      worker's accounts are reported offline by a surviving worker within about the TTL).
+    """
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -22,4 +40,16 @@ class Hub(Protocol):
 
     async def publish(self, account_id: int, event_id: int | None, text: str) -> None:
         """Deliver to every sink of `account_id` (typing events have no event_id)."""
+        ...
+
+    async def online(self, account_ids: Collection[int]) -> set[int]:
+        """Those of `account_ids` with a live connection on any worker."""
+        ...
+
+    def connected_here(self, account_id: int) -> bool:
+        """Whether this worker holds a live connection of the account (no I/O)."""
+        ...
+
+    def on_presence(self, listener: PresenceListener) -> None:
+        """Call `listener` on every presence change this worker detects."""
         ...

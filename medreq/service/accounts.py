@@ -199,7 +199,7 @@ class Accounts(ServiceBase):
         row = await self.store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
-        return account_view(row)
+        return {**account_view(row), "webhook_url": row.webhook_url}
 
     # --- revocations made elsewhere -----------------------------------------------------------
 

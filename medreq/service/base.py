@@ -16,7 +16,7 @@ from ..config import Settings
 from ..errors import Conflict, MedreqError, NotFound
 from ..hub import Hub
 from ..media import MediaStore
-from ..storage import Store, Tx, queries
+from ..storage import Store, Tx, queries, webhooks
 from . import events
 from .directory import Directory
 from .events import Outbox
@@ -71,11 +71,24 @@ class ServiceBase:
     def outbox(self) -> Outbox:
         return Outbox(self.hub, self.media)
 
-    @staticmethod
-    def emit(tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
-        """Store `event` for `account_id` in this transaction; publish it after the commit."""
+    def emit(self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
+        """Store `event` for `account_id` in this transaction; publish it after the commit.
+
+        An account with a webhook and no live connection on this worker also gets a row in the
+        webhook outbox, in the same transaction (PROTOCOL.md §6); the deliverer skips it if the
+        account turns out to be connected on another worker when the row comes due."""
         event_id, text = tx.append_event(account_id, event)
         outbox.add(account_id, event_id, text)
+        info = self.directory.get_in(tx.conn, account_id)
+        if info is None or not (info.webhook or info.push) or self.hub.connected_here(account_id):
+            return
+        if info.webhook:
+            webhooks.enqueue(tx.conn, account_id, event_id, event.type, text)
+        if info.push:
+            for subscription_id in webhooks.subscription_ids(tx.conn, account_id):
+                webhooks.enqueue(
+                    tx.conn, account_id, event_id, event.type, text, channel="push", subscription_id=subscription_id
+                )
 
     def named(self, conn: Connection, row: Any) -> RequestRecord:
         """A request row with its parties' names, from the directory instead of a join."""

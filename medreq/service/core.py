@@ -8,6 +8,9 @@ publishes them only after the commit (`Outbox`). The parts, by concern:
 - `accounts.Accounts`: register, tokens, authenticate, pharmacies
 - `requests.Requests`: create, answer, cancel, list, detail
 - `conversation.Conversation`: thread messages, typing, read receipts
+- `presence.Presence`: telling patients when a pharmacy comes online or goes offline
+- `webhooks.Webhooks`: an account's webhook and its deliveries (`deliverer` sends them)
+- `push.Push`: browsers' Web Push subscriptions and the server's VAPID key
 - `sandbox.Sandbox`: synthetic (simulation) accounts: their own listings, their removal
 - `MedreqService` below: delivery (replay) and media access
 """
@@ -24,11 +27,14 @@ from ..storage import queries
 from . import events
 from .accounts import Accounts
 from .conversation import Conversation
+from .presence import Presence
+from .push import Push
 from .requests import Requests
 from .sandbox import Sandbox
+from .webhooks import Webhooks
 
 
-class MedreqService(Accounts, Requests, Conversation, Sandbox):
+class MedreqService(Accounts, Requests, Conversation, Sandbox, Presence, Webhooks, Push):
     # --- delivery (§5) ------------------------------------------------------------------------
 
     async def events_after(

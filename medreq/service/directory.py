@@ -1,7 +1,7 @@
 """Accounts by id, cached.
 
-An account's id, role, name and phone never change once created; its `status` and
-`token_version` do (approval, disabling, a password change). Every such change is written
+An account's id, role, name and phone never change once created; its `status`,
+`token_version` and webhook do (approval, disabling, a password change, `PUT /auth/me`). Every such change is written
 with a row in `account_changes`; the worker that made it calls `forget` at once, and every
 other worker (and the operator CLI's changes) reaches `forget` through
 `MedreqService.watch_account_changes`, within its poll interval. So the cache saves a query on
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from ..storage import Store, queries
+from ..storage import Store, queries, webhooks
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,12 @@ class AccountInfo:
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+
     synthetic: bool = False
+    #: has a webhook URL: its events go to the webhook outbox while it has no live connection
+    webhook: bool = False
+    #: has Web Push subscriptions: the same, one delivery per subscription
+    push: bool = False
 
 
 class Directory:
@@ -55,7 +60,15 @@ class Directory:
             if len(self._cache) >= self._size:
                 self._cache.clear()
             info = self._cache[account_id] = AccountInfo(
-                row.id, row.role, row.name, row.phone, row.status, row.token_version, bool(row.synthetic)
+                row.id,
+                row.role,
+                row.name,
+                row.phone,
+                row.status,
+                row.token_version,
+                bool(row.synthetic),
+                bool(row.webhook_url),
+                bool(webhooks.subscription_ids(conn, account_id)),
             )
         return info
 

@@ -109,6 +109,11 @@ def typing(request_id: int, sender_id: int, state: str, timestamp: str) -> Event
     )
 
 
+def presence(pharmacy_id: int, online: bool, timestamp: str) -> Event:
+    """Not stored, so it never gets an event_id (built with None), like `typing`."""
+    return Event("presence", timestamp, {"pharmacy_id": pharmacy_id, "online": online})
+
+
 def read(request_id: int, reader_id: int, up_to: int, timestamp: str) -> Event:
     fields = {"request_id": request_id, "by": reader_id, "up_to_event_id": up_to}
     return Event("read", timestamp, fields, request_id)

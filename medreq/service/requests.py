@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from ..errors import Forbidden, Invalid
 from ..media import StoredMedia
@@ -30,11 +33,12 @@ class Requests(ServiceBase):
         await self._check_can_request(caller, form, has_image=image is not None)
         outbox = self.outbox()
 
-        def create(tx: Tx) -> tuple[Any, bool]:
+        def create(tx: Tx) -> tuple[Any, bool, int]:
             if idempotency_key:
                 existing = tx.idempotent_request(caller.id, idempotency_key)
                 if existing is not None:
-                    return queries.request(tx.conn, existing), False
+                    unread = queries.unread_counts(tx.conn, caller.id, [existing])[existing]
+                    return queries.request(tx.conn, existing), False, unread
             now = utcnow()
             inserted = tx.insert_request(
                 {
@@ -53,14 +57,14 @@ class Requests(ServiceBase):
                 tx.remember_idempotency_key(caller.id, idempotency_key, inserted.id)
             row = self.named(tx.conn, inserted)
             self.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
-            return row, True
+            return row, True, 0  # a new request has no events for its patient yet
 
-        row, created = await self.store.write(create)
+        row, created, unread = await self.store.write(create)
         await outbox.publish()
         body = {
             "message": "Medicine request sent successfully",
             "request_id": row.id,
-            "data": request_view(row, self.media),
+            "data": request_view(row, self.media, unread=unread),
         }
         return body, created
 
@@ -99,7 +103,7 @@ class Requests(ServiceBase):
             raise Forbidden("only pharmacies can answer requests")
         outbox = self.outbox()
 
-        def answer(tx: Tx) -> Any:
+        def answer(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
             changed = tx.update_request(
                 request_id,
@@ -117,13 +121,13 @@ class Requests(ServiceBase):
             stamp = iso(now) or ""
             self.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
             self.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
-            return row
+            return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
 
-        row = await self.store.write(answer)
-        if row is None:
+        done = await self.store.write(answer)
+        if done is None:
             raise await self.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(row, self.media)
+        return request_view(done[0], self.media, unread=done[1])
 
     async def cancel(self, caller: Caller, request_id: int) -> dict[str, Any]:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
@@ -131,7 +135,7 @@ class Requests(ServiceBase):
             raise Forbidden("only the patient who sent a request can cancel it")
         outbox = self.outbox()
 
-        def cancel(tx: Tx) -> Any:
+        def cancel(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
             changed = tx.update_request(
                 request_id,
@@ -146,32 +150,36 @@ class Requests(ServiceBase):
             stamp = iso(now) or ""
             self.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
             self.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
-            return row
+            return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
 
-        row = await self.store.write(cancel)
-        if row is None:
+        done = await self.store.write(cancel)
+        if done is None:
             raise await self.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(row, self.media)
+        return request_view(done[0], self.media, unread=done[1])
 
     async def list_requests(self, caller: Caller, query: ListQuery) -> dict[str, Any]:
         """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
         before_id = decode_cursor(query.cursor) if query.cursor else None
         owner = {"patient_id": caller.id} if caller.is_patient else {"pharmacy_id": caller.id}
-        rows = await self.store.read(
-            lambda c: queries.requests(
+
+        def read(c: Connection) -> tuple[Sequence[Any], dict[int, int]]:
+            rows = queries.requests(
                 c, **owner, status=query.status, before_id=before_id, limit=query.limit + 1
             )
-        )
+            return rows, queries.unread_counts(c, caller.id, [row.id for row in rows[: query.limit]])
+
+        rows, unread = await self.store.read(read)
         page = rows[: query.limit]
         return {
-            "results": [request_view(row, self.media) for row in page],
+            "results": [request_view(row, self.media, unread=unread[row.id]) for row in page],
             "next": encode_cursor(page[-1].id) if len(rows) > query.limit else None,
         }
 
     async def request_detail(self, caller: Caller, request_id: int) -> dict[str, Any]:
         row = await self.visible_request(caller, request_id)
-        view = request_view(row, self.media)
+        unread = await self.store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
+        view = request_view(row, self.media, unread=unread[request_id])
         view["messages"] = [
             message_view(m) for m in await self.store.read(lambda c: queries.thread(c, request_id))
         ]

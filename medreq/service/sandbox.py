@@ -26,7 +26,8 @@ class Sandbox(ServiceBase):
     async def pharmacies_for(self, caller: Caller) -> dict[str, Any]:
         synthetic = await self.is_synthetic(caller.id)
         rows = await self.store.read(lambda c: queries.pharmacies(c, synthetic=synthetic))
-        return {"results": [{"id": row.id, "name": row.name} for row in rows]}
+        online = await self.hub.online([row.id for row in rows])
+        return {"results": [{"id": row.id, "name": row.name, "online": row.id in online} for row in rows]}
 
     async def remove_synthetic_account(self, caller: Caller) -> None:
         """Delete the caller's synthetic account and everything it took part in."""

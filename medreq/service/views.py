@@ -28,7 +28,8 @@ def account_view(row: Any) -> dict[str, Any]:
     }
 
 
-def request_view(row: Any, media: MediaStore) -> dict[str, Any]:
+def request_view(row: Any, media: MediaStore, *, unread: int) -> dict[str, Any]:
+    """`<Request>`; `unread` is the caller's count (`queries.unread_counts`), so each caller's own."""
     response = None
     if row.status in ("ACCEPTED", "REJECTED"):
         response = {
@@ -49,6 +50,7 @@ def request_view(row: Any, media: MediaStore) -> dict[str, Any]:
         "response": response,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
+        "unread": unread,
     }
 
 

@@ -17,8 +17,10 @@ from .schema import (
     idempotency_keys,
     medicine_requests,
     messages,
+    push_subscriptions,
     read_marks,
     revoked_tokens,
+    webhook_deliveries,
 )
 
 
@@ -45,6 +47,8 @@ def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     conn.execute(delete(events).where(or_(events.c.request_id.in_(mine), events.c.account_id == account_id)))
     conn.execute(delete(medicine_requests).where(requests.id.in_(mine)))
     conn.execute(delete(revoked_tokens).where(revoked_tokens.c.account_id == account_id))
+    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.account_id == account_id))
+    conn.execute(delete(push_subscriptions).where(push_subscriptions.c.account_id == account_id))
     conn.execute(delete(account_changes).where(account_changes.c.account_id == account_id))
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
     return media

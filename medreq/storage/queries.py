@@ -11,11 +11,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from .schema import account_changes, accounts, events, medicine_requests, messages, revoked_tokens
+from .schema import (
+    account_changes,
+    accounts,
+    events,
+    medicine_requests,
+    messages,
+    read_marks,
+    revoked_tokens,
+)
 
 patient_account = aliased(accounts, name="patient")
 pharmacy_account = aliased(accounts, name="pharmacy")
@@ -57,6 +65,16 @@ def pharmacies(conn: Connection, *, synthetic: bool = False) -> Sequence[Any]:
         .order_by(accounts.c.id)
     )
     return conn.execute(query).all()
+
+
+def pending_patients(conn: Connection, pharmacy_id: int) -> list[int]:
+    """The patients with a PENDING request to this pharmacy (who hear of its presence)."""
+    query = (
+        select(medicine_requests.c.patient_id)
+        .where(medicine_requests.c.pharmacy_id == pharmacy_id, medicine_requests.c.status == "PENDING")
+        .distinct()
+    )
+    return [int(patient_id) for patient_id in conn.execute(query).scalars()]
 
 
 def account_list(conn: Connection, *, status: str | None = None, limit: int = 1000) -> Sequence[Any]:
@@ -148,6 +166,36 @@ def events_after(
         .limit(limit)
     )
     return [(row.event_id, row.payload) for row in conn.execute(query)]
+
+
+# What `unread` counts: news from the other party. An account's own echoes (`request_updated`
+# after it answered or cancelled) and read receipts are not something left to read.
+UNREAD_TYPES = ("new_request", "pharmacy_response", "request_cancelled", "message")
+
+
+def unread_counts(conn: Connection, account_id: int, request_ids: Sequence[int]) -> dict[int, int]:
+    """Per request: the account's stored events of that request after its read mark (§6 unread).
+
+    One grouped query for a whole page, on the (account_id, request_id, event_id) index."""
+    if not request_ids:
+        return {}
+    mark = (
+        select(read_marks.c.up_to_event_id)
+        .where(read_marks.c.account_id == account_id, read_marks.c.request_id == events.c.request_id)
+        .scalar_subquery()
+    )
+    query = (
+        select(events.c.request_id, func.count())
+        .where(
+            events.c.account_id == account_id,
+            events.c.request_id.in_(list(request_ids)),
+            events.c.type.in_(UNREAD_TYPES),
+            events.c.event_id > func.coalesce(mark, 0),
+        )
+        .group_by(events.c.request_id)
+    )
+    counts = {int(request_id): int(count) for request_id, count in conn.execute(query)}
+    return {request_id: counts.get(request_id, 0) for request_id in request_ids}
 
 
 def last_event_id(conn: Connection, account_id: int) -> int:

@@ -8,6 +8,8 @@
 - read_marks: how far each party has read a request's events (beyond: read receipts).
 - revoked_tokens: refresh tokens given back with logout, kept until they expire.
 - account_changes: revocations (disable, password change), polled by every worker.
+- webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (§6).
+- push_subscriptions: browsers' Web Push subscriptions (§6).
 
 Every id is AUTOINCREMENT on SQLite, so no id is ever reused (PostgreSQL sequences never do).
 """
@@ -52,6 +54,8 @@ accounts = Table(
     Column("name", String(200), nullable=False),
     Column("phone", String(40)),
     Column("webhook_url", String(2000)),
+    # HMAC key of the webhook's signatures (PROTOCOL.md §6), shown once when the URL is set
+    Column("webhook_secret", String(100)),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     # active | pending (a pharmacy awaiting approval) | disabled
@@ -118,6 +122,8 @@ events = Table(
     UniqueConstraint("account_id", "event_id", name="uq_events_account_event"),
     sqlite_autoincrement=True,
 )
+# unread counts per request (queries.unread_counts)
+Index("ix_events_account_request", events.c.account_id, events.c.request_id, events.c.event_id)
 
 idempotency_keys = Table(
     "idempotency_keys",
@@ -153,3 +159,43 @@ account_changes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     sqlite_autoincrement=True,
 )
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    # webhook (the account's URL) | push (a Web Push subscription of the account)
+    Column("channel", String(16), nullable=False, server_default="webhook"),
+    Column("subscription_id", Id),  # push: the subscription (gone when it expired)
+    Column("event_id", BigInteger),  # null for a test delivery
+    Column("type", String(32), nullable=False),
+    # the stored event's text until delivered or failed, then cleared: no medical data kept longer
+    Column("payload", Text),
+    # pending | delivered | failed | skipped (the account was connected: its socket had it)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # when it is due; while a deliverer holds it, the end of that deliverer's lease
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status", Integer),
+    Column("last_error", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    sqlite_autoincrement=True,
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_deliveries_account", webhook_deliveries.c.account_id, webhook_deliveries.c.id)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("endpoint", String(2000), nullable=False, unique=True),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_push_subscriptions_account", push_subscriptions.c.account_id)

@@ -193,6 +193,19 @@ class InboxScreen(Screen[None]):
         pane.show(request, self.details.get(request.id), self.media.get(request.id), self.clock())
         if request.id not in self.details:
             self.fetch_detail(request.id)
+        if request.unread:
+            self.report_read(request.id)
+
+    @work(exclusive=True, group="read")
+    async def report_read(self, request_id: int) -> None:
+        """The selected request is being looked at: tell the server, so its unread count (here,
+        in the console, on other screens) drops to zero."""
+        try:
+            sent = await self.backend.mark_read(request_id)
+        except MedreqError:
+            return
+        if sent and self.inbox.mark_read(request_id):
+            self.redraw()
 
     @work(exclusive=True, group="detail")
     async def fetch_detail(self, request_id: int) -> None:

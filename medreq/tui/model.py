@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from medreq.client import (
     Event,
+    MessageEvent,
     NewRequestEvent,
     RequestCancelledEvent,
     RequestOut,
@@ -92,7 +93,21 @@ class Inbox:
                 return None
             self.requests[event.request_id] = known.model_copy(update={"status": status})
             return event.request_id
+        if isinstance(event, MessageEvent):
+            known = self.requests.get(event.request_id)
+            if known is None:
+                return None
+            self.requests[event.request_id] = known.model_copy(update={"unread": known.unread + 1})
+            return event.request_id
         return None
+
+    def mark_read(self, request_id: int) -> bool:
+        """The request was looked at: nothing unread any more; True when that changed something."""
+        known = self.requests.get(request_id)
+        if known is None or not known.unread:
+            return False
+        self.requests[request_id] = known.model_copy(update={"unread": 0})
+        return True
 
     # --- what the table shows -------------------------------------------------------------------
 
@@ -137,4 +152,5 @@ def _from_new_request(event: NewRequestEvent, now: datetime) -> RequestOut:
         status="PENDING",
         created_at=stamp,
         updated_at=stamp,
+        unread=1,  # the new_request itself
     )

@@ -92,8 +92,10 @@ class RequestTable(DataTable[Any]):
         for request in requests:
             new = request.id in fresh
             style = "bold" if new else ""
+            # ● marks a live arrival, or a request with events not yet read (PROTOCOL.md §6 unread)
+            mark = new or request.unread > 0
             self.add_row(
-                Text(f"●{request.id}" if new else str(request.id), style="bold yellow" if new else ""),
+                Text(f"●{request.id}" if mark else str(request.id), style="bold yellow" if mark else ""),
                 Text(request.patient.name, style=style, overflow="ellipsis", no_wrap=True),
                 Text(request.patient.phone or "", style=style),
                 Text(str(request.quantity), style=style, justify="right"),
@@ -156,6 +158,8 @@ class DetailPane(Static):
             if answer.audio_url:
                 lines.append("  ♪ audio")
             lines.append("\n")
+        if request.unread:
+            lines.append(f"Unread    {request.unread} new\n", style="bold yellow")
         if detail is not None and detail.messages:
             lines.append("Messages\n", style="bold")
             for message in detail.messages:

@@ -24,6 +24,7 @@ from ..hub import create_hub
 from ..media import MediaStore
 from ..ratelimit import RateLimiter
 from ..service import MedreqService, retention
+from ..service.deliverer import Deliverer
 from ..storage import Store
 from . import observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
@@ -51,8 +52,10 @@ def build_service(settings: Settings) -> MedreqService:
     )
     # servers share a hub exactly when they share a database
     namespace = "medreq:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    hub = create_hub(settings.redis_url, namespace=namespace)
-    return MedreqService(settings, store, hub, media, tokens)
+    hub = create_hub(settings.redis_url, namespace=namespace, presence_ttl=settings.presence_ttl)
+    service = MedreqService(settings, store, hub, media, tokens)
+    hub.on_presence(service.presence_changed)
+    return service
 
 
 class MedreqApp:
@@ -117,10 +120,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             ),
             name="medreq-prune",
         )
+        deliverer = asyncio.create_task(Deliverer(service).run(), name="medreq-webhooks")
         try:
             yield
         finally:
-            for task in (watcher, pruner):
+            for task in (deliverer, watcher, pruner):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -23,6 +23,7 @@ from ..schemas import (
     AccessOut,
     AccountOut,
     DbId,
+    DeliveriesQuery,
     ErrorOut,
     HealthOut,
     IdempotencyKey,
@@ -32,6 +33,9 @@ from ..schemas import (
     MessagePostedOut,
     PasswordIn,
     PharmacyListOut,
+    PushEndpointIn,
+    PushSubscriptionIn,
+    PushSubscriptionOut,
     RefreshIn,
     RegisterIn,
     RequestCreatedOut,
@@ -43,11 +47,26 @@ from ..schemas import (
     ResponseSentOut,
     TokenIn,
     TokenOut,
+    VapidKeyOut,
+    WebhookAccountOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
+    WebhookIn,
 )
 from .http import JSONResponse
 
 REF = "#/components/schemas/{model}"
-INBOUND: list[type[BaseModel]] = [RegisterIn, TokenIn, RefreshIn, LogoutIn, PasswordIn, MessageBody]
+INBOUND: list[type[BaseModel]] = [
+    RegisterIn,
+    TokenIn,
+    RefreshIn,
+    LogoutIn,
+    PasswordIn,
+    MessageBody,
+    WebhookIn,
+    PushSubscriptionIn,
+    PushEndpointIn,
+]
 OUTBOUND: list[type[BaseModel]] = [
     HealthOut,
     AccountOut,
@@ -60,6 +79,11 @@ OUTBOUND: list[type[BaseModel]] = [
     RequestCreatedOut,
     ResponseSentOut,
     MessagePostedOut,
+    WebhookAccountOut,
+    WebhookDeliveryOut,
+    WebhookDeliveryListOut,
+    VapidKeyOut,
+    PushSubscriptionOut,
     ErrorOut,
 ]
 
@@ -239,11 +263,51 @@ def _paths() -> dict[str, Any]:
         },
         "/auth/me": {
             "get": _op("The caller's account", 200, "AccountOut"),
+            "put": _op(
+                "Set (or, with null, remove) the webhook that gets events while the account is offline;"
+                " the answer shows its signing secret once",
+                200,
+                "WebhookAccountOut",
+                *JSON_BODY,
+                body=_json("WebhookIn"),
+            ),
             "delete": _op(
                 "Remove a synthetic (simulation) account with all it took part in; others: 403",
                 204,
                 None,
                 403,
+            ),
+        },
+        "/auth/me/webhook-deliveries": {
+            "get": _op(
+                "The account's webhook and push deliveries, newest first",
+                200,
+                "WebhookDeliveryListOut",
+                422,
+                parameters=_query(DeliveriesQuery),
+            )
+        },
+        "/auth/me/webhook-test": {
+            "post": _op("Queue a test delivery to the webhook", 202, "WebhookDeliveryOut", 409)
+        },
+        "/push/vapid-public-key": {
+            "get": _op("The server's VAPID public key, for PushManager.subscribe", 200, "VapidKeyOut")
+        },
+        "/push/subscriptions": {
+            "post": _op(
+                "Register a browser's PushSubscription",
+                201,
+                "PushSubscriptionOut",
+                *JSON_BODY,
+                body=_json("PushSubscriptionIn"),
+            ),
+            "delete": _op(
+                "Remove one of the caller's push subscriptions",
+                204,
+                None,
+                *JSON_BODY,
+                404,
+                body=_json("PushEndpointIn"),
             ),
         },
         "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, "PharmacyListOut")},

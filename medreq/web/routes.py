@@ -14,15 +14,19 @@ from ..media import KIND_BY_PREFIX
 from ..schemas import (
     IDEMPOTENCY_KEY,
     MAX_ID,
+    DeliveriesQuery,
     ListQuery,
     LogoutIn,
     MessageBody,
     PasswordIn,
+    PushEndpointIn,
+    PushSubscriptionIn,
     RefreshIn,
     RegisterIn,
     RequestForm,
     ResponseForm,
     TokenIn,
+    WebhookIn,
     parse,
     validation_error,
 )
@@ -82,6 +86,41 @@ async def change_password(request: Request) -> Response:
 async def me(request: Request) -> Response:
     caller = await authenticate(request)
     return JSONResponse(await service_of(request).me(caller))
+
+
+async def set_webhook(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, WebhookIn)
+    return JSONResponse(await service_of(request).set_webhook(caller, data.webhook_url))
+
+
+async def webhook_deliveries(request: Request) -> Response:
+    caller = await authenticate(request)
+    query = parse(DeliveriesQuery, dict(request.query_params))
+    return JSONResponse(await service_of(request).webhook_deliveries(caller, query.limit))
+
+
+async def test_webhook(request: Request) -> Response:
+    caller = await authenticate(request)
+    return JSONResponse(await service_of(request).test_webhook(caller), status_code=202)
+
+
+async def vapid_public_key(request: Request) -> Response:
+    await authenticate(request)
+    return JSONResponse(service_of(request).vapid_public_key())
+
+
+async def add_push_subscription(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, PushSubscriptionIn)
+    return JSONResponse(await service_of(request).subscribe_push(caller, data), status_code=201)
+
+
+async def remove_push_subscription(request: Request) -> Response:
+    caller = await authenticate(request)
+    data = await read_json(request, PushEndpointIn)
+    await service_of(request).unsubscribe_push(caller, data.endpoint)
+    return Response(status_code=204)
 
 
 async def remove_me(request: Request) -> Response:
@@ -208,6 +247,12 @@ routes = [
     Route("/auth/password", change_password, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
     Route("/auth/me", remove_me, methods=["DELETE"]),
+    Route("/auth/me", set_webhook, methods=["PUT"]),
+    Route("/auth/me/webhook-deliveries", webhook_deliveries, methods=["GET"]),
+    Route("/auth/me/webhook-test", test_webhook, methods=["POST"]),
+    Route("/push/vapid-public-key", vapid_public_key, methods=["GET"]),
+    Route("/push/subscriptions", add_push_subscription, methods=["POST"]),
+    Route("/push/subscriptions", remove_push_subscription, methods=["DELETE"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),

@@ -146,11 +146,21 @@ async function loadPharmacies() {
     const { results } = await api.pharmacies();
     select.replaceChildren(
       el("option", { value: "" }, results.length ? "Choose a pharmacy" : "No pharmacy available yet"),
-      ...results.map((p) => el("option", { value: p.id }, p.online === true ? `${p.name} · online` : p.name)),
+      ...results.map((p) => el("option", { value: p.id, dataset: { name: p.name } }, pharmacyLabel(p.name, p.online === true))),
     );
   } catch (error) {
     toast(error.message);
   }
+}
+
+function pharmacyLabel(name, online) {
+  return online ? `${name} · online` : name;
+}
+
+/** A `presence` event: a pharmacy of a pending request came or went; relabel it in place. */
+function showPresence(event) {
+  const option = document.querySelector(`#nr-pharmacy option[value="${Number(event.pharmacy_id)}"]`);
+  if (option) option.textContent = pharmacyLabel(option.dataset.name, event.online === true);
 }
 
 async function loadRequests(more = false) {
@@ -244,6 +254,10 @@ document.addEventListener("keydown", (event) => {
 // --- events ---------------------------------------------------------------------------------
 
 function onEvent(event) {
+  if (event.type === "presence") {
+    showPresence(event);
+    return;
+  }
   if (event.type === "typing") {
     if (detail && detail.id === event.request_id && event.from !== state.account.id) detail.showTyping(event.state === "start");
     return;

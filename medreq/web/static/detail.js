@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { recordingSupported, VoiceRecorder } from "./recorder.js";
+import { session } from "./session.js";
 import { state } from "./state.js";
 import { announce, el, statusBadge, timeEl, toast } from "./ui.js";
 
@@ -323,9 +324,14 @@ export class DetailView {
   /** Report what has been read of this request, while it is open and the tab is visible. */
   markRead() {
     if (document.visibilityState !== "visible") return;
-    const upTo = state.lastEventOf.get(this.id);
+    let upTo = state.lastEventOf.get(this.id) || 0;
+    // Events the server counts as unread that this page never saw live (they came before it
+    // connected): the whole request was just fetched, so everything up to the account's latest
+    // event is on screen.
+    if (state.unreadOnServer.has(this.id)) upTo = Math.max(upTo, session.lastEventId || 0);
     if (!upTo || upTo <= (state.readSent.get(this.id) || 0)) return;
     state.readSent.set(this.id, upTo);
+    state.unreadOnServer.delete(this.id);
     this.ctx.live.send({ type: "read", request_id: this.id, up_to_event_id: upTo }).catch(() => {
       state.readSent.delete(this.id);
     });

@@ -9,13 +9,14 @@ export const state = {
   readSent: new Map(), // request id → up_to_event_id we reported
   seenAt: new Map(), // request id → timestamp of the other party's latest read receipt
   unread: new Map(), // request id → count
+  unreadOnServer: new Set(), // request ids the server last said had unread events (<Request>.unread)
   typing: new Map(), // request id → timer of the indicator
   selected: null,
   next: null, // cursor of the next page of requests
 
   reset() {
     this.account = null;
-    for (const map of [this.requests, this.threads, this.lastEventOf, this.readSent, this.seenAt, this.unread]) map.clear();
+    for (const map of [this.requests, this.threads, this.lastEventOf, this.readSent, this.seenAt, this.unread, this.unreadOnServer]) map.clear();
     for (const timer of this.typing.values()) clearTimeout(timer);
     this.typing.clear();
     this.selected = null;
@@ -27,6 +28,7 @@ export const state = {
     // keep the thread and any fields an older copy had that this one lacks
     this.requests.set(request.id, known ? { ...known, ...request } : request);
     if (typeof request.unread === "number" && !this.unread.has(request.id)) this.unread.set(request.id, request.unread);
+    if (request.unread > 0) this.unreadOnServer.add(request.id);
     if (Array.isArray(request.messages)) for (const message of request.messages) this.addMessage(request.id, message);
     return this.requests.get(request.id);
   },

@@ -1,0 +1,153 @@
+"""The webhook and Web Push deliverer (PROTOCOL.md §6): POSTs the outbox's due rows, one worker
+per row.
+
+Every worker runs one. It claims due rows in batches (`storage.webhooks.claim`: a lease, with
+``SKIP LOCKED`` on PostgreSQL), checks each account is still offline (a connected account had
+the event on its socket: the row is marked `skipped`) and its URL still a permitted target, and
+POSTs the event as JSON, signed ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``.
+A Web Push row is the same event encrypted for one browser subscription (`webpush`), POSTed to
+its push service; a 404 or 410 from it means the subscription is gone: it is removed.
+A 2xx is `delivered`; anything else (status, timeout, refused connection) is retried after
+``backoff * 2**(attempt-1)`` seconds, capped at `webhook_backoff_max`, times a random factor in
+[0.5, 1) so receivers coming back from an outage are not hit by every retry at once; after
+`webhook_max_attempts` attempts the row is `failed`. Redirects are not followed (a redirect
+could lead to a private address the URL check never saw).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from datetime import datetime, timedelta
+
+import httpx
+
+from .. import __version__
+from ..errors import Invalid
+from ..netguard import check_target
+from ..schemas import dumps
+from ..storage import utcnow, webhooks
+from ..storage.webhooks import Claimed
+from ..webpush import MAX_PAYLOAD
+from . import events
+from .core import MedreqService
+
+log = logging.getLogger("medreq.webhooks")
+BATCH = 50
+LEASE_MARGIN = 10.0  # seconds beyond the POST timeout before another deliverer may retry a row
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Medreq-Signature` header value for `body` sent at `timestamp`."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+class Deliverer:
+    def __init__(self, service: MedreqService) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.lease = self.settings.webhook_timeout + LEASE_MARGIN
+
+    def backoff(self, attempts: int) -> float:
+        doubled: float = self.settings.webhook_backoff * 2.0 ** min(attempts - 1, 60)
+        base = min(self.settings.webhook_backoff_max, doubled)
+        return base * random.uniform(0.5, 1.0)  # jitter, not a secret
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        async with httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout, follow_redirects=False, trust_env=False
+        ) as client:
+            while True:
+                try:
+                    busy = await self.once(client)
+                except Exception:  # a database hiccup must not end delivery: retry on the next tick
+                    log.exception("webhook delivery round failed; retrying")
+                    busy = False
+                if not busy:
+                    await asyncio.sleep(self.settings.webhook_poll_interval)
+
+    async def once(self, client: httpx.AsyncClient) -> bool:
+        """Claim and deliver one batch; whether there was anything to do."""
+        store = self.service.store
+        claimed = await store.write(lambda tx: webhooks.claim(tx.conn, limit=BATCH, lease=self.lease))
+        if not claimed:
+            return False
+        online = await self.service.hub.online({c.account_id for c in claimed})
+        await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed))
+        return True
+
+    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed, online: bool) -> None:
+        if online and claimed.type != "webhook_test":
+            await self._record(claimed, "skipped", error="the account was connected")
+            return
+        target = claimed.endpoint if claimed.channel == "push" else claimed.url
+        if not target or (claimed.channel == "webhook" and not claimed.secret):
+            await self._record(claimed, "failed", error=f"the {claimed.channel} target was removed")
+            return
+        try:
+            await check_target(target, allow_private=self.settings.webhook_allow_private)
+        except Invalid as exc:
+            await self._record(claimed, "failed", error=exc.message)
+            return
+        text = events.render(claimed.payload, self.service.media)
+        if claimed.channel == "push":
+            body, headers = self._push_request(claimed, text)
+        else:
+            body = text.encode()
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"medreq-webhook/{__version__}",
+                "X-Medreq-Delivery": str(claimed.id),
+                "X-Medreq-Signature": signature(claimed.secret or "", int(time.time()), body),
+            }
+        status: int | None = None
+        try:
+            response = await client.post(target, content=body, headers=headers)
+            status = response.status_code
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+        if error is None:
+            await self._record(claimed, "delivered", http_status=status)
+        elif claimed.channel == "push" and status in (404, 410):
+            # the browser unsubscribed or the subscription expired: never push there again
+            await self.service.forget_subscription(claimed.account_id, claimed.subscription_id)
+            await self._record(claimed, "failed", http_status=status, error="push subscription expired")
+        elif claimed.attempts >= self.settings.webhook_max_attempts:
+            await self._record(claimed, "failed", http_status=status, error=error)
+        else:
+            retry_at = utcnow() + timedelta(seconds=self.backoff(claimed.attempts))
+            await self._record(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
+
+    def _push_request(self, claimed: Claimed, text: str) -> tuple[bytes, dict[str, str]]:
+        if len(text.encode()) > MAX_PAYLOAD:  # too big for a push service: its reference only
+            event = json.loads(text)
+            text = dumps({k: event.get(k) for k in ("type", "event_id", "timestamp", "request_id")})
+        assert claimed.endpoint
+        assert claimed.p256dh
+        assert claimed.auth
+        return self.service.vapid.request(claimed.endpoint, claimed.p256dh, claimed.auth, text)
+
+    async def _record(
+        self,
+        claimed: Claimed,
+        status: str,
+        *,
+        http_status: int | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        kept = await self.service.store.write(
+            lambda tx: webhooks.record(
+                tx.conn, claimed, status=status, http_status=http_status, error=error, retry_at=retry_at
+            )
+        )
+        if not kept:
+            log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", claimed.id)

@@ -1,0 +1,83 @@
+"""Web Push subscriptions (PROTOCOL.md §6): a browser's `PushSubscription`, kept per account.
+
+While the account has no live connection, each of its events is queued once per subscription
+in the same outbox as webhooks (`ServiceBase.emit`) and sent encrypted (aes128gcm) by the
+deliverer; a subscription the push service reports gone (404/410) is removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..errors import Invalid, NotFound
+from ..netguard import check_target
+from ..schemas import PushSubscriptionIn
+from ..storage import Tx, webhooks
+from ..webpush import KEY_FILE, VapidKeys
+from .base import Caller, ServiceBase
+from .views import iso
+
+
+def _key(value: str, name: str, size: int) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != size:
+        raise Invalid(f"keys.{name}: is not a base64url key of {size} bytes", fields={f"keys.{name}": "invalid"})
+    return value
+
+
+class Push(ServiceBase):
+    @cached_property
+    def vapid(self) -> VapidKeys:
+        configured = self.settings.vapid_private_key
+        path = Path(configured) if configured else self.settings.data_dir / KEY_FILE
+        return VapidKeys(path, self.settings.vapid_subject)
+
+    def vapid_public_key(self) -> dict[str, Any]:
+        return {"public_key": self.vapid.public_key()}
+
+    async def subscribe_push(self, caller: Caller, data: PushSubscriptionIn) -> dict[str, Any]:
+        await check_target(data.endpoint, allow_private=self.settings.webhook_allow_private, field="endpoint")
+        p256dh = _key(data.keys.p256dh, "p256dh", 65)
+        auth = _key(data.keys.auth, "auth", 16)
+
+        def save(tx: Tx) -> Any:
+            row = webhooks.save_subscription(tx.conn, caller.id, data.endpoint, p256dh, auth)
+            if row is not None:
+                tx.note_account_change(caller.id)  # every worker's directory learns of it
+            return row
+
+        row = await self.store.write(save)
+        self.directory.forget(caller.id)
+        if row is None:
+            raise Invalid("endpoint: is another account's subscription", fields={"endpoint": "taken"})
+        return {"id": row.id, "endpoint": row.endpoint, "created_at": iso(row.created_at)}
+
+    async def unsubscribe_push(self, caller: Caller, endpoint: str) -> None:
+        def remove(tx: Tx) -> bool:
+            removed = webhooks.delete_subscription(tx.conn, endpoint=endpoint, account_id=caller.id)
+            if removed:
+                tx.note_account_change(caller.id)
+            return removed
+
+        if not await self.store.write(remove):
+            raise NotFound("no such push subscription")
+        self.directory.forget(caller.id)
+
+    async def forget_subscription(self, account_id: int, subscription_id: int | None) -> None:
+        """A subscription its push service said is gone (404/410)."""
+        if subscription_id is None:
+            return
+
+        def remove(tx: Tx) -> None:
+            if webhooks.delete_subscription(tx.conn, subscription_id=subscription_id):
+                tx.note_account_change(account_id)
+
+        await self.store.write(remove)
+        self.directory.forget(account_id)

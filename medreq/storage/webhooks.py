@@ -1,0 +1,222 @@
+"""The webhook outbox (PROTOCOL.md §6): rows written in the transaction of the event they carry,
+claimed by one deliverer at a time, and their outcome.
+
+Claiming is a lease: the claim bumps `attempts` and moves `next_attempt_at` past the time a
+POST can take, in a transaction of its own, so the row is not due for anyone else meanwhile. On
+PostgreSQL several workers claim at once with ``FOR UPDATE SKIP LOCKED`` (none waits on, or takes,
+another's rows); SQLite's write lock (``BEGIN IMMEDIATE``) serialises claims. A deliverer that
+dies mid-POST (kill -9) leaves the row to be claimed again once its lease ends: a delivery may
+repeat (receivers drop duplicates by `event_id`), none is lost. A result is recorded only by the
+claim it belongs to (same `attempts`), so a late deliverer never overwrites a newer attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from .prepared import Prepared
+from .queries import utcnow
+from .schema import accounts, push_subscriptions, webhook_deliveries
+
+S = push_subscriptions.c
+
+D = webhook_deliveries.c
+# On the hot path (one row per event for an offline account with a webhook): built once, run
+# straight on SQLite's cursor like the event insert (prepared.py). Measured with
+# loadtests/outbox_cost.py: building the statement per call cost more than the insert itself.
+INSERT_DELIVERY = Prepared(insert(webhook_deliveries).returning(D.id))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    account_id: int
+    type: str
+    attempts: int
+    payload: str
+    url: str | None
+    secret: str | None
+    channel: str = "webhook"
+    subscription_id: int | None = None
+    #: push: the subscription's endpoint and keys (None when it was removed meanwhile)
+    endpoint: str | None = None
+    p256dh: str | None = None
+    auth: str | None = None
+
+
+def enqueue(
+    conn: Connection,
+    account_id: int,
+    event_id: int | None,
+    kind: str,
+    payload: str,
+    *,
+    channel: str = "webhook",
+    subscription_id: int | None = None,
+) -> int:
+    now = utcnow()
+    values = {
+        "account_id": account_id,
+        "channel": channel,
+        "subscription_id": subscription_id,
+        "event_id": event_id,
+        "type": kind,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    [row] = INSERT_DELIVERY.run(conn, values)
+    return int(row.id)
+
+
+def claim(conn: Connection, *, limit: int, lease: float) -> list[Claimed]:
+    """Due deliveries, leased to the caller for `lease` seconds (inside a write transaction)."""
+    now = utcnow()
+    due = (
+        select(D.id)
+        .where(D.status == "pending", D.next_attempt_at <= now)
+        .order_by(D.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        update(webhook_deliveries)
+        .where(D.id.in_(ids))
+        .values(attempts=D.attempts + 1, last_attempt_at=now, next_attempt_at=now + timedelta(seconds=lease))
+    )
+    rows = conn.execute(
+        select(
+            D.id,
+            D.account_id,
+            D.type,
+            D.attempts,
+            D.payload,
+            D.channel,
+            D.subscription_id,
+            accounts.c.webhook_url,
+            accounts.c.webhook_secret,
+            S.endpoint,
+            S.p256dh,
+            S.auth,
+        )
+        .select_from(
+            webhook_deliveries.join(accounts, accounts.c.id == D.account_id).outerjoin(
+                push_subscriptions, S.id == D.subscription_id
+            )
+        )
+        .where(D.id.in_(ids))
+        .order_by(D.id)
+    )
+    return [
+        Claimed(
+            id=r.id,
+            account_id=r.account_id,
+            type=r.type,
+            attempts=r.attempts,
+            payload=r.payload or "",
+            url=r.webhook_url,
+            secret=r.webhook_secret,
+            channel=r.channel,
+            subscription_id=r.subscription_id,
+            endpoint=r.endpoint,
+            p256dh=r.p256dh,
+            auth=r.auth,
+        )
+        for r in rows
+    ]
+
+
+def record(
+    conn: Connection,
+    claimed: Claimed,
+    *,
+    status: str,
+    http_status: int | None = None,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> bool:
+    """The outcome of a claimed attempt: `pending` again (at `retry_at`), or final. False when the
+    claim was lost meanwhile (its lease ran out and another deliverer took it)."""
+    values: dict[str, Any] = {"status": status, "last_status": http_status, "last_error": (error or None)}
+    if status == "pending":
+        assert retry_at is not None
+        values["next_attempt_at"] = retry_at
+    else:
+        values["payload"] = None  # delivered, failed or skipped: keep no copy of the event
+    if status == "delivered":
+        values["delivered_at"] = utcnow()
+    if values["last_error"] is not None:
+        values["last_error"] = values["last_error"][:200]
+    result = conn.execute(
+        update(webhook_deliveries)
+        .where(D.id == claimed.id, D.attempts == claimed.attempts, D.status == "pending")
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[Any]:
+    """An account's deliveries, newest first."""
+    query = (
+        select(
+            D.id,
+            D.channel,
+            D.event_id,
+            D.type,
+            D.status,
+            D.attempts,
+            D.next_attempt_at,
+            D.last_attempt_at,
+            D.last_status,
+            D.last_error,
+            D.created_at,
+            D.delivered_at,
+        )
+        .where(D.account_id == account_id)
+        .order_by(D.id.desc())
+        .limit(limit)
+    )
+    return conn.execute(query).all()
+
+
+# --- Web Push subscriptions -------------------------------------------------------------------
+
+
+def subscription_ids(conn: Connection, account_id: int) -> list[int]:
+    return [int(i) for i in conn.execute(select(S.id).where(S.account_id == account_id)).scalars()]
+
+
+def save_subscription(conn: Connection, account_id: int, endpoint: str, p256dh: str, auth: str) -> Any:
+    """Add a subscription, or renew the keys of one the caller already has at that endpoint;
+    None when the endpoint belongs to another account."""
+    existing = conn.execute(select(S.id, S.account_id).where(S.endpoint == endpoint)).first()
+    if existing is not None and existing.account_id != account_id:
+        return None
+    if existing is not None:
+        conn.execute(update(push_subscriptions).where(S.id == existing.id).values(p256dh=p256dh, auth=auth))
+        return conn.execute(select(push_subscriptions).where(S.id == existing.id)).one()
+    values = {"account_id": account_id, "endpoint": endpoint, "p256dh": p256dh, "auth": auth, "created_at": utcnow()}
+    return conn.execute(insert(push_subscriptions).values(values).returning(push_subscriptions)).one()
+
+
+def delete_subscription(conn: Connection, *, endpoint: str | None = None, subscription_id: int | None = None,
+                        account_id: int | None = None) -> bool:  # fmt: skip
+    statement = delete(push_subscriptions)
+    if endpoint is not None:
+        statement = statement.where(S.endpoint == endpoint)
+    if subscription_id is not None:
+        statement = statement.where(S.id == subscription_id)
+    if account_id is not None:
+        statement = statement.where(S.account_id == account_id)
+    return bool(conn.execute(statement).rowcount)
