@@ -11,13 +11,11 @@ import typer
 from ..backup import BackupError, postgres_instructions
 from ..config import Settings
 from .app import app
+from .options import DatabaseOption, DataDirOption, MediaDirOption
 
 db_app = typer.Typer(help="Prune, back up and restore the server's data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-DataDirOption = typer.Option(None, "--data-dir", help="Data dir of the server [default ./medreq-data].")
-DatabaseOption = typer.Option(None, "--database", help="Database URL [default: the data dir's SQLite].")
-MediaDirOption = typer.Option(None, "--media-dir", help="Media dir [default DATA_DIR/media].")
 
 
 def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> Settings:
@@ -34,12 +32,16 @@ def prune(
     database: str | None = DatabaseOption,
     media_dir: Path | None = MediaDirOption,
     event_days: int | None = typer.Option(
-        None, help="Delete events older than this [env MEDREQ_EVENT_RETENTION_DAYS, default 90; 0 keeps all]."
+        None,
+        envvar="MEDREQ_EVENT_RETENTION_DAYS",
+        show_default="90",
+        help="Delete events older than this many days; 0 keeps all.",
     ),
     media_days: int | None = typer.Option(
         None,
-        help="Delete media of requests closed longer ago than this "
-        "[env MEDREQ_MEDIA_RETENTION_DAYS, default 0: keep].",
+        envvar="MEDREQ_MEDIA_RETENTION_DAYS",
+        show_default="0: keep",
+        help="Delete media of requests closed longer ago than this many days.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

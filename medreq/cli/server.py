@@ -20,6 +20,7 @@ from ..errors import MedreqError
 from ..schemas import RegisterIn, parse
 from .app import app
 from .console import console
+from .options import DatabaseOption, DataDirOption
 
 err = console(stderr=True)
 T = TypeVar("T")
@@ -232,22 +233,6 @@ async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
 # --- operators: approve, disable, enable, reset passwords -----------------------------------------
 # Each change is written with a row in `account_changes`: running servers close the account's
 # live sockets (4401) within a second, on every worker.
-
-DataDirOption = typer.Option(
-    None,
-    "--data-dir",
-    envvar="MEDREQ_DATA_DIR",
-    show_default="./medreq-data",
-    help="Data dir of the server (the one `medreq serve` uses).",
-)
-DatabaseOption = typer.Option(
-    None,
-    "--database",
-    envvar="MEDREQ_DATABASE_URL",
-    show_default="SQLite in the data dir",
-    help="Database URL of the server.",
-)
-
 
 @account_app.command("list")
 def account_list(
