@@ -24,8 +24,8 @@ from .logs import log_config
 from .metrics import MULTIPROC_ENV
 from .storage import Store
 from .web import create_app
+from .web.connection import close_all
 from .web.http_guard import GuardedHttpProtocol
-from .web.websocket import close_all
 from .web.ws_guard import GuardedWebSocketProtocol
 
 log = logging.getLogger("medreq")

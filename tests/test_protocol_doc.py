@@ -1,9 +1,9 @@
 """docs/protocol.md stays complete, and its main-flow examples run.
 
 Every list is read from the code, never copied here: event types from the builders in
-`medreq/service/events.py` (and the reply frames of `medreq/web/websocket.py`), client message types
+`medreq/service/events.py` (and the reply frames of `medreq/web/websocket.py` and `connection.py`), client message types
 from `medreq.schemas`, error codes from `medreq.errors.ERRORS_BY_CODE` (and the one the HTTP layer
-writes itself), close codes from `medreq/web/websocket.py`, paths from the routes the app mounts.
+writes itself), close codes from `medreq/web/websocket.py` and `connection.py`, paths from the routes the app mounts.
 A new one in the code fails here until docs/protocol.md describes it.
 
 The curl and `medreq.client` examples of its section 6 run on a fresh `medreq serve`, with the
@@ -25,10 +25,13 @@ from starlette.routing import BaseRoute, Mount
 from medreq import schemas
 from medreq.config import Settings
 from medreq.errors import ERRORS_BY_CODE
-from medreq.web import create_app, websocket
+from medreq.web import connection, create_app, websocket
 
 from . import test_readme
 from .conftest import ServerProcess
+
+WEBSOCKET = "medreq/web/websocket.py"
+CONNECTION = "medreq/web/connection.py"  # the sending side: replies, replays, closes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "protocol.md"
@@ -61,9 +64,9 @@ def event_types() -> set[str]:
 
 def reply_types() -> set[str]:
     """Frames the socket sends besides events: the `{"type": "…", …}` given to `dumps` or `reply`
-    in websocket.py."""
+    in websocket.py and connection.py."""
     found = set()
-    for node in ast.walk(_tree("medreq/web/websocket.py")):
+    for node in (*ast.walk(_tree(WEBSOCKET)), *ast.walk(_tree(CONNECTION))):
         if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Dict)):
             continue
         name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
@@ -95,8 +98,9 @@ def error_codes() -> dict[str, int | None]:
 def close_codes() -> set[int]:
     """The CLOSE_* constants, literal codes passed to `close(...)`, and the codes the module's
     docstring lists (1009 is uvicorn's, from the configured frame limit)."""
-    codes = {value for name, value in vars(websocket).items() if name.startswith("CLOSE_")}
-    for node in ast.walk(_tree("medreq/web/websocket.py")):
+    names = {**vars(connection), **vars(websocket)}
+    codes = {value for name, value in names.items() if name.startswith("CLOSE_")}
+    for node in (*ast.walk(_tree(WEBSOCKET)), *ast.walk(_tree(CONNECTION))):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)

@@ -11,7 +11,7 @@ from typing import Any
 
 from medreq.auth import Claims
 from medreq.config import Settings
-from medreq.web.websocket import CLOSE_TRY_AGAIN, Connection
+from medreq.web.connection import CLOSE_TRY_AGAIN, Connection
 from medreq.web.ws_guard import EXTENSION
 
 

@@ -26,7 +26,7 @@ from ..ratelimit import RateLimiter
 from ..service import MedreqService, retention
 from ..service.deliverer import Deliverer
 from ..storage import Store
-from . import observe, openapi, pages, routes, sessions, websocket
+from . import connection, observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
 from .http import error_response, on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
 from .origin import client_base_url
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await websocket.close_all(app.state.connections)
+            await connection.close_all(app.state.connections)
             await service.hub.close()
             await service.store.close()
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from ..errors import MedreqError
 from ..service import MedreqService
-from .websocket import CLOSE_UNAUTHORIZED, Connection
+from .connection import CLOSE_UNAUTHORIZED, Connection
 
 log = logging.getLogger("medreq.ws")
 

@@ -1,37 +1,30 @@
 """The WebSocket endpoint (docs/protocol.md §4–§5): `/ws/user/{id}/` and `/ws/pharmacy/{id}/`.
 
-A `Connection` is the hub's sink for one socket. Everything it sends (events, replays,
-acks, errors, pongs) goes through one queue drained by one sender task, so the order on
-the wire is the order decided here:
-
-- events are sent in `event_id` order with no gaps and no duplicates on this connection:
-  an event below the last one sent is dropped; one beyond the next expected fills the gap
-  from the store first (events are stored before they are published, so the gap is there);
-- `?after=N` and `{"type":"resume","after":N}` replay stored events past N, then go live.
+`Endpoint.handle` authenticates a socket, makes its `Connection` (connection.py: the hub's sink
+and the single writer of everything sent on it, in `event_id` order with no gaps) and reads
+the client's messages until the socket ends.
 
 A socket lives as long as its access token: `{"type":"auth","token"}` extends it, and
 `sessions.watch` closes it with 4401 at expiry or when the account is disabled or its tokens
 revoked (on any worker).
 
 Close codes: 4401 bad, expired or revoked token, 4403 wrong account or role, 4404 unknown path, 1001 server
-shutdown, 1008 flooding, 1009 frame too large (by uvicorn), 1013 a client too slow to keep up.
+shutdown, 1008 flooding, 1009 frame too large (by uvicorn), 1011 an unexpected server error, 1013 a
+client too slow to keep up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.routing import Match, WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import metrics
-from ..auth import Claims, bearer_token
+from ..auth import bearer_token
 from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
 from ..errors import Invalid as InvalidInput
 from ..schemas import (
@@ -48,241 +41,22 @@ from ..schemas import (
     dumps,
     validation_error,
 )
-from ..service import Caller, MedreqService
+from ..service import MedreqService
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
     json_limits,
-    ws_guard,
+)
+from .connection import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_POLICY,
+    CLOSE_UNAUTHORIZED,
+    Connection,
 )
 from .cors import websocket_origin_allowed
 from .origin import client_base_url
-from .ws_guard import SocketControl
 
 log = logging.getLogger("medreq.ws")
-
-CLOSE_SHUTDOWN = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-REPLAY_PAGE = 500
-
-
-class Connection:
-    """One socket: the hub's sink, and the single writer of everything sent on it.
-
-    Outgoing items wait in `outbox`; a sender task exists only while there is something
-    to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
-
-    A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
-    outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
-    transport's buffer + the kernel's send queue) pass `ws_max_unsent`, or one send has
-    waited `ws_send_timeout` seconds. Without that, a client that never read kept its socket
-    with 2.2 MB queued long after the server had let go of it (docs/security.md). The close
-    frame cannot get through a full buffer, so `ws_guard` resets the socket after a short
-    grace, and the memory goes with it.
-    """
-
-    __slots__ = (
-        "base",
-        "caller",
-        "claims",
-        "closing",
-        "control",
-        "last_sent",
-        "outbox",
-        "queue_size",
-        "sender",
-        "sending_since",
-        "service",
-        "unsent",
-        "ws",
-    )
-
-    def __init__(
-        self,
-        ws: WebSocket,
-        caller: Caller,
-        claims: Claims,
-        service: MedreqService,
-        *,
-        queue_size: int,
-        base: str | None = None,
-    ) -> None:
-        self.ws = ws
-        self.caller = caller
-        self.claims = claims  # of the access token in force: the socket lives as long as it does
-        self.service = service
-        # media links in events are rendered under the configured base; this client's base
-        self.base = service.media.client_base(base)
-        self.last_sent = 0
-        self.queue_size = queue_size
-        self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
-        self.sender: asyncio.Task[None] | None = None
-        self.closing = False
-        self.unsent = 0  # bytes of the texts waiting in the outbox
-        self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
-        self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
-
-    # --- the hub's side -----------------------------------------------------------------------
-
-    def deliver(self, event_id: int | None, text: str) -> None:
-        if self.closing:
-            return
-        if self.outbox is not None and len(self.outbox) >= self.queue_size:
-            self.drop_slow()
-            return
-        self._enqueue(("event", event_id, text))
-
-    # --- everything else that is sent ---------------------------------------------------------
-
-    def reply(self, message: dict[str, Any]) -> None:
-        self._enqueue(("reply", None, dumps(message)))
-
-    def error(self, exc: MedreqError, ref: Any) -> None:
-        self.reply({"type": "error", "error": exc.error(), "ref": ref})
-
-    def pong(self, ref: Any) -> None:
-        """`pong` carries the last event id sent before it, so a client that connected
-        without `after` (live only) learns where to resume from."""
-        self._enqueue(("pong", None, ref))
-
-    def catch_up(self, after: int | None, ref: Any = None, *, ack: bool = False) -> None:
-        self._enqueue(("catch_up", after, (ref, ack)))
-
-    def close(self, code: int, reason: str = "") -> None:
-        if not self.closing:
-            self.closing = True
-            self._enqueue(("close", code, reason))
-
-    def drop_slow(self) -> None:
-        """Too slow to keep up: free what is queued and close 1013 without waiting behind it;
-        the client resumes from its last event_id."""
-        if self.closing:
-            return
-        if self.control is None:  # not under medreq's uvicorn protocol (tests in-process)
-            self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
-            return
-        log.info("dropping a slow consumer (%d bytes unsent)", self.unsent + self.control.unsent_bytes())
-        self.closing = True
-        if self.outbox is not None:
-            self.outbox.clear()
-        self.unsent = 0
-        if self.sender is not None:
-            self.sender.cancel()
-        self.control.drop(CLOSE_TRY_AGAIN, "too slow, resume with after")
-
-    def _enqueue(self, item: tuple[str, Any, Any]) -> None:
-        if self.outbox is None:
-            self.outbox = deque()
-        self.outbox.append(item)
-        if isinstance(item[2], str):
-            self.unsent += len(item[2])
-        if self._too_slow():  # one ioctl: the kernel's queue is where a stuck client's data goes first
-            self.drop_slow()
-        elif self.sender is None:
-            self.sender = asyncio.create_task(self._drain(self.outbox))
-
-    def _too_slow(self) -> bool:
-        if self.closing or self.control is None:
-            return False
-        settings = self.service.settings  # not copied per connection: 10,000 of them idle
-        if self.unsent + self.control.unsent_bytes() > settings.ws_max_unsent:
-            return True
-        since = self.sending_since
-        return since > 0 and asyncio.get_running_loop().time() - since > settings.ws_send_timeout
-
-    async def _send(self, text: str) -> None:
-        """Send one text; how long it waits on the client is what `_too_slow` measures."""
-        self.sending_since = asyncio.get_running_loop().time()
-        try:
-            await self.ws.send_text(text)
-        finally:
-            self.sending_since = 0.0
-
-    async def _drain(self, outbox: deque[tuple[str, Any, Any]]) -> None:
-        try:
-            while outbox:
-                kind, arg, payload = outbox.popleft()
-                if isinstance(payload, str):
-                    self.unsent -= len(payload)
-                if kind == "event":
-                    await self._send_event(arg, payload)
-                elif kind == "reply":
-                    await self._send(payload)
-                elif kind == "pong":
-                    await self._send(dumps({"type": "pong", "ref": payload, "last_event_id": self.last_sent}))
-                elif kind == "catch_up":
-                    replayed = await self._replay(after=arg)
-                    ref, ack = payload
-                    if ack:
-                        await self._send(
-                            dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
-                        )
-                elif kind == "close":
-                    outbox.clear()
-                    if self.ws.application_state == WebSocketState.CONNECTED:
-                        await self.ws.close(arg, payload)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.closing = True  # the peer is gone; the receive loop sees the disconnect
-            outbox.clear()
-        except Exception:
-            log.exception("websocket sender failed")
-            self.closing = True
-            outbox.clear()
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.ws.close(1011)
-        finally:
-            self.sender = None
-            if not outbox:
-                self.outbox = None  # an idle connection keeps no queue
-                self.unsent = 0
-
-    async def _send_event(self, event_id: int | None, text: str) -> None:
-        if event_id is None:  # typing: not stored, not ordered
-            await self._send(text)
-            return
-        if event_id <= self.last_sent:
-            return
-        if event_id > self.last_sent + 1:
-            await self._replay(after=None, before=event_id)
-        await self._send(self.service.media.rebase(text, self.base))
-        self.last_sent = event_id
-
-    async def _replay(self, *, after: int | None, before: int | None = None) -> int:
-        """Send stored events past `after` (default: the last sent) up to `before` (default: all)."""
-        if after is not None:
-            self.last_sent = after
-        count = 0
-        while True:
-            page = await self.service.events_after(
-                self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
-            )
-            if page and page[0][0] > self.last_sent + 1:  # ids have no gaps: these were pruned (§5)
-                await self.ws.send_text(dumps({"type": "resync_required", "oldest_event_id": page[0][0]}))
-            for event_id, text in page:
-                await self._send(self.service.media.rebase(text, self.base))
-                self.last_sent = event_id
-                count += 1
-            if len(page) < REPLAY_PAGE:
-                return count
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far has been sent."""
-        if self.sender is not None:
-            await asyncio.shield(self.sender)
-
-    async def stop(self) -> None:
-        """After the socket ended: stop sending."""
-        self.closing = True
-        if self.outbox is not None:
-            self.outbox.clear()
-        if self.sender is not None:
-            self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sender
-
 
 class Endpoint:
     """Handles one socket from handshake to close."""
@@ -493,9 +267,3 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
                 return
     finally:
         watch.finish(scope)
-
-
-async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:
-    """Close every live socket (server shutdown): each client sees `code`."""
-    for connection in list(connections):
-        connection.close(code, "server shutting down")
