@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .config import Settings
-from .files import make_private_dir
+from .files import make_private_dir, open_private_lock
 
 FORMAT = 1
 LOCK_FILE = "server.lock"
@@ -61,9 +61,7 @@ class Summary:
 @contextlib.contextmanager
 def serving(data_dir: Path) -> Iterator[IO[str]]:
     """Held by a running server: a shared lock on the data dir's lock file."""
-    make_private_dir(data_dir)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+") as handle:
+    with os.fdopen(open_private_lock(data_dir / LOCK_FILE), "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
         yield handle
 
@@ -131,9 +129,7 @@ def restore(settings: Settings, file: Path) -> Summary:
     in `<data dir>/pre-restore-<time>/`. Refuses while a server holds the data dir."""
     database = sqlite_path(settings)
     media = settings.media_dir or settings.data_dir / "media"
-    make_private_dir(settings.data_dir)
-    fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+") as lock:
+    with os.fdopen(open_private_lock(settings.data_dir / LOCK_FILE), "r+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

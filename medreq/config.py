@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .files import make_private_dir
+from .files import create_private_file, make_private_dir
 
 ENV_PREFIX = "MEDREQ_"
 SECRET_FILE = "jwt-secret"
@@ -189,9 +189,7 @@ class Settings:
             secret = path.read_text().strip()
         else:
             secret = secrets.token_urlsafe(48)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secret + "\n")
+            create_private_file(path, (secret + "\n").encode())
         return replace(self, jwt_secret=secret)
 
 

@@ -13,14 +13,13 @@ browsers' subscriptions (bound to the public key) stop working.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .files import make_private_dir
+from .files import create_private_file
 
 KEY_FILE = "vapid-private.pem"
 #: seconds a push service keeps a message for a device that is offline
@@ -43,12 +42,9 @@ class VapidKeys:
         from py_vapid import Vapid  # type: ignore[import-untyped]
 
         if not self.key_file.exists():
-            make_private_dir(self.key_file.parent)
             vapid = Vapid()
             vapid.generate_keys()
-            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(vapid.private_pem())
+            create_private_file(self.key_file, vapid.private_pem())
         return Vapid.from_file(private_key_file=str(self.key_file))
 
     def public_key(self) -> str:
