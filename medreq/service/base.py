@@ -97,7 +97,7 @@ class ServiceBase:
         assert patient is not None  # foreign keys
         assert pharmacy is not None
         return RequestRecord(
-            **row._mapping,
+            **row._asdict(),  # SQLAlchemy's Row and the store's named tuples alike
             patient_name=patient.name,
             patient_phone=patient.phone,
             pharmacy_name=pharmacy.name,

@@ -4,68 +4,88 @@ A request → answer cycle runs about ten statements. Through SQLAlchemy's execu
 each costs ~60 µs of Python around ~5 µs of SQLite, so on SQLite the few statements on the
 hot path are compiled once (by SQLAlchemy, for the SQLite dialect) and then executed on the
 raw `sqlite3` connection. Other databases run the same statement through SQLAlchemy, so the
-statement is defined once and both paths return the same `Record`s.
+statement is defined once and both paths return the same rows.
+
+Only public SQLAlchemy API is used: `ClauseElement.compile()` with `column_keys`, and of the
+compiled statement `.string`, `.params` and `.positiontup` (documented on `SQLCompiler`: the
+names of the positional parameters in order), `UpdateBase.exported_columns` (the RETURNING
+columns), and `PoolProxiedConnection.dbapi_connection`.
+
+A row is a named tuple of the RETURNING columns on both paths (`Prepared.row`); the service
+reads it with attributes and `_asdict()`, which SQLAlchemy's `Row` offers too (the leading
+underscore is the named-tuple convention for public methods, not privacy).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
 # SQLAlchemy's storage format for DateTime on SQLite; keep rows written here identical.
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-_Compiled = tuple[str, tuple[str, ...], dict[str, Any], frozenset[str]]
-
-
-class Record(SimpleNamespace):
-    """A row as attributes; `_mapping` mirrors SQLAlchemy's Row for code that wants a dict."""
-
-    @property
-    def _mapping(self) -> dict[str, Any]:
-        return vars(self)
+class _Compiled(NamedTuple):
+    sql: str
+    order: tuple[str, ...]  # parameter names in the order of the `?` placeholders
+    constants: dict[str, Any]  # values the statement itself binds (e.g. `last_event_id + 1`)
 
 
 class Prepared:
+    """One statement; `run` gives its RETURNING rows as `self.row` named tuples."""
+
     def __init__(self, statement: UpdateBase) -> None:
         self.statement = statement
+        columns = list(statement.exported_columns)
+        #: the row type of this statement's results, on every database
+        self.row: type[Any] = namedtuple("Record", [column.key for column in columns])  # type: ignore[misc]
+        # positions of the DateTime columns: SQLite hands them back as text
+        self._datetimes = tuple(i for i, column in enumerate(columns) if isinstance(column.type, DateTime))
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
-    def run(self, conn: Connection, params: dict[str, Any]) -> list[Record]:
+    def run(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
         raw = _sqlite_connection(conn)
         if raw is None:
-            return [Record(**row._mapping) for row in conn.execute(self.statement, params)]
-        sql, order, constants, datetimes = self._for_sqlite(conn, tuple(params))
-        values = {**constants, **params}
-        cursor = raw.execute(sql, [_bind(values[name]) for name in order])
+            return self.run_plain(conn, params)
+        compiled = self._compiled.get(tuple(params))
+        if compiled is None:
+            compiled = self._compile(conn, tuple(params))
+        values = {**compiled.constants, **params}
+        cursor = raw.execute(compiled.sql, [_bind(values[name]) for name in compiled.order])
         if cursor.description is None:
             return []
-        names = [column[0] for column in cursor.description]
-        return [
-            Record(**{n: _datetime(v) if n in datetimes else v for n, v in zip(names, row, strict=True)})
-            for row in cursor.fetchall()
-        ]
+        return [self._record(row) for row in cursor.fetchall()]
 
-    def _for_sqlite(self, conn: Connection, keys: tuple[str, ...]) -> _Compiled:
-        compiled = self._compiled.get(keys)
-        if compiled is None:
-            result = self.statement.compile(dialect=conn.dialect, column_keys=list(keys))
-            returning = getattr(self.statement, "_returning", ())
-            datetimes = frozenset(
-                column.name
-                for element in returning
-                for column in getattr(element, "columns", [element])
-                if isinstance(getattr(column, "type", None), DateTime)
-            )
-            order = tuple(result.positiontup or ())
-            constants = {k: v for k, v in result.params.items() if k not in keys}  # literals in the SQL
-            compiled = self._compiled[keys] = (result.string, order, constants, datetimes)
+    def run_plain(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        """The statement through SQLAlchemy's execution layer (every database but SQLite)."""
+        result = conn.execute(self.statement, params)
+        if not result.returns_rows:
+            return []
+        make = self.row._make
+        return [make(row) for row in result]
+
+    def _record(self, row: Sequence[Any]) -> Any:
+        if not self._datetimes:
+            return self.row._make(row)
+        values = list(row)
+        for i in self._datetimes:
+            if isinstance(values[i], str):
+                values[i] = datetime.fromisoformat(values[i])
+        return self.row._make(values)
+
+    def _compile(self, conn: Connection, keys: tuple[str, ...]) -> _Compiled:
+        result = self.statement.compile(dialect=conn.dialect, column_keys=list(keys))
+        assert isinstance(result, SQLCompiler)
+        order = tuple(result.positiontup or ())
+        constants = {k: v for k, v in result.params.items() if k not in keys}  # literals in the SQL
+        compiled = self._compiled[keys] = _Compiled(result.string, order, constants)
         return compiled
 
 
@@ -81,7 +101,3 @@ def _bind(value: Any) -> Any:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value.strftime(SQLITE_DATETIME)
     return value
-
-
-def _datetime(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value

@@ -33,7 +33,7 @@ from ..errors import Conflict
 from ..files import make_private_dir
 from ..schemas import dumps
 from . import purge
-from .prepared import Prepared, Record
+from .prepared import Prepared
 from .queries import utcnow
 from .schema import (
     account_changes,
@@ -222,18 +222,18 @@ class Tx:
             insert(revoked_tokens).values(jti=token_id, account_id=account_id, expires_at=expires_at)
         )
 
-    def insert_request(self, values: dict[str, Any]) -> Record:
-        """Insert a request and return its row (request columns only)."""
+    def insert_request(self, values: dict[str, Any]) -> Any:
+        """Insert a request and return its row (request columns only; `INSERT_REQUEST.row`)."""
         [row] = INSERT_REQUEST.run(self.conn, values)
         return row
 
     def update_request(
         self, request_id: int, *, only_if_status: str, only_if: dict[str, Any] | None = None, **values: Any
-    ) -> Record | None:
+    ) -> Any:
         """Change a request if it still has `only_if_status` (and the `only_if` column values).
 
-        Returns the changed row (request columns only), or None when the request does not
-        match: someone got there first, or it is not the caller's to change.
+        Returns the changed row (request columns only, a named tuple), or None when the request
+        does not match: someone got there first, or it is not the caller's to change.
         """
         only_if = only_if or {}
         statement = _update_request_statement(tuple(sorted(only_if)))
