@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from medreq.config import Settings
+from medreq.simulate.accounts import create_accounts
 from medreq.simulate.server import LOAD_ENV, ServerProcess, raise_fd_limit, rss_bytes
 
 TCP_STATES = {1: "established", 7: "closed", 8: "close_wait", 4: "fin_wait1", 5: "fin_wait2"}
@@ -225,16 +226,10 @@ async def nested(server: ServerProcess, args: argparse.Namespace) -> dict[str, A
 
 async def stuck(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
     """A pharmacy socket that never reads while a patient sends it `args.events` requests."""
+    (patient,) = await create_accounts(server.url, "patient", 1)
+    (shop,) = await create_accounts(server.url, "pharmacy", 1)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        tokens = {}
-        for role in ("patient", "pharmacy"):
-            body = {"username": f"{role}-x", "password": "pass-word-1", "role": role, "name": role}
-            account = (await client.post("/auth/register", json=body)).json()
-            token = await client.post(
-                "/auth/token", json={"username": body["username"], "password": "pass-word-1"}
-            )
-            tokens[role] = (account["id"], token.json()["access"])
-        shop_id, shop_token = tokens["pharmacy"]
+        shop_id, shop_token = shop.id, shop.access
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
@@ -244,7 +239,7 @@ async def stuck(server: ServerProcess, args: argparse.Namespace) -> dict[str, An
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         started = time.monotonic()
-        headers = {"Authorization": f"Bearer {tokens['patient'][1]}"}
+        headers = patient.headers
         note = "n" * 900  # a large-ish event, so the buffers fill quickly
         closed_after = None
         async with Probe(server) as probe:

@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from medreq.samples import png
+from medreq.simulate.accounts import Account, NewAccount, Role, sign_up
 
 sys.path.insert(0, str(Path(__file__).parent))
 SHAPE = os.environ.get("MEDREQ_SHAPE", "").strip().lower()
@@ -96,19 +97,18 @@ def post_waiting(client: Any, url: str, **kwargs: Any) -> Any:
         gevent.sleep(wait)
 
 
-def register(client: Any, role: str) -> dict[str, Any]:
+def register(client: Any, role: Role) -> Account:
     """Register (synthetic) and log in a fresh account through ``client`` (Locust's HTTP session)."""
     username = f"lt-{_run}-{role[:2]}{next(_names)}"
-    body = {
-        "username": username, "password": PASSWORD, "role": role, "name": f"Load {role} {username}",
-        "synthetic": True,
-    }  # fmt: skip
-    post_waiting(client, "/auth/register", json=body, name="/auth/register").raise_for_status()
-    login = {"username": username, "password": PASSWORD}
-    tokens = post_waiting(client, "/auth/token", json=login, name="/auth/token")
-    tokens.raise_for_status()
-    ACCOUNTS.append({"access": tokens.json()["access"], "refresh": tokens.json()["refresh"]})
-    return dict(tokens.json())
+    new = NewAccount(username, PASSWORD, role, f"Load {role} {username}", synthetic=True)
+
+    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = post_waiting(client, path, json=body, name=path)
+        return response.status_code, response.json() if response.ok else response.text
+
+    account = sign_up(post, new)
+    ACCOUNTS.append({"access": account.access, "refresh": account.refresh})
+    return account
 
 
 class PatientUser(HttpUser):
@@ -116,8 +116,8 @@ class PatientUser(HttpUser):
     wait_time = between(0.5, 1.5)
 
     def on_start(self) -> None:
-        tokens = register(self.client, "patient")
-        self.client.headers["Authorization"] = f"Bearer {tokens['access']}"
+        account = register(self.client, "patient")
+        self.client.headers.update(account.headers)
         deadline = time.monotonic() + 30
         while not PHARMACIES and time.monotonic() < deadline:
             gevent.sleep(0.1)
@@ -171,10 +171,10 @@ class PharmacyUser(User):
         from locust.clients import HttpSession
 
         self.http = HttpSession(base_url=self.host, request_event=self.environment.events.request, user=self)
-        tokens = register(self.http, "pharmacy")
-        self.account_id = int(tokens["account"]["id"])
+        account = register(self.http, "pharmacy")
+        self.account_id = account.id
         ws_base = self.host.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        url = f"{ws_base}/ws/pharmacy/{self.account_id}/?token={tokens['access']}&after=0"
+        url = f"{ws_base}{account.ws_path}?token={account.access}&after=0"
         self._stack = contextlib.ExitStack()
         start = time.perf_counter()
         try:

@@ -15,6 +15,7 @@ import time
 
 import httpx
 
+from medreq.simulate.accounts import create_account
 from medreq.simulate.server import ServerProcess
 
 
@@ -39,8 +40,7 @@ def main() -> None:
         "MEDREQ_LOGIN_MAX_FAILURES": "1000000",
     }
     with ServerProcess(env=env) as server:
-        body = {"username": "real-user", "password": "real-password-1", "role": "patient", "name": "Real"}
-        assert httpx.post(f"{server.url}/auth/register", json=body, timeout=30).status_code == 201
+        create_account(server.url, "patient", username="real-user", password="real-password-1", name="Real")
         timed_logins(server.url, "real-user", 3)  # warm-up
         for label, username in (("existing username", "real-user"), ("unknown username", "nobody-here")):
             times = timed_logins(server.url, username, args.attempts)

@@ -11,15 +11,14 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from medreq.samples import png, wav
 from medreq.simulate import server as medreq_server
+from medreq.simulate.accounts import Account, Role, create_account
 from medreq.simulate.server import free_port
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -66,44 +65,9 @@ def server(server_factory: Any) -> ServerProcess:
     return server_factory()
 
 
-@dataclass
-class Account:
-    id: int
-    username: str
-    password: str
-    role: str
-    name: str
-    phone: str | None
-    access: str
-    refresh: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access}"}
-
-
-def make_account(base_url: str, role: str, name: str | None = None, phone: str | None = None) -> Account:
-    username = f"{role[:3]}-{uuid.uuid4().hex[:10]}"
-    password = "correct horse battery"
-    name = name or f"{role.title()} {username}"
-    body = {"username": username, "password": password, "role": role, "name": name}
-    if phone:
-        body["phone"] = phone
-    created = httpx.post(f"{base_url}/auth/register", json=body, timeout=10)
-    assert created.status_code == 201, created.text
-    tokens = httpx.post(
-        f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=10
-    ).json()
-    return Account(
-        id=created.json()["id"],
-        username=username,
-        password=password,
-        role=role,
-        name=name,
-        phone=phone,
-        access=tokens["access"],
-        refresh=tokens["refresh"],
-    )
+def make_account(base_url: str, role: Role, name: str | None = None, phone: str | None = None) -> Account:
+    """A fresh account registered over HTTP and logged in (medreq.simulate.accounts)."""
+    return create_account(base_url, role, name=name, phone=phone)
 
 
 @pytest.fixture

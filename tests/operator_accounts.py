@@ -6,43 +6,14 @@ need a pharmacy able to receive requests create it here rather than over `/auth/
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import uuid
-
-import httpx
+from medreq.simulate import accounts
+from medreq.simulate.accounts import PASSWORD, Role
 
 from .conftest import Account, ServerProcess
 
-PASSWORD = "correct horse battery"
+__all__ = ["PASSWORD", "operator_account"]
 
 
-def operator_account(server: ServerProcess, role: str, name: str, *, username: str | None = None) -> Account:
+def operator_account(server: ServerProcess, role: Role, name: str, *, username: str | None = None) -> Account:
     """An active account created by the operator's CLI, signed in over HTTP."""
-    username = username or f"{role[:3]}-{uuid.uuid4().hex[:10]}"
-    # a process of its own, as an operator runs it (and free of any event loop the test runs)
-    args = ["account", "create", "--role", role, "--username", username, "--name", name]
-    result = subprocess.run(
-        [sys.executable, "-m", "medreq", *args, "--data-dir", str(server.data_dir), "--password-stdin"],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    tokens = httpx.post(
-        f"{server.url}/auth/token", json={"username": username, "password": PASSWORD}, timeout=10
-    )
-    assert tokens.status_code == 200, tokens.text
-    body = tokens.json()
-    return Account(
-        id=body["account"]["id"],
-        username=username,
-        password=PASSWORD,
-        role=role,
-        name=name,
-        phone=None,
-        access=body["access"],
-        refresh=body["refresh"],
-    )
+    return accounts.operator_account(server.url, server.data_dir, role, name, username=username)

@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 
 from medreq.cli import app as cli_app
 from medreq.config import Settings
+from medreq.simulate.accounts import create_account
 from medreq.simulate.server import free_port
 from medreq.web import create_app
 
@@ -210,12 +211,8 @@ def failing_server(tmp_path: Any) -> Iterator[str]:
 
 
 def test_an_unexpected_error_carries_cors_headers(failing_server: str) -> None:
-    account = {"username": "alice", "password": PASSWORD_500, "role": "patient", "name": "Alice"}
-    assert httpx.post(f"{failing_server}/auth/register", json=account).status_code == 201
-    token = httpx.post(f"{failing_server}/auth/token", json=account).json()["access"]
-    answer = httpx.get(
-        f"{failing_server}/pharmacies/", headers={"Authorization": f"Bearer {token}", "Origin": FRONTEND}
-    )
+    alice = create_account(failing_server, "patient", username="alice", password=PASSWORD_500, name="Alice")
+    answer = httpx.get(f"{failing_server}/pharmacies/", headers={**alice.headers, "Origin": FRONTEND})
     assert answer.status_code == 500
     assert answer.json() == {"error": {"code": "internal", "message": "internal error"}}
     assert "boom" not in answer.text

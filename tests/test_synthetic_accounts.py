@@ -9,35 +9,22 @@ from typing import Any
 import httpx
 import pytest
 
+from medreq.simulate.accounts import Role, create_account
+
 from .conftest import Account, ServerProcess, make_account
 from .wire import db_snapshot, error_code, post_request, post_response
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def make_synthetic(base_url: str, role: str) -> Account:
-    username = f"sim-{uuid.uuid4().hex[:10]}"
-    body = {
-        "username": username,
-        "password": "sim-password",
-        "role": role,
-        "name": f"Sim {role}",
-        "synthetic": True,
-    }
-    created = httpx.post(f"{base_url}/auth/register", json=body)
-    assert created.status_code == 201, created.text
-    tokens = httpx.post(
-        f"{base_url}/auth/token", json={"username": username, "password": "sim-password"}
-    ).json()
-    return Account(
-        created.json()["id"],
-        username,
-        "sim-password",
+def make_synthetic(base_url: str, role: Role) -> Account:
+    return create_account(
+        base_url,
         role,
-        body["name"],
-        None,
-        tokens["access"],
-        tokens["refresh"],
+        username=f"sim-{uuid.uuid4().hex[:10]}",
+        password="sim-password",
+        name=f"Sim {role}",
+        synthetic=True,
     )
 
 

@@ -66,7 +66,7 @@ def post_response(
 
 
 def ws_path(account: Account) -> str:
-    return f"/ws/{'user' if account.role == 'patient' else 'pharmacy'}/{account.id}/"
+    return account.ws_path
 
 
 def open_ws(

@@ -23,6 +23,7 @@ import httpx
 
 from medreq.client import MedreqClient, MedreqError, RateLimited
 
+from .accounts import NewAccount, sign_up_client
 from .actors import Actor, Patient, Pharmacy, RunState
 from .chaos import ChaosProxy
 from .ledger import Ledger
@@ -143,16 +144,17 @@ async def _create_actors(
         url = proxy.url if proxy is not None and churns else base_url
         client = MedreqClient(url, transport=transport, timeout=20.0)
         clients.append(client)
-        username = f"sim-{state.run_id}-{kind.role[:2]}{index}"
-        name = f"Sim {'Pharmacy' if kind is Pharmacy else 'Patient'} {index}"
+        new = NewAccount(
+            username=f"sim-{state.run_id}-{kind.role[:2]}{index}",
+            password=password,
+            role=kind.role,
+            name=f"Sim {'Pharmacy' if kind is Pharmacy else 'Patient'} {index}",
+            phone="+1-555-0199",
+            synthetic=True,
+        )
         async with limit:
-            await _retry(
-                lambda: client.register(username, password, kind.role, name, "+1-555-0199", synthetic=True),
-                state,
-            )
-            await _retry(lambda: client.login(username, password), state)
-        assert client.account is not None
-        return kind(state, client, client.account.id, churns=churns)
+            account = await sign_up_client(client, new, attempt=lambda call: _retry(call, state))
+        return kind(state, client, account.id, churns=churns)
 
     jobs = [asyncio.create_task(make(kind, index, churns)) for kind, index, churns in plan]
     try:

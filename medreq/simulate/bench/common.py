@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: a lean HTTP/1.1 client, accounts, sockets, CPU numbers.
+"""Shared pieces of the benchmarks: a lean HTTP/1.1 client, sockets, CPU numbers (accounts come
+from `medreq.simulate.accounts`).
 
 The load generator shares two cores with the server, so it spends as little CPU per request
 as it can: requests are pre-encoded bytes written on keep-alive connections (no httpx), and
@@ -10,24 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from ..accounts import Account
 from ..server import cpu_seconds
-
-PASSWORD = "bench-password-123"
-
-
-class HTTPError(RuntimeError):
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]!r}")
-        self.status = status
 
 
 class RawHTTP:
@@ -67,15 +59,6 @@ class RawHTTP:
             self._writer.close()
         return status, data
 
-    async def json(self, method: str, path: str, payload: Any, token: str | None = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        status, data = await self.request(method, path, json.dumps(payload).encode(), headers)
-        if status >= 400:
-            raise HTTPError(status, data)
-        return json.loads(data)
-
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -89,39 +72,6 @@ def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
         for name, value in fields.items()
     ]
     return ("".join(parts) + f"--{boundary}--\r\n").encode(), f"multipart/form-data; boundary={boundary}"
-
-
-@dataclass
-class Account:
-    id: int
-    role: str
-    access: str
-
-
-async def make_accounts(base_url: str, role: str, count: int, *, concurrency: int = 16) -> list[Account]:
-    """Register and log in ``count`` fresh accounts."""
-    host, port = host_port(base_url)
-    prefix = f"b{secrets.token_hex(3)}{role[:2]}"
-    limit = asyncio.Semaphore(concurrency)
-    conns = [RawHTTP(host, port) for _ in range(concurrency)]
-
-    async def one(index: int) -> Account:
-        async with limit:
-            http = conns.pop()
-            try:
-                username = f"{prefix}{index}"
-                body = {"username": username, "password": PASSWORD, "role": role, "name": f"Bench {username}"}
-                await http.json("POST", "/auth/register", body)
-                tokens = await http.json("POST", "/auth/token", {"username": username, "password": PASSWORD})
-            finally:
-                conns.append(http)
-        return Account(int(tokens["account"]["id"]), role, str(tokens["access"]))
-
-    try:
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
-    finally:
-        for http in conns:
-            http.close()
 
 
 def host_port(base_url: str) -> tuple[str, int]:

@@ -17,9 +17,10 @@ import os
 import time
 from typing import Any
 
+from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
-from .common import Account, RawHTTP, host_port, make_accounts, multipart, open_ws
+from .common import RawHTTP, host_port, multipart, open_ws
 
 
 def bench_cycle(
@@ -79,8 +80,8 @@ def _generator(
 async def _generate(
     base_url: str, workers: int, start_at: float, warmup: float, seconds: float
 ) -> dict[str, Any]:
-    patients = await make_accounts(base_url, "patient", workers, concurrency=8)
-    pharmacies = await make_accounts(base_url, "pharmacy", workers, concurrency=8)
+    patients = await create_accounts(base_url, "patient", workers, concurrency=8)
+    pharmacies = await create_accounts(base_url, "pharmacy", workers, concurrency=8)
     waiting: dict[int, asyncio.Future[float]] = {}  # request_id → resolved at pharmacy_response
     early: set[int] = set()
     errors = 0

@@ -22,9 +22,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Opcode
 
+from ..accounts import Account, create_accounts
 from ..server import rss_bytes
 from ..stats import summary
-from .common import Account, RawHTTP, host_port, make_accounts, multipart, open_ws
+from .common import RawHTTP, host_port, multipart, open_ws
 
 
 class PingRecorder(ClientConnection):
@@ -52,7 +53,7 @@ def bench_idle(
     probe_rate: float = 20.0,
 ) -> dict[str, Any]:
     accounts = asyncio.run(
-        make_accounts(base_url, "pharmacy", -(-connections // per_account), concurrency=16)
+        create_accounts(base_url, "pharmacy", -(-connections // per_account), concurrency=16)
     )
     slots = [accounts[i // per_account] for i in range(connections)]
     ctx = multiprocessing.get_context("spawn")
@@ -160,7 +161,7 @@ async def _hold(base_url: str, slots: list[Account], reports: Any, stop: Any) ->
 
 async def _probe(base_url: str, pharmacies: list[Account], count: int, rate: float) -> dict[str, Any]:
     """Requests from one patient to random idle pharmacies, ``rate`` per second."""
-    (patient,) = await make_accounts(base_url, "patient", 1)
+    (patient,) = await create_accounts(base_url, "patient", 1)
     host, port = host_port(base_url)
     http = RawHTTP(host, port)
     created = 0

@@ -15,8 +15,9 @@ import os
 import time
 from typing import Any
 
+from ..accounts import Account, create_accounts
 from ..stats import summary
-from .common import Account, CPUMeter, RawHTTP, host_port, make_accounts, multipart, open_ws
+from .common import CPUMeter, RawHTTP, host_port, multipart, open_ws
 
 
 async def bench_notify(
@@ -30,8 +31,8 @@ async def bench_notify(
     pool: int = 128,
     drain: float = 5.0,
 ) -> list[dict[str, Any]]:
-    pharmacy_accounts = await make_accounts(base_url, "pharmacy", pharmacies)
-    patient_accounts = await make_accounts(base_url, "patient", patients)
+    pharmacy_accounts = await create_accounts(base_url, "pharmacy", pharmacies)
+    patient_accounts = await create_accounts(base_url, "patient", patients)
     sockets = [await open_ws(base_url, account) for account in pharmacy_accounts]
     sent_at: dict[str, float] = {}
     created_at: dict[str, float] = {}
