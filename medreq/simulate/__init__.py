@@ -5,7 +5,8 @@
     assert report.lost_total == 0 and report.duplicated_total == 0
 
 `medreq simulate` (``medreq.cli.simulate``) is the command line around this package, and
-`medreq.simulate.bench` holds the benchmarks behind `medreq bench` and ``loadtests/bench.py``.
+`medreq.simulate.bench` holds the benchmarks behind `medreq bench` and ``loadtests/bench.py``;
+`medreq.simulate.accounts` makes the accounts of the simulator, the benchmarks, Locust and the tests.
 """
 
 from .report import Report
