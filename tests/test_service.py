@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from medreq.bootstrap import open_service
 from medreq.config import Settings
 from medreq.errors import Conflict, Forbidden, Invalid, NotFound
 from medreq.schemas import ListQuery, RegisterIn, RequestForm
 from medreq.service import Caller, MedreqService
-from medreq.web.app import build_service
 
 from .conftest import create_database, drop_database, require_service
 
@@ -27,19 +27,22 @@ class Recorder:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MedreqService]:
-    """The service on each store: SQLite in a temp dir, and a throwaway PostgreSQL database."""
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings for each store: SQLite in a temp dir, and a throwaway PostgreSQL database."""
     database_url = ""
     if request.param == "postgresql":
         require_service("PostgreSQL", "127.0.0.1", 5432)
         database_url = await create_database()
-    settings = Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024, database_url=database_url)
-    svc = build_service(settings)
-    await svc.store.migrate()
-    yield svc
-    await svc.store.close()
+    yield Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024, database_url=database_url)
     if database_url:
         await drop_database(database_url)
+
+
+@pytest.fixture
+async def service(store_settings: Settings) -> AsyncIterator[MedreqService]:
+    """The service on each store, assembled as the server does it (`medreq.bootstrap`)."""
+    async with open_service(store_settings) as svc:
+        yield svc
 
 
 async def account(service: MedreqService, role: str, username: str) -> Caller:
@@ -53,7 +56,7 @@ async def test_events_are_stored_before_they_are_published(service: MedreqServic
     patient = await account(service, "patient", "pat")
     pharmacy = await account(service, "pharmacy", "pha")
     sink = Recorder()
-    await service.hub.subscribe(pharmacy.id, sink)
+    await service.subscribe(pharmacy.id, sink)
     body, created = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=2, medicine_name="A")
     )
@@ -123,8 +126,8 @@ async def test_cancel_and_thread_messages_notify_the_other_party(service: Medreq
     patient = await account(service, "patient", "pat")
     pharmacy = await account(service, "pharmacy", "pha")
     pharmacy_sink, patient_sink = Recorder(), Recorder()
-    await service.hub.subscribe(pharmacy.id, pharmacy_sink)
-    await service.hub.subscribe(patient.id, patient_sink)
+    await service.subscribe(pharmacy.id, pharmacy_sink)
+    await service.subscribe(patient.id, patient_sink)
     body, _ = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
@@ -150,7 +153,7 @@ async def test_typing_is_published_but_not_stored(service: MedreqService) -> Non
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
     sink = Recorder()
-    await service.hub.subscribe(patient.id, sink)
+    await service.subscribe(patient.id, sink)
     await service.typing(pharmacy, body["request_id"], "start")
     [(event_id, text)] = sink.received
     assert event_id is None
