@@ -9,9 +9,9 @@ import pytest
 
 from medreq.bootstrap import open_service
 from medreq.config import Settings
-from medreq.errors import Conflict, Forbidden, Invalid, NotFound
+from medreq.errors import Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType
 from medreq.schemas import ListQuery, RegisterIn, RequestForm
-from medreq.service import Caller, MedreqService
+from medreq.service import Caller, MedreqService, Upload
 
 from .conftest import create_database, drop_database, require_service
 
@@ -159,3 +159,41 @@ async def test_typing_is_published_but_not_stored(service: MedreqService) -> Non
     assert event_id is None
     assert '"typing"' in text
     assert await service.events_after(patient.id, 0) == []
+
+
+def upload(data: bytes) -> Upload:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data[:100]
+        yield data[100:]
+
+    return Upload(chunks(), filename="upload.bin", content_type="application/octet-stream")
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    return sorted(p for p in (settings.data_dir / "media").rglob("*") if p.is_file())
+
+
+async def test_an_upload_is_kept_only_with_the_change_it_came_with(
+    service: MedreqService, store_settings: Settings, png_bytes: bytes, wav_bytes: bytes
+) -> None:
+    """The service saves an upload, and removes it when the change fails or is a replay."""
+    patient = await account(service, "patient", "pat")
+    pharmacy = await account(service, "pharmacy", "pha")
+    form = RequestForm(pharmacy=pharmacy.id, quantity=1)
+    body, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
+    assert created
+    [kept] = stored_files(store_settings)
+    assert kept.name in body["data"]["image_url"]
+    again, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
+    assert (created, again["request_id"]) == (False, body["request_id"])
+    with pytest.raises(Forbidden):
+        await service.create_request(pharmacy, form, upload(png_bytes))
+    with pytest.raises(UnsupportedMediaType):  # not an image: refused while saving, nothing left behind
+        await service.create_request(patient, form, upload(wav_bytes))
+    assert stored_files(store_settings) == [kept]  # the replay's and the failures' files are gone
+    with pytest.raises(NotFound):
+        await service.respond(pharmacy, body["request_id"] + 1, "ACCEPTED", None, upload(wav_bytes))
+    assert stored_files(store_settings) == [kept]
+    view = await service.respond(pharmacy, body["request_id"], "ACCEPTED", None, upload(wav_bytes))
+    assert len(stored_files(store_settings)) == 2
+    assert view["response"]["audio_url"]
