@@ -17,46 +17,48 @@ import tempfile
 import time
 from pathlib import Path
 
+from medreq.bootstrap import open_service
 from medreq.config import Settings
 from medreq.schemas import RegisterIn, RequestForm
-from medreq.service import Caller
-from medreq.web.app import build_service
+from medreq.service import Caller, MedreqService
 
 
 async def run(cycles: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.load(env={}, data_dir=Path(tmp), scrypt_n=1024, webhook_allow_private=True)
-        service = build_service(settings)
-        await service.store.migrate()
-
-        async def account(role: str, name: str) -> Caller:
-            row = await service.register(
-                RegisterIn(username=name, password="password1", role=role, name=name), by_operator=True
-            )
-            return Caller(row["id"], role, name)
-
-        pharmacy = await account("pharmacy", "pha")
-        plain = await account("patient", "plain")
-        hooked = await account("patient", "hooked")
-        await service.set_webhook(hooked, "http://127.0.0.1:9/hook")
-        form = RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
-
-        async def cycles_per_second(patient: Caller) -> float:
-            start = time.perf_counter()
-            for _ in range(cycles):
-                body, _ = await service.create_request(patient, form)
-                await service.respond(pharmacy, body["request_id"], "ACCEPTED", "ok")
-            return cycles / (time.perf_counter() - start)
-
-        results: dict[str, list[float]] = {"no webhook": [], "webhook": []}
-        for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
-            results["no webhook"].append(await cycles_per_second(plain))
-            results["webhook"].append(await cycles_per_second(hooked))
-        await service.store.close()
+        async with open_service(settings) as service:
+            results = await measure(service, cycles, rounds)
     base = statistics.median(results["no webhook"])
     for name, values in results.items():
         median = statistics.median(values)
         print(f"{name:>10}: {median:8.0f} cycles/s (median of {rounds} × {cycles}; {median / base - 1:+.1%})")
+
+
+async def measure(service: MedreqService, cycles: int, rounds: int) -> dict[str, list[float]]:
+    async def account(role: str, name: str) -> Caller:
+        row = await service.register(
+            RegisterIn(username=name, password="password1", role=role, name=name), by_operator=True
+        )
+        return Caller(row["id"], role, name)
+
+    pharmacy = await account("pharmacy", "pha")
+    plain = await account("patient", "plain")
+    hooked = await account("patient", "hooked")
+    await service.set_webhook(hooked, "http://127.0.0.1:9/hook")
+    form = RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
+
+    async def cycles_per_second(patient: Caller) -> float:
+        start = time.perf_counter()
+        for _ in range(cycles):
+            body, _ = await service.create_request(patient, form)
+            await service.respond(pharmacy, body["request_id"], "ACCEPTED", "ok")
+        return cycles / (time.perf_counter() - start)
+
+    results: dict[str, list[float]] = {"no webhook": [], "webhook": []}
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+        results["no webhook"].append(await cycles_per_second(plain))
+        results["webhook"].append(await cycles_per_second(hooked))
+    return results
 
 
 def main() -> None:

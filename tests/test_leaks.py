@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from medreq import auth
+from medreq.bootstrap import open_service
 from medreq.config import Settings
 from medreq.schemas import TokenIn
-from medreq.web.app import build_service
 
 from .conftest import REDIS_URL, Account, ServerProcess, create_database, drop_database, make_account
 from .conftest import require_service as require
@@ -126,8 +126,6 @@ async def test_fresh_sockets_get_no_history(server_factory: Any, backend: dict[s
 async def test_unknown_username_costs_the_same_hash(tmp_path: Path, monkeypatch: Any) -> None:
     """A wrong password costs one scrypt whether or not the username exists (the 48.8 ms vs
     2.9 ms difference came from skipping it); timings are in docs/security.md."""
-    service = build_service(Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024))
-    await service.store.migrate()
     hashed: list[str] = []
     real = auth.verify_password_async
 
@@ -136,14 +134,12 @@ async def test_unknown_username_costs_the_same_hash(tmp_path: Path, monkeypatch:
         return await real(password, stored)
 
     monkeypatch.setattr(auth, "verify_password_async", counting)
-    try:
+    async with open_service(Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024)) as service:
         for username in ("nobody", "nobody-else"):
             with pytest.raises(auth.Unauthorized):
                 await service.issue_tokens(TokenIn(username=username, password="guess-1234"))
-        assert len(hashed) == 2
-        assert all(stored.startswith("scrypt$1024$") for stored in hashed)
-    finally:
-        await service.store.close()
+    assert len(hashed) == 2
+    assert all(stored.startswith("scrypt$1024$") for stored in hashed)
 
 
 def test_wrong_passwords_hold_back_the_account_whatever_the_address(server_factory: Any) -> None:

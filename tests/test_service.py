@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from medreq.bootstrap import open_service
 from medreq.config import Settings
-from medreq.errors import Conflict, Forbidden, Invalid, NotFound
+from medreq.errors import Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType
 from medreq.schemas import ListQuery, RegisterIn, RequestForm
-from medreq.service import Caller, MedreqService
-from medreq.web.app import build_service
+from medreq.service import Caller, MedreqService, Upload
 
 from .conftest import create_database, drop_database, require_service
 
@@ -27,19 +27,22 @@ class Recorder:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MedreqService]:
-    """The service on each store: SQLite in a temp dir, and a throwaway PostgreSQL database."""
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings for each store: SQLite in a temp dir, and a throwaway PostgreSQL database."""
     database_url = ""
     if request.param == "postgresql":
         require_service("PostgreSQL", "127.0.0.1", 5432)
         database_url = await create_database()
-    settings = Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024, database_url=database_url)
-    svc = build_service(settings)
-    await svc.store.migrate()
-    yield svc
-    await svc.store.close()
+    yield Settings.load(env={}, data_dir=tmp_path, scrypt_n=1024, database_url=database_url)
     if database_url:
         await drop_database(database_url)
+
+
+@pytest.fixture
+async def service(store_settings: Settings) -> AsyncIterator[MedreqService]:
+    """The service on each store, assembled as the server does it (`medreq.bootstrap`)."""
+    async with open_service(store_settings) as svc:
+        yield svc
 
 
 async def account(service: MedreqService, role: str, username: str) -> Caller:
@@ -53,7 +56,7 @@ async def test_events_are_stored_before_they_are_published(service: MedreqServic
     patient = await account(service, "patient", "pat")
     pharmacy = await account(service, "pharmacy", "pha")
     sink = Recorder()
-    await service.hub.subscribe(pharmacy.id, sink)
+    await service.subscribe(pharmacy.id, sink)
     body, created = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=2, medicine_name="A")
     )
@@ -123,8 +126,8 @@ async def test_cancel_and_thread_messages_notify_the_other_party(service: Medreq
     patient = await account(service, "patient", "pat")
     pharmacy = await account(service, "pharmacy", "pha")
     pharmacy_sink, patient_sink = Recorder(), Recorder()
-    await service.hub.subscribe(pharmacy.id, pharmacy_sink)
-    await service.hub.subscribe(patient.id, patient_sink)
+    await service.subscribe(pharmacy.id, pharmacy_sink)
+    await service.subscribe(patient.id, patient_sink)
     body, _ = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
@@ -150,9 +153,47 @@ async def test_typing_is_published_but_not_stored(service: MedreqService) -> Non
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
     sink = Recorder()
-    await service.hub.subscribe(patient.id, sink)
+    await service.subscribe(patient.id, sink)
     await service.typing(pharmacy, body["request_id"], "start")
     [(event_id, text)] = sink.received
     assert event_id is None
     assert '"typing"' in text
     assert await service.events_after(patient.id, 0) == []
+
+
+def upload(data: bytes) -> Upload:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data[:100]
+        yield data[100:]
+
+    return Upload(chunks(), filename="upload.bin", content_type="application/octet-stream")
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    return sorted(p for p in (settings.data_dir / "media").rglob("*") if p.is_file())
+
+
+async def test_an_upload_is_kept_only_with_the_change_it_came_with(
+    service: MedreqService, store_settings: Settings, png_bytes: bytes, wav_bytes: bytes
+) -> None:
+    """The service saves an upload, and removes it when the change fails or is a replay."""
+    patient = await account(service, "patient", "pat")
+    pharmacy = await account(service, "pharmacy", "pha")
+    form = RequestForm(pharmacy=pharmacy.id, quantity=1)
+    body, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
+    assert created
+    [kept] = stored_files(store_settings)
+    assert kept.name in body["data"]["image_url"]
+    again, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
+    assert (created, again["request_id"]) == (False, body["request_id"])
+    with pytest.raises(Forbidden):
+        await service.create_request(pharmacy, form, upload(png_bytes))
+    with pytest.raises(UnsupportedMediaType):  # not an image: refused while saving, nothing left behind
+        await service.create_request(patient, form, upload(wav_bytes))
+    assert stored_files(store_settings) == [kept]  # the replay's and the failures' files are gone
+    with pytest.raises(NotFound):
+        await service.respond(pharmacy, body["request_id"] + 1, "ACCEPTED", None, upload(wav_bytes))
+    assert stored_files(store_settings) == [kept]
+    view = await service.respond(pharmacy, body["request_id"], "ACCEPTED", None, upload(wav_bytes))
+    assert len(stored_files(store_settings)) == 2
+    assert view["response"]["audio_url"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from medreq.auth import Claims
 from medreq.config import Settings
+from medreq.service import Limits
 from medreq.web.connection import CLOSE_TRY_AGAIN, Connection
 from medreq.web.ws_guard import EXTENSION
 
@@ -33,20 +34,17 @@ class StuckSocket:
         self.dropped.append(code)
 
 
-class Media:
-    """Media links as configured: no client base to rebase onto."""
+class Service:
+    """The façade as a connection uses it; media links as configured (no client base)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limits = Limits.of(settings)
 
     def client_base(self, base: str | None) -> str | None:
         return None
 
     def rebase(self, text: str, base: str | None) -> str:
         return text
-
-
-class Service:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.media = Media()
 
 
 CLAIMS = Claims(account_id=1, role="pharmacy", kind="access", expires_at=2**40)

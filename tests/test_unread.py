@@ -11,7 +11,7 @@ from medreq.schemas import ListQuery, RequestForm
 from medreq.service import MedreqService
 
 from .conftest import Account, ServerProcess
-from .test_service import account, service  # noqa: F401 (the store-parametrised fixture)
+from .test_service import account, service, store_settings  # noqa: F401 (the store-parametrised fixtures)
 from .wire import db_snapshot, error_code, open_ws, post_request, recv_json
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from .conftest import Account, ServerProcess, make_account
-from .test_service import account, service  # noqa: F401 (the store-parametrised fixture)
+from .test_service import account, service, store_settings  # noqa: F401 (the store-parametrised fixtures)
 from .wire import db_snapshot, error_code, open_ws, post_request, recv_json
 
 FAST = {
@@ -260,19 +260,26 @@ def test_webhook_cli_set_test_deliveries_clear(
     assert me["webhook_url"] is None
 
 
-async def test_two_deliverers_never_claim_the_same_row(service: Any) -> None:  # noqa: F811
-    from medreq.storage import webhooks
+async def test_two_deliverers_never_claim_the_same_row(
+    service: Any,  # noqa: F811
+    store_settings: Any,  # noqa: F811
+) -> None:
+    from medreq.storage import Store, webhooks
 
     patient = await account(service, "patient", "pat")
-    ids = [
-        await service.store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, patient.id, i, "message", "{}"))
-        for i in range(1, 41)
-    ]
-    claims = await asyncio.gather(
-        *(service.store.write(lambda tx: webhooks.claim(tx.conn, limit=15, lease=60)) for _ in range(4))
-    )
-    claimed = [c.id for batch in claims for c in batch]
-    assert sorted(claimed) == sorted(set(claimed))  # no row twice
-    assert set(claimed) == set(ids)  # 4 × 15 ≥ 40: every due row was taken by someone
-    # leased rows are not due again until the lease ends
-    assert await service.store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60)) == []
+    store = Store(store_settings.database_url)  # the service's database, as a second process sees it
+    try:
+        ids = [
+            await store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, patient.id, i, "message", "{}"))
+            for i in range(1, 41)
+        ]
+        claims = await asyncio.gather(
+            *(store.write(lambda tx: webhooks.claim(tx.conn, limit=15, lease=60)) for _ in range(4))
+        )
+        claimed = [c.id for batch in claims for c in batch]
+        assert sorted(claimed) == sorted(set(claimed))  # no row twice
+        assert set(claimed) == set(ids)  # 4 × 15 ≥ 40: every due row was taken by someone
+        # leased rows are not due again until the lease ends
+        assert await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60)) == []
+    finally:
+        await store.close()

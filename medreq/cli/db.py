@@ -49,7 +49,7 @@ def prune(
 
     Example: [bold]medreq db prune --event-days 30 --media-days 365[/bold]
     """
-    from ..media import MediaStore
+    from ..bootstrap import media_store
     from ..service.retention import prune as run_prune
     from ..storage import Store
 
@@ -61,9 +61,7 @@ def prune(
         store = Store(settings.database_url)
         try:
             await store.migrate()
-            files = MediaStore(
-                settings.media_dir or settings.data_dir / "media", "unused", base_url="", url_ttl=0
-            )
+            files = media_store(settings)  # only finds files: no link is signed without a secret
             report = await run_prune(store, files, event_days=events, media_days=media)
             return report.as_dict()
         finally:

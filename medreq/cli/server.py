@@ -220,14 +220,10 @@ def _database_label(settings: Settings) -> str:
 
 
 async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
-    from ..web.app import build_service
+    from ..bootstrap import open_service
 
-    service = build_service(settings)
-    try:
-        await service.store.migrate()
+    async with open_service(settings) as service:
         return await service.register(data, by_operator=True)
-    finally:
-        await service.store.close()
 
 
 # --- operators: approve, disable, enable, reset passwords -----------------------------------------
@@ -311,14 +307,10 @@ def _run_operator(data_dir: Path | None, database: str | None, action: Callable[
     settings = Settings.load(data_dir=data_dir, database_url=database)
 
     async def run() -> T:
-        from ..web.app import build_service
+        from ..bootstrap import open_service
 
-        service = build_service(settings)
-        try:
-            await service.store.migrate()
+        async with open_service(settings) as service:
             return await action(service)
-        finally:
-            await service.store.close()
 
     try:
         return asyncio.run(run())

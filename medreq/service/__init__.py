@@ -1,6 +1,9 @@
-"""The domain service (no web framework in here): see `core.MedreqService`."""
+"""The domain service (no web framework in here): `core.MedreqService` is the façade the
+transports use, composed of parts (accounts, requests, conversation, delivery, presence,
+webhooks, push, sandbox); `medreq.bootstrap` assembles it."""
 
-from .base import Caller
+from .base import Caller, Limits, Upload
 from .core import MedreqService
+from .delivery import MediaFile
 
-__all__ = ["Caller", "MedreqService"]
+__all__ = ["Caller", "Limits", "MediaFile", "MedreqService", "Upload"]

@@ -9,33 +9,59 @@ version, so every token issued before stops working at once on this worker and, 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
 from .. import auth
+from ..config import Settings
 from ..errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from ..schemas import RegisterIn, TokenIn
-from ..storage import Tx, queries, utcnow
-from .base import Caller, ServiceBase
-from .directory import AccountInfo
+from ..storage import Store, Tx, queries, utcnow
+from .base import Caller
+from .directory import AccountInfo, Directory
 from .views import account_view
+
+log = logging.getLogger("medreq.service")
 
 STATUSES = ("active", "pending", "disabled")
 UNKNOWN_LOGINS_REMEMBERED = 100_000
 
 
-class Accounts(ServiceBase):
+class Accounts:
+    def __init__(self, settings: Settings, store: Store, tokens: auth.TokenIssuer, directory: Directory) -> None:
+        self._settings = settings
+        self._store = store
+        self._issuer = tokens
+        self._directory = directory
+        # wrong passwords for usernames that do not exist: username → (failures, held until)
+        self._unknown_logins: dict[str, tuple[int, float]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the caller has its answer; a failure is logged, not lost."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
     # --- registration and sign-in -------------------------------------------------------------
 
     async def register(self, data: RegisterIn, *, by_operator: bool = False) -> dict[str, Any]:
-        if data.synthetic and not self.settings.synthetic_accounts:
+        if data.synthetic and not self._settings.synthetic_accounts:
             raise Forbidden("synthetic (simulation) accounts are not allowed on this server")
         status = self._registration_status(data.role, by_operator=by_operator, synthetic=data.synthetic)
-        if await self.store.read(lambda c: queries.account_by_username(c, data.username)) is not None:
+        if await self._store.read(lambda c: queries.account_by_username(c, data.username)) is not None:
             raise Conflict("username is taken", fields={"username": "is taken"})
-        password_hash = await auth.hash_password_async(data.password, n=self.settings.scrypt_n)
-        row = await self.store.write(
+        password_hash = await auth.hash_password_async(data.password, n=self._settings.scrypt_n)
+        row = await self._store.write(
             lambda tx: tx.create_account(
                 username=data.username,
                 password_hash=password_hash,
@@ -51,39 +77,39 @@ class Accounts(ServiceBase):
     def _registration_status(self, role: str, *, by_operator: bool, synthetic: bool = False) -> str:
         if by_operator:
             return "active"
-        if not self.settings.open_registration:
+        if not self._settings.open_registration:
             raise Forbidden("registration is closed on this server")
         if role != "pharmacy" or synthetic:
             return "active"  # a synthetic pharmacy lives in the sandbox: no real patient reaches it
-        mode = self.settings.pharmacy_registration
+        mode = self._settings.pharmacy_registration
         if mode == "closed":
             raise Forbidden("pharmacies are registered by the server's operator")
         # "approval": listed and reachable only once an operator has checked who it is
         return "pending" if mode == "approval" else "active"
 
     async def issue_tokens(self, data: TokenIn) -> dict[str, Any]:
-        row = await self.store.read(lambda c: queries.account_by_username(c, data.username))
+        row = await self._store.read(lambda c: queries.account_by_username(c, data.username))
         self._check_not_held_back(row, data.username)
         stored_hash = row.password_hash if row is not None else None
         # Always hash, known username or not, so the time taken tells nothing.
-        if not await auth.verify_or_waste(data.password, stored_hash, n=self.settings.scrypt_n):
+        if not await auth.verify_or_waste(data.password, stored_hash, n=self._settings.scrypt_n):
             # Counted after answering: the database write for a real account must not make its
             # wrong password slower than an unknown username's (measured: docs/security.md).
-            self.in_background(self._login_failed(row, data.username))
+            self._in_background(self._login_failed(row, data.username))
             raise Unauthorized("wrong username or password")
         assert row is not None
         if row.status == "disabled":
             raise Unauthorized("this account is disabled")
         if row.failed_logins:
-            await self.store.write(lambda tx: tx.update_account(row.id, failed_logins=0, login_blocked_until=None))
+            await self._store.write(lambda tx: tx.update_account(row.id, failed_logins=0, login_blocked_until=None))
         return {**self._tokens(row.id, row.role, row.token_version), "account": account_view(row)}
 
     def _tokens(self, account_id: int, role: str, version: int) -> dict[str, Any]:
         return {
-            "access": self.tokens.issue(account_id, role, "access", version=version),
-            "refresh": self.tokens.issue(account_id, role, "refresh", version=version),
+            "access": self._issuer.issue(account_id, role, "access", version=version),
+            "refresh": self._issuer.issue(account_id, role, "refresh", version=version),
             "token_type": "bearer",
-            "expires_in": self.tokens.access_ttl,
+            "expires_in": self._issuer.access_ttl,
         }
 
     # --- back-off on wrong passwords -----------------------------------------------------------
@@ -92,8 +118,8 @@ class Accounts(ServiceBase):
     # treatment from memory, so a hold does not tell which usernames exist.
 
     def _backoff(self, failures: int) -> float:
-        over = failures - self.settings.login_max_failures
-        return 0.0 if over < 0 else float(min(2**over, self.settings.login_backoff_max))
+        over = failures - self._settings.login_max_failures
+        return 0.0 if over < 0 else float(min(2**over, self._settings.login_backoff_max))
 
     def _check_not_held_back(self, row: Any, username: str) -> None:
         if row is not None:
@@ -114,21 +140,21 @@ class Accounts(ServiceBase):
         failures = row.failed_logins + 1
         hold = self._backoff(failures)
         until = utcnow() + timedelta(seconds=hold) if hold else None
-        await self.store.write(
+        await self._store.write(
             lambda tx: tx.update_account(row.id, failed_logins=failures, login_blocked_until=until)
         )
 
     # --- tokens --------------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
-        claims = self.tokens.verify(refresh_token, "refresh")
+        claims = self._issuer.verify(refresh_token, "refresh")
         account = await self._account_for(claims)
-        if await self.store.read(lambda c: queries.token_revoked(c, claims.token_id)):
+        if await self._store.read(lambda c: queries.token_revoked(c, claims.token_id)):
             raise Unauthorized("token revoked")
         return {
-            "access": self.tokens.issue(account.id, account.role, "access", version=account.token_version),
+            "access": self._issuer.issue(account.id, account.role, "access", version=account.token_version),
             "token_type": "bearer",
-            "expires_in": self.tokens.access_ttl,
+            "expires_in": self._issuer.access_ttl,
         }
 
     async def authenticate(self, token: str | None) -> Caller:
@@ -140,7 +166,7 @@ class Accounts(ServiceBase):
         """`authenticate`, with the token's claims (a socket lives as long as they do)."""
         if not token:
             raise Unauthorized("missing bearer token")
-        claims = self.tokens.verify(token, "access")
+        claims = self._issuer.verify(token, "access")
         return await self.check_claims(claims), claims
 
     async def check_claims(self, claims: auth.Claims) -> Caller:
@@ -149,7 +175,7 @@ class Accounts(ServiceBase):
         return Caller(account.id, account.role, account.name)
 
     async def _account_for(self, claims: auth.Claims) -> AccountInfo:
-        account = await self.directory.get(claims.account_id)
+        account = await self._directory.get(claims.account_id)
         if account is None:
             raise Unauthorized("account no longer exists")
         if account.status == "disabled":
@@ -161,28 +187,28 @@ class Accounts(ServiceBase):
     async def logout(self, caller: Caller, refresh_token: str) -> None:
         """Revoke one refresh token of the caller's (a token already expired needs nothing)."""
         try:
-            claims = self.tokens.verify(refresh_token, "refresh")
+            claims = self._issuer.verify(refresh_token, "refresh")
         except Unauthorized:
             return
         if claims.account_id != caller.id:
             raise Forbidden("that refresh token belongs to another account")
         expires = utcnow() + timedelta(seconds=max(0, claims.expires_at - time.time()))
-        await self.store.write(lambda tx: tx.revoke_token(claims.token_id, caller.id, expires))
+        await self._store.write(lambda tx: tx.revoke_token(claims.token_id, caller.id, expires))
 
     async def change_password(self, caller: Caller, old: str, new: str) -> None:
         """Change the caller's password and revoke every token of the account (live sockets close)."""
-        row = await self.store.read(lambda c: queries.account(c, caller.id))
+        row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
         self._check_not_held_back(row, row.username)
-        if not await auth.verify_or_waste(old, row.password_hash, n=self.settings.scrypt_n):
+        if not await auth.verify_or_waste(old, row.password_hash, n=self._settings.scrypt_n):
             await self._login_failed(row, row.username)
             raise Invalid("old: is not the current password", fields={"old": "is not the current password"})
         await self._set_password(caller.id, new)
 
     async def _set_password(self, account_id: int, password: str) -> None:
-        password_hash = await auth.hash_password_async(password, n=self.settings.scrypt_n)
-        await self.store.write(
+        password_hash = await auth.hash_password_async(password, n=self._settings.scrypt_n)
+        await self._store.write(
             lambda tx: tx.update_account(
                 account_id,
                 revoke_tokens=True,
@@ -191,12 +217,12 @@ class Accounts(ServiceBase):
                 login_blocked_until=None,
             )
         )
-        self.directory.forget(account_id)
+        self._directory.forget(account_id)
 
     # --- the caller's own account, and what patients may choose from -------------------------
 
     async def me(self, caller: Caller) -> dict[str, Any]:
-        row = await self.store.read(lambda c: queries.account(c, caller.id))
+        row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
         return {**account_view(row), "webhook_url": row.webhook_url}
@@ -204,21 +230,21 @@ class Accounts(ServiceBase):
     # --- revocations made elsewhere -----------------------------------------------------------
 
     async def last_account_change(self) -> int:
-        return await self.store.read(queries.last_account_change)
+        return await self._store.read(queries.last_account_change)
 
     async def account_changes(self, after: int) -> tuple[int, set[int]]:
         """Accounts changed (disabled, password changed, …) since change `after`, forgotten from
         the directory so the next check reads them afresh; and the new high-water mark."""
-        rows = await self.store.read(lambda c: queries.account_changes_after(c, after))
+        rows = await self._store.read(lambda c: queries.account_changes_after(c, after))
         changed = {account_id for _, account_id in rows}
         for account_id in changed:
-            self.directory.forget(account_id)
+            self._directory.forget(account_id)
         return (rows[-1][0] if rows else after), changed
 
     # --- operators (the `medreq account` commands) ----------------------------------------------
 
     async def list_accounts(self, status: str | None = None) -> list[dict[str, Any]]:
-        rows = await self.store.read(lambda c: queries.account_list(c, status=status))
+        rows = await self._store.read(lambda c: queries.account_list(c, status=status))
         return [{**account_view(row), "created_at": row.created_at.isoformat()} for row in rows]
 
     async def set_status(self, username: str, status: str) -> dict[str, Any]:
@@ -234,8 +260,8 @@ class Accounts(ServiceBase):
                 tx.note_account_change(row.id)  # other workers' directories must see it too
             return changed
 
-        changed = await self.store.write(change)
-        self.directory.forget(row.id)
+        changed = await self._store.write(change)
+        self._directory.forget(row.id)
         return account_view(changed)
 
     async def reset_password(self, username: str, password: str) -> dict[str, Any]:
@@ -244,7 +270,7 @@ class Accounts(ServiceBase):
         return account_view(row)
 
     async def _by_username(self, username: str) -> Any:
-        row = await self.store.read(lambda c: queries.account_by_username(c, username))
+        row = await self._store.read(lambda c: queries.account_by_username(c, username))
         if row is None:
             raise NotFound(f"no account named {username!r}")
         return row

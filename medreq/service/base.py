@@ -1,17 +1,16 @@
-"""What every part of the service shares: its collaborators, the caller, and event emission."""
+"""What the parts of the service share: the `Caller`, an `Upload`, the transports' `Limits`, and `Core`
+(event emission through the outbox, request rows with their parties' names, and which requests
+a caller may see). Parts get a `Core` instead of inheriting from a common base."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from .. import auth
 from ..config import Settings
 from ..errors import Conflict, MedreqError, NotFound
 from ..hub import Hub
@@ -20,8 +19,6 @@ from ..storage import Store, Tx, queries, webhooks
 from . import events
 from .directory import Directory
 from .events import Outbox
-
-log = logging.getLogger("medreq.service")
 
 
 @dataclass(frozen=True)
@@ -39,37 +36,55 @@ class Caller:
         return self.role == "pharmacy"
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file as a transport receives it: its bytes as they arrive, and what the client said it is.
+
+    The service saves it (bounded, its type sniffed from the bytes, never taken from the name or
+    the declared type), uses it, and removes it again when the change fails or is a replay."""
+
+    chunks: AsyncIterator[bytes]
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The few bounds a transport applies before it calls the service: the largest upload it
+    should read (the service checks it again while saving) and a socket's slow-consumer bounds."""
+
+    max_image_bytes: int
+    max_audio_bytes: int
+    ws_queue_size: int
+    ws_max_unsent: int
+    ws_send_timeout: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_image_bytes=settings.max_image_bytes,
+            max_audio_bytes=settings.max_audio_bytes,
+            ws_queue_size=settings.ws_queue_size,
+            ws_max_unsent=settings.ws_max_unsent,
+            ws_send_timeout=settings.ws_send_timeout,
+        )
+
+
 class RequestRecord(SimpleNamespace):
     """A request row plus `patient_name`, `patient_phone` and `pharmacy_name`."""
 
 
-class ServiceBase:
-    def __init__(
-        self, settings: Settings, store: Store, hub: Hub, media: MediaStore, tokens: auth.TokenIssuer
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.hub = hub
-        self.media = media
-        self.tokens = tokens
-        self.directory = Directory(store)
-        # wrong passwords for usernames that do not exist: username → (failures, held until)
-        self._unknown_logins: dict[str, tuple[int, float]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+class Core:
+    """The helpers every part that changes a request or its thread uses."""
 
-    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work` after the caller has its answer; a failure is logged, not lost."""
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background work failed", exc_info=task.exception())
+    def __init__(self, store: Store, hub: Hub, media: MediaStore, directory: Directory) -> None:
+        self._store = store
+        self._hub = hub
+        self._media = media
+        self._directory = directory
 
     def outbox(self) -> Outbox:
-        return Outbox(self.hub, self.media)
+        return Outbox(self._hub, self._media)
 
     def emit(self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
         """Store `event` for `account_id` in this transaction; publish it after the commit.
@@ -79,8 +94,8 @@ class ServiceBase:
         account turns out to be connected on another worker when the row comes due."""
         event_id, text = tx.append_event(account_id, event)
         outbox.add(account_id, event_id, text)
-        info = self.directory.get_in(tx.conn, account_id)
-        if info is None or not (info.webhook or info.push) or self.hub.connected_here(account_id):
+        info = self._directory.get_in(tx.conn, account_id)
+        if info is None or not (info.webhook or info.push) or self._hub.connected_here(account_id):
             return
         if info.webhook:
             webhooks.enqueue(tx.conn, account_id, event_id, event.type, text)
@@ -92,8 +107,8 @@ class ServiceBase:
 
     def named(self, conn: Connection, row: Any) -> RequestRecord:
         """A request row with its parties' names, from the directory instead of a join."""
-        patient = self.directory.get_in(conn, row.patient_id)
-        pharmacy = self.directory.get_in(conn, row.pharmacy_id)
+        patient = self._directory.get_in(conn, row.patient_id)
+        pharmacy = self._directory.get_in(conn, row.pharmacy_id)
         assert patient is not None  # foreign keys
         assert pharmacy is not None
         return RequestRecord(
@@ -105,7 +120,7 @@ class ServiceBase:
 
     async def visible_request(self, caller: Caller, request_id: int) -> Any:
         """A request the caller takes part in; NotFound for everyone else (no existence leak)."""
-        row = await self.store.read(lambda c: queries.request(c, request_id))
+        row = await self._store.read(lambda c: queries.request(c, request_id))
         if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
             raise NotFound(f"request {request_id} not found")
         return row
@@ -115,7 +130,7 @@ class ServiceBase:
 
         A request the caller takes no part in is NotFound, exactly like one that does not
         exist (docs/protocol.md §3), so its id cannot be probed."""
-        row = await self.store.read(lambda c: queries.request(c, request_id))
+        row = await self._store.read(lambda c: queries.request(c, request_id))
         if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
             return NotFound(f"request {request_id} not found")
         return Conflict(f"request {request_id} is already {row.status}")

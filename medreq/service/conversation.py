@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Invalid
+from ..hub import Hub
 from ..schemas import dumps
-from ..storage import Tx, queries, utcnow
+from ..storage import Store, Tx, queries, utcnow
 from . import events
-from .base import Caller, ServiceBase
+from .base import Caller, Core
 from .views import iso, message_view
 
 
@@ -16,32 +17,37 @@ def other_party(caller: Caller, row: Any) -> int:
     return int(row.pharmacy_id if caller.id == row.patient_id else row.patient_id)
 
 
-class Conversation(ServiceBase):
+class Conversation:
+    def __init__(self, core: Core, store: Store, hub: Hub) -> None:
+        self._core = core
+        self._store = store
+        self._hub = hub
+
     async def post_message(self, caller: Caller, request_id: int, text: str) -> dict[str, Any]:
         """A thread message from one party; the other gets `message`."""
-        other = other_party(caller, await self.visible_request(caller, request_id))
-        outbox = self.outbox()
+        other = other_party(caller, await self._core.visible_request(caller, request_id))
+        outbox = self._core.outbox()
 
         def post(tx: Tx) -> Any:
             stored = tx.insert_message(request_id=request_id, sender_id=caller.id, text=text)
             stamp = iso(stored.created_at) or ""
-            self.emit(tx, outbox, other, events.message(request_id, caller.id, text, stored.id, stamp))
+            self._core.emit(tx, outbox, other, events.message(request_id, caller.id, text, stored.id, stamp))
             return stored
 
-        stored = await self.store.write(post)
+        stored = await self._store.write(post)
         await outbox.publish()
         return {"message": message_view(stored)}
 
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
         """Tell the other party someone is typing: not stored, not replayed, no event_id."""
-        other = other_party(caller, await self.visible_request(caller, request_id))
+        other = other_party(caller, await self._core.visible_request(caller, request_id))
         event = events.typing(request_id, caller.id, state, iso(utcnow()) or "")
-        await self.hub.publish(other, None, dumps(event.build(None)))
+        await self._hub.publish(other, None, dumps(event.build(None)))
 
     async def mark_read(self, caller: Caller, request_id: int, up_to_event_id: int) -> dict[str, Any]:
         """Record how far the caller has read a request's events; the other party gets `read`."""
-        other = other_party(caller, await self.visible_request(caller, request_id))
-        outbox = self.outbox()
+        other = other_party(caller, await self._core.visible_request(caller, request_id))
+        outbox = self._core.outbox()
 
         def mark(tx: Tx) -> int | None:
             if up_to_event_id > queries.last_event_id(tx.conn, caller.id):
@@ -49,10 +55,10 @@ class Conversation(ServiceBase):
             stored = tx.set_read_mark(caller.id, request_id, up_to_event_id)
             if stored == up_to_event_id:
                 stamp = iso(utcnow()) or ""
-                self.emit(tx, outbox, other, events.read(request_id, caller.id, stored, stamp))
+                self._core.emit(tx, outbox, other, events.read(request_id, caller.id, stored, stamp))
             return stored
 
-        stored = await self.store.write(mark)
+        stored = await self._store.write(mark)
         if stored is None:
             raise Invalid(
                 "up_to_event_id: is beyond your last event",

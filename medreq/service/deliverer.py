@@ -28,14 +28,17 @@ from datetime import datetime, timedelta
 import httpx
 
 from .. import __version__
+from ..config import Settings
 from ..errors import Invalid
+from ..hub import Hub
+from ..media import MediaStore
 from ..netguard import check_target
 from ..schemas import dumps
-from ..storage import utcnow, webhooks
+from ..storage import Store, utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import MAX_PAYLOAD
 from . import events
-from .core import MedreqService
+from .push import Push
 
 log = logging.getLogger("medreq.webhooks")
 BATCH = 50
@@ -49,9 +52,12 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class Deliverer:
-    def __init__(self, service: MedreqService) -> None:
-        self.service = service
-        self.settings = service.settings
+    def __init__(self, settings: Settings, store: Store, hub: Hub, media: MediaStore, push: Push) -> None:
+        self.settings = settings
+        self._store = store
+        self._hub = hub
+        self._media = media
+        self._push = push  # the VAPID key, and forgetting subscriptions that are gone
         self.lease = self.settings.webhook_timeout + LEASE_MARGIN
 
     def backoff(self, attempts: int) -> float:
@@ -75,11 +81,10 @@ class Deliverer:
 
     async def once(self, client: httpx.AsyncClient) -> bool:
         """Claim and deliver one batch; whether there was anything to do."""
-        store = self.service.store
-        claimed = await store.write(lambda tx: webhooks.claim(tx.conn, limit=BATCH, lease=self.lease))
+        claimed = await self._store.write(lambda tx: webhooks.claim(tx.conn, limit=BATCH, lease=self.lease))
         if not claimed:
             return False
-        online = await self.service.hub.online({c.account_id for c in claimed})
+        online = await self._hub.online({c.account_id for c in claimed})
         await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed))
         return True
 
@@ -96,7 +101,7 @@ class Deliverer:
         except Invalid as exc:
             await self._record(claimed, "failed", error=exc.message)
             return
-        text = events.render(claimed.payload, self.service.media)
+        text = events.render(claimed.payload, self._media)
         if claimed.channel == "push":
             body, headers = self._push_request(claimed, text)
         else:
@@ -118,7 +123,7 @@ class Deliverer:
             await self._record(claimed, "delivered", http_status=status)
         elif claimed.channel == "push" and status in (404, 410):
             # the browser unsubscribed or the subscription expired: never push there again
-            await self.service.forget_subscription(claimed.account_id, claimed.subscription_id)
+            await self._push.forget_subscription(claimed.account_id, claimed.subscription_id)
             await self._record(claimed, "failed", http_status=status, error="push subscription expired")
         elif claimed.attempts >= self.settings.webhook_max_attempts:
             await self._record(claimed, "failed", http_status=status, error=error)
@@ -133,7 +138,7 @@ class Deliverer:
         assert claimed.endpoint
         assert claimed.p256dh
         assert claimed.auth
-        return self.service.vapid.request(claimed.endpoint, claimed.p256dh, claimed.auth, text)
+        return self._push.vapid.request(claimed.endpoint, claimed.p256dh, claimed.auth, text)
 
     async def _record(
         self,
@@ -144,7 +149,7 @@ class Deliverer:
         error: str | None = None,
         retry_at: datetime | None = None,
     ) -> None:
-        kept = await self.service.store.write(
+        kept = await self._store.write(
             lambda tx: webhooks.record(
                 tx.conn, claimed, status=status, http_status=http_status, error=error, retry_at=retry_at
             )

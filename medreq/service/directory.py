@@ -4,7 +4,7 @@ An account's id, role, name and phone never change once created; its `status`,
 `token_version` and webhook do (approval, disabling, a password change, `PUT /auth/me`). Every such change is written
 with a row in `account_changes`; the worker that made it calls `forget` at once, and every
 other worker (and the operator CLI's changes) reaches `forget` through
-`MedreqService.watch_account_changes`, within its poll interval. So the cache saves a query on
+`Accounts.account_changes` (polled by `web.sessions.watch`), within its poll interval. So the cache saves a query on
 every authenticated call and lets a write transaction name a request's parties without a join,
 and a revocation still reaches every worker.
 """

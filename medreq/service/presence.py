@@ -8,21 +8,27 @@ not stored, not replayed, like `typing`. A patient's own presence is of no one's
 
 from __future__ import annotations
 
+from ..hub import Hub
 from ..schemas import dumps
-from ..storage import queries, utcnow
+from ..storage import Store, queries, utcnow
 from . import events
-from .base import ServiceBase
+from .directory import Directory
 from .views import iso
 
 
-class Presence(ServiceBase):
+class Presence:
+    def __init__(self, store: Store, hub: Hub, directory: Directory) -> None:
+        self._store = store
+        self._hub = hub
+        self._directory = directory
+
     async def presence_changed(self, account_id: int, online: bool) -> None:
-        info = await self.directory.get(account_id)
+        info = await self._directory.get(account_id)
         if info is None or info.role != "pharmacy":
             return
-        patients = await self.store.read(lambda c: queries.pending_patients(c, account_id))
+        patients = await self._store.read(lambda c: queries.pending_patients(c, account_id))
         if not patients:
             return
         text = dumps(events.presence(account_id, online, iso(utcnow()) or "").build(None))
         for patient_id in patients:
-            await self.hub.publish(patient_id, None, text)
+            await self._hub.publish(patient_id, None, text)

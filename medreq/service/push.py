@@ -1,7 +1,7 @@
 """Web Push subscriptions (PROTOCOL.md §6): a browser's `PushSubscription`, kept per account.
 
 While the account has no live connection, each of its events is queued once per subscription
-in the same outbox as webhooks (`ServiceBase.emit`) and sent encrypted (aes128gcm) by the
+in the same outbox as webhooks (`base.Core.emit`) and sent encrypted (aes128gcm) by the
 deliverer; a subscription the push service reports gone (404/410) is removed.
 """
 
@@ -13,12 +13,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..errors import Invalid, NotFound
 from ..netguard import check_target
 from ..schemas import PushSubscriptionIn
-from ..storage import Tx, webhooks
+from ..storage import Store, Tx, webhooks
 from ..webpush import KEY_FILE, VapidKeys
-from .base import Caller, ServiceBase
+from .base import Caller
+from .directory import Directory
 from .views import iso
 
 
@@ -32,18 +34,23 @@ def _key(value: str, name: str, size: int) -> str:
     return value
 
 
-class Push(ServiceBase):
+class Push:
+    def __init__(self, settings: Settings, store: Store, directory: Directory) -> None:
+        self._settings = settings
+        self._store = store
+        self._directory = directory
+
     @cached_property
     def vapid(self) -> VapidKeys:
-        configured = self.settings.vapid_private_key
-        path = Path(configured) if configured else self.settings.data_dir / KEY_FILE
-        return VapidKeys(path, self.settings.vapid_subject)
+        configured = self._settings.vapid_private_key
+        path = Path(configured) if configured else self._settings.data_dir / KEY_FILE
+        return VapidKeys(path, self._settings.vapid_subject)
 
     def vapid_public_key(self) -> dict[str, Any]:
         return {"public_key": self.vapid.public_key()}
 
     async def subscribe_push(self, caller: Caller, data: PushSubscriptionIn) -> dict[str, Any]:
-        await check_target(data.endpoint, allow_private=self.settings.webhook_allow_private, field="endpoint")
+        await check_target(data.endpoint, allow_private=self._settings.webhook_allow_private, field="endpoint")
         p256dh = _key(data.keys.p256dh, "p256dh", 65)
         auth = _key(data.keys.auth, "auth", 16)
 
@@ -53,8 +60,8 @@ class Push(ServiceBase):
                 tx.note_account_change(caller.id)  # every worker's directory learns of it
             return row
 
-        row = await self.store.write(save)
-        self.directory.forget(caller.id)
+        row = await self._store.write(save)
+        self._directory.forget(caller.id)
         if row is None:
             raise Invalid("endpoint: is another account's subscription", fields={"endpoint": "taken"})
         return {"id": row.id, "endpoint": row.endpoint, "created_at": iso(row.created_at)}
@@ -66,9 +73,9 @@ class Push(ServiceBase):
                 tx.note_account_change(caller.id)
             return removed
 
-        if not await self.store.write(remove):
+        if not await self._store.write(remove):
             raise NotFound("no such push subscription")
-        self.directory.forget(caller.id)
+        self._directory.forget(caller.id)
 
     async def forget_subscription(self, account_id: int, subscription_id: int | None) -> None:
         """A subscription its push service said is gone (404/410)."""
@@ -79,5 +86,5 @@ class Push(ServiceBase):
             if webhooks.delete_subscription(tx.conn, subscription_id=subscription_id):
                 tx.note_account_change(account_id)
 
-        await self.store.write(remove)
-        self.directory.forget(account_id)
+        await self._store.write(remove)
+        self._directory.forget(account_id)

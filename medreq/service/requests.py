@@ -1,4 +1,9 @@
-"""Medicine requests and their answers (docs/protocol.md §3)."""
+"""Medicine requests and their answers (docs/protocol.md §3), and the files that come with them.
+
+An upload (a prescription image, a pharmacy's audio answer) arrives as an `Upload`: it is saved
+before the change (bounded and sniffed by `media.MediaStore.save`) and removed again when the
+change fails or turns out to be an idempotent replay, so no file outlives a change that did not
+happen."""
 
 from __future__ import annotations
 
@@ -8,30 +13,58 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from ..errors import Forbidden, Invalid
-from ..media import StoredMedia
+from ..media import Kind, MediaStore, StoredMedia
 from ..schemas import ListQuery, RequestForm
-from ..storage import Tx, queries, utcnow
+from ..storage import Store, Tx, queries, utcnow
 from . import events
-from .base import Caller, ServiceBase
+from .base import Caller, Core, Limits, Upload
+from .directory import Directory
 from .views import decode_cursor, encode_cursor, iso, message_view, request_view
 
 
-class Requests(ServiceBase):
+class Requests:
+    def __init__(
+        self, core: Core, store: Store, media: MediaStore, directory: Directory, limits: Limits
+    ) -> None:
+        self._core = core
+        self._store = store
+        self._media = media
+        self._directory = directory
+        self._limits = limits
+
+    async def _save(self, kind: Kind, field: str, upload: Upload | None, limit: int) -> StoredMedia | None:
+        if upload is None:
+            return None
+        return await self._media.save(kind, field, upload.chunks, limit=limit)
+
     async def create_request(
         self,
         caller: Caller,
         form: RequestForm,
-        image: StoredMedia | None = None,
+        image: Upload | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Create a request and tell its pharmacy. Returns (the 201 body, created?).
 
         With an idempotency key already used by this caller, nothing is created and the
-        first request is returned (created = False); the caller should discard `image`.
+        first request is returned (created = False); its `image` is not kept.
         """
+        stored = await self._save("image", "image", image, self._limits.max_image_bytes)
+        try:
+            body, created = await self._create(caller, form, stored, idempotency_key)
+        except BaseException:
+            self._media.discard(stored)
+            raise
+        if not created:
+            self._media.discard(stored)
+        return body, created
+
+    async def _create(
+        self, caller: Caller, form: RequestForm, image: StoredMedia | None, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
         await self._check_can_request(caller, form, has_image=image is not None)
-        outbox = self.outbox()
+        outbox = self._core.outbox()
 
         def create(tx: Tx) -> tuple[Any, bool, int]:
             if idempotency_key:
@@ -55,16 +88,16 @@ class Requests(ServiceBase):
             )
             if idempotency_key:
                 tx.remember_idempotency_key(caller.id, idempotency_key, inserted.id)
-            row = self.named(tx.conn, inserted)
-            self.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
+            row = self._core.named(tx.conn, inserted)
+            self._core.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
             return row, True, 0  # a new request has no events for its patient yet
 
-        row, created, unread = await self.store.write(create)
+        row, created, unread = await self._store.write(create)
         await outbox.publish()
         body = {
             "message": "Medicine request sent successfully",
             "request_id": row.id,
-            "data": request_view(row, self.media, unread=unread),
+            "data": request_view(row, self._media, unread=unread),
         }
         return body, created
 
@@ -78,8 +111,8 @@ class Requests(ServiceBase):
                 "image: is required unless medicine_name is given",
                 fields={"image": "is required unless medicine_name is given"},
             )
-        pharmacy = await self.directory.get(form.pharmacy)
-        caller_info = await self.directory.get(caller.id)
+        pharmacy = await self._directory.get(form.pharmacy)
+        caller_info = await self._directory.get(caller.id)
         if (
             pharmacy is None
             or pharmacy.role != "pharmacy"
@@ -95,13 +128,23 @@ class Requests(ServiceBase):
         request_id: int,
         status: str,
         message: str | None = None,
-        audio: StoredMedia | None = None,
+        audio: Upload | None = None,
     ) -> dict[str, Any]:
         """Answer a pending request addressed to the caller: the patient gets
         `pharmacy_response`, every connection of the pharmacy `request_updated`."""
+        stored = await self._save("audio", "audio", audio, self._limits.max_audio_bytes)
+        try:
+            return await self._respond(caller, request_id, status, message, stored)
+        except BaseException:
+            self._media.discard(stored)
+            raise
+
+    async def _respond(
+        self, caller: Caller, request_id: int, status: str, message: str | None, audio: StoredMedia | None
+    ) -> dict[str, Any]:
         if not caller.is_pharmacy:
             raise Forbidden("only pharmacies can answer requests")
-        outbox = self.outbox()
+        outbox = self._core.outbox()
 
         def answer(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
@@ -117,23 +160,23 @@ class Requests(ServiceBase):
             )
             if changed is None:
                 return None
-            row = self.named(tx.conn, changed)
+            row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
-            self.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
-            self.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
+            self._core.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
+            self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
             return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
 
-        done = await self.store.write(answer)
+        done = await self._store.write(answer)
         if done is None:
-            raise await self.why_unchanged(caller, request_id)
+            raise await self._core.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(done[0], self.media, unread=done[1])
+        return request_view(done[0], self._media, unread=done[1])
 
     async def cancel(self, caller: Caller, request_id: int) -> dict[str, Any]:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can cancel it")
-        outbox = self.outbox()
+        outbox = self._core.outbox()
 
         def cancel(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
@@ -146,17 +189,17 @@ class Requests(ServiceBase):
             )
             if changed is None:
                 return None
-            row = self.named(tx.conn, changed)
+            row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
-            self.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
-            self.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
+            self._core.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
+            self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
             return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
 
-        done = await self.store.write(cancel)
+        done = await self._store.write(cancel)
         if done is None:
-            raise await self.why_unchanged(caller, request_id)
+            raise await self._core.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(done[0], self.media, unread=done[1])
+        return request_view(done[0], self._media, unread=done[1])
 
     async def list_requests(self, caller: Caller, query: ListQuery) -> dict[str, Any]:
         """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
@@ -169,18 +212,18 @@ class Requests(ServiceBase):
             )
             return rows, queries.unread_counts(c, caller.id, [row.id for row in rows[: query.limit]])
 
-        rows, unread = await self.store.read(read)
+        rows, unread = await self._store.read(read)
         page = rows[: query.limit]
         return {
-            "results": [request_view(row, self.media, unread=unread[row.id]) for row in page],
+            "results": [request_view(row, self._media, unread=unread[row.id]) for row in page],
             "next": encode_cursor(page[-1].id) if len(rows) > query.limit else None,
         }
 
     async def request_detail(self, caller: Caller, request_id: int) -> dict[str, Any]:
-        row = await self.visible_request(caller, request_id)
-        unread = await self.store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
-        view = request_view(row, self.media, unread=unread[request_id])
+        row = await self._core.visible_request(caller, request_id)
+        unread = await self._store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
+        view = request_view(row, self._media, unread=unread[request_id])
         view["messages"] = [
-            message_view(m) for m in await self.store.read(lambda c: queries.thread(c, request_id))
+            message_view(m) for m in await self._store.read(lambda c: queries.thread(c, request_id))
         ]
         return view

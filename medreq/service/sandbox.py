@@ -13,30 +13,38 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Forbidden
-from ..media import Kind
-from ..storage import queries
-from .base import Caller, ServiceBase
+from ..hub import Hub
+from ..media import Kind, MediaStore
+from ..storage import Store, queries
+from .base import Caller
+from .directory import Directory
 
 
-class Sandbox(ServiceBase):
+class Sandbox:
+    def __init__(self, store: Store, hub: Hub, media: MediaStore, directory: Directory) -> None:
+        self._store = store
+        self._hub = hub
+        self._media = media
+        self._directory = directory
+
     async def is_synthetic(self, account_id: int) -> bool:
-        info = await self.directory.get(account_id)
+        info = await self._directory.get(account_id)
         return info is not None and info.synthetic
 
     async def pharmacies_for(self, caller: Caller) -> dict[str, Any]:
         synthetic = await self.is_synthetic(caller.id)
-        rows = await self.store.read(lambda c: queries.pharmacies(c, synthetic=synthetic))
-        online = await self.hub.online([row.id for row in rows])
+        rows = await self._store.read(lambda c: queries.pharmacies(c, synthetic=synthetic))
+        online = await self._hub.online([row.id for row in rows])
         return {"results": [{"id": row.id, "name": row.name, "online": row.id in online} for row in rows]}
 
     async def remove_synthetic_account(self, caller: Caller) -> None:
         """Delete the caller's synthetic account and everything it took part in."""
         if not await self.is_synthetic(caller.id):
             raise Forbidden("only synthetic (simulation) accounts can be removed over the API")
-        media = await self.store.write(lambda tx: tx.purge_account(caller.id))
-        self.directory.forget(caller.id)
+        media = await self._store.write(lambda tx: tx.purge_account(caller.id))
+        self._directory.forget(caller.id)
         for kind, name in media:
-            path = self.media.path(_kind(kind), name)
+            path = self._media.path(_kind(kind), name)
             if path is not None:
                 path.unlink(missing_ok=True)
 

@@ -3,7 +3,7 @@
 Setting a URL checks it (`netguard`: http/https, no private targets unless configured) and
 makes a fresh secret, returned this once: the receiver verifies
 ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` with it. Events go
-to the outbox in `ServiceBase.emit`; `deliverer.Deliverer` POSTs them.
+to the outbox in `base.Core.emit`; `deliverer.Deliverer` POSTs them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 from ..errors import Conflict, Unauthorized
 from ..netguard import check_target
 from ..schemas import dumps
-from ..storage import Tx, queries, utcnow, webhooks
-from .base import Caller, ServiceBase
+from ..storage import Store, Tx, queries, utcnow, webhooks
+from .base import Caller
+from .directory import Directory
 from .views import account_view, iso
 
 SECRET_PREFIX = "whsec_"
@@ -38,11 +39,16 @@ def delivery_view(row: Any) -> dict[str, Any]:
     }
 
 
-class Webhooks(ServiceBase):
+class Webhooks:
+    def __init__(self, store: Store, directory: Directory, *, allow_private: bool) -> None:
+        self._store = store
+        self._directory = directory
+        self._allow_private = allow_private  # webhook targets on private addresses (tests, LANs)
+
     async def set_webhook(self, caller: Caller, url: str | None) -> dict[str, Any]:
         """Set (with a new secret, shown once) or clear (None or "") the caller's webhook."""
         if url:
-            await check_target(url, allow_private=self.settings.webhook_allow_private)
+            await check_target(url, allow_private=self._allow_private)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32) if url else None
 
         def change(tx: Tx) -> Any:
@@ -51,27 +57,27 @@ class Webhooks(ServiceBase):
                 tx.note_account_change(caller.id)  # every worker's directory learns of the webhook
             return row
 
-        row = await self.store.write(change)
-        self.directory.forget(caller.id)
+        row = await self._store.write(change)
+        self._directory.forget(caller.id)
         if row is None:
             raise Unauthorized("account no longer exists")
         return {**account_view(row), "webhook_url": row.webhook_url, "webhook_secret": secret}
 
     async def webhook_deliveries(self, caller: Caller, limit: int = 50) -> dict[str, Any]:
-        rows = await self.store.read(lambda c: webhooks.for_account(c, caller.id, limit=limit))
+        rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=limit))
         return {"results": [delivery_view(row) for row in rows]}
 
     async def test_webhook(self, caller: Caller) -> dict[str, Any]:
         """Queue a `webhook_test` delivery (no event_id) to the caller's webhook, connected or not."""
-        row = await self.store.read(lambda c: queries.account(c, caller.id))
+        row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
         if not row.webhook_url:
             raise Conflict('no webhook is set: PUT /auth/me {"webhook_url"} first')
         body = dumps({"type": "webhook_test", "event_id": None, "timestamp": iso(utcnow())})
-        delivery_id = await self.store.write(
+        delivery_id = await self._store.write(
             lambda tx: webhooks.enqueue(tx.conn, caller.id, None, "webhook_test", body)
         )
-        rows = await self.store.read(lambda c: webhooks.for_account(c, caller.id, limit=1))
+        rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=1))
         [stored] = [r for r in rows if r.id == delivery_id] or rows
         return delivery_view(stored)

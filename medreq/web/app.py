@@ -1,11 +1,10 @@
-"""The ASGI application: wires settings → store, hub, media, tokens → service → routes."""
+"""The ASGI application: the service (assembled by `medreq.bootstrap`) behind the routes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -17,45 +16,17 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import metrics
-from ..auth import TokenIssuer
+from ..bootstrap import build_service
 from ..config import Settings
 from ..errors import MedreqError, NotFound
-from ..hub import create_hub
-from ..media import MediaStore
 from ..ratelimit import RateLimiter
-from ..service import MedreqService, retention
-from ..service.deliverer import Deliverer
-from ..storage import Store
+from ..service import MedreqService
 from . import connection, observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
 from .http import error_response, on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
 from .origin import client_base_url
 
 log = logging.getLogger("medreq")
-
-
-def build_service(settings: Settings) -> MedreqService:
-    settings = settings.ensure_secret()
-    store = Store(settings.database_url)
-    media = MediaStore(
-        settings.media_dir or settings.data_dir / "media",
-        settings.jwt_secret,
-        base_url=settings.public_url,
-        url_ttl=settings.media_url_ttl,
-        follow_host=settings.public_url_is_derived,
-    )
-    tokens = TokenIssuer(
-        settings.jwt_secret,
-        algorithm=settings.jwt_algorithm,
-        access_ttl=settings.access_token_ttl,
-        refresh_ttl=settings.refresh_token_ttl,
-    )
-    # servers share a hub exactly when they share a database
-    namespace = "medreq:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    hub = create_hub(settings.redis_url, namespace=namespace, presence_ttl=settings.presence_ttl)
-    service = MedreqService(settings, store, hub, media, tokens)
-    hub.on_presence(service.presence_changed)
-    return service
 
 
 class MedreqApp:
@@ -65,7 +36,7 @@ class MedreqApp:
         self.app = app
         self.state = app.state
         self.http = with_cors(app, app.state.ws_origins)
-        self.media: MediaStore = app.state.service.media
+        self.service: MedreqService = app.state.service
         self.observer: observe.Observer = app.state.observer  # websockets: see websocket.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +47,7 @@ class MedreqApp:
         elif scope["type"] == "websocket":
             await websocket.dispatch(self.app, scope, receive, send)
         elif scope["type"] == "http":
-            with self.media.for_client(client_base_url(scope)):
+            with self.service.for_client(client_base_url(scope)):
                 await self.observer.http(self.http, scope, receive, send)
         else:
             await self.http(scope, receive, send)  # lifespan
@@ -94,14 +65,12 @@ async def _no_such_path(scope: Scope, receive: Receive, send: Send) -> None:
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
     """The medreq server. `migrate=False` when the caller already applied migrations."""
-    settings = (settings or Settings.load()).ensure_secret()
-    service = build_service(settings)
+    settings = settings or Settings.load()
+    service = build_service(settings)  # with the JWT secret it makes or reads (bootstrap)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if migrate:
-            await service.store.migrate()
-        await service.hub.start()
+        await service.start(migrate=migrate)  # the hub, webhook delivery and pruning too
         # Modules, tables and compiled statements live as long as the process: move them out
         # of the collector's way, so a full collection with many sockets open stays short.
         gc.collect()
@@ -110,27 +79,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
             name="medreq-session-watch",
         )
-        pruner = asyncio.create_task(
-            retention.run_periodically(
-                service.store,
-                service.media,
-                event_days=settings.event_retention_days,
-                media_days=settings.media_retention_days,
-                interval=settings.prune_interval,
-            ),
-            name="medreq-prune",
-        )
-        deliverer = asyncio.create_task(Deliverer(service).run(), name="medreq-webhooks")
         try:
             yield
         finally:
-            for task in (deliverer, watcher, pruner):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await connection.close_all(app.state.connections)
-            await service.hub.close()
-            await service.store.close()
+            await service.close()
 
     app = Starlette(
         routes=[*routes.routes, *observe.routes, *openapi.routes, *pages.routes],

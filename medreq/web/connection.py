@@ -92,7 +92,7 @@ class Connection:
         self.claims = claims  # of the access token in force: the socket lives as long as it does
         self.service = service
         # media links in events are rendered under the configured base; this client's base
-        self.base = service.media.client_base(base)
+        self.base = service.client_base(base)
         self.last_sent = 0
         self.queue_size = queue_size
         self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
@@ -164,11 +164,11 @@ class Connection:
     def _too_slow(self) -> bool:
         if self.closing or self.control is None:
             return False
-        settings = self.service.settings  # not copied per connection: 10,000 of them idle
-        if self.unsent + self.control.unsent_bytes() > settings.ws_max_unsent:
+        limits = self.service.limits  # not copied per connection: 10,000 of them idle
+        if self.unsent + self.control.unsent_bytes() > limits.ws_max_unsent:
             return True
         since = self.sending_since
-        return since > 0 and asyncio.get_running_loop().time() - since > settings.ws_send_timeout
+        return since > 0 and asyncio.get_running_loop().time() - since > limits.ws_send_timeout
 
     async def _send(self, text: str) -> None:
         """Send one text; how long it waits on the client is what `_too_slow` measures."""
@@ -224,7 +224,7 @@ class Connection:
             return
         if event_id > self.last_sent + 1:
             await self._replay(after=None, before=event_id)
-        await self._send(self.service.media.rebase(text, self.base))
+        await self._send(self.service.rebase(text, self.base))
         self.last_sent = event_id
 
     async def _replay(self, *, after: int | None, before: int | None = None) -> int:
@@ -239,7 +239,7 @@ class Connection:
             if page and page[0][0] > self.last_sent + 1:  # ids have no gaps: these were pruned (§5)
                 await self.ws.send_text(dumps({"type": "resync_required", "oldest_event_id": page[0][0]}))
             for event_id, text in page:
-                await self._send(self.service.media.rebase(text, self.base))
+                await self._send(self.service.rebase(text, self.base))
                 self.last_sent = event_id
                 count += 1
             if len(page) < REPLAY_PAGE:

@@ -30,9 +30,8 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..errors import Invalid as InvalidInput
-from ..media import Kind, StoredMedia
 from ..schemas import dumps, parse
-from ..service import Caller, MedreqService
+from ..service import Caller, MedreqService, Upload
 from . import json_limits
 
 log = logging.getLogger("medreq.http")
@@ -198,26 +197,20 @@ def form_fields(form: FormData, *names: str) -> dict[str, Any]:
     return fields
 
 
-def form_file(form: FormData, name: str) -> UploadFile | None:
+def form_file(form: FormData, name: str) -> Upload | None:
+    """The file field `name` as an `Upload` for the service (which saves, checks and keeps or
+    discards it), or None when it was not sent."""
     value = form.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, UploadFile):
         raise InvalidInput(f"{name}: must be a file upload", fields={name: "must be a file upload"})
-    return value
+    return Upload(_chunks(value), filename=value.filename, content_type=value.content_type)
 
 
-async def store_upload(
-    service: MedreqService, kind: Kind, field: str, upload: UploadFile | None, *, limit: int
-) -> StoredMedia | None:
-    if upload is None:
-        return None
-
-    async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await upload.read(64 * 1024):
-            yield chunk
-
-    return await service.media.save(kind, field, chunks(), limit=limit)
+async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(64 * 1024):
+        yield chunk
 
 
 # --- auth and limits -----------------------------------------------------------------------------

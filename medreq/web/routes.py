@@ -10,7 +10,6 @@ from starlette.routing import Route
 from .. import __version__
 from ..auth import bearer_token
 from ..errors import Invalid, NotFound
-from ..media import KIND_BY_PREFIX
 from ..schemas import (
     IDEMPOTENCY_KEY,
     MAX_ID,
@@ -40,7 +39,6 @@ from .http import (
     read_form,
     read_json,
     service_of,
-    store_upload,
 )
 
 
@@ -140,19 +138,11 @@ async def pharmacies(request: Request) -> Response:
 async def create_request(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
-    limit = service.settings.max_image_bytes
-    form = await read_form(request, file_limit=limit)
+    form = await read_form(request, file_limit=service.limits.max_image_bytes)
     data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
-    upload = form_file(form, "image")
+    image = form_file(form, "image")
     key = _idempotency_key(request)
-    image = await store_upload(service, "image", "image", upload, limit=limit)
-    try:
-        body, created = await service.create_request(caller, data, image, idempotency_key=key)
-    except BaseException:
-        service.media.discard(image)
-        raise
-    if not created:
-        service.media.discard(image)
+    body, _created = await service.create_request(caller, data, image, idempotency_key=key)
     return JSONResponse(body, status_code=201)
 
 
@@ -203,16 +193,10 @@ def _request_id(request: Request) -> int:
 async def respond(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
-    limit = service.settings.max_audio_bytes
-    form = await read_form(request, file_limit=limit)
+    form = await read_form(request, file_limit=service.limits.max_audio_bytes)
     data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
-    upload = form_file(form, "audio")
-    audio = await store_upload(service, "audio", "audio", upload, limit=limit)
-    try:
-        view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
-    except BaseException:
-        service.media.discard(audio)
-        raise
+    audio = form_file(form, "audio")
+    view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
     return JSONResponse({"message": "Response sent successfully", "data": view})
 
 
@@ -220,20 +204,16 @@ async def respond(request: Request) -> Response:
 
 
 async def media(request: Request) -> Response:
-    kind = KIND_BY_PREFIX.get(request.path_params["prefix"])
-    if kind is None:
-        raise NotFound("no such media collection")
-    name = request.path_params["name"]
-    path = await service_of(request).media_file(
-        kind,
-        name,
+    found = await service_of(request).media_file(
+        request.path_params["prefix"],
+        request.path_params["name"],
         exp=request.query_params.get("exp"),
         sig=request.query_params.get("sig"),
         caller_token=lambda: bearer_token(request.headers.get("authorization")),
     )
     return FileResponse(
-        path,
-        media_type=service_of(request).media.content_type(name),
+        found.path,
+        media_type=found.content_type,
         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 

@@ -90,7 +90,7 @@ class Endpoint:
             caller,
             claims,
             service,
-            queue_size=service.settings.ws_queue_size,
+            queue_size=service.limits.ws_queue_size,
             base=client_base_url(ws.scope),
         )
         connections: set[Connection] = app_state.connections
@@ -100,18 +100,18 @@ class Endpoint:
         if after is None:
             connection.last_sent = await service.last_event_id(caller.id)
         connections.add(connection)
-        await service.hub.subscribe(caller.id, connection)
+        await service.subscribe(caller.id, connection)
         try:
             if after is not None:
                 connection.catch_up(after)
-            with service.media.for_client(connection.base):  # links in acks and replies
+            with service.for_client(connection.base):  # links in acks and replies
                 await self._receive(connection, app_state)
         except (WebSocketDisconnect, OSError):
             pass
         finally:
             connections.discard(connection)
             app_state.ws_limiter.forget(("ws", id(connection)))
-            await service.hub.unsubscribe(caller.id, connection)
+            await service.unsubscribe(caller.id, connection)
             await connection.stop()
 
     async def _receive(self, connection: Connection, app_state: Any) -> None:
