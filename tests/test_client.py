@@ -45,6 +45,8 @@ EXPECTED_API = {
     "PharmacyOut",
     "PharmacyResponseEvent",
     "PresenceEvent",
+    "Profile",
+    "ProfileStore",
     "Progress",
     "RateLimited",
     "ReadEvent",

@@ -16,8 +16,7 @@ pytest.importorskip("textual")
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from medreq.cli.user_profile import Profile, ProfileStore
-from medreq.client import Backoff
+from medreq.client import Backoff, Profile, ProfileStore
 from medreq.tui import Backend, InboxApp, InboxScreen
 from medreq.tui.screens import AnswerScreen, LoginScreen
 

@@ -8,11 +8,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from medreq.client import Event, MedreqClient, MedreqError, PharmacyResponseEvent
+from medreq.client import Event, MedreqClient, MedreqError, PharmacyResponseEvent, ProfileStore
 from medreq.client._live import LiveConnection, State
 
 from .user_output import echo_json, err, event_line, out, status_text
-from .user_profile import ProfileStore
 from .user_session import session
 
 # with --wait, check the request over REST after a reconnect this often (an answer sent while

@@ -11,14 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from medreq.client import AccountOut, MedreqClient, MedreqError, Unauthorized
+from medreq.client import AccountOut, MedreqClient, MedreqError, Profile, ProfileStore, Unauthorized
 
 from .user_output import fail
-from .user_profile import Profile, ProfileStore
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")
-
 
 
 def root_fallback(ctx: typer.Context, param: typer.CallbackParam, value: _V) -> _V:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from medreq.cli.user_profile import Profile, ProfileStore
 from medreq.client import (
     AccountOut,
     Backoff,
@@ -25,6 +24,8 @@ from medreq.client import (
     MedreqClient,
     MedreqError,
     NotFound,
+    Profile,
+    ProfileStore,
     RequestDetail,
     RequestOut,
     TransportError,
