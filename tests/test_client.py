@@ -30,6 +30,7 @@ EXPECTED_API = {
     "Backoff",
     "Conflict",
     "ConnectionLost",
+    "ConnectionState",
     "Event",
     "FileInput",
     "Forbidden",

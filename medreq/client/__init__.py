@@ -51,7 +51,7 @@ from ._events import (
     TypingEvent,
     parse_event,
 )
-from ._live import LiveConnection
+from ._live import ConnectionState, LiveConnection
 from ._profiles import Profile, ProfileStore
 from ._sync import SyncMedreqClient
 from ._upload import FileInput, Progress
@@ -61,6 +61,7 @@ __all__ = [
     "Backoff",
     "Conflict",
     "ConnectionLost",
+    "ConnectionState",
     "Event",
     "FileInput",
     "Forbidden",
