@@ -13,12 +13,11 @@ from medreq.client import (
     Event,
     LiveConnection,
     MedreqClient,
-    MedreqError,
     PharmacyResponseEvent,
     ProfileStore,
 )
 
-from .user_output import echo_json, err, event_line, out, status_text
+from .user_output import CommandError, echo_json, err, event_line, out, status_text
 from .user_session import session
 
 # with --wait, check the request over REST after a reconnect this often (an answer sent while
@@ -26,9 +25,8 @@ from .user_session import session
 _WAIT_TICK = 2.0
 
 
-class CommandTimeout(MedreqError):
+class CommandTimeout(CommandError):
     code = "timeout"
-    status = 0
     default_message = "timed out"
 
 

@@ -13,7 +13,7 @@ import typer
 
 from medreq.client import AccountOut, MedreqClient, MedreqError, Profile, ProfileStore, Unauthorized
 
-from .user_output import fail
+from .user_output import CommandError, fail
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")
@@ -57,7 +57,7 @@ def run(main: Callable[[], Awaitable[_T]]) -> _T:
         logging.getLogger("medreq.client").setLevel(logging.DEBUG)
     try:
         return asyncio.run(_call(main))
-    except MedreqError as exc:
+    except (MedreqError, CommandError) as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -34,9 +34,18 @@ LinkState = Literal["connecting", "connected", "reconnecting", "offline"]
 Answer = Literal["ACCEPTED", "REJECTED"]
 
 
-class NotAPharmacy(MedreqError):
-    code = "not_a_pharmacy"
-    status = 0
+class InboxError(Exception):
+    """A failure the inbox finds itself, never sent by a server: kept out of the wire's
+    `medreq.errors` tree (no HTTP status, no close code); shown like one, by its ``message``."""
+
+    default_message = "the inbox cannot go on"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class NotAPharmacy(InboxError):
     default_message = "this is a patient account: `medreq inbox` is for pharmacy accounts"
 
 
