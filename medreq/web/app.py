@@ -94,7 +94,7 @@ async def _no_such_path(scope: Scope, receive: Receive, send: Send) -> None:
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> MedreqApp:
     """The medreq server. `migrate=False` when the caller already applied migrations."""
-    settings = (settings or Settings.load()).ensure_secret()
+    settings = settings or Settings.load()
     service = build_service(settings)
 
     @contextlib.asynccontextmanager
