@@ -1,8 +1,9 @@
-"""Running the server under uvicorn, with a shutdown that closes sockets with 1001.
+"""Running the server under uvicorn, in one process or `settings.workers`.
 
-uvicorn's own shutdown closes WebSockets with 1012; the protocol (docs/protocol.md) asks for 1001 ("going
-away"), so `MedreqServer` closes them itself first, waits for them to finish, then lets
-uvicorn finish in-flight HTTP requests as usual.
+uvicorn's own shutdown closes WebSockets with 1012; the protocol (docs/protocol.md) asks for
+1001 ("going away"). That is the WebSocket protocol class's doing (`web/ws_guard.py`, given to
+uvicorn in `uvicorn_config`): on shutdown it lets the app close each socket with 1001 after
+what it already queued, so a plain `uvicorn.Server` does it, in a worker process too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import fields
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 from uvicorn.supervisors import multiprocess
 
 from .backup import serving
@@ -24,45 +24,10 @@ from .logs import log_config
 from .metrics import MULTIPROC_ENV
 from .storage import Store
 from .web import create_app
-from .web.connection import close_all
 from .web.http_guard import GuardedHttpProtocol
 from .web.ws_guard import GuardedWebSocketProtocol
 
 log = logging.getLogger("medreq")
-DRAIN_SECONDS = 5.0
-
-
-class MedreqServer(uvicorn.Server):
-    async def shutdown(self, sockets: Any = None) -> None:
-        app = _find_starlette(self.config.loaded_app)
-        if app is not None:
-            connections = app.state.connections
-            await close_all(connections)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + DRAIN_SECONDS
-            while connections and loop.time() < deadline:  # noqa: ASYNC110 - polls a set owned by the app
-                await asyncio.sleep(0.02)
-        await super().shutdown(sockets)
-
-
-class MedreqProcess(multiprocess.Process):
-    """A uvicorn worker process that runs `MedreqServer`."""
-
-    @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
-            self._server = MedreqServer(config=self.config)
-        return self._server
-
-
-def _find_starlette(app: Any) -> Starlette | None:
-    for _ in range(10):  # uvicorn wraps the app in a few middlewares
-        if isinstance(app, Starlette):
-            return app
-        app = getattr(app, "app", None)
-        if app is None:
-            return None
-    return None
 
 
 def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
@@ -94,7 +59,6 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
 
 def serve(settings: Settings) -> None:
     """Apply migrations, then serve (in `settings.workers` processes)."""
-    settings = settings.ensure_secret()
     # held while serving: `medreq db restore` refuses to swap the data under a running server
     with serving(settings.data_dir):
         _serve(settings)
@@ -103,20 +67,19 @@ def serve(settings: Settings) -> None:
 def _serve(settings: Settings) -> None:
     asyncio.run(_migrate(settings))
     if settings.workers > 1:
-        _export(settings)
+        # the workers must sign with one key: make it here, not in each (they would race to
+        # create the key file); a single process gets it where the service is built
+        _export(settings.ensure_secret())
         config = uvicorn_config(
             settings, "medreq.web.app:app_from_env", factory=True, workers=settings.workers
         )
-        # uvicorn's supervisor builds its workers from the module-level name `Process`;
-        # ours differs only in running `MedreqServer`, for the 1001 close on shutdown.
-        multiprocess.Process = MedreqProcess  # type: ignore[misc]
         # Workers count into files in a private directory that every scrape sums (metrics.py);
         # a fresh one per run, so no count survives from an earlier run.
         with tempfile.TemporaryDirectory(prefix="medreq-metrics-") as metrics_dir:
             os.environ[MULTIPROC_ENV] = metrics_dir
             multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        MedreqServer(uvicorn_config(settings, create_app(settings, migrate=False))).run()
+        uvicorn.Server(uvicorn_config(settings, create_app(settings, migrate=False))).run()
 
 
 async def _migrate(settings: Settings) -> None:

@@ -10,12 +10,14 @@ import pytest
 from medreq.client import (
     Backoff,
     Conflict,
+    ConnectionState,
     Event,
     MedreqClient,
     MessageEvent,
     NewRequestEvent,
     ReadEvent,
     RequestUpdatedEvent,
+    TransportError,
     TypingEvent,
     Unauthorized,
 )
@@ -169,6 +171,72 @@ async def test_sending_waits_for_the_link_to_come_back(
         assert conn.reconnects >= 1
         events = await take(conn, 2)
         assert [(e.type, e.event_id) for e in events] == [("new_request", 2), ("request_updated", 3)]
+
+
+async def test_on_state_reports_each_change_and_the_delay_before_each_retry(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    steady = Backoff(initial=0.3, factor=2.0, maximum=0.6, jitter=0.0)
+    seen: list[tuple[ConnectionState, float | None]] = []
+    async with (
+        await login(server, patient) as alice,
+        await login(server, pharmacy) as shop,
+        shop.connect(backoff=steady, on_state=lambda *change: seen.append(change)) as conn,
+    ):
+        await alice.create_request(pharmacy.id, 1, medicine_name="m")
+        await take(conn, 1)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(1.0)  # two or three attempts fail while the server is down
+        assert conn.state == "reconnecting"
+        assert isinstance(conn.last_error, TransportError)
+        await asyncio.to_thread(server.start)
+        await alice.create_request(pharmacy.id, 2, medicine_name="m")
+        await take(conn, 1)
+    assert seen[0] == ("open", None)
+    assert seen[1] == ("reconnecting", 0.3)  # the first retry's pause, before it is taken
+    assert seen[-2:] == [("open", None), ("closed", None)]
+    waits = [retry_in for state, retry_in in seen[1:-2] if retry_in is not None]
+    assert waits[:3] == [0.3, 0.6, 0.6][: len(waits)]  # the backoff's own delays, capped
+    assert len(waits) >= 2
+    assert {state for state, _ in seen[1:-2]} == {"reconnecting"}
+
+
+async def test_retry_first_waits_for_a_server_that_is_not_up_yet(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    seen: list[tuple[ConnectionState, float | None]] = []
+    opened = asyncio.Event()
+
+    def on_state(state: ConnectionState, retry_in: float | None) -> None:
+        seen.append((state, retry_in))
+        if state == "open":
+            opened.set()
+
+    steady = Backoff(initial=0.2, maximum=0.2, jitter=0.0)
+    await asyncio.to_thread(server.stop)
+    async with (
+        MedreqClient(server.url, token=pharmacy.access, refresh_token=pharmacy.refresh) as shop,
+        shop.connect(backoff=steady, retry_first=True, on_state=on_state) as conn,
+    ):
+        await asyncio.sleep(0.5)
+        assert ("connecting", 0.2) in seen  # it has not given up: it says when it tries next
+        assert not conn.connected
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(opened.wait(), 20)  # live only (no `after`): the request comes after
+        async with await login(server, patient) as alice:
+            created = await alice.create_request(pharmacy.id, 1, medicine_name="m")
+            (event,) = await take(conn, 1)
+        assert event.request_id == created.request_id  # type: ignore[attr-defined]
+    assert ("open", None) in seen
+    assert conn.reconnects == 0  # the first socket, however late, is no reconnect
+
+
+async def test_retry_first_still_ends_on_a_refusal(server: ServerProcess, pharmacy: Account) -> None:
+    async with MedreqClient(server.url, token="not-a-token", backoff=FAST) as client:
+        async with client.connect(retry_first=True) as conn:
+            with pytest.raises(Unauthorized):
+                await conn.next_event(timeout=20)
+        assert conn.state == "closed"
 
 
 async def test_a_bad_token_without_refresh_fails_the_connection(

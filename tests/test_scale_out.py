@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -117,6 +118,25 @@ async def test_serve_with_two_workers(postgres_url: str, tmp_path: Path) -> None
             events = [await recv_json(ws) for _ in created]
         assert [e["request_id"] for e in events] == created
         assert [e["event_id"] for e in events] == list(range(1, 9))
+    finally:
+        assert server.stop() in (0, 130)
+
+
+async def test_stopping_two_workers_closes_their_sockets_with_1001(postgres_url: str, tmp_path: Path) -> None:
+    # a worker process shuts down as a single server does: 1001 (docs/protocol.md), not uvicorn's 1012
+    server = ServerProcess(
+        tmp_path / "workers",
+        env={"MEDREQ_DATABASE_URL": postgres_url, "MEDREQ_REDIS_URL": REDIS_URL, "MEDREQ_WORKERS": "2"},
+    )
+    server.start()
+    try:
+        pharmacy = make_account(server.url, "pharmacy")
+        async with open_ws(server, pharmacy) as ws:
+            await ws.send('{"type":"ping"}')
+            assert (await recv_json(ws))["type"] == "pong"
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGINT)
+            assert await close_code(ws, timeout=15) == 1001
     finally:
         assert server.stop() in (0, 130)
 

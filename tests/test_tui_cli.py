@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import medreq.cli.inbox  # noqa: F401  (registers the command until medreq.cli imports it)
 from medreq.cli.app import app
-from medreq.cli.user_profile import Profile, ProfileStore
+from medreq.client import Profile, ProfileStore
 
 
 @pytest.fixture(autouse=True)

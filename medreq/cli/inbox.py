@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
+from medreq.client import ProfileStore
+
 from .app import app
 from .user_output import err
-from .user_profile import ProfileStore
 from .user_session import ProfileOption
 
 INSTALL_HINT = "the inbox needs Textual: pip install 'medreq[tui]'"

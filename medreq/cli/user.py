@@ -14,12 +14,11 @@ from typing import Annotated, Literal
 
 import typer
 
-from medreq.client import MedreqClient
+from medreq.client import MedreqClient, ProfileStore
 
 from .app import app
 from .user_live import listen_events, wait_for_answer
 from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
-from .user_profile import ProfileStore
 from .user_session import JsonOption, ProfileOption, json_option, load_profile, run, session
 from .user_upload import upload_progress
 

@@ -8,11 +8,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from medreq.client import Event, MedreqClient, MedreqError, PharmacyResponseEvent
-from medreq.client._live import LiveConnection, State
+from medreq.client import (
+    ConnectionState,
+    Event,
+    LiveConnection,
+    MedreqClient,
+    PharmacyResponseEvent,
+    ProfileStore,
+)
 
-from .user_output import echo_json, err, event_line, out, status_text
-from .user_profile import ProfileStore
+from .user_output import CommandError, echo_json, err, event_line, out, status_text
 from .user_session import session
 
 # with --wait, check the request over REST after a reconnect this often (an answer sent while
@@ -20,21 +25,24 @@ from .user_session import session
 _WAIT_TICK = 2.0
 
 
-class CommandTimeout(MedreqError):
+class CommandTimeout(CommandError):
     code = "timeout"
-    status = 0
     default_message = "timed out"
 
 
-def _state_printer(profile: str) -> Callable[[State], None]:
-    """Link changes on stderr (stdout stays events only, for --json pipelines)."""
-    was: list[State] = []
+def _state_printer(profile: str) -> Callable[[ConnectionState, float | None], None]:
+    """Link changes on stderr (stdout stays events only, for --json pipelines): one line as
+    the link drops, with the client's first retry delay, and one as it comes back."""
+    was: list[ConnectionState] = []
 
-    def show(state: State) -> None:
+    def show(state: ConnectionState, retry_in: float | None) -> None:
+        if was and was[-1] == state:
+            return  # a further attempt of the same outage
         if state == "open":
             err.print("[green]reconnected[/]" if was else f"[dim]listening \\[profile {profile}]…[/]")
         elif state == "reconnecting":
-            err.print("[yellow]connection lost, reconnecting…[/]")
+            wait = f" in {retry_in:.1f}s" if retry_in is not None else ""
+            err.print(f"[yellow]connection lost, reconnecting{wait}…[/]")
         was.append(state)
 
     return show

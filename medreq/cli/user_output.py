@@ -33,7 +33,19 @@ err = console(stderr=True)
 STATUS_STYLE = {"PENDING": "yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
 
 
-def fail(exc: MedreqError) -> typer.Exit:
+class CommandError(Exception):
+    """A failure a command finds itself (a timeout, …), never sent by a server: kept out of
+    the wire's `medreq.errors` tree, printed like one (``code: message``)."""
+
+    code = "error"
+    default_message = "the command failed"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+def fail(exc: MedreqError | CommandError) -> typer.Exit:
     """Print ``exc`` as one line on stderr; the exit to raise."""
     err.print(f"[bold red]error[/]: {escape(exc.code)}: {escape(exc.message)}", soft_wrap=True)
     return typer.Exit(1)

@@ -11,14 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from medreq.client import AccountOut, MedreqClient, MedreqError, Unauthorized
+from medreq.client import AccountOut, MedreqClient, MedreqError, Profile, ProfileStore, Unauthorized
 
-from .user_output import fail
-from .user_profile import Profile, ProfileStore
+from .user_output import CommandError, fail
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")
-
 
 
 def root_fallback(ctx: typer.Context, param: typer.CallbackParam, value: _V) -> _V:
@@ -59,7 +57,7 @@ def run(main: Callable[[], Awaitable[_T]]) -> _T:
         logging.getLogger("medreq.client").setLevel(logging.DEBUG)
     try:
         return asyncio.run(_call(main))
-    except MedreqError as exc:
+    except (MedreqError, CommandError) as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

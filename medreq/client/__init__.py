@@ -9,6 +9,9 @@
 
 Errors are the `medreq.errors` classes the server's error codes name (`Conflict`,
 `Unauthorized`, …), plus `TransportError` / `ConnectionLost` when the server cannot be reached.
+
+`ProfileStore` keeps saved logins (URL, tokens, last event id) where the ``medreq`` CLI and
+the inbox TUI find them, so a script can reuse a ``medreq login``.
 """
 
 from medreq.errors import (
@@ -48,7 +51,8 @@ from ._events import (
     TypingEvent,
     parse_event,
 )
-from ._live import LiveConnection
+from ._live import ConnectionState, LiveConnection
+from ._profiles import Profile, ProfileStore
 from ._sync import SyncMedreqClient
 from ._upload import FileInput, Progress
 
@@ -57,6 +61,7 @@ __all__ = [
     "Backoff",
     "Conflict",
     "ConnectionLost",
+    "ConnectionState",
     "Event",
     "FileInput",
     "Forbidden",
@@ -72,6 +77,8 @@ __all__ = [
     "PharmacyOut",
     "PharmacyResponseEvent",
     "PresenceEvent",
+    "Profile",
+    "ProfileStore",
     "Progress",
     "RateLimited",
     "ReadEvent",

@@ -3,14 +3,13 @@
 Server errors come back as the `medreq.errors` classes (`Conflict`, `Unauthorized`, …);
 an unreachable server as `TransportError`. An expired access token is refreshed once
 (``POST /auth/refresh``) and the call retried; ``on_tokens`` hears about every new token
-so a caller can persist it. The WebSocket side lives in `_live` (`connect`, `events`).
+so a caller can persist it. The WebSocket side lives in `_live` (`connect`, `events`); the
+URLs and tokens both sides use live in one `_tokens.Session`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -38,17 +37,12 @@ from medreq.schemas import (
 from ._backoff import Backoff
 from ._errors import TransportError
 from ._events import Event
-from ._live import LiveConnection, State
-from ._tokens import token_times
+from ._live import LiveConnection, StateCallback
+from ._tokens import Session, TokenCallback
 from ._upload import FileInput, Progress, form_fields, open_file
 
-#: Called with (access, refresh) whenever the client gets new tokens.
-TokenCallback = Callable[[str, str | None], None]
 Build = Callable[[ExitStack], dict[str, Any]]
 _M = TypeVar("_M", bound=BaseModel)
-
-# refresh this many seconds before the access token's `exp`, rather than eat a 401
-_EXPIRY_MARGIN = 10.0
 
 
 class RequestDetail(RequestOut):
@@ -77,13 +71,12 @@ class MedreqClient:
         backoff: Backoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.access_token = token
-        self.refresh_token = refresh_token
+        self.session = Session(
+            base_url, self.refresh, access=token, refresh_token=refresh_token, on_tokens=on_tokens
+        )
+        self.base_url = self.session.base_url
         self.account: AccountOut | None = None
         self.backoff = backoff or Backoff()
-        self._on_tokens = on_tokens
-        self._refresh_lock = asyncio.Lock()
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> MedreqClient:
@@ -98,10 +91,25 @@ class MedreqClient:
         await self._http.aclose()
 
     @property
+    def access_token(self) -> str | None:
+        return self.session.access
+
+    @access_token.setter
+    def access_token(self, value: str | None) -> None:
+        self.session.access = value
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self.session.refresh_token
+
+    @refresh_token.setter
+    def refresh_token(self, value: str | None) -> None:
+        self.session.refresh_token = value
+
+    @property
     def ws_url(self) -> str:
         """The WebSocket base URL (``ws://`` or ``wss://``) of the server."""
-        scheme, rest = self.base_url.split("://", 1)
-        return ("wss" if scheme == "https" else "ws") + "://" + rest
+        return self.session.ws_url
 
     # --- §2 accounts ----------------------------------------------------------------------------
 
@@ -132,11 +140,9 @@ class MedreqClient:
         """``POST /auth/token``: keep the tokens and the account for later calls."""
         body = {"username": username, "password": password}
         tokens = await self._call(TokenOut, "POST", "/auth/token", auth=False, json=body)
-        self.access_token, self.refresh_token, self.account = tokens.access, tokens.refresh, tokens.account
-        self._tokens_changed()
+        self.account = tokens.account
+        self.session.set_tokens(tokens.access, tokens.refresh)
         return tokens
-
-    token = login  # the protocol (docs/protocol.md) names the endpoint "token"
 
     async def refresh(self) -> str:
         """``POST /auth/refresh``: a new access token (kept, and returned)."""
@@ -146,10 +152,9 @@ class MedreqClient:
             body = await self._json("POST", "/auth/refresh", auth=False, json={"refresh": self.refresh_token})
         except Unauthorized as exc:
             raise Unauthorized(f"session expired, log in again ({exc.message})") from None
-        self.access_token = str(body["access"])
-        self.refresh_token = str(body.get("refresh") or self.refresh_token)
-        self._tokens_changed()
-        return self.access_token
+        access = str(body["access"])
+        self.session.set_tokens(access, str(body.get("refresh") or self.refresh_token))
+        return access
 
     async def me(self) -> AccountOut:
         self.account = await self._call(AccountOut, "GET", "/auth/me")
@@ -291,20 +296,40 @@ class MedreqClient:
         after: int | None = None,
         *,
         backoff: Backoff | None = None,
-        on_state: Callable[[State], None] | None = None,
+        on_state: StateCallback | None = None,
+        retry_first: bool = False,
     ) -> LiveConnection:
         """A live, self-reconnecting WebSocket for this account: ``async with client.connect() as conn``,
         then ``async for event in conn`` and ``await conn.respond(...)`` on the same socket.
 
         ``after``: replay the stored events after this id first (None: only new ones).
-        ``on_state``: told "open", "reconnecting" and "closed" as the link changes."""
-        return LiveConnection(self, after=after, backoff=backoff or self.backoff, on_state=on_state)
+        ``on_state(state, retry_in)``: told each change of the link: ``"open"``, ``"closed"``,
+        and while it is down ``"reconnecting"`` (``"connecting"`` before it first opened) with
+        the seconds until the next attempt, or None while an attempt is under way.
+        ``retry_first``: retry the first connection too, as every later one, rather than
+        raise its `TransportError` from ``async with`` (a refusal still ends the stream)."""
+        return LiveConnection(
+            self.session,
+            self.ws_path,
+            after=after,
+            backoff=backoff or self.backoff,
+            on_state=on_state,
+            retry_first=retry_first,
+        )
 
     async def events(
-        self, after: int | None = None, *, backoff: Backoff | None = None
+        self,
+        after: int | None = None,
+        *,
+        backoff: Backoff | None = None,
+        on_state: StateCallback | None = None,
+        retry_first: bool = False,
     ) -> AsyncIterator[Event]:
-        """Every event from now (or after ``after``), exactly once, across reconnects."""
-        async with self.connect(after=after, backoff=backoff) as conn:
+        """Every event from now (or after ``after``), exactly once, across reconnects
+        (``on_state`` and ``retry_first`` as for `connect`)."""
+        async with self.connect(
+            after=after, backoff=backoff, on_state=on_state, retry_first=retry_first
+        ) as conn:
             async for event in conn:
                 yield event
 
@@ -318,14 +343,7 @@ class MedreqClient:
 
     async def ensure_fresh_token(self) -> None:
         """Refresh the access token now if it is about to expire (per its ``exp``)."""
-        _issued, expires = token_times(self.access_token)
-        if expires is not None and self.refresh_token and expires - time.time() < _EXPIRY_MARGIN:
-            await self._refresh_once(self.access_token)
-
-    async def _refresh_once(self, stale: str | None) -> None:
-        async with self._refresh_lock:
-            if self.access_token == stale:  # nobody refreshed it while we waited
-                await self.refresh()
+        await self.session.ensure_fresh()
 
     async def _call(self, model: type[_M], method: str, url: str, **kwargs: Any) -> _M:
         return model.model_validate(await self._json(method, url, **kwargs))
@@ -359,7 +377,7 @@ class MedreqClient:
                 except httpx.TransportError as exc:
                     raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
             if response.status_code == 401 and auth and attempt == 0 and self.refresh_token:
-                await self._refresh_once(sent_token)
+                await self.session.refresh_once(sent_token)
                 continue
             if response.status_code >= 400:
                 raise _error(response)
@@ -371,10 +389,6 @@ class MedreqClient:
 
     def _same_origin(self, url: str) -> bool:
         return not urlsplit(url).netloc or url.startswith(self.base_url + "/")
-
-    def _tokens_changed(self) -> None:
-        if self._on_tokens is not None and self.access_token:
-            self._on_tokens(self.access_token, self.refresh_token)
 
 
 def _multipart(

@@ -8,6 +8,11 @@ sender's future by ``ref``; events go, deduplicated by ``event_id``, to the queu
 jitter and resumes after the last event it saw, so the stream misses nothing and repeats
 nothing, while ``respond``/``send_message``/``read``/``ping`` wait for the link to come back
 (a frame already sent when the link broke raises `ConnectionLost`: its fate is unknown).
+
+``on_state(state, retry_in)`` hears every change of the link, with the seconds until the next
+attempt while it is down, so a UI can show "reconnecting in 3s" without a loop of its own.
+The connection reaches the server through a `_tokens.Session` (URLs and tokens, shared with
+the REST client) and a ``path`` coroutine that names its socket.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection
@@ -33,14 +38,15 @@ from medreq.schemas import RequestOut
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
 from ._events import Event, parse_event
-from ._tokens import token_times
-
-if TYPE_CHECKING:
-    from ._client import MedreqClient
+from ._tokens import Session, token_times
 
 log = logging.getLogger("medreq.client")
 
-State = Literal["connecting", "open", "reconnecting", "closed"]
+#: "connecting" until the first socket opens, "open", "reconnecting" while it is down, "closed".
+ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
+#: ``on_state(state, retry_in)``: ``retry_in`` is the pause before the next attempt, in seconds,
+#: or None (open, closed, or an attempt under way).
+StateCallback = Callable[[ConnectionState, float | None], None]
 _REPLIES = ("ack", "pong", "error")
 _END = object()
 _RENEW_LEAD = 60.0  # renew a socket's token this long before it expires (or at 80 % of its life)
@@ -52,25 +58,30 @@ class LiveConnection:
 
     def __init__(
         self,
-        client: MedreqClient,
+        session: Session,
+        path: Callable[[], Awaitable[str]],
         *,
         after: int | None = None,
         backoff: Backoff | None = None,
         reply_timeout: float = 10.0,
         open_timeout: float = 10.0,
-        on_state: Callable[[State], None] | None = None,
+        on_state: StateCallback | None = None,
+        retry_first: bool = False,
     ) -> None:
-        self.client = client
+        self.session = session
         self.last_event_id = after
         self.backoff = backoff or Backoff()
         self.reply_timeout = reply_timeout
         self.open_timeout = open_timeout
         self.on_state = on_state
-        self.state: State = "connecting"
+        self.retry_first = retry_first
+        self.state: ConnectionState = "connecting"
+        self.retry_in: float | None = None
         self.reconnects = 0
         self.duplicates_dropped = 0
         self.last_error: MedreqError | None = None
         self._path = ""
+        self._find_path = path
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._ws: ClientConnection | None = None
         self._open = asyncio.Event()
@@ -87,11 +98,10 @@ class LiveConnection:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> LiveConnection:
-        self._path = await self.client.ws_path()
-        ws = await self._connect()  # the first connection's errors go to the caller
-        self._task = asyncio.create_task(self._run(ws), name=f"medreq-live{self._path}")
-        if self.client.refresh_token:
-            self._renewer = asyncio.create_task(self._renew(), name=f"medreq-renew{self._path}")
+        ws = None if self.retry_first else await self._connect()  # then its errors go to the caller
+        self._task = asyncio.create_task(self._run(ws), name="medreq-live")
+        if self.session.refresh_token:
+            self._renewer = asyncio.create_task(self._renew(), name="medreq-renew")
         return self
 
     async def __aexit__(
@@ -186,6 +196,7 @@ class LiveConnection:
         ``{"type":"auth","token"}`` (docs/protocol.md §4), so the server does not close it with 4401.
         If that fails, the server closes at expiry and the reconnect loop opens a new socket
         with a fresh token, resuming with ``after``: nothing is lost either way."""
+        await self._open.wait()  # the first socket (set at the end too)
         while not self._closing:
             token = self._socket_token
             issued, expires = token_times(token)
@@ -196,8 +207,8 @@ class LiveConnection:
             if self._socket_token != token:
                 continue  # reconnected meanwhile with a newer token
             try:
-                await self.client._refresh_once(token)
-                fresh = self.client.access_token
+                await self.session.refresh_once(token)
+                fresh = self.session.access
                 await self._request({"type": "auth", "token": fresh})
                 self._socket_token = fresh
             except MedreqError as exc:
@@ -245,8 +256,10 @@ class LiveConnection:
 
     # --- the reader task ------------------------------------------------------------------------
 
-    async def _run(self, ws: ClientConnection) -> None:
+    async def _run(self, ws: ClientConnection | None) -> None:
         try:
+            if ws is None:
+                ws = await self._open_with_retries("connecting", at_once=True)
             while True:
                 await self._read(ws)
                 error = _close_error(ws.close_code, ws.close_reason)
@@ -255,8 +268,7 @@ class LiveConnection:
                     return
                 if self._closing:
                     return
-                self._set_state("reconnecting")
-                ws = await self._reconnect()
+                ws = await self._open_with_retries("reconnecting", at_once=False)
                 self.reconnects += 1  # before the replay is handed out: a reader sees it with the events
         except MedreqError as exc:
             self._finish(exc)
@@ -288,37 +300,47 @@ class LiveConnection:
             self._open.clear()
             self._fail_pending(ConnectionLost())
 
-    async def _reconnect(self) -> ClientConnection:
+    async def _open_with_retries(self, state: ConnectionState, *, at_once: bool) -> ClientConnection:
+        """A new socket, trying until one opens (or the server refuses this account for good);
+        ``state`` is reported with the pause before each attempt, then with None during it."""
         attempt = 0
+        wait = not at_once
         while True:
-            await asyncio.sleep(self.backoff.delay(attempt))
+            if wait:
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                self._set_state(state, delay)
+                await asyncio.sleep(delay)
+            wait = True
+            self._set_state(state)
             try:
                 return await self._connect()
             except TransportError as exc:
-                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                log.debug("connection attempt %d failed: %s", attempt, exc)
                 self.last_error = exc
             except (Unauthorized, Forbidden, NotFound):
                 raise
             except Exception as exc:  # anything odd while the server restarts: try again
-                log.debug("reconnect attempt failed", exc_info=True)
+                log.debug("connection attempt failed", exc_info=True)
                 self.last_error = TransportError(f"{type(exc).__name__}: {exc}")
-            attempt += 1
 
     async def _connect(self) -> ClientConnection:
         """Open and confirm one socket, refreshing the token once on 4401."""
+        if not self._path:
+            self._path = await self._find_path()
         for retry in range(2):
-            await self.client.ensure_fresh_token()
-            token = self.client.access_token
+            await self.session.ensure_fresh()
+            token = self.session.access
             query: dict[str, Any] = {"token": token or ""}
             if self.last_event_id is not None:
                 query["after"] = self.last_event_id
-            url = f"{self.client.ws_url}{self._path}?{urlencode(query)}"
-            log.debug("connecting to %s%s after=%s", self.client.ws_url, self._path, self.last_event_id)
+            url = f"{self.session.ws_url}{self._path}?{urlencode(query)}"
+            log.debug("connecting to %s%s after=%s", self.session.ws_url, self._path, self.last_event_id)
             try:
                 ws = await ws_connect(url, open_timeout=self.open_timeout, proxy=None)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 raise TransportError(
-                    f"cannot reach {self.client.ws_url}: {exc or type(exc).__name__}"
+                    f"cannot reach {self.session.ws_url}: {exc or type(exc).__name__}"
                 ) from exc
             self._latest = ws
             self._socket_token = token
@@ -335,8 +357,8 @@ class LiveConnection:
                 raise TransportError("the server accepted the WebSocket but did not answer a ping") from None
             except ConnectionClosed:
                 error = _close_error(ws.close_code, ws.close_reason)
-                if isinstance(error, Unauthorized) and retry == 0 and self.client.refresh_token:
-                    await self.client._refresh_once(token)
+                if isinstance(error, Unauthorized) and retry == 0 and self.session.refresh_token:
+                    await self.session.refresh_once(token)
                     continue
                 raise error from None
         raise Unauthorized("the server refused the access token")
@@ -356,8 +378,8 @@ class LiveConnection:
 
     def _adopt_high_water_mark(self, data: dict[str, Any]) -> None:
         """A stream that started live-only has no event id to resume from until its first
-        event; if the server says where the account's events stand (``last_event_id`` in a
-        ``hello`` or ``pong``), start from there so a drop before the first event loses nothing."""
+        event; if the server says where the account's events stand (``last_event_id`` in the
+        opening ``pong``), start from there so a drop before the first event loses nothing."""
         mark = data.get("last_event_id")
         if self.last_event_id is None and isinstance(mark, int) and not isinstance(mark, bool):
             self.last_event_id = mark
@@ -365,9 +387,6 @@ class LiveConnection:
     def _dispatch(self, frame: str | bytes) -> None:
         data = _decode(frame)
         if data is None:
-            return
-        if data.get("type") == "hello":
-            self._adopt_high_water_mark(data)
             return
         if data.get("type") in _REPLIES:
             ref = data.get("ref")
@@ -398,11 +417,11 @@ class LiveConnection:
         self._open.set()  # wake senders so they see the end
         self._queue.put_nowait(_END)
 
-    def _set_state(self, state: State) -> None:
-        if state != self.state:
-            self.state = state
+    def _set_state(self, state: ConnectionState, retry_in: float | None = None) -> None:
+        if (state, retry_in) != (self.state, self.retry_in):
+            self.state, self.retry_in = state, retry_in
             if self.on_state is not None:
-                self.on_state(state)
+                self.on_state(state, retry_in)
 
 
 def _loop_time(deadline: float) -> float:

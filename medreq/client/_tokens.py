@@ -1,10 +1,71 @@
-"""Reading a JWT's times on the client, without verifying it (the server verifies)."""
+"""Where the server is and which tokens this account holds: the state `MedreqClient` (REST)
+and `LiveConnection` (WebSocket) share, so neither needs the other to reach it.
+
+A JWT's times are read here without verifying it (the server verifies).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import time
+from collections.abc import Awaitable, Callable
+
+#: Called with (access, refresh) whenever the client gets new tokens.
+TokenCallback = Callable[[str, str | None], None]
+
+# refresh this many seconds before the access token's `exp`, rather than eat a 401
+_EXPIRY_MARGIN = 10.0
+
+
+class Session:
+    """The server's URLs and the account's tokens.
+
+    ``refresh`` is the call that gets a new access token (``POST /auth/refresh``, made by the
+    REST client); `refresh_once` runs it at most once for any number of callers that found the
+    same token stale, and `set_tokens` tells ``on_tokens`` about every new token.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        refresh: Callable[[], Awaitable[object]],
+        *,
+        access: str | None = None,
+        refresh_token: str | None = None,
+        on_tokens: TokenCallback | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access = access
+        self.refresh_token = refresh_token
+        self._refresh = refresh
+        self._on_tokens = on_tokens
+        self._lock = asyncio.Lock()
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket base URL (``ws://`` or ``wss://``) of the server."""
+        scheme, rest = self.base_url.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest
+
+    def set_tokens(self, access: str, refresh_token: str | None) -> None:
+        self.access, self.refresh_token = access, refresh_token
+        if self._on_tokens is not None:
+            self._on_tokens(access, refresh_token)
+
+    async def ensure_fresh(self) -> None:
+        """Refresh the access token now if it is about to expire (per its ``exp``)."""
+        _issued, expires = token_times(self.access)
+        if expires is not None and self.refresh_token and expires - time.time() < _EXPIRY_MARGIN:
+            await self.refresh_once(self.access)
+
+    async def refresh_once(self, stale: str | None) -> None:
+        """Refresh unless someone already replaced ``stale`` while this caller waited."""
+        async with self._lock:
+            if self.access == stale:
+                await self._refresh()
 
 
 def token_times(token: str | None) -> tuple[float | None, float | None]:

@@ -9,6 +9,6 @@
 from __future__ import annotations
 
 from .app import InboxApp, InboxScreen, run_inbox
-from .backend import Backend, Link, NotAPharmacy
+from .backend import Backend, InboxError, Link, NotAPharmacy
 
-__all__ = ["Backend", "InboxApp", "InboxScreen", "Link", "NotAPharmacy", "run_inbox"]
+__all__ = ["Backend", "InboxApp", "InboxError", "InboxScreen", "Link", "NotAPharmacy", "run_inbox"]

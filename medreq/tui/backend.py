@@ -1,33 +1,32 @@
 """What the inbox needs from the server, over `medreq.client`: a small adapter the app is given.
 
-`Backend` logs in (from a stored CLI profile or a login form), reads requests, answers them
-(over the live WebSocket, or REST when an audio file goes with the answer) and runs the live
-connection, reporting each event and every change of the link. Tests give the app a fake
-with the same methods to draw snapshots from fixed data.
+`Backend` logs in (from a stored profile, the CLI's, or a login form), reads requests, answers
+them (over the live WebSocket, or REST when an audio file goes with the answer) and runs the
+live connection, reporting each event and every change of the link: the client reconnects and
+says when it will try next (``on_state``), the backend only translates that for the status bar.
+Tests give the app a fake with the same methods to draw snapshots from fixed data.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from medreq.cli.user_profile import Profile, ProfileStore
 from medreq.client import (
     AccountOut,
     Backoff,
+    ConnectionState,
     Event,
-    Forbidden,
     LiveConnection,
     MedreqClient,
     MedreqError,
-    NotFound,
+    Profile,
+    ProfileStore,
     RequestDetail,
     RequestOut,
-    TransportError,
     Unauthorized,
 )
 
@@ -35,9 +34,18 @@ LinkState = Literal["connecting", "connected", "reconnecting", "offline"]
 Answer = Literal["ACCEPTED", "REJECTED"]
 
 
-class NotAPharmacy(MedreqError):
-    code = "not_a_pharmacy"
-    status = 0
+class InboxError(Exception):
+    """A failure the inbox finds itself, never sent by a server: kept out of the wire's
+    `medreq.errors` tree (no HTTP status, no close code); shown like one, by its ``message``."""
+
+    default_message = "the inbox cannot go on"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class NotAPharmacy(InboxError):
     default_message = "this is a patient account: `medreq inbox` is for pharmacy accounts"
 
 
@@ -49,20 +57,6 @@ class Link:
     retry_at: float | None = None  # time.monotonic() of the next attempt
     error: str | None = None
     fatal: bool = False
-
-
-class _ObservedBackoff(Backoff):
-    """A `Backoff` that tells the app each delay, for "reconnecting in Ns"."""
-
-    def __init__(self, base: Backoff, on_delay: Callable[[float], None]) -> None:
-        super().__init__(base.initial, base.factor, base.maximum, base.jitter)
-        object.__setattr__(self, "_base", base)
-        object.__setattr__(self, "_on_delay", on_delay)
-
-    def delay(self, attempt: int) -> float:
-        seconds: float = self._base.delay(attempt)  # type: ignore[attr-defined]
-        self._on_delay(seconds)  # type: ignore[attr-defined]
-        return seconds
 
 
 class Backend:
@@ -187,39 +181,33 @@ class Backend:
     # --- the live connection --------------------------------------------------------------------
 
     async def run_live(self, on_event: Callable[[Event], None], on_link: Callable[[Link], None]) -> None:
-        """Keep a live connection until cancelled (or refused for good), resuming after the
-        last event seen so nothing is missed while the link was down."""
-        client = self._api()
-        after: int | None = None
-        attempt = 0
+        """Keep a live connection until cancelled (or refused for good). The client retries
+        every drop, the first connection too, and resumes after the last event seen so nothing
+        is missed while the link was down; its ``on_state`` becomes the status bar's `Link`."""
+        conn = self._api().connect(
+            backoff=self.backoff,
+            retry_first=True,
+            on_state=lambda state, retry_in: on_link(_link(conn, state, retry_in)),
+        )
+        on_link(Link("connecting"))
+        try:
+            async with conn:
+                self.conn = conn
+                async for event in conn:
+                    on_event(event)
+        except MedreqError as exc:  # refused (4401/4403/4404), or the connection failed for good
+            on_link(Link("offline", error=exc.message, fatal=True))
+        finally:
+            self.conn = None
 
-        def on_delay(seconds: float) -> None:
-            on_link(Link("reconnecting", retry_at=time.monotonic() + seconds))
 
-        def on_state(state: str) -> None:
-            if state == "open":
-                on_link(Link("connected"))
-
-        while True:
-            on_link(Link("connecting"))
-            try:
-                backoff = _ObservedBackoff(self.backoff, on_delay)
-                async with client.connect(after=after, backoff=backoff, on_state=on_state) as conn:
-                    self.conn = conn
-                    attempt = 0
-                    on_link(Link("connected"))
-                    try:
-                        async for event in conn:
-                            on_event(event)
-                    finally:
-                        after = conn.last_event_id
-                        self.conn = None
-                return
-            except (Unauthorized, Forbidden, NotFound) as exc:
-                on_link(Link("offline", error=exc.message, fatal=True))
-                return
-            except TransportError as exc:
-                delay = self.backoff.delay(attempt)
-                attempt += 1
-                on_link(Link("offline", retry_at=time.monotonic() + delay, error=exc.message))
-                await asyncio.sleep(delay)
+def _link(conn: LiveConnection, state: ConnectionState, retry_in: float | None) -> Link:
+    retry_at = None if retry_in is None else time.monotonic() + retry_in
+    if state == "open":
+        return Link("connected")
+    if state == "reconnecting":
+        return Link("reconnecting", retry_at=retry_at)
+    if state == "connecting" and retry_in is not None:  # never got through yet: say why
+        error = conn.last_error.message if conn.last_error else None
+        return Link("offline", retry_at=retry_at, error=error)
+    return Link("connecting" if state == "connecting" else "offline")

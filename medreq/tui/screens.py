@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 
 from medreq.client import AccountOut, MedreqError, RequestOut
 
-from .backend import Answer
+from .backend import Answer, InboxError
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "ACCEPTED": (
@@ -202,7 +202,7 @@ class LoginScreen(ModalScreen[AccountOut]):
         self._status(Text("Logging in…", style="dim"))
         try:
             account = await self.login(url, username, password)
-        except MedreqError as exc:
+        except (MedreqError, InboxError) as exc:
             self._status(Text(f"✖ {exc.message}", style="bold red"))
             return
         self.dismiss(account)

@@ -101,6 +101,8 @@ class Connection:
         self.unsent = 0  # bytes of the texts waiting in the outbox
         self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
         self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
+        if self.control is not None:  # a server shutdown closes through the outbox, with 1001
+            self.control.on_shutdown = lambda: self.close(CLOSE_SHUTDOWN, "server shutting down")
 
     # --- the hub's side -----------------------------------------------------------------------
 

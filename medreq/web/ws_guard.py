@@ -17,7 +17,10 @@ app returns) calls `transport.close()`: asyncio and uvloop wait for their buffer
 - a close the app started waits `CLOSE_GRACE` for the peer's answer (not uvicorn's 10 s),
   then the socket is reset;
 - the socket releases its slot in the `ConnectionGate` (the HTTP protocol that accepted it
-  hands it over at the upgrade).
+  hands it over at the upgrade);
+- the server's shutdown lets the app close the socket (``on_shutdown``: 1001 after what it
+  already queued, docs/protocol.md) instead of uvicorn's immediate 1012, and closes it the
+  uvicorn way only if the app has not within `SHUTDOWN_DRAIN` seconds.
 
 The app finds this protocol as `scope["extensions"]["medreq.socket"]` (a `SocketControl`).
 """
@@ -30,6 +33,7 @@ import fcntl
 import socket
 import struct
 import termios
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -39,6 +43,7 @@ from websockets.http11 import Request
 from .admission import ConnectionGate, gate_for
 
 CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is reset
+SHUTDOWN_DRAIN = 5.0  # seconds the app has to close a socket itself when the server stops
 EXTENSION = "medreq.socket"
 
 
@@ -52,11 +57,15 @@ class SocketControl(Protocol):
     def drop(self, code: int, reason: str) -> None:
         """Close with `code` if the frame gets through within `CLOSE_GRACE`; reset it if not."""
 
+    #: Set by the app: how it closes this socket when the server shuts down.
+    on_shutdown: Callable[[], None] | None
+
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gate: ConnectionGate = gate_for(kwargs["server_state"], self.config)
+        self.on_shutdown: Callable[[], None] | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None:
@@ -107,6 +116,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             self._reset_later()
 
     def shutdown(self) -> None:
+        # uvicorn's Server.shutdown asks every connection to end, then waits for them all.
+        if self.on_shutdown is not None and self.handshake_complete and not self.close_sent:
+            self.on_shutdown()
+            self.loop.call_later(SHUTDOWN_DRAIN, self._shutdown_now)
+        else:
+            self._shutdown_now()
+
+    def _shutdown_now(self) -> None:
+        if self.disconnected:
+            return
         super().shutdown()
         self._reset_later()
 

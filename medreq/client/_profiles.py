@@ -1,5 +1,6 @@
-"""Per-profile CLI state: server URL, account, tokens and the last event seen.
+"""Saved logins ("profiles") of the medreq tools: server URL, account, tokens and the last event seen.
 
+The CLI's ``--profile`` and the TUI inbox read and write the same files, through this module.
 One JSON file per profile under the user config dir (``MEDREQ_CONFIG_DIR`` overrides it),
 mode 0600, replaced atomically, so a patient terminal and a pharmacy terminal never write
 the same file, and an update re-reads the file first so `listen` saving its last event id
@@ -31,6 +32,8 @@ def config_dir() -> Path:
 
 @dataclass
 class Profile:
+    """One saved login, as ``<config dir>/profiles/<name>.json`` holds it."""
+
     name: str
     url: str
     username: str = ""
@@ -43,6 +46,8 @@ class Profile:
 
 
 class ProfileStore:
+    """The profiles under ``directory`` (default: `config_dir`), each written 0600 and atomically."""
+
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or config_dir()) / "profiles"
 
