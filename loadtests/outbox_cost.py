@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from medreq.config import Settings
-from medreq.schemas import RegisterIn, RequestForm
+from medreq.protocol import RegisterIn, RequestForm
 from medreq.service import Caller
 from medreq.web.app import build_service
 
@@ -33,7 +33,7 @@ async def run(cycles: int, rounds: int) -> None:
             row = await service.register(
                 RegisterIn(username=name, password="password1", role=role, name=name), by_operator=True
             )
-            return Caller(row["id"], role, name)
+            return Caller(row.id, role, name)
 
         pharmacy = await account("pharmacy", "pha")
         plain = await account("patient", "plain")
@@ -45,7 +45,7 @@ async def run(cycles: int, rounds: int) -> None:
             start = time.perf_counter()
             for _ in range(cycles):
                 body, _ = await service.create_request(patient, form)
-                await service.respond(pharmacy, body["request_id"], "ACCEPTED", "ok")
+                await service.respond(pharmacy, body.request_id, "ACCEPTED", "ok")
             return cycles / (time.perf_counter() - start)
 
         results: dict[str, list[float]] = {"no webhook": [], "webhook": []}

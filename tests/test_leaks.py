@@ -18,7 +18,7 @@ import pytest
 
 from medreq import auth
 from medreq.config import Settings
-from medreq.schemas import TokenIn
+from medreq.protocol import TokenIn
 from medreq.web.app import build_service
 
 from .conftest import REDIS_URL, Account, ServerProcess, create_database, drop_database, make_account

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from ..config import Settings
 from ..errors import MedreqError
-from ..schemas import RegisterIn, parse
+from ..protocol import RegisterIn, parse
 from .app import app
 from .console import console
 from .options import DatabaseOption, DataDirOption
@@ -225,7 +225,7 @@ async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
     service = build_service(settings)
     try:
         await service.store.migrate()
-        return await service.register(data, by_operator=True)
+        return (await service.register(data, by_operator=True)).model_dump()
     finally:
         await service.store.close()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Invalid
-from ..schemas import dumps
+from ..protocol import MessagePostedOut, dumps
 from ..storage import Tx, queries, utcnow
 from . import events
 from .base import Caller, ServiceBase
-from .views import iso, message_view
+from .views import iso, message_posted
 
 
 def other_party(caller: Caller, row: Any) -> int:
@@ -17,7 +17,7 @@ def other_party(caller: Caller, row: Any) -> int:
 
 
 class Conversation(ServiceBase):
-    async def post_message(self, caller: Caller, request_id: int, text: str) -> dict[str, Any]:
+    async def post_message(self, caller: Caller, request_id: int, text: str) -> MessagePostedOut:
         """A thread message from one party; the other gets `message`."""
         other = other_party(caller, await self.visible_request(caller, request_id))
         outbox = self.outbox()
@@ -30,7 +30,7 @@ class Conversation(ServiceBase):
 
         stored = await self.store.write(post)
         await outbox.publish()
-        return {"message": message_view(stored)}
+        return message_posted(stored)
 
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
         """Tell the other party someone is typing: not stored, not replayed, no event_id."""

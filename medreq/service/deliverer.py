@@ -30,7 +30,7 @@ import httpx
 from .. import __version__
 from ..errors import Invalid
 from ..netguard import check_target
-from ..schemas import dumps
+from ..protocol import dumps
 from ..storage import utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import MAX_PAYLOAD

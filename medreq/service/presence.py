@@ -8,7 +8,7 @@ not stored, not replayed, like `typing`. A patient's own presence is of no one's
 
 from __future__ import annotations
 
-from ..schemas import dumps
+from ..protocol import dumps
 from ..storage import queries, utcnow
 from . import events
 from .base import ServiceBase

@@ -9,11 +9,19 @@ from sqlalchemy.engine import Connection
 
 from ..errors import Forbidden, Invalid
 from ..media import StoredMedia
-from ..schemas import ListQuery, RequestForm
+from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
 from ..storage import Tx, queries, utcnow
 from . import events
 from .base import Caller, ServiceBase
-from .views import decode_cursor, encode_cursor, iso, message_view, request_view
+from .views import (
+    decode_cursor,
+    encode_cursor,
+    iso,
+    request_created,
+    request_detail_view,
+    request_list,
+    request_view,
+)
 
 
 class Requests(ServiceBase):
@@ -24,7 +32,7 @@ class Requests(ServiceBase):
         image: StoredMedia | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[RequestCreatedOut, bool]:
         """Create a request and tell its pharmacy. Returns (the 201 body, created?).
 
         With an idempotency key already used by this caller, nothing is created and the
@@ -61,12 +69,7 @@ class Requests(ServiceBase):
 
         row, created, unread = await self.store.write(create)
         await outbox.publish()
-        body = {
-            "message": "Medicine request sent successfully",
-            "request_id": row.id,
-            "data": request_view(row, self.media, unread=unread),
-        }
-        return body, created
+        return request_created(row, self.media, unread=unread), created
 
     async def _check_can_request(self, caller: Caller, form: RequestForm, *, has_image: bool) -> None:
         if not caller.is_patient:
@@ -96,7 +99,7 @@ class Requests(ServiceBase):
         status: str,
         message: str | None = None,
         audio: StoredMedia | None = None,
-    ) -> dict[str, Any]:
+    ) -> RequestOut:
         """Answer a pending request addressed to the caller: the patient gets
         `pharmacy_response`, every connection of the pharmacy `request_updated`."""
         if not caller.is_pharmacy:
@@ -129,7 +132,7 @@ class Requests(ServiceBase):
         await outbox.publish()
         return request_view(done[0], self.media, unread=done[1])
 
-    async def cancel(self, caller: Caller, request_id: int) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, request_id: int) -> RequestOut:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can cancel it")
@@ -158,7 +161,7 @@ class Requests(ServiceBase):
         await outbox.publish()
         return request_view(done[0], self.media, unread=done[1])
 
-    async def list_requests(self, caller: Caller, query: ListQuery) -> dict[str, Any]:
+    async def list_requests(self, caller: Caller, query: ListQuery) -> RequestListOut:
         """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
         before_id = decode_cursor(query.cursor) if query.cursor else None
         owner = {"patient_id": caller.id} if caller.is_patient else {"pharmacy_id": caller.id}
@@ -171,16 +174,11 @@ class Requests(ServiceBase):
 
         rows, unread = await self.store.read(read)
         page = rows[: query.limit]
-        return {
-            "results": [request_view(row, self.media, unread=unread[row.id]) for row in page],
-            "next": encode_cursor(page[-1].id) if len(rows) > query.limit else None,
-        }
+        next_cursor = encode_cursor(page[-1].id) if len(rows) > query.limit else None
+        return request_list(page, self.media, unread, next_cursor)
 
-    async def request_detail(self, caller: Caller, request_id: int) -> dict[str, Any]:
+    async def request_detail(self, caller: Caller, request_id: int) -> RequestDetailOut:
         row = await self.visible_request(caller, request_id)
         unread = await self.store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
-        view = request_view(row, self.media, unread=unread[request_id])
-        view["messages"] = [
-            message_view(m) for m in await self.store.read(lambda c: queries.thread(c, request_id))
-        ]
-        return view
+        thread = await self.store.read(lambda c: queries.thread(c, request_id))
+        return request_detail_view(row, self.media, unread=unread[request_id], thread=thread)

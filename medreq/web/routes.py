@@ -11,10 +11,11 @@ from .. import __version__
 from ..auth import bearer_token
 from ..errors import Invalid, NotFound
 from ..media import KIND_BY_PREFIX
-from ..schemas import (
+from ..protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
     DeliveriesQuery,
+    HealthOut,
     ListQuery,
     LogoutIn,
     MessageBody,
@@ -25,6 +26,7 @@ from ..schemas import (
     RegisterIn,
     RequestForm,
     ResponseForm,
+    ResponseSentOut,
     TokenIn,
     WebhookIn,
     parse,
@@ -45,7 +47,7 @@ from .http import (
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    return JSONResponse(HealthOut(status="ok", version=__version__))
 
 
 # --- §2 accounts ---------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ async def respond(request: Request) -> Response:
     except BaseException:
         service.media.discard(audio)
         raise
-    return JSONResponse({"message": "Response sent successfully", "data": view})
+    return JSONResponse(ResponseSentOut(message="Response sent successfully", data=view))
 
 
 # --- media ---------------------------------------------------------------------------------------
