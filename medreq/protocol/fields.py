@@ -5,9 +5,8 @@ Inbound models (`Inbound`) validate what clients send: unknown fields are ignore
 stripped. Outbound models (`Outbound`) describe what the server sends: their JSON Schema says
 `additionalProperties: false` (the contract test fails on a field the schema lacks), while
 parsing stays tolerant (a newer server's extra field never breaks an older client). The server
-builds them from its rows with keyword arguments (pydantic-core validates such plain data faster
-than `model_construct` builds it, measured: about as fast as `json.dumps` of the same dict) and
-sends them with `to_json`: only the fields given are sent, so a field that is sometimes absent
+validates them from plain dicts of its rows' values (pydantic-core does that faster than
+`model_construct` builds a model: loadtests/serialize_cost.py) and sends them with `to_json`: only the fields given are sent, so a field that is sometimes absent
 (an event's `trace_id`, a pharmacy's phone in `<Request>`) is absent, not null.
 """
 
