@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from medreq import metrics
 from medreq.config import Settings
 from medreq.logs import log_config
-from medreq.schemas import TokenIn
+from medreq.protocol import TokenIn
 from medreq.web.app import create_app
 
 SETUPS = {"off": ("text", ""), "metrics": ("text", "t"), "logs": ("json", ""), "on": ("json", "t")}
@@ -87,13 +87,13 @@ async def make(fmt: str, token: str) -> dict[str, Any]:
     service = app.state.service
     patient = await service.issue_tokens(TokenIn(username="pat", password="password123"))
     pharmacy = await service.issue_tokens(TokenIn(username="pha", password="password123"))
-    auth = (b"authorization", f"Bearer {patient['access']}".encode())
+    auth = (b"authorization", f"Bearer {patient.access}".encode())
     return {
         "app": app,
         "metrics": bool(token),
         "get": [auth],
         "post": [auth, (b"content-type", b"application/x-www-form-urlencoded")],
-        "form": f"pharmacy={pharmacy['account']['id']}&quantity=1&medicine_name=Amox".encode(),
+        "form": f"pharmacy={pharmacy.account.id}&quantity=1&medicine_name=Amox".encode(),
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medreq.bootstrap import open_service
 from medreq.config import Settings
-from medreq.schemas import RegisterIn, RequestForm
+from medreq.protocol import RegisterIn, RequestForm
 from medreq.service import Caller, MedreqService
 
 
@@ -51,7 +51,7 @@ async def measure(service: MedreqService, cycles: int, rounds: int) -> dict[str,
         start = time.perf_counter()
         for _ in range(cycles):
             body, _ = await service.create_request(patient, form)
-            await service.respond(pharmacy, body["request_id"], "ACCEPTED", "ok")
+            await service.respond(pharmacy, body.request_id, "ACCEPTED", "ok")
         return cycles / (time.perf_counter() - start)
 
     results: dict[str, list[float]] = {"no webhook": [], "webhook": []}

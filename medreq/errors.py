@@ -16,20 +16,27 @@
     └── TransportError          (client only, medreq.client: never on the wire)
         └── ConnectionLost
 
-The HTTP layer maps `status` to the response status (431 and 503 are written by the
+Each class names its code; its HTTP `status` and WebSocket `close` code come from the one
+mapping of code → status → close code, `medreq.protocol.codes.ERROR_WIRE`. The HTTP layer maps
+`status` to the response status (431 and 503 are written by the
 connection guard in `medreq.web.http_guard`, before any request reaches the app); the WebSocket layer sends
-`{"type": "error", "error": ...}` and keeps the connection open. Both use `body()`,
+`{"type": "error", "error": ...}` and keeps the connection open, or closes with `close` when the
+error ends the socket. Both use `body()`,
 so no endpoint invents its own error shape. The client raises the same classes.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .protocol.codes import CloseCode
 
 
 class MedreqError(Exception):
     code: ClassVar[str] = "internal"
-    status: ClassVar[int] = 500
+    status: ClassVar[int]  # these two from `protocol.codes.ERROR_WIRE`, set below the tree
+    close: ClassVar[CloseCode | None]
     default_message: ClassVar[str] = "internal error"
 
     def __init__(self, message: str | None = None, *, fields: dict[str, str] | None = None) -> None:
@@ -49,55 +56,46 @@ class MedreqError(Exception):
 
 class InvalidJSON(MedreqError):
     code = "invalid_json"
-    status = 400
     default_message = "body is not valid JSON"
 
 
 class Invalid(MedreqError):
     code = "validation_error"
-    status = 422
     default_message = "invalid input"
 
 
 class Unauthorized(MedreqError):
     code = "unauthorized"
-    status = 401
     default_message = "authentication required"
 
 
 class Forbidden(MedreqError):
     code = "forbidden"
-    status = 403
     default_message = "not allowed"
 
 
 class NotFound(MedreqError):
     code = "not_found"
-    status = 404
     default_message = "not found"
 
 
 class Conflict(MedreqError):
     code = "conflict"
-    status = 409
     default_message = "conflict"
 
 
 class PayloadTooLarge(MedreqError):
     code = "payload_too_large"
-    status = 413
     default_message = "payload too large"
 
 
 class UnsupportedMediaType(MedreqError):
     code = "unsupported_media_type"
-    status = 415
     default_message = "unsupported media type"
 
 
 class RateLimited(MedreqError):
     code = "rate_limited"
-    status = 429
     default_message = "too many requests"
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
@@ -107,13 +105,11 @@ class RateLimited(MedreqError):
 
 class HeadersTooLarge(MedreqError):
     code = "headers_too_large"
-    status = 431
     default_message = "request line and headers are too large"
 
 
 class Unavailable(MedreqError):
     code = "unavailable"
-    status = 503
     default_message = "too many connections, try again later"
 
     def __init__(self, message: str | None = None, *, retry_after: float = 5.0) -> None:
@@ -123,7 +119,6 @@ class Unavailable(MedreqError):
 
 class MethodNotAllowed(MedreqError):
     code = "method_not_allowed"
-    status = 405
     default_message = "method not allowed on this endpoint"
 
 
@@ -145,6 +140,12 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         Unavailable,
     )
 }
+# Imported here, once every class above exists: `medreq.protocol` imports this module.
+from .protocol.codes import ERROR_WIRE  # noqa: E402
+
+for _cls in ERRORS_BY_CODE.values():
+    _cls.status, _cls.close = ERROR_WIRE[_cls.code]
+
 ERRORS_BY_STATUS: dict[int, type[MedreqError]] = {cls.status: cls for cls in ERRORS_BY_CODE.values()}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,9 @@ from medreq.simulate.server import free_port
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MEDREQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# Every server of the suite (spawned or in-process) records what it sends (medreq/web/wire_record.py);
+# tests/test_wire_contract.py validates it all against /openapi.json and /asyncapi.json.
+WIRE_RECORD = Path(os.environ.setdefault("MEDREQ_WIRE_RECORD", tempfile.mkdtemp(prefix="medreq-wire-")))
 
 
 class ServerProcess(medreq_server.ServerProcess):

@@ -19,7 +19,7 @@ import pytest
 from medreq import auth
 from medreq.bootstrap import open_service
 from medreq.config import Settings
-from medreq.schemas import TokenIn
+from medreq.protocol import TokenIn
 
 from .conftest import REDIS_URL, Account, ServerProcess, create_database, drop_database, make_account
 from .conftest import require_service as require

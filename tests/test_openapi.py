@@ -10,7 +10,7 @@ import httpx
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from medreq.schemas import MAX_ID, LogoutIn, PasswordIn
+from medreq.protocol import ERROR_WIRE, MAX_ID, LogoutIn, PasswordIn, RequestForm, ResponseForm
 from medreq.web import routes as rest_routes
 from medreq.web.openapi import SPEC
 
@@ -89,3 +89,39 @@ def test_limits_come_from_the_models() -> None:
     assert schemas["PasswordIn"]["properties"]["new"]["minLength"] == 8
     codes = set(schemas["ErrorDetail"]["properties"]["code"]["enum"])
     assert {"method_not_allowed", "headers_too_large", "unavailable", "validation_error"} <= codes
+
+
+def _limits(prop: dict[str, Any]) -> dict[str, Any]:
+    """A property's bounds, looking through `anyOf: [X, null]` (an optional field)."""
+    options = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+    keys = ("minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern", "enum", "const")
+    return {key: option[key] for option in options for key in keys if key in option}
+
+
+def test_form_limits_are_the_form_models_own() -> None:
+    """The multipart forms are described from `RequestForm`/`ResponseForm` themselves: every bound
+    in the document is the model's (no copy to fall out of step)."""
+    schemas: dict[str, Any] = SPEC["components"]["schemas"]
+    for model in (RequestForm, ResponseForm):
+        own = model.model_json_schema()["properties"]
+        described = schemas[model.__name__]["properties"]
+        assert set(own) <= set(described), model.__name__
+        for name, prop in own.items():
+            assert _limits(described[name]) == _limits(prop), (model.__name__, name)
+            assert _limits(prop), (model.__name__, name)  # every form field has a bound
+
+
+def test_error_statuses_come_from_the_one_mapping() -> None:
+    responses = SPEC["components"]["responses"]
+    for code, wire in ERROR_WIRE.items():
+        if code == "internal" or code == "method_not_allowed":
+            continue  # never listed per operation: any request may meet them
+        assert f"(`{code}`)" in responses[f"E{wire.status}"]["description"], code
+
+
+def test_outbound_bodies_are_closed() -> None:
+    """A field the server sends but the document lacks fails the contract test (test_wire_contract.py)."""
+    schemas: dict[str, Any] = SPEC["components"]["schemas"]
+    for name, schema in schemas.items():
+        if name.endswith("Out"):
+            assert schema.get("additionalProperties") is False, name

@@ -1,9 +1,10 @@
 """docs/protocol.md stays complete, and its main-flow examples run.
 
-Every list is read from the code, never copied here: event types from the builders in
-`medreq/service/events.py` (and the reply frames of `medreq/web/websocket.py` and `connection.py`), client message types
-from `medreq.schemas`, error codes from `medreq.errors.ERRORS_BY_CODE` (and the one the HTTP layer
-writes itself), close codes from `medreq/web/websocket.py` and `connection.py`, paths from the routes the app mounts.
+Every list is read from the protocol models, never copied here: event and reply types from the
+`medreq.protocol` unions of server frames, client message types from its `ClientMessage` union,
+error codes and their statuses from `protocol.ERROR_WIRE` and `medreq.errors.ERRORS_BY_CODE` (and
+the one the HTTP layer writes itself), close codes from `protocol.CloseCode`, paths from the
+routes the app mounts.
 A new one in the code fails here until docs/protocol.md describes it.
 
 The curl and `medreq.client` examples of its section 6 run on a fresh `medreq serve`, with the
@@ -18,20 +19,19 @@ import re
 import sys
 import sysconfig
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount
 
-from medreq import schemas
+from medreq import protocol
 from medreq.config import Settings
 from medreq.errors import ERRORS_BY_CODE
-from medreq.web import connection, create_app, websocket
+from medreq.web import create_app, websocket
 
 from . import test_readme
 from .conftest import ServerProcess
-
-WEBSOCKET = "medreq/web/websocket.py"
-CONNECTION = "medreq/web/connection.py"  # the sending side: replies, replays, closes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "protocol.md"
@@ -51,42 +51,31 @@ def _documented(name: str) -> bool:
 # --- what the code has -------------------------------------------------------------------------
 
 
+def _type_of(model: type[BaseModel]) -> str:
+    (value,) = get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
 def event_types() -> set[str]:
-    """The `type` of every event the service builds: `Event("new_request", ...)` in events.py."""
-    found = set()
-    for node in ast.walk(_tree("medreq/service/events.py")):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Event":
-            first = node.args[0] if node.args else None
-            assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.dump(node)
-            found.add(first.value)
-    return found
+    """The `type` of every event: the members of `protocol.ServerEvent`."""
+    return set(protocol.EVENT_TYPES)
 
 
 def reply_types() -> set[str]:
-    """Frames the socket sends besides events: the `{"type": "…", …}` given to `dumps` or `reply`
-    in websocket.py and connection.py."""
-    found = set()
-    for node in (*ast.walk(_tree(WEBSOCKET)), *ast.walk(_tree(CONNECTION))):
-        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Dict)):
-            continue
-        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-        if name not in ("dumps", "reply"):
-            continue
-        frame = node.args[0]
-        for key, value in zip(frame.keys, frame.values, strict=True):
-            if isinstance(key, ast.Constant) and key.value == "type" and isinstance(value, ast.Constant):
-                found.add(str(value.value))
-    return found
+    """Frames the socket sends besides events: the rest of `protocol.ServerFrame`."""
+    return {_type_of(model) for model in protocol.SERVER_FRAME_MODELS} - event_types()
 
 
 def client_message_types() -> set[str]:
-    mapping = schemas.CLIENT_MESSAGE.json_schema()["discriminator"]["mapping"]
-    return set(schemas.CLIENT_MESSAGE_TYPES) | set(mapping)
+    mapping = protocol.CLIENT_MESSAGE.json_schema()["discriminator"]["mapping"]
+    return set(protocol.CLIENT_MESSAGE_TYPES) | set(mapping)
 
 
 def error_codes() -> dict[str, int | None]:
-    """Code → HTTP status: the error tree, plus codes the HTTP layer writes as literals."""
-    codes: dict[str, int | None] = {code: cls.status for code, cls in ERRORS_BY_CODE.items()}
+    """Code → HTTP status: the one mapping (`protocol.ERROR_WIRE`), the error tree, plus codes the
+    HTTP layer writes as literals."""
+    codes: dict[str, int | None] = {code: wire.status for code, wire in protocol.ERROR_WIRE.items()}
+    codes |= {code: cls.status for code, cls in ERRORS_BY_CODE.items()}
     for node in ast.walk(_tree("medreq/web/http.py")):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
@@ -96,20 +85,8 @@ def error_codes() -> dict[str, int | None]:
 
 
 def close_codes() -> set[int]:
-    """The CLOSE_* constants, literal codes passed to `close(...)`, and the codes the module's
-    docstring lists (1009 is uvicorn's, from the configured frame limit)."""
-    names = {**vars(connection), **vars(websocket)}
-    codes = {value for name, value in names.items() if name.startswith("CLOSE_")}
-    for node in (*ast.walk(_tree(WEBSOCKET)), *ast.walk(_tree(CONNECTION))):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "close"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, int)
-        ):
-            codes.add(node.args[0].value)
+    """`protocol.CloseCode`, and the codes websocket.py's docstring lists."""
+    codes = {int(code) for code in protocol.CloseCode}
     docstring = websocket.__doc__ or ""
     listed = docstring[docstring.index("Close codes:") :]
     codes |= {int(code) for code in re.findall(r"\b(1\d{3}|4\d{3})\b", listed)}

@@ -10,7 +10,7 @@ import pytest
 from medreq.bootstrap import open_service
 from medreq.config import Settings
 from medreq.errors import Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType
-from medreq.schemas import ListQuery, RegisterIn, RequestForm
+from medreq.protocol import ListQuery, RegisterIn, RequestForm
 from medreq.service import Caller, MedreqService, Upload
 
 from .conftest import create_database, drop_database, require_service
@@ -49,7 +49,7 @@ async def account(service: MedreqService, role: str, username: str) -> Caller:
     row = await service.register(
         RegisterIn(username=username, password="password1", role=role, name=username), by_operator=True
     )
-    return Caller(row["id"], role, username)
+    return Caller(row.id, role, username)
 
 
 async def test_events_are_stored_before_they_are_published(service: MedreqService) -> None:
@@ -65,7 +65,7 @@ async def test_events_are_stored_before_they_are_published(service: MedreqServic
     stored = await service.events_after(pharmacy.id, 0)
     assert stored == [(event_id, text)]
     assert event_id == 1
-    assert f'"request_id":{body["request_id"]}' in text
+    assert f'"request_id":{body.request_id}' in text
 
 
 async def test_idempotency_key_returns_first_request_and_creates_nothing(service: MedreqService) -> None:
@@ -75,8 +75,8 @@ async def test_idempotency_key_returns_first_request_and_creates_nothing(service
     first, created_first = await service.create_request(patient, form, idempotency_key="k1")
     again, created_again = await service.create_request(patient, form, idempotency_key="k1")
     assert (created_first, created_again) == (True, False)
-    assert again["request_id"] == first["request_id"]
-    assert len((await service.list_requests(pharmacy, ListQuery()))["results"]) == 1
+    assert again.request_id == first.request_id
+    assert len((await service.list_requests(pharmacy, ListQuery())).results) == 1
     assert await service.last_event_id(pharmacy.id) == 1
 
 
@@ -87,7 +87,7 @@ async def test_rules_for_answering(service: MedreqService) -> None:
     body, _ = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
-    request_id = body["request_id"]
+    request_id = body.request_id
     with pytest.raises(Forbidden):
         await service.respond(patient, request_id, "ACCEPTED")
     with pytest.raises(NotFound):  # another pharmacy's request: as absent as an unknown id
@@ -95,7 +95,7 @@ async def test_rules_for_answering(service: MedreqService) -> None:
     with pytest.raises(NotFound):
         await service.respond(pharmacy, request_id + 100, "ACCEPTED")
     view = await service.respond(pharmacy, request_id, "ACCEPTED", "Ready")
-    assert view["response"]["message"] == "Ready"
+    assert view.response is not None and view.response.message == "Ready"
     with pytest.raises(Conflict):
         await service.respond(pharmacy, request_id, "REJECTED")
     with pytest.raises(Conflict):
@@ -119,7 +119,7 @@ async def test_rules_for_requesting(service: MedreqService) -> None:
     with pytest.raises(Invalid) as not_a_pharmacy:
         await service.create_request(patient, RequestForm(pharmacy=patient.id, quantity=1, medicine_name="A"))
     assert not_a_pharmacy.value.fields == {"pharmacy": "no such pharmacy"}
-    assert (await service.list_requests(patient, ListQuery()))["results"] == []
+    assert (await service.list_requests(patient, ListQuery())).results == []
 
 
 async def test_cancel_and_thread_messages_notify_the_other_party(service: MedreqService) -> None:
@@ -131,16 +131,16 @@ async def test_cancel_and_thread_messages_notify_the_other_party(service: Medreq
     body, _ = await service.create_request(
         patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name="A")
     )
-    request_id = body["request_id"]
+    request_id = body.request_id
     await service.post_message(pharmacy, request_id, "Which strength?")
     await service.post_message(patient, request_id, "500mg")
     detail = await service.request_detail(patient, request_id)
-    assert [(m["from"], m["text"]) for m in detail["messages"]] == [
+    assert [(m.from_, m.text) for m in detail.messages] == [
         (pharmacy.id, "Which strength?"),
         (patient.id, "500mg"),
     ]
     view = await service.cancel(patient, request_id)
-    assert view["status"] == "CANCELLED"
+    assert view.status == "CANCELLED"
     assert [t for _, t in pharmacy_sink.received if '"request_cancelled"' in t]
     assert [t for _, t in patient_sink.received if '"Which strength?"' in t]
     assert [t for _, t in patient_sink.received if '"request_updated"' in t and "CANCELLED" in t]
@@ -154,7 +154,7 @@ async def test_typing_is_published_but_not_stored(service: MedreqService) -> Non
     )
     sink = Recorder()
     await service.subscribe(patient.id, sink)
-    await service.typing(pharmacy, body["request_id"], "start")
+    await service.typing(pharmacy, body.request_id, "start")
     [(event_id, text)] = sink.received
     assert event_id is None
     assert '"typing"' in text
@@ -183,17 +183,17 @@ async def test_an_upload_is_kept_only_with_the_change_it_came_with(
     body, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
     assert created
     [kept] = stored_files(store_settings)
-    assert kept.name in body["data"]["image_url"]
+    assert kept.name in body.data.image_url
     again, created = await service.create_request(patient, form, upload(png_bytes), idempotency_key="k1")
-    assert (created, again["request_id"]) == (False, body["request_id"])
+    assert (created, again.request_id) == (False, body.request_id)
     with pytest.raises(Forbidden):
         await service.create_request(pharmacy, form, upload(png_bytes))
     with pytest.raises(UnsupportedMediaType):  # not an image: refused while saving, nothing left behind
         await service.create_request(patient, form, upload(wav_bytes))
     assert stored_files(store_settings) == [kept]  # the replay's and the failures' files are gone
     with pytest.raises(NotFound):
-        await service.respond(pharmacy, body["request_id"] + 1, "ACCEPTED", None, upload(wav_bytes))
+        await service.respond(pharmacy, body.request_id + 1, "ACCEPTED", None, upload(wav_bytes))
     assert stored_files(store_settings) == [kept]
-    view = await service.respond(pharmacy, body["request_id"], "ACCEPTED", None, upload(wav_bytes))
+    view = await service.respond(pharmacy, body.request_id, "ACCEPTED", None, upload(wav_bytes))
     assert len(stored_files(store_settings)) == 2
-    assert view["response"]["audio_url"]
+    assert view.response.audio_url

@@ -11,8 +11,9 @@ from typing import Any
 
 from medreq.auth import Claims
 from medreq.config import Settings
+from medreq.protocol import CloseCode
 from medreq.service import Limits
-from medreq.web.connection import CLOSE_TRY_AGAIN, Connection
+from medreq.web.connection import Connection
 from medreq.web.ws_guard import EXTENSION
 
 
@@ -62,10 +63,10 @@ async def test_a_send_blocked_past_the_send_timeout_drops_with_1013() -> None:
     await asyncio.sleep(0.2)  # the sender is stuck on the first event
     assert sock.dropped == []
     conn.deliver(2, "event two")
-    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     assert conn.outbox is None or not conn.outbox  # the queue is freed at once
     conn.deliver(3, "event three")  # nothing more is queued for a dropped socket
-    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     await conn.stop()
 
 
@@ -75,7 +76,7 @@ async def test_unsent_bytes_past_the_bound_drop_with_1013() -> None:
     conn.deliver(1, "x" * 50)
     assert sock.dropped == []
     conn.deliver(2, "x" * 100)
-    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     await conn.stop()
 
 
@@ -84,5 +85,5 @@ async def test_a_full_queue_drops_with_1013() -> None:
     conn = Connection(sock, object(), CLAIMS, Service(Settings()), queue_size=3)  # type: ignore[arg-type]
     for event_id in range(1, 6):
         conn.deliver(event_id, "e")
-    assert sock.dropped == [CLOSE_TRY_AGAIN]
+    assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     await conn.stop()

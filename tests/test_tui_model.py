@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from medreq.client import NewRequestEvent, RequestCancelledEvent, RequestOut, RequestUpdatedEvent
-from medreq.schemas import PartyOut
+from medreq.protocol import PartyOut
 from medreq.tui.media import inspect
 from medreq.tui.model import Inbox, age
 

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from medreq.client import AccountOut, Event, NewRequestEvent, RequestDetail, RequestOut
-from medreq.schemas import PartyOut, ResponseOut
+from medreq.protocol import PartyOut, ResponseOut
 from medreq.tui import InboxApp, Link
 from medreq.tui.screens import HelpScreen
 from medreq.tui.widgets import RequestTable

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from medreq.schemas import ListQuery, RequestForm
+from medreq.protocol import ListQuery, RequestForm
 from medreq.service import MedreqService
 
 from .conftest import Account, ServerProcess
@@ -100,13 +100,13 @@ async def test_unread_counts_on_each_store(service: MedreqService) -> None:  # n
         body, _ = await service.create_request(
             patient, RequestForm(pharmacy=pharmacy.id, quantity=1, medicine_name=name)
         )
-        ids.append(body["request_id"])
+        ids.append(body.request_id)
     await service.post_message(patient, ids[0], "hello")
-    listed = (await service.list_requests(pharmacy, ListQuery()))["results"]
-    assert {r["id"]: r["unread"] for r in listed} == {ids[0]: 2, ids[1]: 1, ids[2]: 1}
+    listed = (await service.list_requests(pharmacy, ListQuery())).results
+    assert {r.id: r.unread for r in listed} == {ids[0]: 2, ids[1]: 1, ids[2]: 1}
     await service.mark_read(pharmacy, ids[0], 1)  # the new_request of A, not the message
     await service.mark_read(pharmacy, ids[2], 3)
-    listed = (await service.list_requests(pharmacy, ListQuery()))["results"]
-    assert {r["id"]: r["unread"] for r in listed} == {ids[0]: 1, ids[1]: 1, ids[2]: 0}
-    assert (await service.request_detail(pharmacy, ids[0]))["unread"] == 1
-    assert {r["unread"] for r in (await service.list_requests(patient, ListQuery()))["results"]} == {0}
+    listed = (await service.list_requests(pharmacy, ListQuery())).results
+    assert {r.id: r.unread for r in listed} == {ids[0]: 1, ids[1]: 1, ids[2]: 0}
+    assert (await service.request_detail(pharmacy, ids[0])).unread == 1
+    assert {r.unread for r in (await service.list_requests(patient, ListQuery())).results} == {0}

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from ..config import Settings
 from ..errors import MedreqError
-from ..schemas import RegisterIn, parse
+from ..protocol import RegisterIn, parse
 from .app import app
 from .console import console
 from .options import DatabaseOption, DataDirOption
@@ -223,7 +223,7 @@ async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
     from ..bootstrap import open_service
 
     async with open_service(settings) as service:
-        return await service.register(data, by_operator=True)
+        return (await service.register(data, by_operator=True)).model_dump()
 
 
 # --- operators: approve, disable, enable, reset passwords -----------------------------------------

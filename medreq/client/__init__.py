@@ -26,7 +26,7 @@ from medreq.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from medreq.schemas import (
+from medreq.protocol import (
     AccountOut,
     PharmacyOut,
     RequestCreatedOut,

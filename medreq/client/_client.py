@@ -21,7 +21,7 @@ import httpx
 from pydantic import BaseModel
 
 from medreq.errors import MedreqError, RateLimited, Unauthorized, error_from_body
-from medreq.schemas import (
+from medreq.protocol import (
     AccountOut,
     PharmacyOut,
     RequestCreatedOut,

@@ -32,8 +32,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from medreq.errors import Forbidden, MedreqError, NotFound, Unauthorized, error_from_body
-from medreq.schemas import RequestOut
+from medreq.errors import ERRORS_BY_CODE, Forbidden, MedreqError, NotFound, Unauthorized, error_from_body
+from medreq.protocol import ERROR_BY_CLOSE, REPLY_TYPES, CloseCode, RequestOut
 
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
@@ -47,7 +47,6 @@ ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 #: ``on_state(state, retry_in)``: ``retry_in`` is the pause before the next attempt, in seconds,
 #: or None (open, closed, or an attempt under way).
 StateCallback = Callable[[ConnectionState, float | None], None]
-_REPLIES = ("ack", "pong", "error")
 _END = object()
 _RENEW_LEAD = 60.0  # renew a socket's token this long before it expires (or at 80 % of its life)
 _RENEW_MIN_WAIT = 0.5
@@ -388,7 +387,7 @@ class LiveConnection:
         data = _decode(frame)
         if data is None:
             return
-        if data.get("type") in _REPLIES:
+        if data.get("type") in REPLY_TYPES:
             ref = data.get("ref")
             future = self._pending.get(ref) if isinstance(ref, int) else None
             if future is not None and not future.done():
@@ -437,15 +436,22 @@ def _decode(frame: str | bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+_CLOSE_MESSAGES: dict[int, str] = {
+    CloseCode.UNAUTHORIZED: "the server refused the access token",
+    CloseCode.FORBIDDEN: "this account may not open this WebSocket",
+    CloseCode.NOT_FOUND: "unknown WebSocket path",
+}
+
+
 def _close_error(code: int | None, reason: str | None) -> MedreqError:
+    """The error a close code stands for (`medreq.protocol.ERROR_BY_CLOSE`: 4401, 4403, 4404);
+    any other close is a `TransportError` (the connection reconnects)."""
     detail = f" ({reason})" if reason else ""
-    if code == 4401:
-        return Unauthorized(f"the server refused the access token{detail}")
-    if code == 4403:
-        return Forbidden(f"this account may not open this WebSocket{detail}")
-    if code == 4404:
-        return NotFound(f"unknown WebSocket path{detail}")
-    return TransportError(f"connection closed (code {code}){detail}")
+    error = ERROR_BY_CLOSE.get(code) if code is not None else None
+    if code is None or error is None:
+        return TransportError(f"connection closed (code {code}){detail}")
+    message = _CLOSE_MESSAGES.get(code, f"closed with {code}")
+    return ERRORS_BY_CODE[error](message + detail)
 
 
 async def _close_quietly(ws: ClientConnection | None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import platformdirs
 
 from medreq.errors import Invalid
-from medreq.schemas import TokenOut
+from medreq.protocol import TokenOut
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

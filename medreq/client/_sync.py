@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from medreq.schemas import (
+from medreq.protocol import (
     AccountOut,
     PharmacyOut,
     RequestCreatedOut,

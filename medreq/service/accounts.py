@@ -19,11 +19,11 @@ from typing import Any
 from .. import auth
 from ..config import Settings
 from ..errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
-from ..schemas import RegisterIn, TokenIn
+from ..protocol import AccessOut, AccountOut, RegisterIn, TokenIn, TokenOut, WebhookAccountOut
 from ..storage import Store, Tx, queries, utcnow
 from .base import Caller
 from .directory import AccountInfo, Directory
-from .views import account_view
+from .views import access_view, account_view, tokens_view, webhook_account_view
 
 log = logging.getLogger("medreq.service")
 
@@ -54,7 +54,7 @@ class Accounts:
 
     # --- registration and sign-in -------------------------------------------------------------
 
-    async def register(self, data: RegisterIn, *, by_operator: bool = False) -> dict[str, Any]:
+    async def register(self, data: RegisterIn, *, by_operator: bool = False) -> AccountOut:
         if data.synthetic and not self._settings.synthetic_accounts:
             raise Forbidden("synthetic (simulation) accounts are not allowed on this server")
         status = self._registration_status(data.role, by_operator=by_operator, synthetic=data.synthetic)
@@ -87,7 +87,7 @@ class Accounts:
         # "approval": listed and reachable only once an operator has checked who it is
         return "pending" if mode == "approval" else "active"
 
-    async def issue_tokens(self, data: TokenIn) -> dict[str, Any]:
+    async def issue_tokens(self, data: TokenIn) -> TokenOut:
         row = await self._store.read(lambda c: queries.account_by_username(c, data.username))
         self._check_not_held_back(row, data.username)
         stored_hash = row.password_hash if row is not None else None
@@ -102,15 +102,13 @@ class Accounts:
             raise Unauthorized("this account is disabled")
         if row.failed_logins:
             await self._store.write(lambda tx: tx.update_account(row.id, failed_logins=0, login_blocked_until=None))
-        return {**self._tokens(row.id, row.role, row.token_version), "account": account_view(row)}
-
-    def _tokens(self, account_id: int, role: str, version: int) -> dict[str, Any]:
-        return {
-            "access": self._issuer.issue(account_id, role, "access", version=version),
-            "refresh": self._issuer.issue(account_id, role, "refresh", version=version),
-            "token_type": "bearer",
-            "expires_in": self._issuer.access_ttl,
-        }
+        version = row.token_version
+        return tokens_view(
+            self._issuer.issue(row.id, row.role, "access", version=version),
+            self._issuer.issue(row.id, row.role, "refresh", version=version),
+            self._issuer.access_ttl,
+            row,
+        )
 
     # --- back-off on wrong passwords -----------------------------------------------------------
     # Per account (in the database, so every worker agrees) on top of the per-address rate
@@ -146,16 +144,13 @@ class Accounts:
 
     # --- tokens --------------------------------------------------------------------------------
 
-    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str) -> AccessOut:
         claims = self._issuer.verify(refresh_token, "refresh")
         account = await self._account_for(claims)
         if await self._store.read(lambda c: queries.token_revoked(c, claims.token_id)):
             raise Unauthorized("token revoked")
-        return {
-            "access": self._issuer.issue(account.id, account.role, "access", version=account.token_version),
-            "token_type": "bearer",
-            "expires_in": self._issuer.access_ttl,
-        }
+        access = self._issuer.issue(account.id, account.role, "access", version=account.token_version)
+        return access_view(access, self._issuer.access_ttl)
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller an access token names; Unauthorized when missing, bad, expired or revoked."""
@@ -221,11 +216,11 @@ class Accounts:
 
     # --- the caller's own account, and what patients may choose from -------------------------
 
-    async def me(self, caller: Caller) -> dict[str, Any]:
+    async def me(self, caller: Caller) -> WebhookAccountOut:
         row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
-        return {**account_view(row), "webhook_url": row.webhook_url}
+        return webhook_account_view(row)
 
     # --- revocations made elsewhere -----------------------------------------------------------
 
@@ -245,7 +240,7 @@ class Accounts:
 
     async def list_accounts(self, status: str | None = None) -> list[dict[str, Any]]:
         rows = await self._store.read(lambda c: queries.account_list(c, status=status))
-        return [{**account_view(row), "created_at": row.created_at.isoformat()} for row in rows]
+        return [{**account_view(row).model_dump(), "created_at": row.created_at.isoformat()} for row in rows]
 
     async def set_status(self, username: str, status: str) -> dict[str, Any]:
         """approve (pending → active), disable (→ disabled, tokens revoked), enable (→ active)."""
@@ -262,12 +257,12 @@ class Accounts:
 
         changed = await self._store.write(change)
         self._directory.forget(row.id)
-        return account_view(changed)
+        return account_view(changed).model_dump()
 
     async def reset_password(self, username: str, password: str) -> dict[str, Any]:
         row = await self._by_username(username)
         await self._set_password(row.id, password)
-        return account_view(row)
+        return account_view(row).model_dump()
 
     async def _by_username(self, username: str) -> Any:
         row = await self._store.read(lambda c: queries.account_by_username(c, username))

@@ -6,11 +6,11 @@ from typing import Any
 
 from ..errors import Invalid
 from ..hub import Hub
-from ..schemas import dumps
+from ..protocol import MessagePostedOut, dumps
 from ..storage import Store, Tx, queries, utcnow
 from . import events
 from .base import Caller, Core
-from .views import iso, message_view
+from .views import iso, message_posted
 
 
 def other_party(caller: Caller, row: Any) -> int:
@@ -23,7 +23,7 @@ class Conversation:
         self._store = store
         self._hub = hub
 
-    async def post_message(self, caller: Caller, request_id: int, text: str) -> dict[str, Any]:
+    async def post_message(self, caller: Caller, request_id: int, text: str) -> MessagePostedOut:
         """A thread message from one party; the other gets `message`."""
         other = other_party(caller, await self._core.visible_request(caller, request_id))
         outbox = self._core.outbox()
@@ -36,7 +36,7 @@ class Conversation:
 
         stored = await self._store.write(post)
         await outbox.publish()
-        return {"message": message_view(stored)}
+        return message_posted(stored)
 
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
         """Tell the other party someone is typing: not stored, not replayed, no event_id."""

@@ -1,6 +1,6 @@
 """The domain service: accounts, medicine requests, answers, and the events they cause.
 
-It knows nothing of HTTP or WebSockets: transports parse input into `schemas` models,
+It knows nothing of HTTP or WebSockets: transports parse input into `protocol` models,
 call a method with the authenticated `Caller`, and render the dict or the `MedreqError`.
 Every state change stores its events in the same transaction (`base.Core.emit`) and
 publishes them only after the commit (`events.Outbox`).

@@ -33,7 +33,7 @@ from ..errors import Invalid
 from ..hub import Hub
 from ..media import MediaStore
 from ..netguard import check_target
-from ..schemas import dumps
+from ..protocol import dumps
 from ..storage import Store, utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import MAX_PAYLOAD

@@ -9,7 +9,7 @@ not stored, not replayed, like `typing`. A patient's own presence is of no one's
 from __future__ import annotations
 
 from ..hub import Hub
-from ..schemas import dumps
+from ..protocol import dumps
 from ..storage import Store, queries, utcnow
 from . import events
 from .directory import Directory

@@ -16,12 +16,12 @@ from typing import Any
 from ..config import Settings
 from ..errors import Invalid, NotFound
 from ..netguard import check_target
-from ..schemas import PushSubscriptionIn
+from ..protocol import PushSubscriptionIn, PushSubscriptionOut, VapidKeyOut
 from ..storage import Store, Tx, webhooks
 from ..webpush import KEY_FILE, VapidKeys
 from .base import Caller
 from .directory import Directory
-from .views import iso
+from .views import push_subscription_view
 
 
 def _key(value: str, name: str, size: int) -> str:
@@ -30,7 +30,9 @@ def _key(value: str, name: str, size: int) -> str:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != size:
-        raise Invalid(f"keys.{name}: is not a base64url key of {size} bytes", fields={f"keys.{name}": "invalid"})
+        raise Invalid(
+            f"keys.{name}: is not a base64url key of {size} bytes", fields={f"keys.{name}": "invalid"}
+        )
     return value
 
 
@@ -46,10 +48,10 @@ class Push:
         path = Path(configured) if configured else self._settings.data_dir / KEY_FILE
         return VapidKeys(path, self._settings.vapid_subject)
 
-    def vapid_public_key(self) -> dict[str, Any]:
-        return {"public_key": self.vapid.public_key()}
+    def vapid_public_key(self) -> VapidKeyOut:
+        return VapidKeyOut(public_key=self.vapid.public_key())
 
-    async def subscribe_push(self, caller: Caller, data: PushSubscriptionIn) -> dict[str, Any]:
+    async def subscribe_push(self, caller: Caller, data: PushSubscriptionIn) -> PushSubscriptionOut:
         await check_target(data.endpoint, allow_private=self._settings.webhook_allow_private, field="endpoint")
         p256dh = _key(data.keys.p256dh, "p256dh", 65)
         auth = _key(data.keys.auth, "auth", 16)
@@ -64,7 +66,7 @@ class Push:
         self._directory.forget(caller.id)
         if row is None:
             raise Invalid("endpoint: is another account's subscription", fields={"endpoint": "taken"})
-        return {"id": row.id, "endpoint": row.endpoint, "created_at": iso(row.created_at)}
+        return push_subscription_view(row)
 
     async def unsubscribe_push(self, caller: Caller, endpoint: str) -> None:
         def remove(tx: Tx) -> bool:

@@ -14,12 +14,20 @@ from sqlalchemy.engine import Connection
 
 from ..errors import Forbidden, Invalid
 from ..media import Kind, MediaStore, StoredMedia
-from ..schemas import ListQuery, RequestForm
+from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
 from ..storage import Store, Tx, queries, utcnow
 from . import events
 from .base import Caller, Core, Limits, Upload
 from .directory import Directory
-from .views import decode_cursor, encode_cursor, iso, message_view, request_view
+from .views import (
+    decode_cursor,
+    encode_cursor,
+    iso,
+    request_created,
+    request_detail_view,
+    request_list,
+    request_view,
+)
 
 
 class Requests:
@@ -44,7 +52,7 @@ class Requests:
         image: Upload | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[RequestCreatedOut, bool]:
         """Create a request and tell its pharmacy. Returns (the 201 body, created?).
 
         With an idempotency key already used by this caller, nothing is created and the
@@ -62,7 +70,7 @@ class Requests:
 
     async def _create(
         self, caller: Caller, form: RequestForm, image: StoredMedia | None, idempotency_key: str | None
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[RequestCreatedOut, bool]:
         await self._check_can_request(caller, form, has_image=image is not None)
         outbox = self._core.outbox()
 
@@ -94,12 +102,7 @@ class Requests:
 
         row, created, unread = await self._store.write(create)
         await outbox.publish()
-        body = {
-            "message": "Medicine request sent successfully",
-            "request_id": row.id,
-            "data": request_view(row, self._media, unread=unread),
-        }
-        return body, created
+        return request_created(row, self._media, unread=unread), created
 
     async def _check_can_request(self, caller: Caller, form: RequestForm, *, has_image: bool) -> None:
         if not caller.is_patient:
@@ -129,7 +132,7 @@ class Requests:
         status: str,
         message: str | None = None,
         audio: Upload | None = None,
-    ) -> dict[str, Any]:
+    ) -> RequestOut:
         """Answer a pending request addressed to the caller: the patient gets
         `pharmacy_response`, every connection of the pharmacy `request_updated`."""
         stored = await self._save("audio", "audio", audio, self._limits.max_audio_bytes)
@@ -141,7 +144,7 @@ class Requests:
 
     async def _respond(
         self, caller: Caller, request_id: int, status: str, message: str | None, audio: StoredMedia | None
-    ) -> dict[str, Any]:
+    ) -> RequestOut:
         if not caller.is_pharmacy:
             raise Forbidden("only pharmacies can answer requests")
         outbox = self._core.outbox()
@@ -172,7 +175,7 @@ class Requests:
         await outbox.publish()
         return request_view(done[0], self._media, unread=done[1])
 
-    async def cancel(self, caller: Caller, request_id: int) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, request_id: int) -> RequestOut:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can cancel it")
@@ -201,7 +204,7 @@ class Requests:
         await outbox.publish()
         return request_view(done[0], self._media, unread=done[1])
 
-    async def list_requests(self, caller: Caller, query: ListQuery) -> dict[str, Any]:
+    async def list_requests(self, caller: Caller, query: ListQuery) -> RequestListOut:
         """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
         before_id = decode_cursor(query.cursor) if query.cursor else None
         owner = {"patient_id": caller.id} if caller.is_patient else {"pharmacy_id": caller.id}
@@ -214,16 +217,11 @@ class Requests:
 
         rows, unread = await self._store.read(read)
         page = rows[: query.limit]
-        return {
-            "results": [request_view(row, self._media, unread=unread[row.id]) for row in page],
-            "next": encode_cursor(page[-1].id) if len(rows) > query.limit else None,
-        }
+        next_cursor = encode_cursor(page[-1].id) if len(rows) > query.limit else None
+        return request_list(page, self._media, unread, next_cursor)
 
-    async def request_detail(self, caller: Caller, request_id: int) -> dict[str, Any]:
+    async def request_detail(self, caller: Caller, request_id: int) -> RequestDetailOut:
         row = await self._core.visible_request(caller, request_id)
         unread = await self._store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
-        view = request_view(row, self._media, unread=unread[request_id])
-        view["messages"] = [
-            message_view(m) for m in await self._store.read(lambda c: queries.thread(c, request_id))
-        ]
-        return view
+        thread = await self._store.read(lambda c: queries.thread(c, request_id))
+        return request_detail_view(row, self._media, unread=unread[request_id], thread=thread)

@@ -10,14 +10,14 @@ removed this way, nor turned synthetic.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import Forbidden
 from ..hub import Hub
 from ..media import Kind, MediaStore
+from ..protocol import PharmacyListOut
 from ..storage import Store, queries
 from .base import Caller
 from .directory import Directory
+from .views import pharmacy_list
 
 
 class Sandbox:
@@ -31,11 +31,11 @@ class Sandbox:
         info = await self._directory.get(account_id)
         return info is not None and info.synthetic
 
-    async def pharmacies_for(self, caller: Caller) -> dict[str, Any]:
+    async def pharmacies_for(self, caller: Caller) -> PharmacyListOut:
         synthetic = await self.is_synthetic(caller.id)
         rows = await self._store.read(lambda c: queries.pharmacies(c, synthetic=synthetic))
         online = await self._hub.online([row.id for row in rows])
-        return {"results": [{"id": row.id, "name": row.name, "online": row.id in online} for row in rows]}
+        return pharmacy_list(rows, online)
 
     async def remove_synthetic_account(self, caller: Caller) -> None:
         """Delete the caller's synthetic account and everything it took part in."""

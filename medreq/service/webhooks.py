@@ -13,30 +13,13 @@ from typing import Any
 
 from ..errors import Conflict, Unauthorized
 from ..netguard import check_target
-from ..schemas import dumps
+from ..protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
 from ..storage import Store, Tx, queries, utcnow, webhooks
 from .base import Caller
 from .directory import Directory
-from .views import account_view, iso
+from .views import delivery_view, iso, webhook_account_view
 
 SECRET_PREFIX = "whsec_"
-
-
-def delivery_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "event_id": row.event_id,
-        "type": row.type,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_status": row.last_status,
-        "last_error": row.last_error,
-        "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
-        "last_attempt_at": iso(row.last_attempt_at),
-        "created_at": iso(row.created_at),
-        "delivered_at": iso(row.delivered_at),
-    }
 
 
 class Webhooks:
@@ -45,7 +28,7 @@ class Webhooks:
         self._directory = directory
         self._allow_private = allow_private  # webhook targets on private addresses (tests, LANs)
 
-    async def set_webhook(self, caller: Caller, url: str | None) -> dict[str, Any]:
+    async def set_webhook(self, caller: Caller, url: str | None) -> WebhookAccountOut:
         """Set (with a new secret, shown once) or clear (None or "") the caller's webhook."""
         if url:
             await check_target(url, allow_private=self._allow_private)
@@ -61,13 +44,13 @@ class Webhooks:
         self._directory.forget(caller.id)
         if row is None:
             raise Unauthorized("account no longer exists")
-        return {**account_view(row), "webhook_url": row.webhook_url, "webhook_secret": secret}
+        return webhook_account_view(row, with_secret=True, secret=secret)
 
-    async def webhook_deliveries(self, caller: Caller, limit: int = 50) -> dict[str, Any]:
+    async def webhook_deliveries(self, caller: Caller, limit: int = 50) -> WebhookDeliveryListOut:
         rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=limit))
-        return {"results": [delivery_view(row) for row in rows]}
+        return WebhookDeliveryListOut(results=[delivery_view(row) for row in rows])
 
-    async def test_webhook(self, caller: Caller) -> dict[str, Any]:
+    async def test_webhook(self, caller: Caller) -> WebhookDeliveryOut:
         """Queue a `webhook_test` delivery (no event_id) to the caller's webhook, connected or not."""
         row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:

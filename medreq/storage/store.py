@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Conflict
 from ..files import make_private_dir
-from ..schemas import dumps
+from ..protocol import dumps
 from . import purge
 from .prepared import Prepared
 from .queries import utcnow

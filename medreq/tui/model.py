@@ -19,7 +19,7 @@ from medreq.client import (
     RequestOut,
     RequestUpdatedEvent,
 )
-from medreq.schemas import PartyOut
+from medreq.protocol import PartyOut
 
 Clock = Callable[[], datetime]
 STATUSES = ("PENDING", "ACCEPTED", "REJECTED", "CANCELLED")

@@ -25,8 +25,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..auth import Claims
 from ..errors import MedreqError
-from ..schemas import (
-    dumps,
+from ..protocol import (
+    AckFrame,
+    CloseCode,
+    ErrorDetail,
+    ErrorFrame,
+    Outbound,
+    PongFrame,
+    ResyncRequiredFrame,
+    to_text,
 )
 from ..service import Caller, MedreqService
 from . import (
@@ -37,12 +44,6 @@ from .ws_guard import SocketControl
 
 log = logging.getLogger("medreq.ws")
 
-CLOSE_SHUTDOWN = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
 REPLAY_PAGE = 500
 
 
@@ -102,7 +103,7 @@ class Connection:
         self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
         self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
         if self.control is not None:  # a server shutdown closes through the outbox, with 1001
-            self.control.on_shutdown = lambda: self.close(CLOSE_SHUTDOWN, "server shutting down")
+            self.control.on_shutdown = lambda: self.close(CloseCode.GOING_AWAY, "server shutting down")
 
     # --- the hub's side -----------------------------------------------------------------------
 
@@ -116,11 +117,12 @@ class Connection:
 
     # --- everything else that is sent ---------------------------------------------------------
 
-    def reply(self, message: dict[str, Any]) -> None:
-        self._enqueue(("reply", None, dumps(message)))
+    def reply(self, frame: Outbound) -> None:
+        """An `ack` or `error` (medreq.protocol.events), sent in turn with the events."""
+        self._enqueue(("reply", None, to_text(frame)))
 
     def error(self, exc: MedreqError, ref: Any) -> None:
-        self.reply({"type": "error", "error": exc.error(), "ref": ref})
+        self.reply(error_frame(exc, ref))
 
     def pong(self, ref: Any) -> None:
         """`pong` carries the last event id sent before it, so a client that connected
@@ -130,7 +132,7 @@ class Connection:
     def catch_up(self, after: int | None, ref: Any = None, *, ack: bool = False) -> None:
         self._enqueue(("catch_up", after, (ref, ack)))
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: CloseCode, reason: str = "") -> None:
         if not self.closing:
             self.closing = True
             self._enqueue(("close", code, reason))
@@ -141,7 +143,7 @@ class Connection:
         if self.closing:
             return
         if self.control is None:  # not under medreq's uvicorn protocol (tests in-process)
-            self.close(CLOSE_TRY_AGAIN, "too slow, resume with after")
+            self.close(CloseCode.TRY_AGAIN_LATER, "too slow, resume with after")
             return
         log.info("dropping a slow consumer (%d bytes unsent)", self.unsent + self.control.unsent_bytes())
         self.closing = True
@@ -150,7 +152,7 @@ class Connection:
         self.unsent = 0
         if self.sender is not None:
             self.sender.cancel()
-        self.control.drop(CLOSE_TRY_AGAIN, "too slow, resume with after")
+        self.control.drop(CloseCode.TRY_AGAIN_LATER, "too slow, resume with after")
 
     def _enqueue(self, item: tuple[str, Any, Any]) -> None:
         if self.outbox is None:
@@ -191,14 +193,13 @@ class Connection:
                 elif kind == "reply":
                     await self._send(payload)
                 elif kind == "pong":
-                    await self._send(dumps({"type": "pong", "ref": payload, "last_event_id": self.last_sent}))
+                    pong = PongFrame(type="pong", ref=payload, last_event_id=self.last_sent)
+                    await self._send(to_text(pong))
                 elif kind == "catch_up":
                     replayed = await self._replay(after=arg)
                     ref, ack = payload
                     if ack:
-                        await self._send(
-                            dumps({"type": "ack", "ref": ref, "after": arg, "replayed": replayed})
-                        )
+                        await self._send(to_text(AckFrame(type="ack", ref=ref, after=arg, replayed=replayed)))
                 elif kind == "close":
                     outbox.clear()
                     if self.ws.application_state == WebSocketState.CONNECTED:
@@ -211,7 +212,7 @@ class Connection:
             self.closing = True
             outbox.clear()
             with contextlib.suppress(RuntimeError, OSError):
-                await self.ws.close(1011)
+                await self.ws.close(CloseCode.INTERNAL_ERROR)
         finally:
             self.sender = None
             if not outbox:
@@ -239,7 +240,8 @@ class Connection:
                 self.caller.id, self.last_sent, before=before, limit=REPLAY_PAGE
             )
             if page and page[0][0] > self.last_sent + 1:  # ids have no gaps: these were pruned (§5)
-                await self.ws.send_text(dumps({"type": "resync_required", "oldest_event_id": page[0][0]}))
+                resync = ResyncRequiredFrame(type="resync_required", oldest_event_id=page[0][0])
+                await self.ws.send_text(to_text(resync))
             for event_id, text in page:
                 await self._send(self.service.rebase(text, self.base))
                 self.last_sent = event_id
@@ -263,7 +265,12 @@ class Connection:
                 await self.sender
 
 
-async def close_all(connections: set[Connection], code: int = CLOSE_SHUTDOWN) -> None:
+def error_frame(exc: MedreqError, ref: Any) -> ErrorFrame:
+    """The §1 error of a failed client message, as an `error` frame (the socket stays open)."""
+    return ErrorFrame(type="error", error=ErrorDetail(**exc.error()), ref=ref)
+
+
+async def close_all(connections: set[Connection], code: CloseCode = CloseCode.GOING_AWAY) -> None:
     """Close every live socket (server shutdown): each client sees `code`."""
     for connection in list(connections):
         connection.close(code, "server shutting down")

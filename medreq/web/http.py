@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope, Send
 
 from .. import tracing
 from ..auth import bearer_token
@@ -30,9 +30,9 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..errors import Invalid as InvalidInput
-from ..schemas import dumps, parse
+from ..protocol import dumps, parse, to_json
 from ..service import Caller, MedreqService, Upload
-from . import json_limits
+from . import json_limits, wire_record
 
 log = logging.getLogger("medreq.http")
 
@@ -45,7 +45,15 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        if isinstance(content, BaseModel):  # the protocol's models (medreq.protocol)
+            return to_json(content)
         return dumps(content).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        recording = wire_record.recorder()  # a test aid, off unless MEDREQ_WIRE_RECORD is set
+        if recording is not None:
+            recording.http(scope, self.status_code, self.body)
+        await super().__call__(scope, receive, send)
 
 
 def service_of(request: Request) -> MedreqService:

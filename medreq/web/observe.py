@@ -23,6 +23,7 @@ from .. import metrics, tracing
 from ..auth import bearer_token
 from ..errors import NotFound, Unauthorized
 from ..logs import AccessLog
+from ..protocol import CloseCode
 
 access = AccessLog()
 
@@ -152,7 +153,7 @@ class _Watch:
             if trace.role is not None:
                 metrics.WS_CONNECTIONS.labels(trace.role).dec()
             metrics.WS_CLOSES.labels(str(closed)).inc()
-            if closed == 1013 and self.by_server:
+            if closed == CloseCode.TRY_AGAIN_LATER and self.by_server:
                 metrics.WS_SLOW_CLIENTS.inc()
         if self.json_logs:
             fields = {

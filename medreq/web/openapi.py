@@ -1,6 +1,6 @@
 """OpenAPI 3.1 description of the REST part (docs/protocol.md §1–§3), built from the pydantic wire models.
 
-Every schema is generated from `medreq.schemas` (one `models_json_schema` call, refs into
+Every schema is generated from `medreq.protocol` (one `models_json_schema` call, refs into
 `components/schemas`), so a limit changed in a model changes here too. Every operation lists the
 errors it can answer, each in the one §1 shape (`ErrorOut`). `tests/test_openapi.py` validates the
 document and checks it names every route; `tests/test_schemathesis.py` fuzzes the server against it.
@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..media import CONTENT_TYPES, KIND_BY_PREFIX
-from ..schemas import (
+from ..protocol import (
+    ERROR_WIRE,
     AccessOut,
     AccountOut,
     DbId,
@@ -53,6 +54,7 @@ from ..schemas import (
     WebhookDeliveryOut,
     WebhookIn,
 )
+from . import asyncapi
 from .http import JSONResponse
 
 REF = "#/components/schemas/{model}"
@@ -87,18 +89,23 @@ OUTBOUND: list[type[BaseModel]] = [
     ErrorOut,
 ]
 
+DESCRIPTIONS = {
+    "invalid_json": "Body is not valid JSON",
+    "unauthorized": "No, a bad or an expired access token, or wrong credentials",
+    "forbidden": "Not allowed for this account",
+    "not_found": "No such resource, or one the caller may not see",
+    "conflict": "The request is no longer in a state that allows this",
+    "payload_too_large": "Body or upload over its limit",
+    "unsupported_media_type": "Wrong body type, or a file whose bytes are not an allowed type",
+    "validation_error": "Invalid input (with `fields`)",
+    "rate_limited": "Rate limited; retry after `Retry-After` seconds",
+    "headers_too_large": "Request line and headers over their limit",
+    "unavailable": "Connection limit reached; retry after `Retry-After` seconds",
+}
+# status → description, the status from the one code → status mapping (protocol.codes)
 ERRORS = {
-    400: "Body is not valid JSON (`invalid_json`)",
-    401: "No, a bad or an expired access token, or wrong credentials (`unauthorized`)",
-    403: "Not allowed for this account (`forbidden`)",
-    404: "No such resource, or one the caller may not see (`not_found`)",
-    409: "The request is no longer in a state that allows this (`conflict`)",
-    413: "Body or upload over its limit (`payload_too_large`)",
-    415: "Wrong body type, or a file whose bytes are not an allowed type (`unsupported_media_type`)",
-    422: "Invalid input (`validation_error`, with `fields`)",
-    429: "Rate limited (`rate_limited`); retry after `Retry-After` seconds",
-    431: "Request line and headers over their limit (`headers_too_large`)",
-    503: "Connection limit reached (`unavailable`); retry after `Retry-After` seconds",
+    ERROR_WIRE[code].status: f"{text} (`{code}`)"
+    for code, text in sorted(DESCRIPTIONS.items(), key=lambda item: ERROR_WIRE[item[0]].status)
 }
 RETRY_AFTER = {
     "Retry-After": {
@@ -262,7 +269,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/auth/me": {
-            "get": _op("The caller's account", 200, "AccountOut"),
+            "get": _op("The caller's account, with its webhook URL", 200, "WebhookAccountOut"),
             "put": _op(
                 "Set (or, with null, remove) the webhook that gets events while the account is offline;"
                 " the answer shows its signing secret once",
@@ -395,8 +402,10 @@ def build_spec() -> dict[str, Any]:
 
 SPEC = build_spec()
 
+
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(SPEC)
 
 
-routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
+routes = [Route("/openapi.json", openapi_json, methods=["GET"]), *asyncapi.routes]
+"""Both published documents: this one and AsyncAPI's (`asyncapi.py`), from the same models."""

@@ -10,10 +10,11 @@ from starlette.routing import Route
 from .. import __version__
 from ..auth import bearer_token
 from ..errors import Invalid, NotFound
-from ..schemas import (
+from ..protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
     DeliveriesQuery,
+    HealthOut,
     ListQuery,
     LogoutIn,
     MessageBody,
@@ -24,6 +25,7 @@ from ..schemas import (
     RegisterIn,
     RequestForm,
     ResponseForm,
+    ResponseSentOut,
     TokenIn,
     WebhookIn,
     parse,
@@ -43,7 +45,7 @@ from .http import (
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    return JSONResponse(HealthOut(status="ok", version=__version__))
 
 
 # --- §2 accounts ---------------------------------------------------------------------------------
@@ -197,7 +199,7 @@ async def respond(request: Request) -> Response:
     data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
     audio = form_file(form, "audio")
     view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
-    return JSONResponse({"message": "Response sent successfully", "data": view})
+    return JSONResponse(ResponseSentOut(message="Response sent successfully", data=view))
 
 
 # --- media ---------------------------------------------------------------------------------------

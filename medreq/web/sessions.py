@@ -22,8 +22,9 @@ import time
 from collections.abc import Iterable
 
 from ..errors import MedreqError
+from ..protocol import CloseCode
 from ..service import MedreqService
-from .connection import CLOSE_UNAUTHORIZED, Connection
+from .connection import Connection
 
 log = logging.getLogger("medreq.ws")
 
@@ -51,10 +52,10 @@ async def revoke(service: MedreqService, connections: Iterable[Connection]) -> N
         try:
             await service.check_claims(connection.claims)
         except MedreqError as exc:
-            connection.close(CLOSE_UNAUTHORIZED, exc.message)
+            connection.close(CloseCode.UNAUTHORIZED, exc.message)
 
 
 def close_expired(connections: Iterable[Connection], now: float) -> None:
     for connection in connections:
         if connection.claims.expires_at <= now:
-            connection.close(CLOSE_UNAUTHORIZED, "token expired: reconnect with a fresh one")
+            connection.close(CloseCode.UNAUTHORIZED, "token expired: reconnect with a fresh one")

@@ -8,9 +8,10 @@ A socket lives as long as its access token: `{"type":"auth","token"}` extends it
 `sessions.watch` closes it with 4401 at expiry or when the account is disabled or its tokens
 revoked (on any worker).
 
-Close codes: 4401 bad, expired or revoked token, 4403 wrong account or role, 4404 unknown path, 1001 server
-shutdown, 1008 flooding, 1009 frame too large (by uvicorn), 1011 an unexpected server error, 1013 a
-client too slow to keep up.
+Close codes: `medreq.protocol.CloseCode` (4401 bad, expired or revoked token, 4403 wrong account,
+role or origin, 4404 unknown path, 1001 server shutdown, 1008 flooding or a bad `after`, 1009 frame
+too large (by uvicorn), 1011 an unexpected server error, 1013 a client too slow to keep up); an
+error that ends a socket closes with its `close` code (`medreq.protocol.codes.ERROR_WIRE`).
 """
 
 from __future__ import annotations
@@ -27,36 +28,34 @@ from .. import metrics
 from ..auth import bearer_token
 from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
 from ..errors import Invalid as InvalidInput
-from ..schemas import (
+from ..protocol import (
     CLIENT_MESSAGE,
     CLIENT_MESSAGE_TYPES,
     MAX_ID,
+    AckFrame,
     AuthIn,
+    CloseCode,
     MessageIn,
     PingIn,
     ReadIn,
     ResponseIn,
     ResumeIn,
     TypingIn,
-    dumps,
+    to_text,
     validation_error,
 )
 from ..service import MedreqService
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
     json_limits,
+    wire_record,
 )
-from .connection import (
-    CLOSE_FORBIDDEN,
-    CLOSE_NOT_FOUND,
-    CLOSE_POLICY,
-    CLOSE_UNAUTHORIZED,
-    Connection,
-)
+from .connection import Connection, error_frame
 from .cors import websocket_origin_allowed
 from .origin import client_base_url
 
 log = logging.getLogger("medreq.ws")
+
 
 class Endpoint:
     """Handles one socket from handshake to close."""
@@ -72,16 +71,16 @@ class Endpoint:
         try:
             caller, claims = await service.session(token)
         except MedreqError as exc:
-            await ws.close(CLOSE_UNAUTHORIZED, exc.message)
+            await ws.close(CloseCode.UNAUTHORIZED, exc.message)
             return
         if caller.id != ws.path_params["account_id"] or caller.role != self.role:
-            await ws.close(CLOSE_FORBIDDEN, "this socket belongs to another account")
+            await ws.close(CloseCode.FORBIDDEN, "this socket belongs to another account")
             return
         try:
             after = _after_param(ws.query_params.get("after"))
         except MedreqError as exc:
-            await ws.send_text(dumps({"type": "error", "error": exc.error(), "ref": None}))
-            await ws.close(CLOSE_POLICY, exc.message)
+            await ws.send_text(to_text(error_frame(exc, None)))
+            await ws.close(CloseCode.POLICY_VIOLATION, exc.message)
             return
 
         app_state.observer.ws_opened(caller.id, caller.role)  # its log line, trace and gauge
@@ -139,7 +138,7 @@ class Endpoint:
                 metrics.ws_message(None, exc.code)
                 flood += 1
                 if flood > app_state.settings.ws_flood_limit:
-                    connection.close(CLOSE_POLICY, "rate limit exceeded")
+                    connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                     await connection.flush()
                     return
                 connection.error(exc, ref)
@@ -154,23 +153,25 @@ class Endpoint:
             connection.pong(ref)
         elif isinstance(message, ResponseIn):
             view = await service.respond(caller, message.request_id, message.status, message.message)
-            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, "data": view})
+            connection.reply(AckFrame(type="ack", ref=ref, request_id=message.request_id, data=view))
         elif isinstance(message, ResumeIn):
             connection.catch_up(message.after, ref, ack=True)
         elif isinstance(message, MessageIn):
-            result = await service.post_message(caller, message.request_id, message.text)
-            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, **result})
+            posted = await service.post_message(caller, message.request_id, message.text)
+            connection.reply(
+                AckFrame(type="ack", ref=ref, request_id=message.request_id, message=posted.message)
+            )
         elif isinstance(message, TypingIn):
             await service.typing(caller, message.request_id, message.state)
         elif isinstance(message, ReadIn):
             result = await service.mark_read(caller, message.request_id, message.up_to_event_id)
-            connection.reply({"type": "ack", "ref": ref, "request_id": message.request_id, **result})
+            connection.reply(AckFrame(type="ack", ref=ref, request_id=message.request_id, **result))
         elif isinstance(message, AuthIn):
             fresh_caller, claims = await service.session(message.token)
             if fresh_caller.id != caller.id:
                 raise Forbidden("that token belongs to another account")
             connection.claims = claims  # the socket now lives until this token expires
-            connection.reply({"type": "ack", "ref": ref, "expires_at": claims.expires_at})
+            connection.reply(AckFrame(type="ack", ref=ref, expires_at=claims.expires_at))
 
 
 def _after_param(raw: str | None) -> int | None:
@@ -223,12 +224,12 @@ def _validate(data: dict[str, Any]) -> Any:
 async def refuse_origin(ws: WebSocket) -> None:
     """A page from an origin outside the configured list (cross-site WebSocket hijacking)."""
     await ws.accept()
-    await ws.close(CLOSE_FORBIDDEN, "this origin may not open WebSockets here")
+    await ws.close(CloseCode.FORBIDDEN, "this origin may not open WebSockets here")
 
 
 async def unknown_path(ws: WebSocket) -> None:
     await ws.accept()
-    await ws.close(CLOSE_NOT_FOUND, "no such WebSocket endpoint")
+    await ws.close(CloseCode.NOT_FOUND, "no such WebSocket endpoint")
 
 
 patient_endpoint = Endpoint("patient").handle
@@ -253,6 +254,9 @@ async def dispatch(app: Any, scope: Scope, receive: Receive, send: Send) -> None
     """
     watch = app.state.observer.watch(scope, receive, send)  # trace id, close code, log line
     receive, send = watch.receive, watch.send
+    recording = wire_record.recorder()  # a test aid, off unless MEDREQ_WIRE_RECORD is set
+    if recording is not None:
+        send = recording.websocket(scope, send)
     try:
         for route in routes:
             match, child_scope = route.matches(scope)
