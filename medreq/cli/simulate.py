@@ -103,7 +103,7 @@ def simulate(
 
 @app.command()
 def bench(
-    which: str = typer.Argument("all", help="notify, cycle, idle or all."),
+    which: str = typer.Argument("all", help="notify, cycle, idle, webhook or all."),
     rates: str = typer.Option("50,200,500", help="notify: offered requests/s, comma-separated."),
     seconds: float = typer.Option(10.0, help="notify: seconds per rate; cycle: measured seconds."),
     workers: int = typer.Option(64, help="cycle: closed-loop workers (patient+pharmacy pairs)."),
@@ -112,6 +112,10 @@ def bench(
     per_account: int = typer.Option(10, help="idle: connections per account."),
     hold: float = typer.Option(25.0, help="idle: seconds to hold them before the probe."),
     compression: str = typer.Option("off,on", help="idle: WebSocket compression settings to try."),
+    webhook: bool = typer.Option(
+        False, "--webhook", help="cycle: patients offline, answered through their webhooks instead."
+    ),
+    events: int = typer.Option(5000, help="webhook: events to deliver."),
     as_json: Annotated[bool, json_option("Print the results as JSON on stdout (default: tables).")] = False,
 ) -> None:
     """Run the benchmarks of docs/benchmarks.md against fresh local server processes.
@@ -122,7 +126,7 @@ def bench(
 
     chosen = benchmarks.BENCHMARKS if which == "all" else (which,)
     if any(name not in benchmarks.BENCHMARKS for name in chosen):
-        raise _fail("error", f"unknown benchmark {which!r} (notify, cycle, idle or all)", 2)
+        raise _fail("error", f"unknown benchmark {which!r} (notify, cycle, idle, webhook or all)", 2)
     try:
         rate_list = tuple(float(r) for r in rates.split(","))
         modes = tuple({"on": True, "off": False}[m.strip()] for m in compression.split(","))
@@ -134,7 +138,9 @@ def bench(
         if name == "notify":
             results[name] = benchmarks.run_notify(rate_list, seconds)
         elif name == "cycle":
-            results[name] = benchmarks.run_cycle(workers, processes, seconds)
+            results[name] = benchmarks.run_cycle(workers, processes, seconds, webhook=webhook)
+        elif name == "webhook":
+            results[name] = benchmarks.run_webhook(events, workers // 2 or 1)
         else:
             results[name] = benchmarks.run_idle(connections, per_account, processes, hold, modes)
         if not as_json:

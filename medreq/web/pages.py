@@ -21,6 +21,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 STATIC = Path(__file__).parent / "static"
 CONSOLE_PAGE = (STATIC / "index.html").read_text(encoding="utf-8")  # read once: no disk I/O per visit
+SERVICE_WORKER = (STATIC / "sw.js").read_text(encoding="utf-8")
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
 
 COMMON_HEADERS = {
@@ -53,6 +54,7 @@ def console_policy(request: Request) -> str:
             f"media-src 'self' blob: {media}".rstrip(),
             f"connect-src 'self'{sockets} {media}".rstrip(),
             "manifest-src 'self'",
+            "worker-src 'self'",  # sw.js: Web Push notifications while no tab is open
             "base-uri 'none'",
             "form-action 'none'",
             "frame-ancestors 'none'",
@@ -63,6 +65,18 @@ def console_policy(request: Request) -> str:
 async def console(request: Request) -> Response:
     return HTMLResponse(
         CONSOLE_PAGE, headers={**COMMON_HEADERS, "Content-Security-Policy": console_policy(request)}
+    )
+
+
+async def service_worker(request: Request) -> Response:
+    """The console's service worker, served at the root so its scope is the whole console.
+
+    It fetches nothing, so its own policy allows nothing; browsers recheck it on every visit
+    (no-cache) so a fixed worker reaches everyone at once."""
+    return Response(
+        SERVICE_WORKER,
+        media_type="text/javascript",
+        headers={**COMMON_HEADERS, "Content-Security-Policy": "default-src 'none'"},
     )
 
 
@@ -115,6 +129,7 @@ async def docs(request: Request) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/", console, methods=["GET"]),
+    Route("/sw.js", service_worker, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
     Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui"),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),

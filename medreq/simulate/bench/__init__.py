@@ -1,8 +1,9 @@
-"""The three benchmarks of docs/benchmarks.md, each against a fresh server process.
+"""The benchmarks of docs/benchmarks.md, each against a fresh server process.
 
 - ``notify``: request → pharmacy notification latency at fixed offered rates (open loop);
 - ``cycle``: full request → notify → WS answer → patient cycles per second (closed loop) and
   the server's own CPU time per cycle;
+- ``webhook``: the deliverer's throughput to a local receiver, and each event's latency;
 - ``idle``: idle authenticated WebSockets held by one server: RSS per connection, heartbeat,
   delivery latency to one of them — with WebSocket compression off and on.
 
@@ -24,8 +25,20 @@ from ..server import ServerProcess, raise_fd_limit
 from .cycle import bench_cycle
 from .idle import bench_idle
 from .notify import bench_notify
+from .webhook import WEBHOOK_ENV, bench_webhook
 
-BENCHMARKS = ("notify", "cycle", "idle")
+__all__ = [
+    "BENCHMARKS",
+    "WEBHOOK_ENV",
+    "bench_webhook",
+    "environment",
+    "run_cycle",
+    "run_idle",
+    "run_notify",
+    "run_webhook",
+]
+
+BENCHMARKS = ("notify", "cycle", "idle", "webhook")
 
 
 def environment() -> dict[str, Any]:
@@ -45,10 +58,18 @@ def run_notify(rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
     return {"benchmark": "notify", "results": results}
 
 
-def run_cycle(workers: int, processes: int, seconds: float) -> dict[str, Any]:
-    with ServerProcess() as server:
-        result = bench_cycle(server.url, server.pid, workers=workers, processes=processes, seconds=seconds)
+def run_cycle(workers: int, processes: int, seconds: float, *, webhook: bool = False) -> dict[str, Any]:
+    with ServerProcess(env=WEBHOOK_ENV if webhook else None) as server:
+        result = bench_cycle(
+            server.url, server.pid, workers=workers, processes=processes, seconds=seconds, webhook=webhook
+        )
     return {"benchmark": "cycle", "results": [result]}
+
+
+def run_webhook(events: int, concurrency: int) -> dict[str, Any]:
+    with ServerProcess(env=WEBHOOK_ENV) as server:
+        result = asyncio.run(bench_webhook(server.url, server.pid, events=events, concurrency=concurrency))
+    return {"benchmark": "webhook", "results": [result]}
 
 
 def run_idle(

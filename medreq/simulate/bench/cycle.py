@@ -6,6 +6,10 @@ cycles back to back (closed loop), spread over ``processes`` generator processes
 generator's own event loop is not the bottleneck. The server's CPU is read from
 ``/proc/<server pid>/stat`` (utime + stime) over the measured window only, so the
 generators' CPU does not blur it; theirs is reported separately.
+
+With ``webhook`` every patient is offline with a webhook instead: the answer reaches it through
+the server's outbox and deliverer (a receiver in the generator process), which is what the cycle
+costs when nobody on the patient side has the app open.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
 from .common import RawHTTP, host_port, multipart, open_ws
+from .webhook import WebhookReceiver, set_webhooks
 
 
 def bench_cycle(
@@ -31,6 +36,7 @@ def bench_cycle(
     processes: int = 2,
     warmup: float = 3.0,
     seconds: float = 15.0,
+    webhook: bool = False,
 ) -> dict[str, Any]:
     """Run the generator processes and combine their numbers with the server's CPU."""
     ctx = multiprocessing.get_context("spawn")
@@ -38,7 +44,9 @@ def bench_cycle(
     share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
     start_at = time.time() + 8.0 + 0.02 * workers  # every process set up by then
     procs = [
-        ctx.Process(target=_generator, args=(base_url, n, start_at, warmup, seconds, results), daemon=True)
+        ctx.Process(
+            target=_generator, args=(base_url, n, start_at, warmup, seconds, webhook, results), daemon=True
+        )
         for n in share
         if n
     ]
@@ -55,6 +63,7 @@ def bench_cycle(
     latencies = [x for p in parts for x in p["latencies"]]
     generator_cpu = sum(p["cpu_s"] for p in parts)
     return {
+        "patients": "offline, webhook" if webhook else "connected",
         "workers": workers,
         "processes": len(procs),
         "seconds": round(wall, 2),
@@ -72,13 +81,13 @@ def bench_cycle(
 
 
 def _generator(
-    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, results: Any
+    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, webhook: bool, results: Any
 ) -> None:
-    results.put(asyncio.run(_generate(base_url, workers, start_at, warmup, seconds)))
+    results.put(asyncio.run(_generate(base_url, workers, start_at, warmup, seconds, webhook)))
 
 
 async def _generate(
-    base_url: str, workers: int, start_at: float, warmup: float, seconds: float
+    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, webhook: bool
 ) -> dict[str, Any]:
     patients = await create_accounts(base_url, "patient", workers, concurrency=8)
     pharmacies = await create_accounts(base_url, "pharmacy", workers, concurrency=8)
@@ -96,24 +105,33 @@ async def _generate(
             elif event.get("type") == "error":
                 errors += 1
 
+    def answered(event: dict[str, Any]) -> None:
+        if event.get("type") == "pharmacy_response":
+            future = waiting.get(event["request_id"])
+            if future is None:
+                early.add(event["request_id"])
+            elif not future.done():
+                future.set_result(time.perf_counter())
+
     async def patient_loop(ws: Any) -> None:
         async for frame in ws:
-            event = json.loads(frame)
-            if event.get("type") == "pharmacy_response":
-                future = waiting.get(event["request_id"])
-                if future is None:
-                    early.add(event["request_id"])
-                elif not future.done():
-                    future.set_result(time.perf_counter())
+            answered(json.loads(frame))
 
     host, port = host_port(base_url)
     pairs: list[tuple[Account, Account]] = list(zip(patients, pharmacies, strict=True))
     sockets = []
     readers = []
+    receiver = WebhookReceiver(answered)
+    if webhook:
+        await set_webhooks(base_url, patients, await receiver.start())
     for patient, pharmacy in pairs:
-        pws, hws = await open_ws(base_url, patient), await open_ws(base_url, pharmacy)
-        sockets += [pws, hws]
-        readers += [asyncio.create_task(patient_loop(pws)), asyncio.create_task(pharmacy_loop(hws))]
+        hws = await open_ws(base_url, pharmacy)
+        sockets.append(hws)
+        readers.append(asyncio.create_task(pharmacy_loop(hws)))
+        if not webhook:
+            pws = await open_ws(base_url, patient)
+            sockets.append(pws)
+            readers.append(asyncio.create_task(patient_loop(pws)))
     measure_from = start_at + warmup
     measure_to = measure_from + seconds
     done: list[float] = []
@@ -165,6 +183,7 @@ async def _generate(
         task.cancel()
     for ws in sockets:
         await ws.close()
+    receiver.close()
     return {
         "cycles": len(done),
         "latencies": done,

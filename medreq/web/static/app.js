@@ -3,6 +3,7 @@
 
 import { api, ApiError, scheduleRefresh, stopRefresh, whenSessionExpires } from "./api.js";
 import { askForNotifications, chime, notificationsAllowed, notify, unlockSound } from "./alerts.js";
+import { disablePush, enablePush } from "./push.js";
 import { DetailView } from "./detail.js";
 import { Live } from "./live.js";
 import { session } from "./session.js";
@@ -85,6 +86,9 @@ $("sign-out").addEventListener("click", () => signOut());
 
 async function signOut(message) {
   const refresh = session.data && session.data.refresh;
+  // this browser stops receiving the account's notifications (an ended session cannot tell the
+  // server: the push service's 410 for the dropped subscription removes it there)
+  await disablePush({ server: Boolean(refresh && !message) });
   if (refresh && !message) await api.logout(refresh).catch(() => {}); // revoke it on the server
   if (live) live.stop();
   live = null;
@@ -120,10 +124,12 @@ async function enterConsole() {
     $("pending-title").focus();
     return;
   }
+  if (notificationsAllowed()) enablePush().catch(() => {}); // granted before: subscribe again quietly
   live = new Live({ onEvent, onState: showConnection, onResync: () => loadRequests() });
   live.start();
   if (account.role === "patient") {
     showScreen("patient");
+    $("p-enable-alerts").hidden = notificationsAllowed();
     await Promise.all([loadPharmacies(), loadRequests()]);
   } else {
     showScreen("pharmacy");
@@ -365,13 +371,23 @@ $("new-request").addEventListener("submit", async (event) => {
 
 // --- the pharmacy's alerts --------------------------------------------------------------------
 
-$("enable-alerts").addEventListener("click", async () => {
-  unlockSound();
-  chime();
+async function turnOnAlerts(button, { sound }) {
+  if (sound) {
+    unlockSound();
+    chime();
+  }
   const permission = await askForNotifications();
-  $("enable-alerts").hidden = permission === "granted";
-  toast(permission === "granted" ? "Sound and desktop notifications are on." : "Sound is on; notifications are blocked by the browser.");
-});
+  button.hidden = permission === "granted";
+  let background = "unsupported";
+  if (permission === "granted") background = await enablePush().catch(() => "unsupported");
+  const what = sound ? "Sound and notifications are" : "Notifications are";
+  if (permission !== "granted") toast(sound ? "Sound is on; notifications are blocked by the browser." : "Notifications are blocked by the browser.");
+  else if (background === "on") toast(`${what} on, also while this page is closed.`);
+  else toast(`${what} on while this page is open (this browser cannot receive them when it is closed).`);
+}
+
+$("enable-alerts").addEventListener("click", () => turnOnAlerts($("enable-alerts"), { sound: true }));
+$("p-enable-alerts").addEventListener("click", () => turnOnAlerts($("p-enable-alerts"), { sound: false }));
 
 // --- start ----------------------------------------------------------------------------------
 
