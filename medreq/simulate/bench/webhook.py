@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
@@ -67,14 +69,11 @@ class WebhookReceiver:
 
 async def set_webhooks(base_url: str, accounts: list[Account], port: int) -> None:
     """Point each account's webhook at the receiver (``/hook/<account id>``)."""
-    host, server_port = host_port(base_url)
-    http = RawHTTP(host, server_port)
-    try:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as http:
         for account in accounts:
             url = f"http://127.0.0.1:{port}/hook/{account.id}"
-            await http.json("PUT", "/auth/me", {"webhook_url": url}, token=account.access)
-    finally:
-        http.close()
+            answer = await http.put("/auth/me", json={"webhook_url": url}, headers=account.headers)
+            answer.raise_for_status()
 
 
 async def bench_webhook(
