@@ -178,3 +178,47 @@ def test_bad_push_subscriptions_are_refused_and_nothing_stored(server: ServerPro
         response = httpx.post(f"{server.url}/push/subscriptions", json=body, headers=patient.headers, timeout=10)
         assert (response.status_code, error_code(response)) == (422, "validation_error"), body
     assert db_snapshot(server) == before
+
+
+async def test_only_events_worth_a_notification_are_pushed(server_factory: Any) -> None:
+    """A pharmacy answering from the CLI (no socket) gets no push for its own `request_updated`,
+    nor for its own message; the patient's message reaches it."""
+    server: ServerProcess = server_factory(FAST)
+    patient, pharmacy = make_account(server.url, "patient"), make_account(server.url, "pharmacy")
+    push = PushService()
+    try:
+        added = httpx.post(
+            f"{server.url}/push/subscriptions", json=push.subscription(), headers=pharmacy.headers, timeout=10
+        )
+        assert added.status_code == 201, added.text
+        request_id = post_request(server, patient, pharmacy=pharmacy.id, medicine_name="A").json()["request_id"]
+        await until(lambda: len(push.messages) == 1)  # new_request
+        for posted in (
+            httpx.post(
+                f"{server.url}/medicine/response/",
+                data={"request_id": str(request_id), "status": "ACCEPTED"},
+                headers=pharmacy.headers,
+                timeout=10,
+            ),
+            httpx.post(
+                f"{server.url}/medicine/request/{request_id}/messages/",
+                json={"text": "from the pharmacy"},
+                headers=pharmacy.headers,
+                timeout=10,
+            ),
+            httpx.post(
+                f"{server.url}/medicine/request/{request_id}/messages/",
+                json={"text": "from the patient"},
+                headers=patient.headers,
+                timeout=10,
+            ),
+        ):
+            assert posted.status_code in (200, 201), posted.text
+        await until(lambda: len(push.messages) == 2)
+        await asyncio.sleep(0.5)  # a wrongly queued push would arrive by now (the deliverer is woken)
+        assert [(m["type"], m.get("text")) for m in push.messages] == [
+            ("new_request", None),
+            ("message", "from the patient"),
+        ]
+    finally:
+        push.close()

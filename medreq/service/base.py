@@ -4,6 +4,7 @@ a caller may see). Parts get a `Core` instead of inheriting from a common base."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -77,14 +78,17 @@ class RequestRecord(SimpleNamespace):
 class Core:
     """The helpers every part that changes a request or its thread uses."""
 
-    def __init__(self, store: Store, hub: Hub, media: MediaStore, directory: Directory) -> None:
+    def __init__(
+        self, store: Store, hub: Hub, media: MediaStore, directory: Directory, bell: asyncio.Event | None = None
+    ) -> None:
         self._store = store
         self._hub = hub
         self._media = media
         self._directory = directory
+        self._bell = bell  # wakes the deliverer (service/deliverer.py) after a commit that queued rows
 
     def outbox(self) -> Outbox:
-        return Outbox(self._hub, self._media)
+        return Outbox(self._hub, self._media, self._bell)
 
     def emit(self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
         """Store `event` for `account_id` in this transaction; publish it after the commit.
@@ -99,7 +103,9 @@ class Core:
             return
         if info.webhook:
             webhooks.enqueue(tx.conn, account_id, event_id, event.type, text)
-        if info.push:
+            outbox.queued_deliveries = True
+        if info.push and events.notifies(event, account_id):
+            outbox.queued_deliveries = True
             for subscription_id in webhooks.subscription_ids(tx.conn, account_id):
                 webhooks.enqueue(
                     tx.conn, account_id, event_id, event.type, text, channel="push", subscription_id=subscription_id

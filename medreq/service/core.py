@@ -64,7 +64,8 @@ class MedreqService:
         self.limits = Limits.of(settings)
 
         directory = Directory(store)
-        core = Core(store, hub, media, directory)
+        bell = asyncio.Event()  # a commit that queued webhook/push rows wakes the deliverer at once
+        core = Core(store, hub, media, directory, bell)
         accounts = Accounts(settings, store, tokens, directory)
         requests = Requests(core, store, media, directory, self.limits)
         conversation = Conversation(core, store, hub)
@@ -73,7 +74,7 @@ class MedreqService:
         webhooks = Webhooks(store, directory, allow_private=settings.webhook_allow_private)
         push = Push(settings, store, directory)
         sandbox = Sandbox(store, hub, media, directory)
-        self._deliverer = Deliverer(settings, store, hub, media, push)
+        self._deliverer = Deliverer(settings, store, hub, media, push, bell)
         hub.on_presence(presence.presence_changed)
 
         # Bound methods, not wrappers: a façade call costs what a call on the part costs.

@@ -17,15 +17,18 @@ could lead to a private address the URL check never saw).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy.engine import Connection
 
 from .. import __version__
 from ..config import Settings
@@ -51,13 +54,37 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to, recorded with the rest of its batch."""
+
+    claimed: Claimed
+    status: str  # pending (again, at retry_at), delivered, failed or skipped
+    http_status: int | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+    def record(self, conn: Connection) -> bool:
+        return webhooks.record(
+            conn,
+            self.claimed,
+            status=self.status,
+            http_status=self.http_status,
+            error=self.error,
+            retry_at=self.retry_at,
+        )
+
+
 class Deliverer:
-    def __init__(self, settings: Settings, store: Store, hub: Hub, media: MediaStore, push: Push) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, hub: Hub, media: MediaStore, push: Push, bell: asyncio.Event
+    ) -> None:
         self.settings = settings
         self._store = store
         self._hub = hub
         self._media = media
         self._push = push  # the VAPID key, and forgetting subscriptions that are gone
+        self._bell = bell  # rung after a commit on this worker queued rows (`events.Outbox`)
         self.lease = self.settings.webhook_timeout + LEASE_MARGIN
 
     def backoff(self, attempts: int) -> float:
@@ -76,8 +103,10 @@ class Deliverer:
                 except Exception:  # a database hiccup must not end delivery: retry on the next tick
                     log.exception("webhook delivery round failed; retrying")
                     busy = False
-                if not busy:
-                    await asyncio.sleep(self.settings.webhook_poll_interval)
+                if not busy:  # until a commit here queues rows, or the poll interval (retries, other workers)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._bell.wait(), self.settings.webhook_poll_interval)
+                    self._bell.clear()  # rows committed before it rang are claimed by the next round
 
     async def once(self, client: httpx.AsyncClient) -> bool:
         """Claim and deliver one batch; whether there was anything to do."""
@@ -85,22 +114,25 @@ class Deliverer:
         if not claimed:
             return False
         online = await self._hub.online({c.account_id for c in claimed})
-        await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed))
+        outcomes = await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed))
+        # one transaction for the batch's outcomes, not one each: a write transaction is most of
+        # a delivery's cost on SQLite (docs/benchmarks.md, "Webhook delivery")
+        kept = await self._store.write(lambda tx: [outcome.record(tx.conn) for outcome in outcomes])
+        for outcome, was_kept in zip(outcomes, kept, strict=True):
+            if not was_kept:
+                log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", outcome.claimed.id)
         return True
 
-    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed, online: bool) -> None:
+    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed, online: bool) -> Outcome:
         if online and claimed.type != "webhook_test":
-            await self._record(claimed, "skipped", error="the account was connected")
-            return
+            return Outcome(claimed, "skipped", error="the account was connected")
         target = claimed.endpoint if claimed.channel == "push" else claimed.url
         if not target or (claimed.channel == "webhook" and not claimed.secret):
-            await self._record(claimed, "failed", error=f"the {claimed.channel} target was removed")
-            return
+            return Outcome(claimed, "failed", error=f"the {claimed.channel} target was removed")
         try:
             await check_target(target, allow_private=self.settings.webhook_allow_private)
         except Invalid as exc:
-            await self._record(claimed, "failed", error=exc.message)
-            return
+            return Outcome(claimed, "failed", error=exc.message)
         text = events.render(claimed.payload, self._media)
         if claimed.channel == "push":
             body, headers = self._push_request(claimed, text)
@@ -120,16 +152,16 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
         if error is None:
-            await self._record(claimed, "delivered", http_status=status)
+            return Outcome(claimed, "delivered", http_status=status)
         elif claimed.channel == "push" and status in (404, 410):
             # the browser unsubscribed or the subscription expired: never push there again
             await self._push.forget_subscription(claimed.account_id, claimed.subscription_id)
-            await self._record(claimed, "failed", http_status=status, error="push subscription expired")
+            return Outcome(claimed, "failed", http_status=status, error="push subscription expired")
         elif claimed.attempts >= self.settings.webhook_max_attempts:
-            await self._record(claimed, "failed", http_status=status, error=error)
+            return Outcome(claimed, "failed", http_status=status, error=error)
         else:
             retry_at = utcnow() + timedelta(seconds=self.backoff(claimed.attempts))
-            await self._record(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
+            return Outcome(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
 
     def _push_request(self, claimed: Claimed, text: str) -> tuple[bytes, dict[str, str]]:
         if len(text.encode()) > MAX_PAYLOAD:  # too big for a push service: its reference only
@@ -139,20 +171,3 @@ class Deliverer:
         assert claimed.p256dh
         assert claimed.auth
         return self._push.vapid.request(claimed.endpoint, claimed.p256dh, claimed.auth, text)
-
-    async def _record(
-        self,
-        claimed: Claimed,
-        status: str,
-        *,
-        http_status: int | None = None,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> None:
-        kept = await self._store.write(
-            lambda tx: webhooks.record(
-                tx.conn, claimed, status=status, http_status=http_status, error=error, retry_at=retry_at
-            )
-        )
-        if not kept:
-            log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", claimed.id)

@@ -9,6 +9,7 @@ signed URLs whenever an event is sent, so a replayed event never carries an expi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -113,6 +114,16 @@ def message(request_id: int, sender_id: int, text: str, message_id: int, timesta
     return Event(MessageEvent, "message", timestamp, fields, request_id)
 
 
+#: events worth a notification on a device (Web Push); the rest (`request_updated` echoes the
+#: account's own answer, `read`, `typing`, `presence`) only matter to an open app
+NOTIFYING = frozenset({"new_request", "pharmacy_response", "request_cancelled", "message"})
+
+
+def notifies(event: Event, account_id: int) -> bool:
+    """Whether `event` should reach `account_id`'s devices by Web Push (not its own messages)."""
+    return event.type in NOTIFYING and event.fields.get("from") != account_id
+
+
 def typing(request_id: int, sender_id: int, state: str, timestamp: str) -> Event:
     """Not stored, so it never gets an event_id (built with None)."""
     fields = {"request_id": request_id, "from": sender_id, "state": state}
@@ -132,10 +143,14 @@ def read(request_id: int, reader_id: int, up_to: int, timestamp: str) -> Event:
 class Outbox:
     """Events stored in a transaction, published to the hub once it committed."""
 
-    def __init__(self, hub: Hub, media: MediaStore) -> None:
+    def __init__(self, hub: Hub, media: MediaStore, bell: asyncio.Event | None = None) -> None:
         self._hub = hub
         self._media = media
         self._pending: list[tuple[int, int, str]] = []
+        self._bell = bell
+        #: set when the transaction also queued webhook or push rows: the deliverer is woken after
+        #: the commit instead of finding them at its next poll (up to a second later)
+        self.queued_deliveries = False
 
     def add(self, account_id: int, event_id: int, text: str) -> None:
         self._pending.append((account_id, event_id, text))
@@ -146,3 +161,5 @@ class Outbox:
         for account_id, event_id, text in pending:
             await self._hub.publish(account_id, event_id, render(text, self._media))
         metrics.events_published(len(pending))
+        if self.queued_deliveries and self._bell is not None:
+            self._bell.set()
