@@ -61,7 +61,7 @@ def prune(
         store = Store(settings.database_url)
         try:
             await store.migrate()
-            files = media_store(settings)  # only finds files: no link is signed without a secret
+            files = media_store(settings)  # finds the files to remove; it signs no link here
             report = await run_prune(store, files, event_days=events, media_days=media)
             return report.as_dict()
         finally:
