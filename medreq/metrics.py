@@ -17,7 +17,8 @@ What is measured, and where:
 - `medreq_rate_limited_total{transport}`: refusals by the REST and WebSocket limiters
 - `medreq_hub_reconnects_total`: Redis listener errors that made the hub reconnect
 
-No outbox backlog yet: there is no persistent outbox (webhooks, PROTOCOL.md §6) to measure.
+- `medreq_webhook_outbox_pending`, `medreq_webhook_outbox_oldest_seconds`: the webhook/Web Push
+  outbox's waiting rows and the age of the oldest, read from the database at each scrape
 A worker that crashes leaves its share of `medreq_ws_connections` in its file until the
 server restarts (prometheus-client cannot tell a dead worker's file from a live one's).
 """
@@ -78,6 +79,19 @@ RATE_LIMITED = Counter("medreq_rate_limited", "Requests and messages refused by 
 HUB_RECONNECTS = Counter("medreq_hub_reconnects", "Times the Redis hub listener lost Redis and retried")
 
 
+# read from the database by the scraping worker: in multiprocess mode the latest scrape's value
+OUTBOX_PENDING = Gauge(
+    "medreq_webhook_outbox_pending",
+    "Webhook and Web Push deliveries waiting (first tries and retries)",
+    multiprocess_mode="mostrecent",
+)
+OUTBOX_OLDEST = Gauge(
+    "medreq_webhook_outbox_oldest_seconds",
+    "Age of the oldest waiting webhook or Web Push delivery",
+    multiprocess_mode="mostrecent",
+)
+
+
 def enable(on: bool = True) -> None:
     global enabled
     enabled = on
@@ -90,6 +104,11 @@ def render() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def outbox_backlog(pending: int, oldest_seconds: float) -> None:
+    OUTBOX_PENDING.set(pending)
+    OUTBOX_OLDEST.set(oldest_seconds)
 
 
 def events_stored(count: int = 1) -> None:

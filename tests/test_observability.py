@@ -204,3 +204,26 @@ async def test_metrics_sum_every_worker(postgres_url: str, tmp_path: Path, png_b
         assert metric(text, "medreq_http_request_duration_seconds_count", **labels) == before + 6
     finally:
         server.stop()
+
+
+def test_the_outbox_backlog_is_a_metric(server_factory: Any) -> None:
+    """Deliveries to a receiver that is down wait in the outbox: the scrape shows how many and how old."""
+    server = server_factory(
+        {
+            "MEDREQ_METRICS_TOKEN": METRICS_TOKEN,
+            "MEDREQ_WEBHOOK_ALLOW_PRIVATE": "true",
+            "MEDREQ_WEBHOOK_BACKOFF": "600",  # the first failure puts the next try far off
+            "MEDREQ_WEBHOOK_POLL_INTERVAL": "0.1",
+        }
+    )
+    assert metric(scrape(server).text, "medreq_webhook_outbox_pending") == 0
+    patient, pharmacy = make_account(server.url, "patient"), make_account(server.url, "pharmacy")
+    hook = httpx.put(  # port 9 (discard): nothing listens, every POST is refused
+        f"{server.url}/auth/me", json={"webhook_url": "http://127.0.0.1:9/hook"}, headers=pharmacy.headers
+    )
+    assert hook.status_code == 200, hook.text
+    for name in ("A", "B"):
+        assert post_request(server, patient, pharmacy=pharmacy.id, medicine_name=name).status_code == 201
+    text = scrape(server).text
+    assert metric(text, "medreq_webhook_outbox_pending") == 2
+    assert metric(text, "medreq_webhook_outbox_oldest_seconds") >= 0

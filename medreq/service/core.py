@@ -118,6 +118,7 @@ class MedreqService:
         self.presence_changed = presence.presence_changed
         self.set_webhook = webhooks.set_webhook
         self.webhook_deliveries = webhooks.webhook_deliveries
+        self.outbox_backlog = webhooks.outbox_backlog
         self.test_webhook = webhooks.test_webhook
         self.vapid_public_key = push.vapid_public_key
         self.subscribe_push = push.subscribe_push

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import Conflict, Unauthorized
 from ..netguard import check_target
 from ..protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
-from ..storage import Store, Tx, queries, utcnow, webhooks
+from ..storage import Store, Tx, as_utc, queries, utcnow, webhooks
 from .base import Caller
 from .directory import Directory
 from .views import delivery_view, iso, webhook_account_view
@@ -45,6 +45,13 @@ class Webhooks:
         if row is None:
             raise Unauthorized("account no longer exists")
         return webhook_account_view(row, with_secret=True, secret=secret)
+
+    async def outbox_backlog(self) -> tuple[int, float]:
+        """Deliveries waiting (pending, retries included) and the age in seconds of the oldest:
+        what an operator watches to see receivers falling behind (`medreq_webhook_outbox_*`)."""
+        pending, oldest = await self._store.read(webhooks.backlog)
+        age = (utcnow() - as_utc(oldest)).total_seconds() if oldest is not None else 0.0
+        return pending, max(0.0, age)
 
     async def webhook_deliveries(self, caller: Caller, limit: int = 50) -> WebhookDeliveryListOut:
         rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=limit))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from .prepared import Prepared
@@ -220,3 +220,12 @@ def delete_subscription(conn: Connection, *, endpoint: str | None = None, subscr
     if account_id is not None:
         statement = statement.where(S.account_id == account_id)
     return bool(conn.execute(statement).rowcount)
+
+
+def backlog(conn: Connection) -> tuple[int, datetime | None]:
+    """Rows waiting to be delivered, and when the oldest of them was queued (None: no backlog).
+    The `(status, next_attempt_at)` index covers the `status = 'pending'` range."""
+    count, oldest = conn.execute(
+        select(func.count(), func.min(D.created_at)).where(D.status == "pending")
+    ).one()
+    return int(count), oldest

@@ -24,6 +24,7 @@ from ..auth import bearer_token
 from ..errors import NotFound, Unauthorized
 from ..logs import AccessLog
 from ..protocol import CloseCode
+from .http import service_of
 
 access = AccessLog()
 
@@ -181,6 +182,7 @@ async def metrics_endpoint(request: Request) -> Response:
     given = bearer_token(request.headers.get("authorization")) or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("metrics need the configured bearer token")
+    metrics.outbox_backlog(*await service_of(request).outbox_backlog())
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 
