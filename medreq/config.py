@@ -91,9 +91,9 @@ class Settings:
     max_json_body: int = 64 * 1024
     max_json_depth: int = 32
     # seconds a worker's claim that an account is online lasts without renewal (renewed every
-    # third of it): how long a crashed worker's sockets still count as online (PROTOCOL.md §6)
+    # third of it): how long a crashed worker's sockets still count as online (docs/protocol.md §4)
     presence_ttl: float = 30.0
-    # webhooks (PROTOCOL.md §6): private, loopback and link-local targets are refused (SSRF)
+    # webhooks (docs/protocol.md §5): private, loopback and link-local targets are refused (SSRF)
     # unless allowed; attempts before a delivery is marked failed; the first retry's delay in
     # seconds (doubling, with jitter) and the longest; a POST's timeout; how often every
     # worker looks for due deliveries

@@ -1,6 +1,6 @@
 """Accounts made the operator's way (`medreq account create`, straight into the database).
 
-A self-registered pharmacy may await an operator's approval (PROTOCOL.md §2), so tests that
+A self-registered pharmacy may await an operator's approval (docs/protocol.md §2), so tests that
 need a pharmacy able to receive requests create it here rather than over `/auth/register`.
 """
 

@@ -1,4 +1,4 @@
-"""Access that can be granted and taken away (PROTOCOL.md §2, §4; issue 8 items 5 and 6).
+"""Access that can be granted and taken away (docs/protocol.md §2, §4; issue 8 items 5 and 6).
 
 Pharmacies that register themselves wait for an operator; logout revokes a refresh token; a
 password change or disabling revokes every token and closes live sockets; a socket lives only

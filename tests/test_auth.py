@@ -1,4 +1,4 @@
-"""Accounts and tokens (PROTOCOL.md §2) over the wire: every bad input is refused with the §1
+"""Accounts and tokens (docs/protocol.md §2) over the wire: every bad input is refused with the §1
 error body and leaves the store untouched; tokens are typed, expire, and survive a restart."""
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ def test_request_respond_and_list(
     assert "Alice Patient" in table.output
     assert "Amoxicillin 500mg" in table.output
     assert "PENDING" in table.output
-    assert "Unread" in table.output  # PROTOCOL.md §6: each new_request is unread for the pharmacy
+    assert "Unread" in table.output  # docs/protocol.md §3: each new_request is unread for the pharmacy
     assert [r["unread"] for r in requests_json(cli, "-P", "shop")] == [1, 1]
 
     answered = cli(

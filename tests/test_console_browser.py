@@ -177,7 +177,7 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
         )
         assert sent.status_code == 201, sent.text
     # what each missed while it was away: the other party's message (a sender's own other
-    # devices get no `message` event, PROTOCOL.md §4), then one more sent live from each page
+    # devices get no `message` event, docs/protocol.md §4), then one more sent live from each page
     seen = {
         "patient": ["Generic is fine?", "Yes, thank you", "Bring your card"],
         "pharmacy": ["Generic is fine?", "Yes, thank you", "See you at 5"],

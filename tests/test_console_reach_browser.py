@@ -1,5 +1,5 @@
 """The web console in Chromium: unread badges from `<Request>.unread`, and pharmacies relabelled
-online / offline live from `presence` events (PROTOCOL.md §6)."""
+online / offline live from `presence` events (docs/protocol.md §4)."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ async def test_a_correlation_id_that_cannot_be_echoed_is_an_error_not_a_1011(
 
 
 def test_every_endpoint_answers_a_strangers_request_exactly_like_an_unknown_one(scene: Scene) -> None:
-    """PROTOCOL.md §3: 404 whatever the reason, so ids cannot be probed (it was 403 for answering)."""
+    """docs/protocol.md §3: 404 whatever the reason, so ids cannot be probed (it was 403 for answering)."""
     url, rid, unknown = scene.server.url, scene.request_id, 987_654_321
     patient = make_account(url, "patient")
     pharmacy = make_account(url, "pharmacy")

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §1, browsers: CORS on every HTTP response for configured origins, preflight for
+"""docs/protocol.md §1, browsers: CORS on every HTTP response for configured origins, preflight for
 `Authorization` and `Idempotency-Key`, and WebSocket handshakes from other origins closed 4403."""
 
 from __future__ import annotations

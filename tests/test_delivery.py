@@ -1,4 +1,4 @@
-"""PROTOCOL.md §5: nothing acknowledged is lost, replay has no gaps and no duplicates."""
+"""docs/protocol.md §5: nothing acknowledged is lost, replay has no gaps and no duplicates."""
 
 from __future__ import annotations
 

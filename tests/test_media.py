@@ -1,4 +1,4 @@
-"""Private media (PROTOCOL.md §3 "Media"): a signed, unexpired URL or a participant's bearer token
+"""Private media (docs/protocol.md §3 "Media"): a signed, unexpired URL or a participant's bearer token
 opens a file; nothing else does, and no path ever reaches outside the media folders."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §6 presence: pharmacies in `GET /pharmacies/` carry `online`, and a patient's socket
+"""docs/protocol.md §4 presence: pharmacies in `GET /pharmacies/` carry `online`, and a patient's socket
 hears `presence` for the pharmacies of its pending requests when they come or go (not stored)."""
 
 from __future__ import annotations

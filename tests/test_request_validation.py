@@ -1,4 +1,4 @@
-"""POST /medicine/request/ and /medicine/response/ (PROTOCOL.md §3): every bad input gets the
+"""POST /medicine/request/ and /medicine/response/ (docs/protocol.md §3): every bad input gets the
 §1 error with the right status, code and `fields`, and leaves rows and media exactly as they were;
 every allowed media type is accepted by its bytes, whatever its name."""
 
@@ -441,7 +441,7 @@ def test_response_by_the_wrong_caller_or_to_an_unknown_request_is_refused(world:
     request_id = pending_request(world)
     before = db_snapshot(server)
     unknown = assert_error(post_response(server, world.pharmacy, request_id=987654), 404, "not_found")
-    # another pharmacy's request is exactly as absent as an unknown one (PROTOCOL.md §3)
+    # another pharmacy's request is exactly as absent as an unknown one (docs/protocol.md §3)
     others = assert_error(
         post_response(server, world.other_pharmacy, request_id=request_id), 404, "not_found"
     )

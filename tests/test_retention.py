@@ -1,5 +1,5 @@
 """Bounded storage: old events and closed requests' media are pruned, and a replay of a pruned
-range says `resync_required` instead of silently returning less (PROTOCOL.md §5)."""
+range says `resync_required` instead of silently returning less (docs/protocol.md §5)."""
 
 from __future__ import annotations
 

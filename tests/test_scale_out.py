@@ -1,4 +1,4 @@
-"""PROTOCOL.md §7: several server processes on one PostgreSQL and one Redis behave as one."""
+"""docs/deploy.md: several server processes on one PostgreSQL and one Redis behave as one."""
 
 from __future__ import annotations
 

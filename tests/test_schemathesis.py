@@ -1,6 +1,6 @@
 """Schemathesis over the whole OpenAPI document, as a patient and as a pharmacy, against a real
 `medreq serve`: no 5xx, and every response (errors included) is in the documented status, content
-type, headers and shape (PROTOCOL.md §1).
+type, headers and shape (docs/protocol.md §1).
 
 Bounded and reproducible: a fixed number of examples per operation and mode, derandomized
 (Hypothesis draws from a seed made of the test's name), no example database.

@@ -1,4 +1,4 @@
-"""Beyond the seed flow: cancel, thread messages, typing and read receipts (PROTOCOL.md §3–§4)."""
+"""Beyond the seed flow: cancel, thread messages, typing and read receipts (docs/protocol.md §3–§4)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def test_thread_messages_reach_the_other_party_and_the_detail(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
     request_id = new_request(server, patient, pharmacy)
-    # the pharmacy first: connecting after the patient would send it `presence` (PROTOCOL.md §6)
+    # the pharmacy first: connecting after the patient would send it `presence` (docs/protocol.md §4)
     async with open_ws(server, pharmacy, after=1) as pharmacy_ws, open_ws(server, patient) as patient_ws:
         posted = httpx.post(
             f"{server.url}/medicine/request/{request_id}/messages/",
@@ -128,7 +128,7 @@ async def test_read_receipt_reaches_the_other_party(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
     request_id = new_request(server, patient, pharmacy)
-    # the pharmacy first: connecting after the patient would send it `presence` (PROTOCOL.md §6)
+    # the pharmacy first: connecting after the patient would send it `presence` (docs/protocol.md §4)
     async with open_ws(server, pharmacy, after=1) as pharmacy_ws, open_ws(server, patient) as patient_ws:
         await pharmacy_ws.send(
             json.dumps({"type": "read", "id": 9, "request_id": request_id, "up_to_event_id": 1})

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §6 unread: `<Request>` carries the caller's events of that request after its
+"""docs/protocol.md §3 unread: `<Request>` carries the caller's events of that request after its
 last `read` mark, on the list and detail endpoints, and the count moves with read receipts."""
 
 from __future__ import annotations

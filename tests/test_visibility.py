@@ -1,4 +1,4 @@
-"""Who sees which requests (PROTOCOL.md §3 GET /medicine/request/ and /{id}/): a patient its own,
+"""Who sees which requests (docs/protocol.md §3 GET /medicine/request/ and /{id}/): a patient its own,
 a pharmacy those addressed to it; newest first, filtered by status, paged by cursor."""
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def test_request_detail_is_for_its_two_participants_only(scene: Scene) -> None:
             scene.patients[0].id,
             scene.pharmacies[1].id,
         )
-        # `unread` is each caller's own (PROTOCOL.md §6): the pharmacy has its new_request unread
+        # `unread` is each caller's own (docs/protocol.md §3): the pharmacy has its new_request unread
         assert body["unread"] == (0 if account is scene.patients[0] else 1)
         without_urls = {k: v for k, v in body.items() if k not in ("messages", "image_url", "unread")}
         assert without_urls == {k: v for k, v in listed.items() if k not in ("image_url", "unread")}

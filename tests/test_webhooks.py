@@ -1,4 +1,4 @@
-"""PROTOCOL.md §6 webhooks: an offline account's events POSTed from a persistent outbox, signed,
+"""docs/protocol.md §5 webhooks: an offline account's events POSTed from a persistent outbox, signed,
 retried with backoff, surviving kill -9; connected accounts get none; SSRF targets refused."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §6 Web Push, end to end with real cryptography: a push service of the test's own on
+"""docs/protocol.md §5 Web Push, end to end with real cryptography: a push service of the test's own on
 loopback checks the VAPID JWT (PyJWT, ES256, against the key the server publishes) and decrypts
 the aes128gcm payload (http-ece) with the subscription's private key; a 410 removes it."""
 

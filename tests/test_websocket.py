@@ -1,4 +1,4 @@
-"""PROTOCOL.md §4: handshake auth and close codes, bad messages, limits, heartbeat, shutdown."""
+"""docs/protocol.md §4: handshake auth and close codes, bad messages, limits, heartbeat, shutdown."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ async def test_other_pharmacy_cannot_answer_and_double_answer_conflicts(
     request_id = post_request(server, patient, pharmacy=pharmacy.id, medicine_name="X").json()["request_id"]
     async with open_ws(server, other) as ws:
         await ws.send(json.dumps({"type": "response", "request_id": request_id, "status": "ACCEPTED"}))
-        # not the caller's request: as absent as an unknown id (PROTOCOL.md §3)
+        # not the caller's request: as absent as an unknown id (docs/protocol.md §3)
         assert (await recv_json(ws))["error"]["code"] == "not_found"
     async with open_ws(server, pharmacy) as ws:
         await ws.send(

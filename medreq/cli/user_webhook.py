@@ -1,4 +1,4 @@
-"""`medreq webhook set|clear|test|deliveries`: an account's webhook (PROTOCOL.md §6)."""
+"""`medreq webhook set|clear|test|deliveries`: an account's webhook (docs/protocol.md §5)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class Hub(Protocol):
     Guarantees every implementation keeps:
 
     - `publish` reaches every sink subscribed to the account when it is called, on any worker
-      sharing the hub (best effort across processes: the store fills gaps, PROTOCOL.md §5);
+      sharing the hub (best effort across processes: the store fills gaps, docs/protocol.md §5);
     - `online` answers for every worker: an account is online while at least one of its
       sockets is subscribed somewhere; a worker that dies without unsubscribing stops
       counting within the presence TTL;

@@ -1,4 +1,4 @@
-"""Presence across workers in Redis: who has a live connection anywhere (PROTOCOL.md §6).
+"""Presence across workers in Redis: who has a live connection anywhere (docs/protocol.md §4).
 
 Keys (under the hub's namespace):
 

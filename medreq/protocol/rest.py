@@ -90,7 +90,7 @@ class AccessOut(Outbound):
 
 
 class WebhookIn(Inbound):
-    """`PUT /auth/me`: an http(s) URL, or null / "" to remove the webhook (PROTOCOL.md §6)."""
+    """`PUT /auth/me`: an http(s) URL, or null / "" to remove the webhook (docs/protocol.md §5)."""
 
     webhook_url: str | None = Field(max_length=2000)
 
@@ -101,7 +101,7 @@ class PushKeysIn(Inbound):
 
 
 class PushSubscriptionIn(Inbound):
-    """A browser's `PushSubscription.toJSON()` (PROTOCOL.md §6)."""
+    """A browser's `PushSubscription.toJSON()` (docs/protocol.md §5)."""
 
     endpoint: str = Field(max_length=2000)
     expirationTime: int | float | None = None
@@ -154,7 +154,7 @@ class WebhookDeliveryListOut(Outbound):
 class PharmacyOut(Outbound):
     id: int
     name: str
-    #: a live connection on any worker (PROTOCOL.md §6 presence)
+    #: a live connection on any worker (docs/protocol.md §4 presence)
     online: bool = False
 
 
@@ -214,7 +214,7 @@ class RequestOut(Outbound):
     response: ResponseOut | None = None
     created_at: str
     updated_at: str
-    #: the caller's events of this request after its last `read` mark (PROTOCOL.md §6)
+    #: the caller's events of this request after its last `read` mark (docs/protocol.md §5)
     unread: int = 0
 
 

@@ -94,7 +94,7 @@ class Core:
         """Store `event` for `account_id` in this transaction; publish it after the commit.
 
         An account with a webhook and no live connection on this worker also gets a row in the
-        webhook outbox, in the same transaction (PROTOCOL.md §6); the deliverer skips it if the
+        webhook outbox, in the same transaction (docs/protocol.md §5); the deliverer skips it if the
         account turns out to be connected on another worker when the row comes due."""
         event_id, text = tx.append_event(account_id, event)
         outbox.add(account_id, event_id, text)

@@ -1,4 +1,4 @@
-"""The webhook and Web Push deliverer (PROTOCOL.md §6): POSTs the outbox's due rows, one worker
+"""The webhook and Web Push deliverer (docs/protocol.md §5): POSTs the outbox's due rows, one worker
 per row.
 
 Every worker runs one. It claims due rows in batches (`storage.webhooks.claim`: a lease, with

@@ -1,4 +1,4 @@
-"""Presence (PROTOCOL.md §6): who is online, and telling patients when a pharmacy comes or goes.
+"""Presence (docs/protocol.md §4): who is online, and telling patients when a pharmacy comes or goes.
 
 The hub knows who holds a live connection on any worker and calls `presence_changed` on the
 one worker that saw a change. A pharmacy's change is sent to every patient with a PENDING

@@ -1,4 +1,4 @@
-"""Web Push subscriptions (PROTOCOL.md §6): a browser's `PushSubscription`, kept per account.
+"""Web Push subscriptions (docs/protocol.md §5): a browser's `PushSubscription`, kept per account.
 
 While the account has no live connection, each of its events is queued once per subscription
 in the same outbox as webhooks (`base.Core.emit`) and sent encrypted (aes128gcm) by the

@@ -1,4 +1,4 @@
-"""Bounded storage: events and media older than their retention are pruned (PROTOCOL.md §5).
+"""Bounded storage: events and media older than their retention are pruned (docs/protocol.md §5).
 
 - Events older than `event_retention_days` (default 90) are deleted, except each account's
   latest (`accounts.last_event_id`), so its counter keeps counting from where it was and a

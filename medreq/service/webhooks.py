@@ -1,4 +1,4 @@
-"""Webhooks (PROTOCOL.md §6): an account's URL and secret, its deliveries, a test delivery.
+"""Webhooks (docs/protocol.md §5): an account's URL and secret, its deliveries, a test delivery.
 
 Setting a URL checks it (`netguard`: http/https, no private targets unless configured) and
 makes a fresh secret, returned this once: the receiver verifies

@@ -13,7 +13,7 @@ an account, log it in, and keep what every caller needs in one small record.
 What to register is a `NewAccount`; how to send it is the caller's: a `Post` function (the sync
 face: httpx here, Locust's session in loadtests/locustfile.py) or a `MedreqClient` (the async
 face: the simulator and the benchmarks). A pharmacy that registers itself may await an
-operator's approval (PROTOCOL.md §2); `operator_account` makes one that is active at once.
+operator's approval (docs/protocol.md §2); `operator_account` makes one that is active at once.
 """
 
 from __future__ import annotations

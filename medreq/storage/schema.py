@@ -54,7 +54,7 @@ accounts = Table(
     Column("name", String(200), nullable=False),
     Column("phone", String(40)),
     Column("webhook_url", String(2000)),
-    # HMAC key of the webhook's signatures (PROTOCOL.md §6), shown once when the URL is set
+    # HMAC key of the webhook's signatures (docs/protocol.md §5), shown once when the URL is set
     Column("webhook_secret", String(100)),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -1,4 +1,4 @@
-"""The webhook outbox (PROTOCOL.md §6): rows written in the transaction of the event they carry,
+"""The webhook outbox (docs/protocol.md §5): rows written in the transaction of the event they carry,
 claimed by one deliverer at a time, and their outcome.
 
 Claiming is a lease: the claim bumps `attempts` and moves `next_attempt_at` past the time a

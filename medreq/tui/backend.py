@@ -156,7 +156,7 @@ class Backend:
         return await self._api().get_request(request_id)
 
     async def mark_read(self, request_id: int) -> bool:
-        """Report the request read up to the last event seen (PROTOCOL.md §4 `read`), over the
+        """Report the request read up to the last event seen (docs/protocol.md §4 `read`), over the
         live socket; False when there is none (the count then stays on the server)."""
         conn = self.conn
         if conn is None or not conn.connected or not conn.last_event_id:

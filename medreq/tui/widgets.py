@@ -92,7 +92,7 @@ class RequestTable(DataTable[Any]):
         for request in requests:
             new = request.id in fresh
             style = "bold" if new else ""
-            # ● marks a live arrival, or a request with events not yet read (PROTOCOL.md §6 unread)
+            # ● marks a live arrival, or a request with events not yet read (docs/protocol.md §3 unread)
             mark = new or request.unread > 0
             self.add_row(
                 Text(f"●{request.id}" if mark else str(request.id), style="bold yellow" if mark else ""),

@@ -1,4 +1,4 @@
-"""Reaching accounts that are not connected (PROTOCOL.md §6): unread counts, webhooks.
+"""Reaching accounts that are not connected (docs/protocol.md §3 unread, §5 webhooks).
 
 - ix_events_account_request: `unread` counts an account's events of a page of requests
   after its read marks, one grouped query on this index instead of a scan of the account's
