@@ -14,7 +14,7 @@ from typing import Literal
 
 import jwt
 
-from .errors import Unauthorized
+from .protocol.errors import Unauthorized
 
 TokenKind = Literal["access", "refresh"]
 MAX_ACCOUNT_ID = 2**63 - 1

@@ -29,8 +29,8 @@ from typing import Literal
 
 import filetype  # type: ignore[import-untyped]
 
-from .errors import Forbidden, Invalid, PayloadTooLarge, UnsupportedMediaType
 from .files import make_private_dir
+from .protocol.errors import Forbidden, Invalid, PayloadTooLarge, UnsupportedMediaType
 
 Kind = Literal["image", "audio"]
 

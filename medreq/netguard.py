@@ -18,7 +18,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from .errors import Invalid
+from .protocol.errors import Invalid
 
 MAX_URL = 2000
 RESOLVE_SECONDS = 5.0

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from . import metrics
-from .errors import RateLimited
+from .protocol.errors import RateLimited
 
 
 class RateLimiter:

@@ -155,7 +155,7 @@ def test_the_walk_sees_lazy_type_checking_and_package_relative_imports() -> None
     assert "medreq.cli.app" in graph["medreq.cli.inbox"]  # from .app import app
     assert "medreq.tui" in graph["medreq.cli.inbox"]  # inside the command function
     assert "medreq.client._live" in graph["medreq.client"]  # __init__ re-exporting a submodule
-    assert "medreq.errors" in graph["medreq.client._errors"]  # absolute import
+    assert "medreq.protocol.errors" in graph["medreq.client._errors"]  # absolute import
     assert _with_packages("medreq.cli.user_profile", "medreq.tui.backend") == {
         "medreq.cli.user_profile",
         "medreq.cli",

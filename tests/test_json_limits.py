@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medreq.errors import InvalidJSON
+from medreq.protocol.errors import InvalidJSON
 from medreq.web.json_limits import loads, nesting_depth
 
 

@@ -2,7 +2,7 @@
 
 Every list is read from the protocol models, never copied here: event and reply types from the
 `medreq.protocol` unions of server frames, client message types from its `ClientMessage` union,
-error codes and their statuses from `protocol.ERROR_WIRE` and `medreq.errors.ERRORS_BY_CODE` (and
+error codes and their statuses from `protocol.ERROR_WIRE` and `medreq.protocol.errors.ERRORS_BY_CODE` (and
 the one the HTTP layer writes itself), close codes from `protocol.CloseCode`, paths from the
 routes the app mounts.
 A new one in the code fails here until docs/protocol.md describes it.
@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Mount
 
 from medreq import protocol
 from medreq.config import Settings
-from medreq.errors import ERRORS_BY_CODE
+from medreq.protocol.errors import ERRORS_BY_CODE
 from medreq.web import create_app, websocket
 
 from . import test_readme

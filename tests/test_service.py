@@ -9,8 +9,8 @@ import pytest
 
 from medreq.bootstrap import open_service
 from medreq.config import Settings
-from medreq.errors import Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType
 from medreq.protocol import ListQuery, RegisterIn, RequestForm
+from medreq.protocol.errors import Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType
 from medreq.service import Caller, MedreqService, Upload
 
 from .conftest import create_database, drop_database, require_service

@@ -16,8 +16,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from ..config import Settings
-from ..errors import MedreqError
 from ..protocol import RegisterIn, parse
+from ..protocol.errors import MedreqError
 from .app import app
 from .console import console
 from .options import DatabaseOption, DataDirOption

@@ -35,7 +35,7 @@ STATUS_STYLE = {"PENDING": "yellow", "ACCEPTED": "green", "REJECTED": "red", "CA
 
 class CommandError(Exception):
     """A failure a command finds itself (a timeout, …), never sent by a server: kept out of
-    the wire's `medreq.errors` tree, printed like one (``code: message``)."""
+    the wire's `medreq.protocol.errors` tree, printed like one (``code: message``)."""
 
     code = "error"
     default_message = "the command failed"

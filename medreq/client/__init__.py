@@ -7,14 +7,23 @@
                 if isinstance(event, NewRequestEvent):
                     await conn.respond(event.request_id, "ACCEPTED", "ready at 5pm")
 
-Errors are the `medreq.errors` classes the server's error codes name (`Conflict`,
+Errors are the `medreq.protocol.errors` classes the server's error codes name (`Conflict`,
 `Unauthorized`, …), plus `TransportError` / `ConnectionLost` when the server cannot be reached.
 
 `ProfileStore` keeps saved logins (URL, tokens, last event id) where the ``medreq`` CLI and
 the inbox TUI find them, so a script can reuse a ``medreq login``.
 """
 
-from medreq.errors import (
+from medreq.protocol import (
+    AccountOut,
+    PharmacyOut,
+    RequestCreatedOut,
+    RequestListOut,
+    RequestOut,
+    ResponseSentOut,
+    TokenOut,
+)
+from medreq.protocol.errors import (
     Conflict,
     Forbidden,
     Invalid,
@@ -25,15 +34,6 @@ from medreq.errors import (
     RateLimited,
     Unauthorized,
     UnsupportedMediaType,
-)
-from medreq.protocol import (
-    AccountOut,
-    PharmacyOut,
-    RequestCreatedOut,
-    RequestListOut,
-    RequestOut,
-    ResponseSentOut,
-    TokenOut,
 )
 
 from ._backoff import Backoff

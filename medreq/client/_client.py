@@ -1,6 +1,6 @@
 """`MedreqClient`: the async client for every REST endpoint of docs/protocol.md §2 to §3.
 
-Server errors come back as the `medreq.errors` classes (`Conflict`, `Unauthorized`, …);
+Server errors come back as the `medreq.protocol.errors` classes (`Conflict`, `Unauthorized`, …);
 an unreachable server as `TransportError`. An expired access token is refreshed once
 (``POST /auth/refresh``) and the call retried; ``on_tokens`` hears about every new token
 so a caller can persist it. The WebSocket side lives in `_live` (`connect`, `events`); the
@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel
 
-from medreq.errors import MedreqError, RateLimited, Unauthorized, error_from_body
 from medreq.protocol import (
     AccountOut,
     PharmacyOut,
@@ -33,6 +32,7 @@ from medreq.protocol import (
     WebhookDeliveryListOut,
     WebhookDeliveryOut,
 )
+from medreq.protocol.errors import MedreqError, RateLimited, Unauthorized, error_from_body
 
 from ._backoff import Backoff
 from ._errors import TransportError

@@ -1,6 +1,6 @@
-"""Client-side failures, as leaves of the one `medreq.errors` tree.
+"""Client-side failures, as leaves of the one `medreq.protocol.errors` tree.
 
-    MedreqError                       (medreq.errors: every §1 code the server sends)
+    MedreqError                       (medreq.protocol.errors: every §1 code the server sends)
     └── TransportError                the server could not be reached or the link broke
         └── ConnectionLost            a WebSocket dropped before the server answered a sent frame
 
@@ -9,7 +9,7 @@ These never travel on the wire: they say the client does not know what the serve
 
 from __future__ import annotations
 
-from medreq.errors import MedreqError
+from medreq.protocol.errors import MedreqError
 
 
 class TransportError(MedreqError):

@@ -32,8 +32,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from medreq.errors import ERRORS_BY_CODE, Forbidden, MedreqError, NotFound, Unauthorized, error_from_body
 from medreq.protocol import ERROR_BY_CLOSE, REPLY_TYPES, CloseCode, RequestOut
+from medreq.protocol.errors import (
+    ERRORS_BY_CODE,
+    Forbidden,
+    MedreqError,
+    NotFound,
+    Unauthorized,
+    error_from_body,
+)
 
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError

@@ -19,8 +19,8 @@ from typing import Any
 
 import platformdirs
 
-from medreq.errors import Invalid
 from medreq.protocol import TokenOut
+from medreq.protocol.errors import Invalid
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -2,7 +2,7 @@
 (docs/protocol.md §1 and §4).
 
 `ERROR_WIRE` is where a §1 error code gets its HTTP status and, where an error ends a socket,
-its close code. `medreq.errors` (the tree of error classes) takes each class's `status` and
+its close code. `medreq.protocol.errors` (the tree of error classes) takes each class's `status` and
 `close` from here, the HTTP layer answers with `exc.status`, the WebSocket layer closes with
 `exc.close`, and the client maps a close code back to the error (`ERROR_BY_CLOSE`).
 """

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from ..errors import Invalid
+from .errors import Invalid
 
 Role = Literal["patient", "pharmacy"]
 Status = Literal["PENDING", "ACCEPTED", "REJECTED", "CANCELLED"]

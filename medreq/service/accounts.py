@@ -18,8 +18,8 @@ from typing import Any
 
 from .. import auth
 from ..config import Settings
-from ..errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from ..protocol import AccessOut, AccountOut, RegisterIn, TokenIn, TokenOut, WebhookAccountOut
+from ..protocol.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from ..storage import Store, Tx, queries, utcnow
 from .base import Caller
 from .directory import AccountInfo, Directory

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from ..config import Settings
-from ..errors import Conflict, MedreqError, NotFound
 from ..hub import Hub
 from ..media import MediaStore
+from ..protocol.errors import Conflict, MedreqError, NotFound
 from ..storage import Store, Tx, queries, webhooks
 from . import events
 from .directory import Directory

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import Invalid
 from ..hub import Hub
 from ..protocol import MessagePostedOut, dumps
+from ..protocol.errors import Invalid
 from ..storage import Store, Tx, queries, utcnow
 from . import events
 from .base import Caller, Core

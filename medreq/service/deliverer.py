@@ -32,11 +32,11 @@ from sqlalchemy.engine import Connection
 
 from .. import __version__
 from ..config import Settings
-from ..errors import Invalid
 from ..hub import Hub
 from ..media import MediaStore
 from ..netguard import check_target
 from ..protocol import dumps
+from ..protocol.errors import Invalid
 from ..storage import Store, utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import MAX_PAYLOAD

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import metrics
-from ..errors import Forbidden, NotFound
 from ..hub import Hub, Sink
 from ..media import KIND_BY_PREFIX, MediaStore
+from ..protocol.errors import Forbidden, NotFound
 from ..storage import Store, queries
 from . import events
 from .accounts import Accounts

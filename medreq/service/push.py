@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Invalid, NotFound
 from ..netguard import check_target
 from ..protocol import PushSubscriptionIn, PushSubscriptionOut, VapidKeyOut
+from ..protocol.errors import Invalid, NotFound
 from ..storage import Store, Tx, webhooks
 from ..webpush import KEY_FILE, VapidKeys
 from .base import Caller

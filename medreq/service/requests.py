@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ..errors import Forbidden, Invalid
 from ..media import Kind, MediaStore, StoredMedia
 from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
+from ..protocol.errors import Forbidden, Invalid
 from ..storage import Store, Tx, queries, utcnow
 from . import events
 from .base import Caller, Core, Limits, Upload

@@ -10,10 +10,10 @@ removed this way, nor turned synthetic.
 
 from __future__ import annotations
 
-from ..errors import Forbidden
 from ..hub import Hub
 from ..media import Kind, MediaStore
 from ..protocol import PharmacyListOut
+from ..protocol.errors import Forbidden
 from ..storage import Store, queries
 from .base import Caller
 from .directory import Directory

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..errors import Invalid
 from ..media import MediaStore
 from ..protocol import (
     MAX_ID,
@@ -28,6 +27,7 @@ from ..protocol import (
     WebhookAccountOut,
     WebhookDeliveryOut,
 )
+from ..protocol.errors import Invalid
 from ..storage import as_utc
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..errors import Conflict, Unauthorized
 from ..netguard import check_target
 from ..protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
+from ..protocol.errors import Conflict, Unauthorized
 from ..storage import Store, Tx, as_utc, queries, utcnow, webhooks
 from .base import Caller
 from .directory import Directory

@@ -29,9 +29,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..errors import Conflict
 from ..files import make_private_dir
 from ..protocol import dumps
+from ..protocol.errors import Conflict
 from . import purge
 from .prepared import Prepared
 from .queries import utcnow

@@ -36,7 +36,7 @@ Answer = Literal["ACCEPTED", "REJECTED"]
 
 class InboxError(Exception):
     """A failure the inbox finds itself, never sent by a server: kept out of the wire's
-    `medreq.errors` tree (no HTTP status, no close code); shown like one, by its ``message``."""
+    `medreq.protocol.errors` tree (no HTTP status, no close code); shown like one, by its ``message``."""
 
     default_message = "the inbox cannot go on"
 

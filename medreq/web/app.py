@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from .. import metrics
 from ..bootstrap import build_service
 from ..config import Settings
-from ..errors import MedreqError, NotFound
+from ..protocol.errors import MedreqError, NotFound
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from . import connection, observe, openapi, pages, routes, sessions, websocket

@@ -24,7 +24,6 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..auth import Claims
-from ..errors import MedreqError
 from ..protocol import (
     AckFrame,
     CloseCode,
@@ -35,6 +34,7 @@ from ..protocol import (
     ResyncRequiredFrame,
     to_text,
 )
+from ..protocol.errors import MedreqError
 from ..service import Caller, MedreqService
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)

@@ -18,7 +18,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import tracing
 from ..auth import bearer_token
-from ..errors import (
+from ..protocol import dumps, parse, to_json
+from ..protocol.errors import (
     ERRORS_BY_STATUS,
     InvalidJSON,
     MedreqError,
@@ -29,8 +30,7 @@ from ..errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from ..errors import Invalid as InvalidInput
-from ..protocol import dumps, parse, to_json
+from ..protocol.errors import Invalid as InvalidInput
 from ..service import Caller, MedreqService, Upload
 from . import json_limits, wire_record
 

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from ..errors import InvalidJSON
+from ..protocol.errors import InvalidJSON
 
 DEFAULT_MAX_DEPTH = 32
 

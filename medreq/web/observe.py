@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics, tracing
 from ..auth import bearer_token
-from ..errors import NotFound, Unauthorized
 from ..logs import AccessLog
 from ..protocol import CloseCode
+from ..protocol.errors import NotFound, Unauthorized
 from .http import service_of
 
 access = AccessLog()

@@ -9,7 +9,6 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..auth import bearer_token
-from ..errors import Invalid, NotFound
 from ..protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
@@ -31,6 +30,7 @@ from ..protocol import (
     parse,
     validation_error,
 )
+from ..protocol.errors import Invalid, NotFound
 from . import convertors  # noqa: F401  (registers the `id` convertor used below)
 from .http import (
     JSONResponse,

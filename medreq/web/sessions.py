@@ -21,8 +21,8 @@ import logging
 import time
 from collections.abc import Iterable
 
-from ..errors import MedreqError
 from ..protocol import CloseCode
+from ..protocol.errors import MedreqError
 from ..service import MedreqService
 from .connection import Connection
 

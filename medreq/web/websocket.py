@@ -26,8 +26,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import metrics
 from ..auth import bearer_token
-from ..errors import Forbidden, InvalidJSON, MedreqError, RateLimited
-from ..errors import Invalid as InvalidInput
 from ..protocol import (
     CLIENT_MESSAGE,
     CLIENT_MESSAGE_TYPES,
@@ -44,6 +42,8 @@ from ..protocol import (
     to_text,
     validation_error,
 )
+from ..protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited
+from ..protocol.errors import Invalid as InvalidInput
 from ..service import MedreqService
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)

@@ -17,7 +17,7 @@
         └── ConnectionLost
 
 Each class names its code; its HTTP `status` and WebSocket `close` code come from the one
-mapping of code → status → close code, `medreq.protocol.codes.ERROR_WIRE`. The HTTP layer maps
+mapping of code → status → close code, `codes.ERROR_WIRE` beside this module. The HTTP layer maps
 `status` to the response status (431 and 503 are written by the
 connection guard in `medreq.web.http_guard`, before any request reaches the app); the WebSocket layer sends
 `{"type": "error", "error": ...}` and keeps the connection open, or closes with `close` when the
@@ -27,10 +27,9 @@ so no endpoint invents its own error shape. The client raises the same classes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from .protocol.codes import CloseCode
+from .codes import ERROR_WIRE, CloseCode
 
 
 class MedreqError(Exception):
@@ -140,9 +139,6 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         Unavailable,
     )
 }
-# Imported here, once every class above exists: `medreq.protocol` imports this module.
-from .protocol.codes import ERROR_WIRE  # noqa: E402
-
 for _cls in ERRORS_BY_CODE.values():
     _cls.status, _cls.close = ERROR_WIRE[_cls.code]
 
