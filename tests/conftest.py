@@ -8,6 +8,7 @@ nothing acknowledged is lost.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -27,7 +28,14 @@ POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127
 REDIS_URL = os.environ.get("MEDREQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 # Every server of the suite (spawned or in-process) records what it sends (medreq/web/wire_record.py);
 # tests/test_wire_contract.py validates it all against /openapi.json and /asyncapi.json.
+_MADE_WIRE_RECORD = "MEDREQ_WIRE_RECORD" not in os.environ
 WIRE_RECORD = Path(os.environ.setdefault("MEDREQ_WIRE_RECORD", tempfile.mkdtemp(prefix="medreq-wire-")))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the recording this session made (what the servers sent is medical test data too)."""
+    if _MADE_WIRE_RECORD and not hasattr(session.config, "workerinput"):  # not in an xdist worker
+        shutil.rmtree(WIRE_RECORD, ignore_errors=True)
 
 
 class ServerProcess(medreq_server.ServerProcess):
