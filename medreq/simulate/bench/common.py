@@ -74,6 +74,13 @@ def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     return ("".join(parts) + f"--{boundary}--\r\n").encode(), f"multipart/form-data; boundary={boundary}"
 
 
+
+async def post_request(http: RawHTTP, token: str, fields: dict[str, str]) -> tuple[int, bytes]:
+    """`POST /medicine/request/` with plain form fields: (status, body)."""
+    body, content_type = multipart(fields)
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    return await http.request("POST", "/medicine/request/", body, headers)
+
 def host_port(base_url: str) -> tuple[str, int]:
     parts = urlsplit(base_url)
     return parts.hostname or "127.0.0.1", parts.port or 80

@@ -24,7 +24,7 @@ from typing import Any
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, multipart, open_ws
+from .common import RawHTTP, host_port, open_ws, post_request
 from .webhook import WebhookReceiver, set_webhooks
 
 
@@ -143,14 +143,8 @@ async def _generate(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         while time.time() < measure_to:
             fields = {"pharmacy": str(pharmacy.id), "quantity": "1", "medicine_name": "Ibuprofen"}
-            body, content_type = multipart(fields)
             started = time.perf_counter()
-            status, data = await http.request(
-                "POST",
-                "/medicine/request/",
-                body,
-                {"Content-Type": content_type, "Authorization": f"Bearer {patient.access}"},
-            )
+            status, data = await post_request(http, patient.access, fields)
             if status != 201:
                 errors += 1
                 continue

@@ -25,7 +25,7 @@ import httpx
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, multipart
+from .common import RawHTTP, host_port, post_request
 
 WEBHOOK_ENV = {"MEDREQ_WEBHOOK_ALLOW_PRIVATE": "true"}
 
@@ -104,15 +104,8 @@ async def bench_webhook(
         try:
             for index in queue:
                 shop = shops[index % len(shops)]
-                body, content_type = multipart(
-                    {"pharmacy": str(shop.id), "quantity": "1", "medicine_name": "B"}
-                )
-                status, data = await http.request(
-                    "POST",
-                    "/medicine/request/",
-                    body,
-                    {"Content-Type": content_type, "Authorization": f"Bearer {patient.access}"},
-                )
+                fields = {"pharmacy": str(shop.id), "quantity": "1", "medicine_name": "B"}
+                status, data = await post_request(http, patient.access, fields)
                 if status != 201:
                     errors += 1
                     continue
