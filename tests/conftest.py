@@ -33,8 +33,25 @@ WIRE_RECORD = Path(os.environ.setdefault("MEDREQ_WIRE_RECORD", tempfile.mkdtemp(
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the recording this session made (what the servers sent is medical test data too)."""
-    if _MADE_WIRE_RECORD and not hasattr(session.config, "workerinput"):  # not in an xdist worker
+    """After the whole suite (in the xdist controller, once every worker is done): check all that
+    the servers sent against the published documents, as tests/test_wire_contract.py does for what
+    it sees at its turn; then remove the recording (what the servers sent is medical test data too)."""
+    if not _MADE_WIRE_RECORD or hasattr(session.config, "workerinput"):
+        return
+    try:
+        whole_suite = any(Path(arg).resolve() == Path(__file__).parent for arg in session.config.args)
+        if whole_suite and exitstatus == 0:
+            from .test_wire_contract import offenders_in_recording
+
+            offenders = offenders_in_recording()
+            if offenders:
+                reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.write_line(f"the wire contract: {len(offenders)} sent items break it:", red=True)
+                    for line in offenders[:30]:
+                        reporter.write_line(line)
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    finally:
         shutil.rmtree(WIRE_RECORD, ignore_errors=True)
 
 

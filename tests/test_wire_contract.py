@@ -3,7 +3,9 @@ schemas, and a field a schema lacks fails.
 
 Every server the suite starts records what it sends (`MEDREQ_WIRE_RECORD`, set by conftest.py;
 medreq/web/wire_record.py): each JSON body with its method, route template and status, each
-WebSocket frame. This module runs last (alphabetically) and validates all of it with `jsonschema`:
+WebSocket frame. This module validates all of it recorded by its turn with `jsonschema` (with
+pytest-xdist other files may still be running; `conftest.pytest_sessionfinish` checks everything
+again once the whole suite is done, with `offenders_in_recording`):
 bodies against `/openapi.json` (the operation's response for that status, `ErrorOut` for any
 error), frames against the `/asyncapi.json` message of their `type`. The outbound models' schemas
 say `additionalProperties: false`, so an undocumented field fails here. Its own scene below makes
@@ -24,6 +26,7 @@ import jsonschema
 from websockets.asyncio.client import ClientConnection
 
 from medreq.protocol import EVENT_TYPES, REPLY_TYPES
+from medreq.simulate import server as medreq_server
 
 from .conftest import WIRE_RECORD, Account, ServerProcess, make_account
 from .wire import open_ws, post_request, post_response
@@ -158,21 +161,31 @@ async def _scene(server: ServerProcess, patient: Account, pharmacy: Account) -> 
     httpx.get(f"{server.url}/medicine/request/?limit=0", headers=patient.headers)  # 422
 
 
+def offenders(checker: Contract, items: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for item in items:
+        problems = checker.check(item)
+        if problems:
+            where = f"{item.get('method') or 'WS'} {item.get('route')} {item.get('status', '')}".strip()
+            found.append(f"{where}: {'; '.join(problems[:3])}\n    {json.dumps(item)[:400]}")
+    return found
+
+
+def offenders_in_recording() -> list[str]:
+    """Every recorded item that breaks the documents of a fresh server (the session's final check)."""
+    with medreq_server.ServerProcess() as server:  # a data dir of its own, removed after
+        checker = contract(server)
+    return offenders(checker, recorded())
+
+
 async def test_everything_the_server_sent_matches_the_published_schemas(server: ServerProcess) -> None:
     patient = make_account(server.url, "patient", name="Pat", phone="+1 555 0100")
     pharmacy = make_account(server.url, "pharmacy", name="Pharm")
     await _scene(server, patient, pharmacy)
     checker = contract(server)
     items = recorded()
-    offenders = []
-    for item in items:
-        problems = checker.check(item)
-        if problems:
-            where = f"{item.get('method') or 'WS'} {item.get('route')} {item.get('status', '')}".strip()
-            offenders.append(f"{where}: {'; '.join(problems[:3])}\n    {json.dumps(item)[:400]}")
-    assert not offenders, f"{len(offenders)} of {len(items)} sent items break the contract:\n" + "\n".join(
-        offenders[:30]
-    )
+    broken = offenders(checker, items)
+    assert not broken, f"{len(broken)} of {len(items)} sent items break the contract:\n" + "\n".join(broken[:30])
     assert len(items) >= MIN_ITEMS, (
         f"only {len(items)} items recorded: is MEDREQ_WIRE_RECORD reaching the server?"
     )
