@@ -28,9 +28,9 @@ FAST = {
 
 
 class Receiver:
-    """A webhook endpoint on 127.0.0.1 answering the given statuses in turn (then 200)."""
+    """A webhook endpoint on 127.0.0.1 answering the given statuses in turn (then `ok`, 200)."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, *, ok: int = 200) -> None:
         self.statuses = list(statuses or [])
         self.received: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -39,7 +39,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                status = receiver.statuses.pop(0) if receiver.statuses else ok
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

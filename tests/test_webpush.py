@@ -8,9 +8,7 @@ import asyncio
 import base64
 import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from .conftest import ServerProcess, make_account  # noqa: E402
+from .test_webhooks import Receiver  # noqa: E402
 from .wire import db_snapshot, error_code, post_request  # noqa: E402
 
 FAST = {"MEDREQ_WEBHOOK_ALLOW_PRIVATE": "true", "MEDREQ_WEBHOOK_BACKOFF": "0.2", "MEDREQ_WEBHOOK_POLL_INTERVAL": "0.1"}
@@ -36,42 +35,41 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class PushService:
-    """One browser's subscription at a push service on 127.0.0.1: decrypts what it is sent."""
+class PushService(Receiver):
+    """One browser's subscription at a push service on 127.0.0.1 (a `Receiver` answering 201):
+    what it was sent, with each POST's VAPID JWT checked and its aes128gcm payload decrypted."""
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.private_key = ec.generate_private_key(ec.SECP256R1())
         self.auth = os.urandom(16)
-        self.statuses = list(statuses or [])
-        self.messages: list[dict[str, Any]] = []
-        self.claims: list[dict[str, Any]] = []
-        self.vapid_keys: list[str] = []
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                scheme, _, params = self.headers["Authorization"].partition(" ")
-                assert scheme == "vapid"
-                fields = dict(p.strip().split("=", 1) for p in params.split(","))
-                key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(fields["k"]))
-                origin = f"http://127.0.0.1:{service.port}"
-                service.claims.append(jwt.decode(fields["t"], key, algorithms=["ES256"], audience=origin))
-                service.vapid_keys.append(fields["k"])
-                assert self.headers["Content-Encoding"] == "aes128gcm"
-                plain = http_ece.decrypt(body, private_key=service.private_key, auth_secret=service.auth)
-                service.messages.append(json.loads(plain))
-                status = service.statuses.pop(0) if service.statuses else 201
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        super().__init__(statuses, ok=201)
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _opened(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+        """(VAPID claims, VAPID public key, decrypted event) of every POST so far."""
+        opened = []
+        for headers, body in list(self.received):
+            scheme, _, params = headers["authorization"].partition(" ")
+            assert scheme == "vapid"
+            fields = dict(p.strip().split("=", 1) for p in params.split(","))
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(fields["k"]))
+            claims = jwt.decode(fields["t"], key, algorithms=["ES256"], audience=f"http://127.0.0.1:{self.port}")
+            assert headers["content-encoding"] == "aes128gcm"
+            plain = http_ece.decrypt(body, private_key=self.private_key, auth_secret=self.auth)
+            opened.append((claims, fields["k"], json.loads(plain)))
+        return opened
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [message for _, _, message in self._opened()]
+
+    @property
+    def claims(self) -> list[dict[str, Any]]:
+        return [claims for claims, _, _ in self._opened()]
+
+    @property
+    def vapid_keys(self) -> list[str]:
+        return [key for _, key, _ in self._opened()]
 
     def subscription(self) -> dict[str, Any]:
         public = self.private_key.public_key().public_bytes(
@@ -82,10 +80,6 @@ class PushService:
             "expirationTime": None,
             "keys": {"p256dh": b64url(public), "auth": b64url(self.auth)},
         }
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 async def until(check: Any, timeout: float = 10.0) -> Any:
