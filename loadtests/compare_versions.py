@@ -24,7 +24,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 
-# benchmark → (arguments, [(label, path into its JSON, higher is better)])
+# benchmark → (arguments, [(label, path into its JSON, higher is better)]); the JSON is keyed by
+# the `medreq bench` command, the arguments' first word
 BENCHMARKS: dict[str, tuple[list[str], list[tuple[str, list[Any], bool]]]] = {
     "cycle": (
         ["cycle", "--workers", "64", "--processes", "2", "--seconds", "10"],
@@ -32,6 +33,22 @@ BENCHMARKS: dict[str, tuple[list[str], list[tuple[str, list[Any], bool]]]] = {
             ("cycles/s", ["results", 0, "cycles_per_s"], True),
             ("server CPU ms/cycle", ["results", 0, "server_cpu_ms_per_cycle"], False),
             ("cycle p99 ms", ["results", 0, "cycle_ms", "p99"], False),
+        ],
+    ),
+    "cycle-webhook": (  # every patient offline with a webhook: answers go by the deliverer
+        ["cycle", "--workers", "64", "--processes", "2", "--seconds", "10", "--webhook"],
+        [
+            ("cycles/s", ["results", 0, "cycles_per_s"], True),
+            ("server CPU ms/cycle", ["results", 0, "server_cpu_ms_per_cycle"], False),
+            ("cycle p99 ms", ["results", 0, "cycle_ms", "p99"], False),
+        ],
+    ),
+    "webhook": (
+        ["webhook", "--events", "5000", "--workers", "64"],
+        [
+            ("deliveries/s", ["results", 0, "deliveries_per_s"], True),
+            ("server CPU ms/event", ["results", 0, "server_cpu_ms_per_event"], False),
+            ("request → receiver p99 ms", ["results", 0, "latency_ms", "p99"], False),
         ],
     ),
     "notify": (
@@ -121,7 +138,7 @@ def main() -> None:
             continue
         for label, path, higher_better in BENCHMARKS[name][1]:
             values = {
-                v: [x for r in runs[name][v] if (x := dig(r[name], path)) is not None] for v in versions
+                v: [x for r in runs[name][v] if (x := dig(r[BENCHMARKS[name][0][0]], path)) is not None] for v in versions
             }
             if not values["before"] or not values["after"]:
                 print(f"| {name} | {label} | {values['before'] or '–'} | {values['after'] or '–'} | – |")

@@ -6,9 +6,9 @@ interface on localhost or a database on a private address (SSRF). `check_target`
 whose host name resolves to a loopback, private, link-local, multicast, reserved or otherwise
 non-global address (every address it resolves to, so one public record does not hide a private
 one), unless the server's configuration allows private targets (tests, a private deployment).
-The deliverer checks again before every POST, so a name re-pointed at a private address later
-(DNS rebinding) is refused then; the remaining window is the time between that check and the
-connection.
+The deliverer's client (`outbound`) checks again whenever it connects, and connects to the very
+addresses it checked, so a name re-pointed at a private address later (DNS rebinding) is refused
+with no window between the check and the connection.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ its push service; a 404 or 410 from it means the subscription is gone: it is rem
 A 2xx is `delivered`; anything else (status, timeout, refused connection) is retried after
 ``backoff * 2**(attempt-1)`` seconds, capped at `webhook_backoff_max`, times a random factor in
 [0.5, 1) so receivers coming back from an outage are not hit by every retry at once; after
-`webhook_max_attempts` attempts the row is `failed`. Redirects are not followed (a redirect
-could lead to a private address the URL check never saw).
+`webhook_max_attempts` attempts the row is `failed`. The POSTs go through `outbound.OutboundClient`
+(keep-alive per receiver; every address checked at connect time against SSRF; redirects not
+followed, since a redirect could lead to a private address the URL check never saw).
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from sqlalchemy.engine import Connection
 
 from .. import __version__
 from ..config import Settings
 from ..hub import Hub
 from ..media import MediaStore
-from ..netguard import check_target
+from ..netguard import parse_target
+from ..outbound import OutboundClient, PostError, TargetRefused
 from ..protocol import dumps
 from ..protocol.errors import Invalid
 from ..storage import Store, utcnow, webhooks
@@ -94,8 +95,8 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        async with httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout, follow_redirects=False, trust_env=False
+        async with OutboundClient(
+            timeout=self.settings.webhook_timeout, allow_private=self.settings.webhook_allow_private
         ) as client:
             while True:
                 try:
@@ -108,7 +109,7 @@ class Deliverer:
                         await asyncio.wait_for(self._bell.wait(), self.settings.webhook_poll_interval)
                     self._bell.clear()  # rows committed before it rang are claimed by the next round
 
-    async def once(self, client: httpx.AsyncClient) -> bool:
+    async def once(self, client: OutboundClient) -> bool:
         """Claim and deliver one batch; whether there was anything to do."""
         claimed = await self._store.write(lambda tx: webhooks.claim(tx.conn, limit=BATCH, lease=self.lease))
         if not claimed:
@@ -123,14 +124,14 @@ class Deliverer:
                 log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", outcome.claimed.id)
         return True
 
-    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed, online: bool) -> Outcome:
+    async def deliver(self, client: OutboundClient, claimed: Claimed, online: bool) -> Outcome:
         if online and claimed.type != "webhook_test":
             return Outcome(claimed, "skipped", error="the account was connected")
         target = claimed.endpoint if claimed.channel == "push" else claimed.url
         if not target or (claimed.channel == "webhook" and not claimed.secret):
             return Outcome(claimed, "failed", error=f"the {claimed.channel} target was removed")
         try:
-            await check_target(target, allow_private=self.settings.webhook_allow_private)
+            parse_target(target)  # the addresses it resolves to are checked by the client, at connect time
         except Invalid as exc:
             return Outcome(claimed, "failed", error=exc.message)
         text = events.render(claimed.payload, self._media)
@@ -146,11 +147,12 @@ class Deliverer:
             }
         status: int | None = None
         try:
-            response = await client.post(target, content=body, headers=headers)
-            status = response.status_code
+            status = await client.post(target, body, headers)
             error = None if 200 <= status < 300 else f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+        except TargetRefused as exc:
+            return Outcome(claimed, "failed", error=str(exc))
+        except PostError as exc:
+            error = str(exc)
         if error is None:
             return Outcome(claimed, "delivered", http_status=status)
         elif claimed.channel == "push" and status in (404, 410):
