@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from medreq.storage import queries, webhooks
 from medreq.storage import store as store_module
 from medreq.storage.prepared import Prepared
 from medreq.storage.queries import as_utc
-from medreq.storage.schema import accounts, events, medicine_requests
+from medreq.storage.schema import accounts, events, medicine_requests, webhook_deliveries
 from medreq.storage.store import Store, Tx
 
 from .conftest import create_database, drop_database, require_service
@@ -122,9 +123,33 @@ def cycle(tx: Tx, run: Run) -> tuple[list[Any], list[int]]:
     step(anyone, {**where, "where_status": "ACCEPTED", "note": "picked up", "updated_at": ANSWERED})
     assert results[-4] == [] and results[-2] == []  # the refused changes
     assert results[-3][0]["status"] == "ACCEPTED" and results[-1][0]["note"] == "picked up"
+    # unread counts (the pharmacy has two new_request events of the request, the patient one)
+    for account_id, expected in ((pharmacy.id, 2), (patient.id, 1)):
+        step(queries.UNREAD_ONE, {"account_id": account_id, "request_id": request_id})
+        assert results[-1] == [{"unread": expected}]
+    # the webhook outbox: a row, an outcome recorded by its claim, one refused from a stale claim
+    step(
+        webhooks.INSERT_DELIVERY,
+        {
+            "account_id": patient.id,
+            "channel": "webhook",
+            "subscription_id": None,
+            "event_id": 1,
+            "type": "pharmacy_response",
+            "payload": '{"type":"pharmacy_response"}',
+            "status": "pending",
+            "attempts": 1,
+            "next_attempt_at": CREATED,
+            "created_at": CREATED,
+        },
+    )
+    delivery = {"where_id": results[-1][0]["id"], "status": "delivered", "last_status": 200, "payload": None}
+    step(webhooks.RECORD_OUTCOME, {**delivery, "where_attempts": 0, "delivered_at": ANSWERED})  # stale
+    step(webhooks.RECORD_OUTCOME, {**delivery, "where_attempts": 1, "delivered_at": ANSWERED})
+    assert results[-2] == [] and results[-1] == results[-3]
     written = [
         [row._asdict() for row in tx.conn.execute(select(table).order_by(table.c.id))]
-        for table in (medicine_requests, events)
+        for table in (medicine_requests, events, webhook_deliveries)
     ]
     counters = tx.conn.execute(select(accounts.c.id, accounts.c.last_event_id).order_by(accounts.c.id))
     return results + written + [[tuple(row) for row in counters]], through_sqlalchemy
@@ -161,7 +186,8 @@ async def test_hot_statements_give_the_same_rows_on_both_paths(stores: tuple[Sto
     plain, plain_executed = await plain_store.write(lambda tx: cycle(tx, PLAIN))
 
     assert normal(fast) == normal(plain)
-    final = normal(plain[-3][0])  # the request as stored
+    final = normal(plain[-4][0])  # the request as stored
+    assert [row["status"] for row in plain[-2]] == ["delivered"]
     assert {k: final[k] for k in EXPECTED_REQUEST} == EXPECTED_REQUEST
     assert normal(fast[-1]) == normal(plain[-1]) and [n for _, n in plain[-1]] == [1, 2]
     # the fast path really bypassed SQLAlchemy on SQLite (and is SQLAlchemy's elsewhere)

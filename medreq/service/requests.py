@@ -78,7 +78,7 @@ class Requests:
             if idempotency_key:
                 existing = tx.idempotent_request(caller.id, idempotency_key)
                 if existing is not None:
-                    unread = queries.unread_counts(tx.conn, caller.id, [existing])[existing]
+                    unread = queries.unread_count(tx.conn, caller.id, existing)
                     return queries.request(tx.conn, existing), False, unread
             now = utcnow()
             inserted = tx.insert_request(
@@ -167,7 +167,7 @@ class Requests:
             stamp = iso(now) or ""
             self._core.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
             self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
-            return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
+            return row, queries.unread_count(tx.conn, caller.id, row.id)
 
         done = await self._store.write(answer)
         if done is None:
@@ -196,7 +196,7 @@ class Requests:
             stamp = iso(now) or ""
             self._core.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
             self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
-            return row, queries.unread_counts(tx.conn, caller.id, [row.id])[row.id]
+            return row, queries.unread_count(tx.conn, caller.id, row.id)
 
         done = await self._store.write(cancel)
         if done is None:
@@ -222,6 +222,6 @@ class Requests:
 
     async def request_detail(self, caller: Caller, request_id: int) -> RequestDetailOut:
         row = await self._core.visible_request(caller, request_id)
-        unread = await self._store.read(lambda c: queries.unread_counts(c, caller.id, [request_id]))
+        unread = await self._store.read(lambda c: queries.unread_count(c, caller.id, request_id))
         thread = await self._store.read(lambda c: queries.thread(c, request_id))
-        return request_detail_view(row, self._media, unread=unread[request_id], thread=thread)
+        return request_detail_view(row, self._media, unread=unread, thread=thread)

@@ -9,7 +9,9 @@ statement is defined once and both paths return the same rows.
 Only public SQLAlchemy API is used: `ClauseElement.compile()` with `column_keys`, and of the
 compiled statement `.string`, `.params` and `.positiontup` (documented on `SQLCompiler`: the
 names of the positional parameters in order), `UpdateBase.exported_columns` (the RETURNING
-columns), and `PoolProxiedConnection.dbapi_connection`.
+columns) and `SelectBase.exported_columns` (a query's columns), and
+`PoolProxiedConnection.dbapi_connection`. A statement must not use an expanding parameter
+(`in_()` of plain values): its SQL is only known once the values are (use `literal()`s).
 
 A row is a named tuple of the RETURNING columns on both paths (`Prepared.row`); the service
 reads it with attributes and `_asdict()`, which SQLAlchemy's `Row` offers too (the leading
@@ -27,6 +29,7 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
 
 # SQLAlchemy's storage format for DateTime on SQLite; keep rows written here identical.
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -41,7 +44,7 @@ class _Compiled(NamedTuple):
 class Prepared:
     """One statement; `run` gives its RETURNING rows as `self.row` named tuples."""
 
-    def __init__(self, statement: UpdateBase) -> None:
+    def __init__(self, statement: UpdateBase | Select[Any]) -> None:
         self.statement = statement
         columns = list(statement.exported_columns)
         #: the row type of this statement's results, on every database

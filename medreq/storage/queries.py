@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from .prepared import Prepared
 from .schema import (
     account_changes,
     accounts,
@@ -171,6 +172,34 @@ def events_after(
 # What `unread` counts: news from the other party. An account's own echoes (`request_updated`
 # after it answered or cancelled) and read receipts are not something left to read.
 UNREAD_TYPES = ("new_request", "pharmacy_response", "request_cancelled", "message")
+
+
+# One request's count, on the hot path (every answer, cancel and replayed create returns the
+# caller's count): built once. Building the grouped query per call was 17 % of the server's
+# CPU under `bench cycle` (py-spy), more than the rest of the answer's transaction.
+UNREAD_ONE = Prepared(
+    select(func.count().label("unread")).where(
+        events.c.account_id == bindparam("account_id"),
+        events.c.request_id == bindparam("request_id"),
+        events.c.type.in_([literal(kind) for kind in UNREAD_TYPES]),  # constants, not an expanding IN
+        events.c.event_id
+        > func.coalesce(
+            select(read_marks.c.up_to_event_id)
+            .where(
+                read_marks.c.account_id == bindparam("account_id"),
+                read_marks.c.request_id == bindparam("request_id"),
+            )
+            .scalar_subquery(),
+            0,
+        ),
+    )
+)
+
+
+def unread_count(conn: Connection, account_id: int, request_id: int) -> int:
+    """`unread_counts` for one request (the same count, from a statement built once)."""
+    [row] = UNREAD_ONE.run(conn, {"account_id": account_id, "request_id": request_id})
+    return int(row.unread)
 
 
 def unread_counts(conn: Connection, account_id: int, request_ids: Sequence[int]) -> dict[int, int]:

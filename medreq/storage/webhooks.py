@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from .prepared import Prepared
@@ -31,6 +31,13 @@ D = webhook_deliveries.c
 # straight on SQLite's cursor like the event insert (prepared.py). Measured with
 # loadtests/outbox_cost.py: building the statement per call cost more than the insert itself.
 INSERT_DELIVERY = Prepared(insert(webhook_deliveries).returning(D.id))
+# One per attempt, values from the parameters (a SET clause per parameter set, compiled once):
+# building it per call was 4.5 % of the server's CPU under `bench cycle --webhook` (py-spy).
+RECORD_OUTCOME = Prepared(
+    update(webhook_deliveries)
+    .where(D.id == bindparam("where_id"), D.attempts == bindparam("where_attempts"), D.status == "pending")
+    .returning(D.id)
+)
 
 
 @dataclass(frozen=True)
@@ -158,12 +165,8 @@ def record(
         values["delivered_at"] = utcnow()
     if values["last_error"] is not None:
         values["last_error"] = values["last_error"][:200]
-    result = conn.execute(
-        update(webhook_deliveries)
-        .where(D.id == claimed.id, D.attempts == claimed.attempts, D.status == "pending")
-        .values(**values)
-    )
-    return bool(result.rowcount)
+    values.update(where_id=claimed.id, where_attempts=claimed.attempts)
+    return bool(RECORD_OUTCOME.run(conn, values))
 
 
 def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[Any]:
