@@ -283,3 +283,39 @@ async def test_two_deliverers_never_claim_the_same_row(
         assert await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60)) == []
     finally:
         await store.close()
+
+
+async def test_one_transaction_records_a_batch_and_claims_the_next(
+    service: Any,  # noqa: F811
+    store_settings: Any,  # noqa: F811
+) -> None:
+    """The deliverer's round: the outcomes of the batch it sent are recorded in the transaction
+    that claims the next batch, and a deliverer stopping records what it sent before it ends."""
+    from medreq.outbound import OutboundClient
+    from medreq.storage import Store, webhooks
+
+    patient = await account(service, "patient", "pat")
+    deliverer = service._deliverer
+    receiver = Receiver()
+    store = Store(store_settings.database_url)  # the service's database, as a second process sees it
+    try:
+        await store.write(lambda tx: tx.update_account(patient.id, webhook_url=receiver.url, webhook_secret="s"))
+        queue = lambda n: store.write(lambda tx: webhooks.enqueue(tx.conn, patient.id, n, "message", "{}"))  # noqa: E731
+        first = await queue(1)
+        async with OutboundClient(timeout=5, allow_private=True) as client:
+            [claimed] = await deliverer.settle_and_claim([])
+            assert claimed.id == first
+            outcomes = await deliverer.deliver_batch(client, [claimed])
+            assert [o.status for o in outcomes] == ["delivered"] and len(receiver.received) == 1
+            second = await queue(2)
+            [next_claimed] = await deliverer.settle_and_claim(outcomes)
+            assert next_claimed.id == second
+            rows = {r.id: r.status for r in await store.read(lambda c: webhooks.for_account(c, patient.id, limit=10))}
+            assert rows == {first: "delivered", second: "pending"}
+            outcomes = await deliverer.deliver_batch(client, [next_claimed])
+            assert await deliverer.settle_and_claim(outcomes, claim=False) == []
+        rows = {r.id: r.status for r in await store.read(lambda c: webhooks.for_account(c, patient.id, limit=10))}
+        assert rows == {first: "delivered", second: "delivered"}
+    finally:
+        receiver.close()
+        await store.close()

@@ -38,7 +38,7 @@ from ..netguard import parse_target
 from ..outbound import OutboundClient, PostError, TargetRefused
 from ..protocol import dumps
 from ..protocol.errors import Invalid
-from ..storage import Store, utcnow, webhooks
+from ..storage import Store, Tx, utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import MAX_PAYLOAD
 from . import events
@@ -95,34 +95,50 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
+        outcomes: list[Outcome] = []  # of the last batch, recorded with the next claim
         async with OutboundClient(
             timeout=self.settings.webhook_timeout, allow_private=self.settings.webhook_allow_private
         ) as client:
-            while True:
-                try:
-                    busy = await self.once(client)
-                except Exception:  # a database hiccup must not end delivery: retry on the next tick
-                    log.exception("webhook delivery round failed; retrying")
-                    busy = False
-                if not busy:  # until a commit here queues rows, or the poll interval (retries, other workers)
+            try:
+                while True:
+                    try:
+                        claimed = await self.settle_and_claim(outcomes)
+                    except Exception:  # a database hiccup must not end delivery: retry on the next tick
+                        log.exception("webhook delivery round failed; retrying")
+                        claimed = []  # the outcomes stay, to be recorded by the next round
+                    else:
+                        outcomes = []
+                    if claimed:
+                        outcomes = await self.deliver_batch(client, claimed)
+                        continue
+                    # until a commit here queues rows, or the poll interval (retries, other workers)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._bell.wait(), self.settings.webhook_poll_interval)
                     self._bell.clear()  # rows committed before it rang are claimed by the next round
+            finally:  # stopping (the service closes the store after this): keep what was sent
+                if outcomes:
+                    with contextlib.suppress(Exception):
+                        await self.settle_and_claim(outcomes, claim=False)
 
-    async def once(self, client: OutboundClient) -> bool:
-        """Claim and deliver one batch; whether there was anything to do."""
-        claimed = await self._store.write(lambda tx: webhooks.claim(tx.conn, limit=BATCH, lease=self.lease))
-        if not claimed:
-            return False
-        online = await self._hub.online({c.account_id for c in claimed})
-        outcomes = await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed))
-        # one transaction for the batch's outcomes, not one each: a write transaction is most of
-        # a delivery's cost on SQLite (docs/benchmarks.md, "Webhook delivery")
-        kept = await self._store.write(lambda tx: [outcome.record(tx.conn) for outcome in outcomes])
+    async def settle_and_claim(self, outcomes: list[Outcome], *, claim: bool = True) -> list[Claimed]:
+        """Record the last batch's outcomes and claim the next batch, in one write transaction:
+        a write transaction is most of a delivery's cost on SQLite (docs/benchmarks.md,
+        "Webhook delivery"), so a busy deliverer pays one per batch, not one per row or two."""
+
+        def settle_and_claim(tx: Tx) -> tuple[list[bool], list[Claimed]]:
+            kept = [outcome.record(tx.conn) for outcome in outcomes]
+            return kept, webhooks.claim(tx.conn, limit=BATCH, lease=self.lease) if claim else []
+
+        kept, claimed = await self._store.write(settle_and_claim)
         for outcome, was_kept in zip(outcomes, kept, strict=True):
             if not was_kept:
                 log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", outcome.claimed.id)
-        return True
+        return claimed
+
+    async def deliver_batch(self, client: OutboundClient, claimed: list[Claimed]) -> list[Outcome]:
+        """POST a claimed batch, concurrently; each row's outcome (not yet recorded)."""
+        online = await self._hub.online({c.account_id for c in claimed})
+        return list(await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed)))
 
     async def deliver(self, client: OutboundClient, claimed: Claimed, online: bool) -> Outcome:
         if online and claimed.type != "webhook_test":
