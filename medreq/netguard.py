@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
 from .protocol.errors import Invalid
 
 MAX_URL = 2000
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
 RESOLVE_SECONDS = 5.0
 
 
@@ -32,6 +34,8 @@ def parse_target(url: str, field: str = "webhook_url") -> tuple[str, int]:
     """(host, port) of an http(s) URL without credentials; Invalid otherwise."""
     if len(url) > MAX_URL:
         raise _refuse(f"must be at most {MAX_URL} characters", field)
+    if not _VISIBLE.fullmatch(url):  # it becomes a request line and a Host header (outbound.py)
+        raise _refuse("must be plain ASCII without spaces or control characters (percent-encode them)", field)
     try:
         parts = urlsplit(url)
         port = parts.port

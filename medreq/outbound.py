@@ -3,8 +3,10 @@
 The deliverer (`service.deliverer`) sends one small POST per event and needs only the status
 code back. httpx did that for ~2.5 ms of server CPU per delivery, most of it in httpcore's
 connection-pool bookkeeping, and made the full cycle by webhook 47 % slower than by socket
-(docs/benchmarks.md, "Webhook delivery"). This client does only what the deliverer needs, on
-`h11` over asyncio streams:
+(docs/benchmarks.md, "Webhook delivery"). This client does only what the deliverer needs: the
+request head written by hand (every part of it checked to be plain visible ASCII, so a URL
+cannot smuggle a header), the response read by `httptools` (llhttp, the parser uvicorn uses)
+over asyncio streams:
 
 - **Keep-alive per origin.** Idle connections are kept per (scheme, host, port), newest first,
   at most `MAX_IDLE` each and for at most `IDLE_SECONDS` (under the 5 s keep-alive of common
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 
 from .netguard import RESOLVE_SECONDS, is_public, parse_target
 
@@ -43,6 +46,8 @@ MAX_RESPONSE_BODY = 64 * 1024
 READ_CHUNK = 16 * 1024
 
 Origin = tuple[str, str, int]  # scheme, host, port
+_VISIBLE = re.compile(r"[\x21-\x7e]+")  # a header name: no space, no control character
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 class PostError(Exception):
@@ -57,7 +62,6 @@ class TargetRefused(PostError):
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    h11: h11.Connection = field(default_factory=lambda: h11.Connection(our_role=h11.CLIENT))
     idle_since: float = 0.0
 
     def close(self) -> None:
@@ -95,31 +99,28 @@ class OutboundClient:
         parts = urlsplit(url)
         origin = (parts.scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = h11.Request(
-            method="POST",
-            target=target,
-            headers=[
-                ("Host", parts.netloc),
-                ("Content-Length", str(len(body))),
-                *headers.items(),
-            ],
-        )
+        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        for name, value in headers.items():
+            if not (_VISIBLE.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):  # ours, never a user's
+                raise ValueError(f"header {name!r} is not plain ASCII")
+            lines.append(f"{name}: {value}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
         try:
             async with asyncio.timeout(self.timeout):
                 connection = self._reuse(origin)
                 if connection is not None:
                     try:
-                        return await self._exchange(origin, connection, request, body)
+                        return await self._exchange(origin, connection, request)
                     except _ClosedWhileIdle:
                         pass  # the receiver closed it while it was idle: once more, on a new one
                 connection = await self._connect(origin)
                 try:
-                    return await self._exchange(origin, connection, request, body)
+                    return await self._exchange(origin, connection, request)
                 except _ClosedWhileIdle as exc:
                     raise PostError(_describe(exc.__cause__)) from None
         except TimeoutError:
             raise PostError(f"no response within {self.timeout:g} s") from None
-        except h11.ProtocolError as exc:
+        except httptools.HttpParserError as exc:
             raise PostError(f"invalid HTTP response: {exc}"[:200]) from None
         except ssl.SSLError as exc:
             raise PostError(f"TLS: {exc.reason or exc}"[:200]) from None
@@ -143,7 +144,6 @@ class OutboundClient:
         if len(idle) >= MAX_IDLE:
             connection.close()
             return
-        connection.h11.start_next_cycle()
         connection.idle_since = time.monotonic()
         idle.append(connection)
 
@@ -190,46 +190,64 @@ class OutboundClient:
             raise PostError(f"host name {host!r} does not resolve")
         return addresses
 
-    async def _exchange(self, origin: Origin, connection: _Connection, request: h11.Request, body: bytes) -> int:
-        conn = connection.h11
+    async def _exchange(self, origin: Origin, connection: _Connection, request: bytes) -> int:
+        response = _Response()
+        parser = response.parser = httptools.HttpResponseParser(response)
         received_any = False
         try:
-            connection.writer.write(conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
-            status: int | None = None
-            body_size = 0
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    chunk = await connection.reader.read(READ_CHUNK)
-                    received_any = received_any or bool(chunk)
-                    conn.receive_data(chunk)
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    body_size += len(event.data)
-                    if body_size > MAX_RESPONSE_BODY:  # status is known: stop reading, drop the connection
-                        assert status is not None
-                        connection.close()
-                        return status
-                elif isinstance(event, h11.EndOfMessage):
-                    assert status is not None
+            connection.writer.write(request)
+            while not response.complete:
+                chunk = await connection.reader.read(READ_CHUNK)
+                if not chunk:  # the receiver closed the connection
+                    if response.status is None:
+                        raise ConnectionResetError("connection closed before a response")
+                    response.keep_alive = False  # a body delimited by the close (HTTP/1.0 style)
                     break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise ConnectionResetError("connection closed before a response")
-                # InformationalResponse (1xx): keep reading
-        except (OSError, h11.ProtocolError) as exc:
+                received_any = True
+                parser.feed_data(chunk)
+                if response.body_size > MAX_RESPONSE_BODY:  # the status is known: stop reading
+                    response.keep_alive = False
+                    break
+        except (OSError, httptools.HttpParserError) as exc:
             connection.close()
-            if not received_any:  # nothing came back (h11 calls an early EOF a protocol error)
+            if not received_any:  # nothing came back
                 raise _ClosedWhileIdle from exc
             raise
         except BaseException:  # a timeout or cancellation mid-exchange: the connection is unusable
             connection.close()
             raise
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        assert response.status is not None
+        if response.keep_alive:
             self._keep(origin, connection)
         else:
             connection.close()
-        return status
+        return response.status
+
+
+class _Response:
+    """httptools' callbacks for one response: its status, how much body, whether it ended."""
+
+    __slots__ = ("body_size", "complete", "keep_alive", "parser", "status")
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.status: int | None = None
+        self.body_size = 0
+        self.complete = False
+        self.keep_alive = False
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.status = self.parser.get_status_code()  # after a 1xx, the final response's
+
+    def on_body(self, data: bytes) -> None:
+        self.body_size += len(data)
+
+    def on_message_complete(self) -> None:
+        assert self.parser is not None
+        if self.status is not None and self.status >= 200:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
 
 
 class _ClosedWhileIdle(Exception):
@@ -239,7 +257,7 @@ class _ClosedWhileIdle(Exception):
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}"[:200]
-    if isinstance(exc, h11.ProtocolError):
+    if isinstance(exc, httptools.HttpParserError):
         return "connection closed before a response"
     return f"{type(exc).__name__}: {exc}"[:200]
 

@@ -230,3 +230,25 @@ async def test_https_is_verified(tmp_path: Path) -> None:
         assert len(tls.requests) == 2
     finally:
         await tls.close()
+
+
+async def test_connection_close_and_bodies_ended_by_the_close_are_understood() -> None:
+    closing = await Receiver(lambda _r: ok(204, extra="Connection: close\r\n"), close_after=1).start()
+    old_style = await Receiver(lambda _r: b"HTTP/1.0 200 OK\r\n\r\nthanks", close_after=1).start()
+    informational = await Receiver(lambda _r: b"HTTP/1.1 100 Continue\r\n\r\n" + ok(201)).start()
+    try:
+        async with OutboundClient(timeout=5, allow_private=True) as client:
+            assert [await client.post(url(closing), b"x", {}) for _ in range(2)] == [204, 204]
+            assert [await client.post(url(old_style), b"x", {}) for _ in range(2)] == [200, 200]
+            assert [await client.post(url(informational), b"x", {}) for _ in range(2)] == [201, 201]
+        assert (closing.connections, old_style.connections, informational.connections) == (2, 2, 1)
+    finally:
+        for receiver in (closing, old_style, informational):
+            await receiver.close()
+
+
+async def test_headers_of_ours_must_be_plain_ascii(receiver: Receiver) -> None:
+    async with OutboundClient(timeout=5, allow_private=True) as client:
+        with pytest.raises(ValueError, match="not plain ASCII"):
+            await client.post(url(receiver), b"x", {"X-Bad": "line\r\nbreak"})
+    assert receiver.requests == []

@@ -200,6 +200,8 @@ SSRF_TARGETS = [
     "ftp://example.com/hook",
     "http://user:secret@example.com/hook",
     "not a url",
+    "http://example.com/a b",  # a space would end the request line
+    "http://example.com/hook\r\nX-Injected: 1",  # and a line break start a header
 ]
 
 
