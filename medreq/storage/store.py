@@ -9,13 +9,15 @@ the same transaction as the change they describe (§5). A whole transaction is o
   transaction takes well under a millisecond, less than the thread hop that aiosqlite pays
   per statement (measured: docs/benchmarks.md). Transactions cannot interleave, so event ids
   are handed out in commit order; `BEGIN IMMEDIATE` takes the write lock up front so that
-  another process (`medreq account create`) makes us wait instead of failing.
+  another process (`medreq account create`) makes us wait instead of failing. WAL checkpoints
+  (the only fsyncs) run on a thread of their own (`checkpoint.Checkpointer`).
 - PostgreSQL: the async engine (asyncpg), with the same function run through
   `AsyncConnection.run_sync`; the per-account counter row lock orders event ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from ..files import make_private_dir
 from ..protocol import dumps
 from ..protocol.errors import Conflict
 from . import purge
+from .checkpoint import Checkpointer, connection_pragmas
 from .prepared import Prepared
 from .queries import utcnow
 from .schema import (
@@ -74,14 +77,19 @@ def _update_request_statement(only_if: tuple[str, ...]) -> Prepared:
 
 
 class Store:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, background_checkpoints: bool = True) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
+        #: SQLite: WAL checkpoints on a thread of their own, not in a commit on the event loop
+        self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
-            sync_url = "sqlite:///" + url.split(":///", 1)[1]
-            _private_database_file(url.split(":///", 1)[1])
+            path = url.split(":///", 1)[1]
+            sync_url = "sqlite:///" + path
+            _private_database_file(path)
+            if background_checkpoints and path and path != ":memory:" and not path.startswith("file:"):
+                self.checkpointer = Checkpointer(path, busy_seconds=SQLITE_BUSY_SECONDS)
             self._sync = create_engine(
                 sync_url,
                 echo=echo,
@@ -91,6 +99,10 @@ class Store:
             )
             event.listen(self._sync, "connect", _sqlite_pragmas)
             event.listen(self._sync, "begin", _sqlite_begin)
+            if self.checkpointer is not None:
+                pragmas = connection_pragmas(background=True)
+                event.listen(self._sync, "connect", lambda raw, _record: [raw.execute(p) for p in pragmas])
+                self.checkpointer.start()
         else:
             self._async = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
@@ -99,6 +111,8 @@ class Store:
     async def close(self) -> None:
         if self._sync is not None:
             self._sync.dispose()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
         if self._async is not None:
             await self._async.dispose()
 
