@@ -138,15 +138,20 @@ def cycle(tx: Tx, run: Run) -> tuple[list[Any], list[int]]:
             "type": "pharmacy_response",
             "payload": '{"type":"pharmacy_response"}',
             "status": "pending",
-            "attempts": 1,
+            "attempts": 0,
             "next_attempt_at": CREATED,
             "created_at": CREATED,
         },
     )
-    delivery = {"where_id": results[-1][0]["id"], "status": "delivered", "last_status": 200, "payload": None}
+    delivery_id = results[-1][0]["id"]
+    step(webhooks.CLAIM_DUE, {"now": ANSWERED, "until": ANSWERED + timedelta(seconds=20), "limit": 10})
+    assert [(row["id"], row["attempts"]) for row in results[-1]] == [(delivery_id, 1)]
+    step(webhooks.CLAIM_DUE, {"now": ANSWERED, "until": ANSWERED, "limit": 10})  # leased: not due
+    step(webhooks.WEBHOOK_TARGET, {"id": patient.id})
+    delivery = {"where_id": delivery_id, "status": "delivered", "last_status": 200, "payload": None}
     step(webhooks.RECORD_OUTCOME, {**delivery, "where_attempts": 0, "delivered_at": ANSWERED})  # stale
     step(webhooks.RECORD_OUTCOME, {**delivery, "where_attempts": 1, "delivered_at": ANSWERED})
-    assert results[-2] == [] and results[-1] == results[-3]
+    assert results[-4] == [] and results[-2] == [] and results[-1] == [{"id": delivery_id}]
     written = [
         [row._asdict() for row in tx.conn.execute(select(table).order_by(table.c.id))]
         for table in (medicine_requests, events, webhook_deliveries)
