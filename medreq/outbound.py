@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import socket
 import ssl
@@ -95,11 +96,8 @@ class OutboundClient:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST `body` to `url`; the response's status code. PostError when there is none;
         `netguard`'s Invalid when the URL itself is not a permitted target."""
-        host, port = parse_target(url)
-        parts = urlsplit(url)
-        origin = (parts.scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        origin, head = _request_head(url)
+        lines = [head, f"Content-Length: {len(body)}"]
         for name, value in headers.items():
             if not (_VISIBLE.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):  # ours, never a user's
                 raise ValueError(f"header {name!r} is not plain ASCII")
@@ -248,6 +246,15 @@ class _Response:
         if self.status is not None and self.status >= 200:
             self.complete = True
             self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_head(url: str) -> tuple[Origin, str]:
+    """The origin and the request line + Host header of a URL (a receiver's URL rarely changes)."""
+    host, port = parse_target(url)  # Invalid: not a URL the server may send to
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, host, port), f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}"
 
 
 class _ClosedWhileIdle(Exception):
