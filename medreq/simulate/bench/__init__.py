@@ -58,10 +58,18 @@ def run_notify(rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
     return {"benchmark": "notify", "results": results}
 
 
-def run_cycle(workers: int, processes: int, seconds: float, *, webhook: bool = False) -> dict[str, Any]:
+def run_cycle(
+    workers: int, processes: int, seconds: float, *, webhook: bool = False, image: bool = False
+) -> dict[str, Any]:
     with ServerProcess(env=WEBHOOK_ENV if webhook else None) as server:
         result = bench_cycle(
-            server.url, server.pid, workers=workers, processes=processes, seconds=seconds, webhook=webhook
+            server.url,
+            server.pid,
+            workers=workers,
+            processes=processes,
+            seconds=seconds,
+            webhook=webhook,
+            image=image,
         )
     return {"benchmark": "cycle", "results": [result]}
 

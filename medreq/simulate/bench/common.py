@@ -64,20 +64,28 @@ class RawHTTP:
             self._writer.close()
 
 
-def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
-    """A multipart/form-data body of plain fields, and its Content-Type."""
+def multipart(fields: dict[str, str], image: bytes | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body of plain fields (and an `image` PNG), and its Content-Type."""
     boundary = "b" + uuid.uuid4().hex
     parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in fields.items()
     ]
-    return ("".join(parts) + f"--{boundary}--\r\n").encode(), f"multipart/form-data; boundary={boundary}"
+    if image is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="prescription.png"\r\n'
+            "Content-Type: image/png\r\n\r\n".encode()
+            + image
+            + b"\r\n"
+        )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-
-async def post_request(http: RawHTTP, token: str, fields: dict[str, str]) -> tuple[int, bytes]:
-    """`POST /medicine/request/` with plain form fields: (status, body)."""
-    body, content_type = multipart(fields)
+async def post_request(
+    http: RawHTTP, token: str, fields: dict[str, str], image: bytes | None = None
+) -> tuple[int, bytes]:
+    """`POST /medicine/request/` with plain form fields (and a prescription image): (status, body)."""
+    body, content_type = multipart(fields, image)
     headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
     return await http.request("POST", "/medicine/request/", body, headers)
 

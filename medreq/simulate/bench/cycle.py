@@ -7,6 +7,9 @@ generator's own event loop is not the bottleneck. The server's CPU is read from
 ``/proc/<server pid>/stat`` (utime + stime) over the measured window only, so the
 generators' CPU does not blur it; theirs is reported separately.
 
+With ``image`` every request carries a prescription photo (a 32 KB PNG, `samples.photo`), which the
+server streams to its media directory after sniffing its type, as patients' requests do.
+
 With ``webhook`` every patient is offline with a webhook instead: the answer reaches it through
 the server's outbox and deliverer (a receiver in the generator process), which is what the cycle
 costs when nobody on the patient side has the app open.
@@ -21,6 +24,7 @@ import os
 import time
 from typing import Any
 
+from ...samples import photo
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds
 from ..stats import summary
@@ -37,6 +41,7 @@ def bench_cycle(
     warmup: float = 3.0,
     seconds: float = 15.0,
     webhook: bool = False,
+    image: bool = False,
 ) -> dict[str, Any]:
     """Run the generator processes and combine their numbers with the server's CPU."""
     ctx = multiprocessing.get_context("spawn")
@@ -45,7 +50,9 @@ def bench_cycle(
     start_at = time.time() + 8.0 + 0.02 * workers  # every process set up by then
     procs = [
         ctx.Process(
-            target=_generator, args=(base_url, n, start_at, warmup, seconds, webhook, results), daemon=True
+            target=_generator,
+            args=(base_url, n, start_at, warmup, seconds, webhook, image, results),
+            daemon=True,
         )
         for n in share
         if n
@@ -64,6 +71,7 @@ def bench_cycle(
     generator_cpu = sum(p["cpu_s"] for p in parts)
     return {
         "patients": "offline, webhook" if webhook else "connected",
+        "image_bytes": len(photo()) if image else 0,
         "workers": workers,
         "processes": len(procs),
         "seconds": round(wall, 2),
@@ -81,14 +89,22 @@ def bench_cycle(
 
 
 def _generator(
-    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, webhook: bool, results: Any
+    base_url: str,
+    workers: int,
+    start_at: float,
+    warmup: float,
+    seconds: float,
+    webhook: bool,
+    image: bool,
+    results: Any,
 ) -> None:
-    results.put(asyncio.run(_generate(base_url, workers, start_at, warmup, seconds, webhook)))
+    results.put(asyncio.run(_generate(base_url, workers, start_at, warmup, seconds, webhook, image)))
 
 
 async def _generate(
-    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, webhook: bool
+    base_url: str, workers: int, start_at: float, warmup: float, seconds: float, webhook: bool, image: bool
 ) -> dict[str, Any]:
+    prescription = photo() if image else None
     patients = await create_accounts(base_url, "patient", workers, concurrency=8)
     pharmacies = await create_accounts(base_url, "pharmacy", workers, concurrency=8)
     waiting: dict[int, asyncio.Future[float]] = {}  # request_id → resolved at pharmacy_response
@@ -144,7 +160,7 @@ async def _generate(
         while time.time() < measure_to:
             fields = {"pharmacy": str(pharmacy.id), "quantity": "1", "medicine_name": "Ibuprofen"}
             started = time.perf_counter()
-            status, data = await post_request(http, patient.access, fields)
+            status, data = await post_request(http, patient.access, fields, prescription)
             if status != 201:
                 errors += 1
                 continue
