@@ -11,7 +11,11 @@ the same transaction as the change they describe (§5). A whole transaction is o
   are handed out in commit order; `BEGIN IMMEDIATE` takes the write lock up front so that
   another process (`medreq account create`) makes us wait instead of failing.
 - PostgreSQL: the async engine (asyncpg), with the same function run through
-  `AsyncConnection.run_sync`; the per-account counter row lock orders event ids.
+  `AsyncConnection.run_sync`; the per-account counter row lock orders event ids. The hot
+  transactions (create a request, answer it, post a message, and the replay page's read) also
+  exist as one statement each on a raw asyncpg pool (`store.fast`, storage/pgfast.py): the
+  service uses those when `fast` is set (the default; ``MEDREQ_PG_FAST_PATH=false`` turns it
+  off), this generic path for everything else.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..files import make_private_dir
 from ..protocol import dumps
 from ..protocol.errors import Conflict
 from . import purge
+from .pgfast import FastPath
 from .prepared import Prepared
 from .queries import utcnow
 from .schema import (
@@ -74,11 +79,13 @@ def _update_request_statement(only_if: tuple[str, ...]) -> Prepared:
 
 
 class Store:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, fast: bool = True) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
+        #: the hot transactions as single statements on asyncpg (PostgreSQL only; None: use `write`)
+        self.fast: FastPath | None = None
         if self.is_sqlite:
             sync_url = "sqlite:///" + url.split(":///", 1)[1]
             _private_database_file(url.split(":///", 1)[1])
@@ -95,10 +102,14 @@ class Store:
             self._async = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
+            if fast:
+                self.fast = FastPath(url)
 
     async def close(self) -> None:
         if self._sync is not None:
             self._sync.dispose()
+        if self.fast is not None:
+            await self.fast.close()
         if self._async is not None:
             await self._async.dispose()
 
