@@ -13,7 +13,7 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from medreq.protocol.errors import MedreqError
 from medreq.service import MedreqService
 from medreq.service.base import Caller
 from medreq.storage import queries
-from medreq.storage.pgfast import EVENT_ID_MARK, ROW_ID_MARK, Template
+from medreq.storage.pgfast import EVENT_ID_MARK, ROW_ID_MARK, HotEvent, Template
 from medreq.storage.schema import metadata
 
 from .conftest import REDIS_URL, ServerProcess, create_database, drop_database, make_account, require_service
@@ -79,7 +79,7 @@ def settings_for(url: str, tmp: Path, *, fast: bool) -> Settings:
     )
 
 
-async def register(service: MedreqService, role: str, username: str) -> Caller:
+async def register(service: MedreqService, role: Literal["patient", "pharmacy"], username: str) -> Caller:
     row = await service.register(
         RegisterIn(username=username, password="password1", role=role, name=username.title()), by_operator=True
     )
@@ -189,6 +189,47 @@ async def test_both_paths_return_publish_and_store_the_same(
     refusals = [r[1] for r in plain["results"] if isinstance(r, tuple) and r[0] == "refused"]
     assert refusals == ["Conflict", "NotFound", "NotFound", "NotFound"]
     assert len(plain["rows"]["idempotency_keys"]) == 2
+
+
+async def test_a_key_stored_meanwhile_stores_nothing_and_replays(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    """Two retries with one idempotency key racing past the service's lookup: the second
+    statement stores nothing (no request, no event, no counter bump) and the first request is
+    what the caller gets."""
+    async with open_service(settings_for(databases[0], tmp_path, fast=True)) as service:
+        fast = service._store.fast
+        assert fast is not None
+        pat = await register(service, "patient", "pat")
+        pha = await register(service, "pharmacy", "pha")
+        form = RequestForm(pharmacy=pha.id, quantity=1, medicine_name="Ibuprofen")
+        first, created = await service.create_request(pat, form, idempotency_key="k")
+        assert created
+        values = {
+            "patient_id": pat.id,
+            "pharmacy_id": pha.id,
+            "quantity": 1,
+            "medicine_name": "Ibuprofen",
+            "note": None,
+            "image_name": None,
+            "status": "PENDING",
+            "created_at": datetime.now(UTC),
+            "updated_at": datetime.now(UTC),
+        }
+        template = Template.cut(f'{{"event_id":{EVENT_ID_MARK},"request_id":{ROW_ID_MARK}}}', "request_id")
+        event = HotEvent(pha.id, "new_request", template)
+        assert await fast.create_request(values, event, idempotency_key="k") is None
+
+        def counts(conn: Any) -> tuple[int, ...]:
+            return tuple(
+                conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("medicine_requests", "events", "idempotency_keys")
+            )
+
+        assert await service._store.read(counts) == (1, 1, 1)
+        assert await service.last_event_id(pha.id) == 1
+        again, created = await service.create_request(pat, form, idempotency_key="k")
+        assert (again.request_id, created) == (first.request_id, False)
 
 
 def test_template_cuts_only_the_events_own_ids() -> None:
