@@ -139,6 +139,9 @@ async def scenario(service: MedreqService) -> dict[str, Any]:
     await attempt(results, service.post_message(far, three, "sorry"))
     await attempt(results, service.post_message(far, two, "not yours"))  # NotFound
     await attempt(results, service.respond(pha, two, "ACCEPTED"))
+    await attempt(results, service.mark_read(pat, one, 2))  # `read` for the pharmacy
+    await attempt(results, service.typing(pha, one, "start"))  # published, not stored
+    await attempt(results, service.typing(far, one, "start"))  # NotFound
     for account in (pat, pha, away, far):
         results.append(await service.events_after(account.id, 0))
         results.append(await service.events_after(account.id, 1, before=3))
@@ -177,7 +180,7 @@ async def test_both_paths_return_publish_and_store_the_same(
     for table, rows in plain["rows"].items():
         assert fast_path["rows"][table] == rows, table
     # the scenario did reach what it is meant to compare
-    assert len(plain["rows"]["events"]) == 13  # 3 requests, 4 messages, 3 answers of two events
+    assert len(plain["rows"]["events"]) == 14  # 3 requests, 4 messages, 3 answers of two events, a read
     assert {(r["channel"], r["type"]) for r in plain["rows"]["webhook_deliveries"]} == {
         ("webhook", "new_request"),
         ("webhook", "pharmacy_response"),
@@ -187,7 +190,8 @@ async def test_both_paths_return_publish_and_store_the_same(
         ("push", "message"),
     }
     refusals = [r[1] for r in plain["results"] if isinstance(r, tuple) and r[0] == "refused"]
-    assert refusals == ["Conflict", "NotFound", "NotFound", "NotFound"]
+    assert refusals == ["Conflict", "NotFound", "NotFound", "NotFound", "NotFound"]
+    assert any('"type":"typing"' in text for received in plain["published"].values() for _, text in received)
     assert len(plain["rows"]["idempotency_keys"]) == 2
 
 

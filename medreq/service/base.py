@@ -163,6 +163,19 @@ class Core:
             raise NotFound(f"request {request_id} not found")
         return row
 
+    async def other_party(self, caller: Caller, request_id: int) -> int:
+        """The other party of a request the caller takes part in; NotFound as `visible_request`.
+        On the PostgreSQL fast path one prepared statement reads only the two ids."""
+        if self._store.fast is None:
+            row = await self.visible_request(caller, request_id)
+            parties = (int(row.patient_id), int(row.pharmacy_id))
+        else:
+            found = await self._store.fast.request_parties(request_id)
+            if found is None or caller.id not in found:
+                raise NotFound(f"request {request_id} not found")
+            parties = found
+        return parties[1] if caller.id == parties[0] else parties[0]
+
     async def why_unchanged(self, caller: Caller, request_id: int) -> MedreqError:
         """The error for a conditional update that matched nothing (the slow, rare path).
 

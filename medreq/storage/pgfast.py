@@ -207,6 +207,7 @@ ORDER BY event_id LIMIT $4
 
 IDEMPOTENT_REQUEST = "SELECT request_id FROM idempotency_keys WHERE account_id = $1 AND key = $2"
 REQUEST_PATIENT = "SELECT patient_id FROM medicine_requests WHERE id = $1 AND pharmacy_id = $2"
+REQUEST_PARTIES = "SELECT patient_id, pharmacy_id FROM medicine_requests WHERE id = $1"
 
 
 def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
@@ -414,6 +415,13 @@ class FastPath:
         pool = await self.pool()
         found = await pool.fetchval(REQUEST_PATIENT, request_id, pharmacy_id)
         return None if found is None else int(found)
+
+
+    async def request_parties(self, request_id: int) -> tuple[int, int] | None:
+        """A request's (patient_id, pharmacy_id), or None when there is no such request."""
+        pool = await self.pool()
+        row = await pool.fetchrow(REQUEST_PARTIES, request_id)
+        return None if row is None else (int(row["patient_id"]), int(row["pharmacy_id"]))
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
