@@ -46,7 +46,7 @@ def build_service(settings: Settings) -> MedreqService:
         refresh_ttl=settings.refresh_token_ttl,
     )
     return MedreqService(
-        settings, Store(settings.database_url), hub_for(settings), media_store(settings), tokens
+        settings, Store(settings.database_url, fast=settings.pg_fast_path), hub_for(settings), media_store(settings), tokens
     )
 
 

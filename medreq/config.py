@@ -32,6 +32,9 @@ class Settings:
     media_dir: Path | None = None  # default: data_dir / "media"
     public_url: str = ""  # default: http://host:port
     redis_url: str = ""  # empty: in-process hub
+    # PostgreSQL: the hot transactions as one statement each on asyncpg (storage/pgfast.py);
+    # off: every transaction through SQLAlchemy, as on SQLite (the path the fast one is tested against)
+    pg_fast_path: bool = True
     jwt_secret: str = field(default="", repr=False)
     jwt_algorithm: str = "HS256"
     access_token_ttl: int = 3600

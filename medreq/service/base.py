@@ -5,7 +5,7 @@ a caller may see). Parts get a `Core` instead of inheriting from a common base."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -15,8 +15,10 @@ from sqlalchemy.engine import Connection
 from ..config import Settings
 from ..hub import Hub
 from ..media import MediaStore
+from ..protocol import dumps
 from ..protocol.errors import Conflict, MedreqError, NotFound
 from ..storage import Store, Tx, queries, webhooks
+from ..storage.pgfast import EVENT_ID_MARK, HotEvent, Stored, Template
 from . import events
 from .directory import Directory
 from .events import Outbox
@@ -111,6 +113,36 @@ class Core:
                     tx.conn, account_id, event_id, event.type, text, channel="push", subscription_id=subscription_id
                 )
 
+    async def hot_event(self, account_id: int, event: events.Event, *, row_key: str | None = None) -> HotEvent:
+        """`emit` for the PostgreSQL fast path (storage/pgfast.py), before its statement runs: the
+        event's text cut at its ids, and the outbox rows `emit` would queue with it. The event is
+        built with `ROW_ID_MARK` as the new row's id where `row_key` names that field."""
+        template = Template.cut(dumps(event.build(EVENT_ID_MARK)), row_key)
+        info = await self._directory.get(account_id)
+        if info is None or not (info.webhook or info.push) or self._hub.connected_here(account_id):
+            return HotEvent(account_id, event.type, template)
+        push = info.push and events.notifies(event, account_id)
+        return HotEvent(account_id, event.type, template, webhook=info.webhook, push=push)
+
+    @staticmethod
+    def stored(outbox: Outbox, hot: Sequence[HotEvent], stored: Sequence[Stored]) -> None:
+        """What `emit` does after its insert, for events the fast path stored: published after
+        the commit, and the deliverer woken if outbox rows were queued."""
+        for event, done in zip(hot, stored, strict=True):
+            outbox.add(done.account_id, done.event_id, done.text)
+            if event.webhook or event.push:
+                outbox.queued_deliveries = True
+
+    async def record(self, row: Any) -> RequestRecord:
+        """`named` outside a transaction: the parties' names from the directory."""
+        patient = await self._directory.get(row.patient_id)
+        pharmacy = await self._directory.get(row.pharmacy_id)
+        assert patient is not None  # foreign keys
+        assert pharmacy is not None
+        return RequestRecord(
+            **row._asdict(), patient_name=patient.name, patient_phone=patient.phone, pharmacy_name=pharmacy.name
+        )
+
     def named(self, conn: Connection, row: Any) -> RequestRecord:
         """A request row with its parties' names, from the directory instead of a join."""
         patient = self._directory.get_in(conn, row.patient_id)
@@ -130,6 +162,19 @@ class Core:
         if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
             raise NotFound(f"request {request_id} not found")
         return row
+
+    async def other_party(self, caller: Caller, request_id: int) -> int:
+        """The other party of a request the caller takes part in; NotFound as `visible_request`.
+        On the PostgreSQL fast path one prepared statement reads only the two ids."""
+        if self._store.fast is None:
+            row = await self.visible_request(caller, request_id)
+            parties = (int(row.patient_id), int(row.pharmacy_id))
+        else:
+            found = await self._store.fast.request_parties(request_id)
+            if found is None or caller.id not in found:
+                raise NotFound(f"request {request_id} not found")
+            parties = found
+        return parties[1] if caller.id == parties[0] else parties[0]
 
     async def why_unchanged(self, caller: Caller, request_id: int) -> MedreqError:
         """The error for a conditional update that matched nothing (the slow, rare path).

@@ -8,13 +8,10 @@ from ..hub import Hub
 from ..protocol import MessagePostedOut, dumps
 from ..protocol.errors import Invalid
 from ..storage import Store, Tx, queries, utcnow
+from ..storage.pgfast import ROW_ID_MARK
 from . import events
 from .base import Caller, Core
 from .views import iso, message_posted
-
-
-def other_party(caller: Caller, row: Any) -> int:
-    return int(row.pharmacy_id if caller.id == row.patient_id else row.patient_id)
 
 
 class Conversation:
@@ -25,8 +22,17 @@ class Conversation:
 
     async def post_message(self, caller: Caller, request_id: int, text: str) -> MessagePostedOut:
         """A thread message from one party; the other gets `message`."""
-        other = other_party(caller, await self._core.visible_request(caller, request_id))
+        other = await self._core.other_party(caller, request_id)
         outbox = self._core.outbox()
+        fast = self._store.fast
+        if fast is not None:  # one statement (storage/pgfast.py)
+            now = utcnow()
+            event = events.message(request_id, caller.id, text, ROW_ID_MARK, iso(now) or "")
+            hot = await self._core.hot_event(other, event, row_key="message_id")
+            row, done = await fast.post_message(request_id, sender_id=caller.id, text=text, created_at=now, event=hot)
+            self._core.stored(outbox, [hot], [done])
+            await outbox.publish()
+            return message_posted(row)
 
         def post(tx: Tx) -> Any:
             stored = tx.insert_message(request_id=request_id, sender_id=caller.id, text=text)
@@ -40,13 +46,13 @@ class Conversation:
 
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
         """Tell the other party someone is typing: not stored, not replayed, no event_id."""
-        other = other_party(caller, await self._core.visible_request(caller, request_id))
+        other = await self._core.other_party(caller, request_id)
         event = events.typing(request_id, caller.id, state, iso(utcnow()) or "")
         await self._hub.publish(other, None, dumps(event.build(None)))
 
     async def mark_read(self, caller: Caller, request_id: int, up_to_event_id: int) -> dict[str, Any]:
         """Record how far the caller has read a request's events; the other party gets `read`."""
-        other = other_party(caller, await self._core.visible_request(caller, request_id))
+        other = await self._core.other_party(caller, request_id)
         outbox = self._core.outbox()
 
         def mark(tx: Tx) -> int | None:

@@ -46,9 +46,12 @@ class Delivery:
         self, account_id: int, after: int, *, before: int | None = None, limit: int = 1000
     ) -> list[tuple[int, str]]:
         """Stored events of an account after `after` (and before `before`), rendered for sending."""
-        stored = await self._store.read(
-            lambda c: queries.events_after(c, account_id, after, before=before, limit=limit)
-        )
+        if self._store.fast is not None:  # one prepared statement (storage/pgfast.py)
+            stored = await self._store.fast.events_after(account_id, after, before=before, limit=limit)
+        else:
+            stored = await self._store.read(
+                lambda c: queries.events_after(c, account_id, after, before=before, limit=limit)
+            )
         metrics.events_replayed(len(stored))
         return [(event_id, events.render(text, self._media)) for event_id, text in stored]
 

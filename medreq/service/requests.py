@@ -8,6 +8,7 @@ happen."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -16,6 +17,7 @@ from ..media import Kind, MediaStore, StoredMedia
 from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
 from ..protocol.errors import Forbidden, Invalid
 from ..storage import Store, Tx, queries, utcnow
+from ..storage.pgfast import ROW_ID_MARK, FastPath
 from . import events
 from .base import Caller, Core, Limits, Upload
 from .directory import Directory
@@ -39,6 +41,9 @@ class Requests:
         self._media = media
         self._directory = directory
         self._limits = limits
+        # request id → its patient (which never changes), for the fast path's answer statement,
+        # which names whom its event is for; a miss costs one read
+        self._patients: dict[int, int] = {}
 
     async def _save(self, kind: Kind, field: str, upload: Upload | None, limit: int) -> StoredMedia | None:
         if upload is None:
@@ -72,6 +77,12 @@ class Requests:
         self, caller: Caller, form: RequestForm, image: StoredMedia | None, idempotency_key: str | None
     ) -> tuple[RequestCreatedOut, bool]:
         await self._check_can_request(caller, form, has_image=image is not None)
+        fast = self._store.fast
+        if fast is not None and not (idempotency_key and await fast.idempotent_request(caller.id, idempotency_key)):
+            done = await self._create_fast(fast, caller, form, image, idempotency_key)
+            if done is not None:
+                return done
+            # the key was stored meanwhile by a concurrent retry: the plain path replays that request
         outbox = self._core.outbox()
 
         def create(tx: Tx) -> tuple[Any, bool, int]:
@@ -81,19 +92,7 @@ class Requests:
                     unread = queries.unread_count(tx.conn, caller.id, existing)
                     return queries.request(tx.conn, existing), False, unread
             now = utcnow()
-            inserted = tx.insert_request(
-                {
-                    "patient_id": caller.id,
-                    "pharmacy_id": form.pharmacy,
-                    "quantity": form.quantity,
-                    "medicine_name": form.medicine_name or None,
-                    "note": form.note or None,
-                    "image_name": image.name if image else None,
-                    "status": "PENDING",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            inserted = tx.insert_request(self._new_request(caller, form, image, now))
             if idempotency_key:
                 tx.remember_idempotency_key(caller.id, idempotency_key, inserted.id)
             row = self._core.named(tx.conn, inserted)
@@ -103,6 +102,49 @@ class Requests:
         row, created, unread = await self._store.write(create)
         await outbox.publish()
         return request_created(row, self._media, unread=unread), created
+
+    async def _create_fast(
+        self, fast: FastPath, caller: Caller, form: RequestForm, image: StoredMedia | None, key: str | None
+    ) -> tuple[RequestCreatedOut, bool] | None:
+        """`_create`'s new request as one statement (storage/pgfast.py)."""
+        outbox = self._core.outbox()
+        now = utcnow()
+        values = self._new_request(caller, form, image, now)
+        patient = await self._directory.get(caller.id)
+        assert patient is not None  # `_check_can_request`
+        draft = SimpleNamespace(
+            **values, id=ROW_ID_MARK, patient_name=patient.name, patient_phone=patient.phone
+        )
+        event = await self._core.hot_event(
+            form.pharmacy, events.new_request(draft, iso(now) or ""), row_key="request_id"
+        )
+        done = await fast.create_request(values, event, idempotency_key=key)
+        if done is None:
+            return None
+        row, stored = done
+        self._core.stored(outbox, [event], [stored])
+        self._remember_patient(row.id, caller.id)
+        await outbox.publish()
+        return request_created(await self._core.record(row), self._media, unread=0), True
+
+    @staticmethod
+    def _new_request(caller: Caller, form: RequestForm, image: StoredMedia | None, now: Any) -> dict[str, Any]:
+        return {
+            "patient_id": caller.id,
+            "pharmacy_id": form.pharmacy,
+            "quantity": form.quantity,
+            "medicine_name": form.medicine_name or None,
+            "note": form.note or None,
+            "image_name": image.name if image else None,
+            "status": "PENDING",
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _remember_patient(self, request_id: int, patient_id: int) -> None:
+        if len(self._patients) >= 100_000:
+            self._patients.clear()
+        self._patients[request_id] = patient_id
 
     async def _check_can_request(self, caller: Caller, form: RequestForm, *, has_image: bool) -> None:
         if not caller.is_patient:
@@ -147,6 +189,8 @@ class Requests:
     ) -> RequestOut:
         if not caller.is_pharmacy:
             raise Forbidden("only pharmacies can answer requests")
+        if self._store.fast is not None:
+            return await self._respond_fast(self._store.fast, caller, request_id, status, message, audio)
         outbox = self._core.outbox()
 
         def answer(tx: Tx) -> tuple[Any, int] | None:
@@ -174,6 +218,52 @@ class Requests:
             raise await self._core.why_unchanged(caller, request_id)
         await outbox.publish()
         return request_view(done[0], self._media, unread=done[1])
+
+    async def _respond_fast(
+        self,
+        fast: FastPath,
+        caller: Caller,
+        request_id: int,
+        status: str,
+        message: str | None,
+        audio: StoredMedia | None,
+    ) -> RequestOut:
+        """`_respond` as one statement (storage/pgfast.py). The statement names the patient its
+        event is for, so the patient is known first: remembered from the request's creation on
+        this worker, or read."""
+        patient_id = self._patients.get(request_id) or await fast.request_patient(request_id, caller.id)
+        pharmacy = await self._directory.get(caller.id)
+        if patient_id is None or pharmacy is None:
+            raise await self._core.why_unchanged(caller, request_id)
+        outbox = self._core.outbox()
+        now = utcnow()
+        stamp = iso(now) or ""
+        values = {
+            "status": status,
+            "response_message": message or None,
+            "response_audio_name": audio.name if audio else None,
+            "responded_at": now,
+            "updated_at": now,
+        }
+        draft = SimpleNamespace(**values, id=request_id, pharmacy_id=caller.id, pharmacy_name=pharmacy.name)
+        to_patient = await self._core.hot_event(patient_id, events.pharmacy_response(draft, stamp))
+        to_caller = await self._core.hot_event(caller.id, events.request_updated(request_id, status, stamp))
+        done = await fast.answer_request(
+            request_id,
+            caller_id=caller.id,
+            patient_id=patient_id,
+            only_if_status="PENDING",
+            values=values,
+            to_patient=to_patient,
+            to_caller=to_caller,
+        )
+        if done is None:
+            raise await self._core.why_unchanged(caller, request_id)
+        row, stored, unread = done
+        self._patients.pop(request_id, None)  # answered: never again
+        self._core.stored(outbox, [to_patient, to_caller], stored)
+        await outbox.publish()
+        return request_view(await self._core.record(row), self._media, unread=unread)
 
     async def cancel(self, caller: Caller, request_id: int) -> RequestOut:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""

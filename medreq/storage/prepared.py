@@ -4,7 +4,8 @@ A request → answer cycle runs about ten statements. Through SQLAlchemy's execu
 each costs ~60 µs of Python around ~5 µs of SQLite, so on SQLite the few statements on the
 hot path are compiled once (by SQLAlchemy, for the SQLite dialect) and then executed on the
 raw `sqlite3` connection. Other databases run the same statement through SQLAlchemy, so the
-statement is defined once and both paths return the same rows.
+statement is defined once and both paths return the same rows. (On PostgreSQL the hot
+transactions that use them normally run as single statements instead: storage/pgfast.py.)
 
 Only public SQLAlchemy API is used: `ClauseElement.compile()` with `column_keys`, and of the
 compiled statement `.string`, `.params` and `.positiontup` (documented on `SQLCompiler`: the

@@ -12,7 +12,11 @@ the same transaction as the change they describe (§5). A whole transaction is o
   another process (`medreq account create`) makes us wait instead of failing. WAL checkpoints
   (the only fsyncs) run on a thread of their own (`checkpoint.Checkpointer`).
 - PostgreSQL: the async engine (asyncpg), with the same function run through
-  `AsyncConnection.run_sync`; the per-account counter row lock orders event ids.
+  `AsyncConnection.run_sync`; the per-account counter row lock orders event ids. The hot
+  transactions (create a request, answer it, post a message, and the replay page's read) also
+  exist as one statement each on a raw asyncpg pool (`store.fast`, storage/pgfast.py): the
+  service uses those when `fast` is set (the default; ``MEDREQ_PG_FAST_PATH=false`` turns it
+  off), this generic path for everything else.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..protocol import dumps
 from ..protocol.errors import Conflict
 from . import purge
 from .checkpoint import Checkpointer, connection_pragmas
+from .pgfast import FastPath
 from .prepared import Prepared
 from .queries import utcnow
 from .schema import (
@@ -77,13 +82,17 @@ def _update_request_statement(only_if: tuple[str, ...]) -> Prepared:
 
 
 class Store:
-    def __init__(self, url: str, *, echo: bool = False, background_checkpoints: bool = True) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, fast: bool = True, background_checkpoints: bool = True
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         #: SQLite: WAL checkpoints on a thread of their own, not in a commit on the event loop
         self.checkpointer: Checkpointer | None = None
+        #: the hot transactions as single statements on asyncpg (PostgreSQL only; None: use `write`)
+        self.fast: FastPath | None = None
         if self.is_sqlite:
             path = url.split(":///", 1)[1]
             sync_url = "sqlite:///" + path
@@ -107,12 +116,16 @@ class Store:
             self._async = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
+            if fast:
+                self.fast = FastPath(url)
 
     async def close(self) -> None:
         if self._sync is not None:
             self._sync.dispose()
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.close)
+        if self.fast is not None:
+            await self.fast.close()
         if self._async is not None:
             await self._async.dispose()
 
