@@ -11,6 +11,12 @@ exits loses at most its last 50 ms.
 
     MEDREQ_DATABASE_URL=postgresql://postgres@127.0.0.1/medreq_bench \\
     MEDREQ_REDIS_URL=redis://127.0.0.1:6379/0 python loadtests/pg_cycle_cpu.py --seconds 10
+
+The server's CPU is that of the server process and its live descendants (`--workers N` starts
+N worker processes). `--pin-generator 1 --pin-server 0` runs the load generators on CPU 1 and,
+from the measured window's start, every thread of the server's processes on CPU 0 (PostgreSQL and
+Redis are not pinned): on a 2-core machine the only split that keeps the generators off the
+server's core, at the price of two workers sharing one core.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ from urllib.parse import urlsplit
 
 from medreq.simulate import bench
 from medreq.simulate.bench import cycle
+from medreq.simulate.server import process_tree
 
-_server_cpu = cycle.cpu_seconds  # type: ignore[attr-defined]
+_server_cpu = cycle.tree_cpu_seconds  # the server and its workers
+_process_cpu = cycle.cpu_seconds
 
 
 def _cpu(pid: int) -> float | None:
     try:
-        return _server_cpu(pid)  # utime + stime from /proc/<pid>/stat
+        return _process_cpu(pid)  # utime + stime from /proc/<pid>/stat
     except (OSError, IndexError, ValueError):
         return None  # gone meanwhile
 
@@ -98,12 +106,33 @@ class Sampler:
         return sum(self.last[kind][pid] - self.first[kind][pid] for pid in self.last[kind])
 
 
+def _cpus(text: str | None) -> set[int] | None:
+    return {int(cpu) for cpu in text.split(",")} if text else None
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of a process and of its descendants onto `cpus`."""
+    for member in process_tree(pid):
+        for task in Path(f"/proc/{member}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:
+                continue  # ended meanwhile
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--server-workers", type=int, default=1, help="the server's --workers")
+    parser.add_argument("--pin-server", help="CPUs for the server's processes, e.g. 0")
+    parser.add_argument("--pin-generator", help="CPUs for the load generators, e.g. 1")
     args = parser.parse_args()
+    os.environ["MEDREQ_WORKERS"] = str(args.server_workers)
+    server_cpus, generator_cpus = _cpus(args.pin_server), _cpus(args.pin_generator)
+    if generator_cpus:
+        os.sched_setaffinity(0, generator_cpus)  # the generator processes inherit it
     sampler = Sampler(urlsplit(os.environ["MEDREQ_DATABASE_URL"]).path.lstrip("/"))
     calls = 0
 
@@ -111,15 +140,19 @@ def main() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
+            if server_cpus:
+                pin(pid, server_cpus)
             sampler.start()
         else:
             sampler.stop()
         return _server_cpu(pid)
 
-    cycle.cpu_seconds = cpu_seconds  # type: ignore[attr-defined]
+    cycle.tree_cpu_seconds = cpu_seconds  # type: ignore[attr-defined]
     out = bench.run_cycle(args.workers, args.processes, args.seconds)
     result = out["results"][0]
     cycles = max(1, result["cycles"])
+    result["server_workers"] = args.server_workers
+    result["pinned"] = {"server": args.pin_server, "generator": args.pin_generator}
     result["postgres_backends_seen"] = len(sampler.backends)
     result["postgres_cpu_ms_per_cycle"] = round(sampler.used("postgres") / cycles * 1000, 3)
     result["redis_cpu_ms_per_cycle"] = round(sampler.used("redis") / cycles * 1000, 3)

@@ -3,11 +3,16 @@ sniffs and stores; the cycles it counts are cycles that happened."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import filetype
 
 from medreq.samples import photo
 from medreq.simulate.bench.cycle import bench_cycle
-from medreq.simulate.server import ServerProcess
+from medreq.simulate.server import ServerProcess, cpu_seconds, process_tree, tree_cpu_seconds
 
 
 def test_the_sample_photo_is_a_real_png_of_patient_size() -> None:
@@ -26,3 +31,19 @@ def test_bench_cycle_with_images_stores_one_photo_per_request() -> None:
         assert (result["lost"], result["errors"]) == (0, 0)
         assert len(stored) >= result["cycles"]  # warm-up cycles stored theirs too
         assert all(f.stat().st_size == len(photo()) for f in stored)
+
+
+def test_server_cpu_counts_every_process_of_the_server() -> None:
+    """With `--workers 2` the requests are served by child processes: the benchmark's server CPU
+    is the supervisor's and its workers', not the supervisor's alone."""
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_seconds(burner.pid) < 0.4 and time.monotonic() < deadline:  # bounded
+            time.sleep(0.05)
+        assert burner.pid in process_tree(os.getpid())
+        assert tree_cpu_seconds(os.getpid()) >= cpu_seconds(os.getpid()) + cpu_seconds(burner.pid) - 0.02
+        assert cpu_seconds(burner.pid) >= 0.4
+    finally:
+        burner.kill()
+        burner.wait()

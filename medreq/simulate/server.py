@@ -92,6 +92,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # fields 14 and 15 of proc(5)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and of its live descendants (a server's `--workers`)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError):  # exited meanwhile
+            total += cpu_seconds(member)
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants, parents first (from ``/proc/<pid>/task/*/children``)."""
+    tree = [pid]
+    for member in tree:
+        for task in Path(f"/proc/{member}/task").glob("*/children"):
+            try:
+                tree.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue  # exited meanwhile
+    return tree
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process, from ``/proc/<pid>/status``."""
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..accounts import Account
-from ..server import cpu_seconds
+from ..server import cpu_seconds, tree_cpu_seconds
 
 
 class RawHTTP:
@@ -118,13 +118,13 @@ class CPUMeter:
         self._server0 = self._self0 = self._t0 = 0.0
 
     def start(self) -> None:
-        self._server0 = cpu_seconds(self.server_pid)
+        self._server0 = tree_cpu_seconds(self.server_pid)
         self._self0 = cpu_seconds(os.getpid())
         self._t0 = time.monotonic()
 
     def stop(self) -> dict[str, float]:
         return {
             "wall_s": time.monotonic() - self._t0,
-            "server_cpu_s": cpu_seconds(self.server_pid) - self._server0,
+            "server_cpu_s": tree_cpu_seconds(self.server_pid) - self._server0,
             "generator_cpu_s": cpu_seconds(os.getpid()) - self._self0,
         }

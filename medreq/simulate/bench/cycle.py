@@ -26,7 +26,7 @@ from typing import Any
 
 from ...samples import photo
 from ..accounts import Account, create_accounts
-from ..server import cpu_seconds
+from ..server import cpu_seconds, tree_cpu_seconds
 from ..stats import summary
 from .common import RawHTTP, host_port, open_ws, post_request
 from .webhook import WebhookReceiver, set_webhooks
@@ -60,9 +60,9 @@ def bench_cycle(
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    server0, t0 = cpu_seconds(server_pid), time.monotonic()
+    server0, t0 = tree_cpu_seconds(server_pid), time.monotonic()
     time.sleep(seconds)
-    server_cpu, wall = cpu_seconds(server_pid) - server0, time.monotonic() - t0
+    server_cpu, wall = tree_cpu_seconds(server_pid) - server0, time.monotonic() - t0
     parts = [results.get(timeout=60 + seconds) for _ in procs]
     for proc in procs:
         proc.join(10)

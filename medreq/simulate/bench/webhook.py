@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from ..accounts import Account, create_accounts
-from ..server import cpu_seconds
+from ..server import tree_cpu_seconds
 from ..stats import summary
 from .common import RawHTTP, host_port, post_request
 
@@ -113,13 +113,13 @@ async def bench_webhook(
         finally:
             http.close()
 
-    cpu0, started = cpu_seconds(server_pid), time.perf_counter()
+    cpu0, started = tree_cpu_seconds(server_pid), time.perf_counter()
     await asyncio.gather(*(sender(p) for p in patients))
     sent_done = time.perf_counter()
     with contextlib.suppress(TimeoutError):  # what never arrived is counted as lost below
         await asyncio.wait_for(all_in.wait(), 60 + events / 100)
     finished = max(arrived.values(), default=time.perf_counter())
-    server_cpu = cpu_seconds(server_pid) - cpu0
+    server_cpu = tree_cpu_seconds(server_pid) - cpu0
     receiver.close()
     latencies = [arrived[r] - t for r, t in sent_at.items() if r in arrived]
     wall = finished - started
