@@ -104,6 +104,35 @@ def time_serve(medreq: list[str], data_dir: Path, log: Path) -> tuple[float, flo
 Measure = Callable[[list[str]], tuple[float, float]]
 
 
+#: the floor under any `--help` of a Typer app like medreq's: the interpreter, and a two-command
+#: app with the same settings (rich markup) printing its help
+FLOOR_APP = """
+import typer
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
+@app.callback()
+def root(profile: str = "") -> None:
+    "Root."
+@app.command()
+def a(x: int = 1) -> None:
+    "A [bold]x[/bold]."
+@app.command()
+def b(x: int = 1) -> None:
+    "B."
+app()
+"""
+FLOORS = {
+    "python -c pass": [sys.executable, "-P", "-c", "pass"],
+    "2-command Typer app --help": [sys.executable, "-P", "-c", FLOOR_APP, "--help"],
+}
+
+
+def floor_of(command: list[str]) -> Measure:
+    def measure(_: list[str]) -> tuple[float, float]:
+        return time_help(command, ())
+
+    return measure
+
+
 def help_of(args: tuple[str, ...]) -> Measure:
     def measure(medreq: list[str]) -> tuple[float, float]:
         return time_help(medreq, args)
@@ -146,6 +175,8 @@ def main() -> None:
     commands = [shlex.split(c) for c in args.medreq] if args.medreq else [default_command()]
     print(f"{load()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     if args.only != "serve":
+        for label, floor in FLOORS.items():
+            report(label, floor_of(floor), [floor], args.runs)
         for help_args in HELP_COMMANDS:
             report("medreq " + " ".join(help_args), help_of(help_args), commands, args.runs)
     if args.only != "help":
