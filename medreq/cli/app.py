@@ -23,11 +23,11 @@ class Group(TyperGroup):
     Typer coerces an option's value through a pydantic `TypeAdapter` built on first use (all
     but a flag's True/False; its unset `None` too); a group's options (the root's `--profile`
     and `--json`, every group's `--help`, the completion flags) are processed before its
-    command runs, so even `medreq requests --help` imported pydantic: 55 ms of its 215 ms
-    (issue 14, docs/benchmarks.md). A string or a flag needs no coercion, so a group's `str`
-    and `bool` options get Typer's own pass-through instead. Those are Typer's private names:
-    if they move, this does nothing and pydantic is imported as before
-    (`tests/test_cli_startup.py` notices).
+    command runs, so even `medreq requests --help` imported pydantic: CPU median 272 ms with
+    it, 202 ms without (issue 14, docs/benchmarks.md). A string or a flag needs no coercion,
+    so a group's `str` and `bool` options get Typer's own pass-through instead. Those are
+    Typer's private names: if they move, this does nothing and pydantic is imported as
+    before (`tests/test_cli_startup.py` notices).
     """
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
