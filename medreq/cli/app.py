@@ -7,9 +7,46 @@ given after the command (see `user_session.root_fallback`).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from typer._click import Context
+
+
+class Group(TyperGroup):
+    """A command group (the root, `account`, `db`, `webhook`) whose own options are read
+    without importing pydantic.
+
+    Typer coerces an option's value through a pydantic `TypeAdapter` built on first use (all
+    but a flag's True/False; its unset `None` too); a group's options (the root's `--profile`
+    and `--json`, every group's `--help`, the completion flags) are processed before its
+    command runs, so even `medreq requests --help` imported pydantic: CPU median 272 ms with
+    it, 202 ms without (issue 14, docs/benchmarks.md). A string or a flag needs no coercion,
+    so a group's `str` and `bool` options get Typer's own pass-through instead. Those are
+    Typer's private names: if they move, this does nothing and pydantic is imported as
+    before (`tests/test_cli_startup.py` notices).
+    """
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        # here, not in __init__: Typer appends the completion options and Click makes `--help`
+        # after the group is built
+        try:
+            from typer._coercion import PassThroughRuntimeParam
+        except ImportError:  # pragma: no cover - another Typer: coerced the usual way
+            return super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is None or descriptor.annotation not in (str, bool):
+                continue
+            if getattr(param, "_runtime_param", False) is None:  # not built yet
+                param._runtime_param = PassThroughRuntimeParam(  # type: ignore[attr-defined]
+                    annotation=descriptor.annotation, parameter_info=descriptor.parameter_info
+                )
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     name="medreq",
@@ -17,6 +54,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 

@@ -1,24 +1,29 @@
-"""Operator commands on the stored data: `medreq db prune`, `backup` and `restore`."""
+"""Operator commands on the stored data: `medreq db prune`, `backup` and `restore`.
+
+The storage and backup modules are imported by the command that runs (issue 14)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ..backup import BackupError, postgres_instructions
-from ..config import Settings
-from .app import app
+from .app import Group, app
 from .options import DatabaseOption, DataDirOption, MediaDirOption
 
-db_app = typer.Typer(help="Prune, back up and restore the server's data.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from ..config import Settings
+
+db_app = typer.Typer(help="Prune, back up and restore the server's data.", no_args_is_help=True, cls=Group)
 app.add_typer(db_app, name="db")
 
 
 
 def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> Settings:
+    from ..config import Settings
+
     try:
         return Settings.load(data_dir=data_dir, database_url=database, media_dir=media_dir)
     except ValueError as exc:
@@ -49,6 +54,8 @@ def prune(
 
     Example: [bold]medreq db prune --event-days 30 --media-days 365[/bold]
     """
+    import asyncio
+
     from ..bootstrap import media_store
     from ..service.retention import prune as run_prune
     from ..storage import Store
@@ -90,6 +97,7 @@ def backup(
 
     Example: [bold]medreq db backup /backups/medreq-$(date +%F).tar.gz[/bold]
     """
+    from ..backup import BackupError, postgres_instructions
     from ..backup import backup as run_backup
 
     settings = _settings(data_dir, database, media_dir)
@@ -120,6 +128,7 @@ def restore(
     The replaced files are kept in DATA_DIR/pre-restore-<time>/.
     Example: [bold]medreq db restore /backups/medreq-2026-11-28.tar.gz[/bold]
     """
+    from ..backup import BackupError, postgres_instructions
     from ..backup import restore as run_restore
 
     settings = _settings(data_dir, database, media_dir)

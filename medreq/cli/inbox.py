@@ -5,8 +5,6 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from medreq.client import ProfileStore
-
 from .app import app
 from .user_output import err
 from .user_session import ProfileOption
@@ -22,6 +20,8 @@ def inbox(profile: ProfileOption = "default") -> None:
     except ImportError:
         err.print(f"[red]error:[/] {escape(INSTALL_HINT)}")
         raise typer.Exit(1) from None
+    from medreq.client import ProfileStore
+
     stored = ProfileStore().load(profile)
     if stored is not None and stored.access and stored.role == "patient":
         err.print(

@@ -1,31 +1,37 @@
-"""Operator commands: `medreq serve` and `medreq account …` (straight to the configured database)."""
+"""Operator commands: `medreq serve` and `medreq account …` (straight to the configured database).
+
+SQLAlchemy, the protocol's models and the server are imported by the commands that use them:
+registering these commands (for `medreq --help`, or any other command) must not cost their
+import (issue 14).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
-from ..config import Settings
-from ..protocol import RegisterIn, parse
-from ..protocol.errors import MedreqError
-from .app import app
+from .app import Group, app
 from .console import console
 from .options import DatabaseOption, DataDirOption
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..protocol import RegisterIn
 
 err = console(stderr=True)
 T = TypeVar("T")
 
-account_app = typer.Typer(help="Manage accounts directly in the configured database.", no_args_is_help=True)
+account_app = typer.Typer(
+    help="Manage accounts directly in the configured database.", no_args_is_help=True, cls=Group
+)
 app.add_typer(account_app, name="account")
 
 
@@ -125,6 +131,8 @@ def serve(
 
     Example: [bold]medreq serve --port 8000 --data-dir ./medreq-data[/bold]
     """
+    from ..config import Settings
+
     try:
         settings = Settings.load(
             host=host,
@@ -185,6 +193,10 @@ def account_create(
 
     Example: [bold]medreq account create --role pharmacy --username lifecare --name "LifeCare Pharmacy"[/bold]
     """
+    import asyncio
+
+    from ..config import Settings
+
     settings = Settings.load(data_dir=data_dir, database_url=database)
     where = _database_label(settings)
     if settings.is_sqlite and not init and not _sqlite_file(settings).exists():
@@ -196,6 +208,9 @@ def account_create(
         )
         raise typer.Exit(2)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
+    from ..protocol import RegisterIn, parse
+    from ..protocol.errors import MedreqError
+
     try:
         data = parse(
             RegisterIn,
@@ -216,6 +231,8 @@ def _database_label(settings: Settings) -> str:
     """Where accounts go, for humans: the SQLite file, or the database URL without its password."""
     if settings.is_sqlite:
         return str(_sqlite_file(settings))
+    from sqlalchemy.engine import make_url
+
     return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
@@ -304,6 +321,11 @@ def account_reset_password(
 
 
 def _run_operator(data_dir: Path | None, database: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
+    import asyncio
+
+    from ..config import Settings
+    from ..protocol.errors import MedreqError
+
     settings = Settings.load(data_dir=data_dir, database_url=database)
 
     async def run() -> T:

@@ -6,14 +6,12 @@ operation failed for good; 2 a bad scenario, option or target; 3 the run could n
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -56,6 +54,10 @@ def simulate(
 
     Example: [bold]medreq simulate scenarios/smoke.toml --embedded[/bold]
     """
+    import asyncio
+
+    from rich.live import Live
+
     from ..simulate import ScenarioError, SetupError, check_target, load_scenario
     from ..simulate.report import LiveView
     from ..simulate.runner import run_embedded, run_scenario

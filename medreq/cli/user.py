@@ -2,6 +2,8 @@
 
 Each command is a thin shell: parse options, call the client inside `run` (which turns
 expected failures into one line on stderr and exit code 1), print with `user_output`.
+The client, and the modules built on it (`user_live`, `user_upload`), are imported inside the
+commands: `medreq --help` registers every command without them (issue 14).
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from medreq.client import MedreqClient, ProfileStore
-
 from .app import app
-from .user_live import listen_events, wait_for_answer
 from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
 from .user_session import JsonOption, ProfileOption, json_option, load_profile, run, session
-from .user_upload import upload_progress
+
+if TYPE_CHECKING:
+    from medreq.client import MedreqClient
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 UrlOption = Annotated[str, typer.Option("--url", envvar="MEDREQ_URL", help="Server base URL.")]
@@ -55,6 +56,8 @@ def _password(from_stdin: bool, confirm: bool = False) -> str:
 
 async def _login(url: str, username: str, password: str, profile: str) -> None:
     """Log in and save the profile (keeping its last event id if it is the same account)."""
+    from medreq.client import MedreqClient, ProfileStore
+
     url = url.rstrip("/")
     async with MedreqClient(url) as client:
         tokens = await client.login(username, password)
@@ -100,6 +103,8 @@ def register(
     password = _password(password_stdin, confirm=not password_stdin)
 
     async def main() -> None:
+        from medreq.client import MedreqClient
+
         async with MedreqClient(url) as client:
             account = await client.register(username, password, role.value, name, phone)
         out.print(f"Registered [bold]{account.username}[/] ({account.role} #{account.id})")
@@ -115,6 +120,8 @@ def logout(profile: ProfileOption = "default") -> None:
 
     Example: [cyan]medreq logout --profile pharmacy[/]
     """
+    from medreq.client import ProfileStore
+
     if ProfileStore().delete(profile):
         out.print(f"Logged out [dim]\\[profile {profile}][/]")
     else:
@@ -199,6 +206,8 @@ def request(
         raise typer.BadParameter("give --image or --medicine (or both)", param_hint="--image")
 
     async def main() -> None:
+        from .user_live import wait_for_answer
+
         if save_audio is not None:
             save_audio.mkdir(parents=True, exist_ok=True)
         async with session(profile) as (client, _):
@@ -221,6 +230,8 @@ def _sender(
     idempotency_key: str | None,
     as_json: bool,
 ) -> Callable[[], Awaitable[int]]:
+    from .user_upload import upload_progress
+
     async def send() -> int:
         with upload_progress(image) as progress:
             created = await client.create_request(
@@ -268,6 +279,8 @@ def respond(
     status: Literal["ACCEPTED", "REJECTED"] = "ACCEPTED" if accept else "REJECTED"
 
     async def main() -> None:
+        from .user_upload import upload_progress
+
         async with session(profile) as (client, _):
             with upload_progress(audio) as progress:
                 sent = await client.respond(request_id, status, message, audio=audio, progress=progress)
@@ -322,6 +335,8 @@ def listen(
 
     Example: [cyan]medreq listen --profile pharmacy[/]   ·   [cyan]medreq listen --json --count 3 --timeout 30[/]
     """
+    from .user_live import listen_events
+
     saved = load_profile(profile) if after is None else None
     start = after if after is not None else (saved.last_event_id if saved else None)
     run(lambda: listen_events(profile, start, as_json=as_json, count=count, seconds=timeout))

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medreq.client import (
-    Event,
-    MedreqError,
-    MessageEvent,
-    NewRequestEvent,
-    PharmacyOut,
-    PharmacyResponseEvent,
-    PresenceEvent,
-    ReadEvent,
-    RequestCancelledEvent,
-    RequestOut,
-    RequestUpdatedEvent,
-    TypingEvent,
-)
-
 from .console import console
+
+if TYPE_CHECKING:  # the client is imported when a command runs (user_session's docstring)
+    from medreq.client import Event, MedreqError, PharmacyOut, RequestOut
 
 out = console()
 err = console(stderr=True)
@@ -111,6 +99,17 @@ def event_line(event: Event) -> str:
 
 
 def _describe(event: Event) -> str:
+    from medreq.client import (
+        MessageEvent,
+        NewRequestEvent,
+        PharmacyResponseEvent,
+        PresenceEvent,
+        ReadEvent,
+        RequestCancelledEvent,
+        RequestUpdatedEvent,
+        TypingEvent,
+    )
+
     if isinstance(event, NewRequestEvent):
         who = event.patient_name or f"patient {event.patient_id}"
         phone = f" ({event.patient_phone})" if event.patient_phone else ""

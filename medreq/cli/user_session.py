@@ -1,19 +1,23 @@
-"""Running a user command: the profile's client, token persistence, errors as one line."""
+"""Running a user command: the profile's client, token persistence, errors as one line.
+
+`medreq.client` (httpx, websockets, the pydantic models: 0.17 s of `python -X importtime`) is
+imported by the functions that run a command, never at module level: registering the commands
+for `medreq --help` must not pay for it (issue 14, docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from medreq.client import AccountOut, MedreqClient, MedreqError, Profile, ProfileStore, Unauthorized
-
 from .user_output import CommandError, fail
+
+if TYPE_CHECKING:
+    from medreq.client import MedreqClient, Profile
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")
@@ -53,8 +57,14 @@ JsonOption = Annotated[bool, json_option()]
 def run(main: Callable[[], Awaitable[_T]]) -> _T:
     """Run an async command body; expected failures become one line on stderr and exit 1."""
     if os.environ.get("MEDREQ_DEBUG"):
+        import logging
+
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("medreq.client").setLevel(logging.DEBUG)
+    import asyncio
+
+    from medreq.client import MedreqError
+
     try:
         return asyncio.run(_call(main))
     except (MedreqError, CommandError) as exc:
@@ -68,6 +78,8 @@ async def _call(main: Callable[[], Awaitable[_T]]) -> _T:
 
 
 def load_profile(name: str) -> Profile:
+    from medreq.client import ProfileStore, Unauthorized
+
     profile = ProfileStore().load(name)
     if profile is None or not profile.access:
         raise Unauthorized(f"not logged in (profile {name!r}): run `medreq login --profile {name}`")
@@ -77,6 +89,8 @@ def load_profile(name: str) -> Profile:
 @asynccontextmanager
 async def session(name: str) -> AsyncIterator[tuple[MedreqClient, Profile]]:
     """The logged-in client of profile ``name``; refreshed tokens are saved back to it."""
+    from medreq.client import AccountOut, MedreqClient, ProfileStore
+
     store = ProfileStore()
     profile = load_profile(name)
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app
+from .app import Group, app
 from .user_output import echo_json, out
 from .user_session import JsonOption, ProfileOption, run, session
 
@@ -16,6 +16,7 @@ webhook_app = typer.Typer(
     help="Where the server POSTs your events while you are not connected (signed JSON).",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    cls=Group,
 )
 app.add_typer(webhook_app, name="webhook", rich_help_panel="Account")
 

@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         await service.start(migrate=migrate)  # the hub, webhook delivery and pruning too
         # Modules, tables and compiled statements live as long as the process: move them out
         # of the collector's way, so a full collection with many sockets open stays short.
-        gc.collect()
+        # No gc.collect() first: it found ~280 unreachable objects among ~114,000 and took
+        # 55-60 ms of CPU before the server could accept (issue 14, docs/benchmarks.md); those
+        # few are frozen with the rest instead.
         gc.freeze()
         watcher = asyncio.create_task(
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),

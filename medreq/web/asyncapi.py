@@ -10,6 +10,7 @@ read from `CloseCode` and `ERROR_WIRE`. `tests/test_asyncapi.py` checks the docu
 
 from __future__ import annotations
 
+import functools
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -154,11 +155,21 @@ def build_document() -> dict[str, Any]:
     }
 
 
-DOCUMENT = build_document()
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document, built on first use (the first /asyncapi.json), not at import: building it
+    was ~11 ms of CPU before the server could accept (issue 14, docs/benchmarks.md)."""
+    return build_document()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DOCUMENT":  # `from medreq.web.asyncapi import DOCUMENT`, as it was
+        return document()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def asyncapi_json(request: Request) -> Response:
-    return JSONResponse(DOCUMENT)
+    return JSONResponse(document())
 
 
 routes = [Route("/asyncapi.json", asyncapi_json, methods=["GET"])]

@@ -9,6 +9,7 @@ document and checks it names every route; `tests/test_schemathesis.py` fuzzes th
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -400,11 +401,21 @@ def build_spec() -> dict[str, Any]:
     }
 
 
-SPEC = build_spec()
+@functools.cache
+def spec() -> dict[str, Any]:
+    """The document, built on first use (the first /openapi.json), not at import: building it
+    was ~11 ms of CPU before the server could accept (issue 14, docs/benchmarks.md)."""
+    return build_spec()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPEC":  # `from medreq.web.openapi import SPEC`, as it was
+        return spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(SPEC)
+    return JSONResponse(spec())
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"]), *asyncapi.routes]
