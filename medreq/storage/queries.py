@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import aliased
 
 from .prepared import Prepared
 from .schema import (
@@ -26,8 +25,9 @@ from .schema import (
     revoked_tokens,
 )
 
-patient_account = aliased(accounts, name="patient")
-pharmacy_account = aliased(accounts, name="pharmacy")
+# Core aliases, not `orm.aliased`: the ORM is not needed and costs start-up time to import
+patient_account = accounts.alias("patient")
+pharmacy_account = accounts.alias("pharmacy")
 
 REQUEST_COLUMNS = (
     medicine_requests,

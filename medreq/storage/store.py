@@ -26,14 +26,11 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Row, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..files import make_private_dir
 from ..protocol import dumps
@@ -53,6 +50,9 @@ from .schema import (
     read_marks,
     revoked_tokens,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -113,6 +113,8 @@ class Store:
                 event.listen(self._sync, "connect", lambda raw, _record: [raw.execute(p) for p in pragmas])
                 self.checkpointer.start()
         else:
+            from sqlalchemy.ext.asyncio import create_async_engine  # PostgreSQL only: it imports the ORM
+
             self._async = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
@@ -162,16 +164,21 @@ class Store:
     # --- schema -------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Apply every Alembic migration not yet applied (`alembic upgrade head`)."""
+        """Apply every Alembic migration not yet applied (`alembic upgrade head`); nothing, and
+        no Alembic import, when the database is at `migrations.HEAD` already."""
         if self._sync is not None:
             database = self.url.split("///", 1)[-1]
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            with self._sync.connect() as conn:
+                if _at_head(conn):
+                    return
             self._migrate_sqlite()
             return
         assert self._async is not None
         async with self._async.begin() as conn:
-            await conn.run_sync(_upgrade)
+            if not await conn.run_sync(_at_head):
+                await conn.run_sync(_upgrade)
 
     def _migrate_sqlite(self) -> None:
         """SQLite's table-rebuild procedure: foreign keys off (outside the transaction, where
@@ -350,7 +357,18 @@ def _private_database_file(path: str) -> None:
             file.chmod(0o600)
 
 
+def _at_head(connection: Connection) -> bool:
+    from .migrations import HEAD
+
+    if not connection.dialect.has_table(connection, "alembic_version"):
+        return False
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
+
+
 def _upgrade(connection: Connection) -> None:
+    from alembic import command  # here, not at the top: most starts find the schema up to date
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
