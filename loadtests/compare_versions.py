@@ -43,6 +43,14 @@ BENCHMARKS: dict[str, tuple[list[str], list[tuple[str, list[Any], bool]]]] = {
             ("cycle p99 ms", ["results", 0, "cycle_ms", "p99"], False),
         ],
     ),
+    "cycle-image": (  # a 32 KB prescription photo with every request
+        ["cycle", "--workers", "64", "--processes", "2", "--seconds", "10", "--image"],
+        [
+            ("cycles/s", ["results", 0, "cycles_per_s"], True),
+            ("server CPU ms/cycle", ["results", 0, "server_cpu_ms_per_cycle"], False),
+            ("cycle p99 ms", ["results", 0, "cycle_ms", "p99"], False),
+        ],
+    ),
     "webhook": (
         ["webhook", "--events", "5000", "--workers", "64"],
         [

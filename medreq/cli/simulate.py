@@ -117,6 +117,9 @@ def bench(
     webhook: bool = typer.Option(
         False, "--webhook", help="cycle: patients offline, answered through their webhooks instead."
     ),
+    image: bool = typer.Option(
+        False, "--image", help="cycle: every request carries a 32 KB prescription photo (PNG)."
+    ),
     events: int = typer.Option(5000, help="webhook: events to deliver."),
     as_json: Annotated[bool, json_option("Print the results as JSON on stdout (default: tables).")] = False,
 ) -> None:
@@ -140,7 +143,7 @@ def bench(
         if name == "notify":
             results[name] = benchmarks.run_notify(rate_list, seconds)
         elif name == "cycle":
-            results[name] = benchmarks.run_cycle(workers, processes, seconds, webhook=webhook)
+            results[name] = benchmarks.run_cycle(workers, processes, seconds, webhook=webhook, image=image)
         elif name == "webhook":
             results[name] = benchmarks.run_webhook(events, workers // 2 or 1)
         else:
