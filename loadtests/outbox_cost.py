@@ -39,7 +39,7 @@ async def measure(service: MedreqService, cycles: int, rounds: int) -> dict[str,
         row = await service.register(
             RegisterIn(username=name, password="password1", role=role, name=name), by_operator=True
         )
-        return Caller(row["id"], role, name)
+        return Caller(row.id, role, name)
 
     pharmacy = await account("pharmacy", "pha")
     plain = await account("patient", "plain")

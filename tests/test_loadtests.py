@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import make_account
 
@@ -72,3 +73,28 @@ def test_locust_respects_rate_limits_and_removes_its_accounts(server_factory: An
 
 def test_ci_smoke_script_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(ROOT / "loadtests" / "ci_smoke.sh")], check=True)
+
+
+SCRIPTS = sorted(p.name for p in (ROOT / "loadtests").glob("*.py") if p.name not in ("locustfile.py", "shapes.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_measuring_script_still_imports_and_explains_itself(script: str) -> None:
+    """The scripts behind docs/benchmarks.md keep up with the code they measure (a renamed module
+    or option fails here, not when someone re-runs a benchmark)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "loadtests" / script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout.lower()  # argparse, or Typer (bench.py)
+
+
+def test_outbox_cost_runs_its_cycles() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "loadtests" / "outbox_cost.py"), "--cycles", "5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no webhook:" in done.stdout and "webhook:" in done.stdout
