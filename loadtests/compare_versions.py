@@ -67,6 +67,14 @@ BENCHMARKS: dict[str, tuple[list[str], list[tuple[str, list[Any], bool]]]] = {
             ("server CPU ms/request @200/s", ["results", 0, "server_cpu_ms_per_request"], False),
         ],
     ),
+    "notify-500": (  # issue 14's rate
+        ["notify", "--rates", "500", "--seconds", "10"],
+        [
+            ("notify p50 ms @500/s", ["results", 0, "post_to_notify_ms", "p50"], False),
+            ("notify p99 ms @500/s", ["results", 0, "post_to_notify_ms", "p99"], False),
+            ("server CPU ms/request @500/s", ["results", 0, "server_cpu_ms_per_request"], False),
+        ],
+    ),
     "idle": (
         [
             "idle",
