@@ -106,7 +106,7 @@ async def test_fresh_sockets_get_no_history(server_factory: Any, backend: dict[s
     received: list[dict[str, Any]] = []
     try:
         for _ in range(10):
-            async with open_ws(server, pharmacy) as ws:
+            async with open_ws(server, pharmacy, max_queue=None) as ws:  # closes while events flow
                 received.append(await recv_json(ws, timeout=10))
                 with contextlib.suppress(TimeoutError):
                     for _ in range(20):  # a few more, then the next fresh socket

@@ -70,12 +70,16 @@ def ws_path(account: Account) -> str:
 
 
 def open_ws(
-    server: ServerProcess, account: Account, *, after: int | None = None, token: str | None = None
+    server: ServerProcess, account: Account, *, after: int | None = None, token: str | None = None, **options: Any
 ) -> Any:
+    """A socket for `account`; `options` go to `websockets`' `connect` (e.g. ``max_queue=None``
+    for a test that closes a socket while events still pour in: with the default bound the
+    client stops reading once 16 frames wait, never sees the server's close frame and closes
+    only after its 10 s close timeout)."""
     query = f"?token={token or account.access}"
     if after is not None:
         query += f"&after={after}"
-    return connect(server.ws_url + ws_path(account) + query, max_size=2**22)
+    return connect(server.ws_url + ws_path(account) + query, **{"max_size": 2**22, **options})
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
