@@ -10,7 +10,8 @@ the same transaction as the change they describe (§5). A whole transaction is o
   per statement (measured: docs/benchmarks.md). Transactions cannot interleave, so event ids
   are handed out in commit order; `BEGIN IMMEDIATE` takes the write lock up front so that
   another process (`medreq account create`) makes us wait instead of failing. WAL checkpoints
-  (the only fsyncs) run on a thread of their own (`checkpoint.Checkpointer`).
+  (the only fsyncs) run on a thread of their own (`checkpoint.Checkpointer`), and the write
+  transactions of one event-loop iteration share one COMMIT (`group_commit.GroupCommit`).
 - PostgreSQL: the async engine (asyncpg), with the same function run through
   `AsyncConnection.run_sync`; the per-account counter row lock orders event ids. The hot
   transactions (create a request, answer it, post a message, and the replay page's read) also
@@ -39,6 +40,7 @@ from ..protocol import dumps
 from ..protocol.errors import Conflict
 from . import purge
 from .checkpoint import Checkpointer, connection_pragmas
+from .group_commit import GroupCommit
 from .pgfast import FastPath
 from .prepared import Prepared
 from .queries import utcnow
@@ -93,6 +95,8 @@ class Store:
         self._async: AsyncEngine | None = None
         self._held_connections: tuple[Connection, Connection] | None = None  # SQLite: `_held`
         self._held_thread: int | None = None
+        #: SQLite: the writes of one event-loop iteration share a COMMIT (group_commit.py)
+        self._group_commit: GroupCommit | None = None
         #: SQLite: WAL checkpoints on a thread of their own, not in a commit on the event loop
         self.checkpointer: Checkpointer | None = None
         #: the hot transactions as single statements on asyncpg (PostgreSQL only; None: use `write`)
@@ -149,7 +153,10 @@ class Store:
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in one write transaction: committed if it returns, rolled back if it raises."""
         if self._sync is not None:
-            return self._run_sync_write(fn)
+            if self._held() is None:  # not the event loop's thread: a transaction of its own
+                return self._run_sync_write(fn)
+            assert self._group_commit is not None
+            return await self._group_commit.run(lambda conn: fn(Tx(conn)))
         assert self._async is not None
         async with self._async.begin() as conn:
             return await conn.run_sync(lambda sync_conn: fn(Tx(sync_conn)))
@@ -168,16 +175,11 @@ class Store:
                 conn.rollback()  # end the snapshot; the connection stays open
 
     def _run_sync_write(self, fn: Callable[[Tx], T]) -> T:
-        held = self._held()
-        if held is None:
-            assert self._sync is not None
-            with self._sync.connect() as pooled:
-                conn = pooled.execution_options(medreq_immediate=True)
-                with conn.begin():
-                    return fn(Tx(conn))
-        conn = held[1]
-        with conn.begin():
-            return fn(Tx(conn))
+        assert self._sync is not None
+        with self._sync.connect() as pooled:
+            conn = pooled.execution_options(medreq_immediate=True)
+            with conn.begin():
+                return fn(Tx(conn))
 
     def _held(self) -> tuple[Connection, Connection] | None:
         """The (reader, writer) connections the first thread to use the store keeps open.
@@ -200,9 +202,13 @@ class Store:
         reader = self._sync.connect()
         writer = self._sync.connect().execution_options(medreq_immediate=True)
         self._held_connections = (reader, writer)
+        self._group_commit = GroupCommit(writer)
         return self._held_connections
 
     def _release_held(self) -> None:
+        if self._group_commit is not None:
+            self._group_commit.commit()  # a group still open when the store closes
+            self._group_commit = None
         held, self._held_connections = self._held_connections, None
         for conn in held or ():
             with contextlib.suppress(Exception):
@@ -214,6 +220,8 @@ class Store:
         """Apply every Alembic migration not yet applied (`alembic upgrade head`); nothing, and
         no Alembic import, when the database is at `migrations.HEAD` already."""
         if self._sync is not None:
+            if self._group_commit is not None:
+                self._group_commit.commit()  # its write lock would make the migration wait on us
             database = self.url.split("///", 1)[-1]
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
