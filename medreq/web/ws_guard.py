@@ -44,6 +44,7 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from .admission import ConnectionGate, gate_for
+from .heartbeat import Heartbeat, heartbeat_for
 from .ws_lean import Flag, Inbox
 
 CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is reset
@@ -74,6 +75,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
         self.gate: ConnectionGate = gate_for(kwargs["server_state"], self.config)
         self.on_shutdown: Callable[[], None] | None = None
+        self.heartbeat: Heartbeat = heartbeat_for(kwargs["server_state"], self.loop)
+        self.ping_tick: int | None = None  # the heartbeat's, instead of uvicorn's ping_timer
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None:
@@ -95,6 +98,23 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             with contextlib.suppress(AttributeError):
                 del self.request, self.response
             _drop_handshake_parser(self.conn)
+
+    # --- the heartbeat: one timer for all sockets (heartbeat.py) ------------------------------
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)  # as uvicorn's
+        self.ping_tick = self.heartbeat.add(self, delay)
+
+    def send_keepalive_ping(self) -> None:
+        self.ping_tick = None
+        super().send_keepalive_ping()
+
+    def stop_keepalive(self) -> None:
+        if self.ping_tick is not None:
+            self.heartbeat.remove(self, self.ping_tick)
+            self.ping_tick = None
+        super().stop_keepalive()
 
     # --- SocketControl -----------------------------------------------------------------------
 
