@@ -28,6 +28,16 @@ from .origin import client_base_url
 
 log = logging.getLogger("medreq")
 
+# The collector's young-generation threshold, raised from CPython's 700 (net new tracked
+# objects): with thousands of sockets pinged every few seconds, objects that live a moment
+# (a ping's frames, its pong deadline, a /health connection) were caught alive by young
+# collections, promoted, and counted towards full collections, each of which walks every
+# socket's objects: 1-2.5 s with 18,000 sockets on this 2-core machine, every ~10 s, while
+# nothing else ran (docs/benchmarks.md, issue 14). At 10,000 a young collection stays near
+# 10 ms and there was no full collection while 18,000 sockets idled; 50,000 made young
+# collections themselves take up to 300 ms.
+GC_THRESHOLDS = (10_000, 20, 10)
+
 
 class MedreqApp:
     """The ASGI app: WebSockets go straight to their endpoint, the rest through Starlette."""
@@ -77,6 +87,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         # 55-60 ms of CPU before the server could accept (issue 14, docs/benchmarks.md); those
         # few are frozen with the rest instead.
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         watcher = asyncio.create_task(
             sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
             name="medreq-session-watch",

@@ -103,7 +103,7 @@ class Connection:
         self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
         self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
         if self.control is not None:  # a server shutdown closes through the outbox, with 1001
-            self.control.on_shutdown = lambda: self.close(CloseCode.GOING_AWAY, "server shutting down")
+            self.control.on_shutdown = self.shutdown  # a bound method: a lambda's closure cost 136 B more
 
     # --- the hub's side -----------------------------------------------------------------------
 
@@ -136,6 +136,9 @@ class Connection:
         if not self.closing:
             self.closing = True
             self._enqueue(("close", code, reason))
+
+    def shutdown(self) -> None:
+        self.close(CloseCode.GOING_AWAY, "server shutting down")
 
     def drop_slow(self) -> None:
         """Too slow to keep up: free what is queued and close 1013 without waiting behind it;

@@ -29,7 +29,7 @@ from .http import service_of
 access = AccessLog()
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def scope_header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
         if key == name:
             return bytes(value).decode("latin-1")
@@ -55,7 +55,7 @@ class Observer:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        trace, token = tracing.begin(_header(scope, b"x-request-id"))
+        trace, token = tracing.begin(scope_header(scope, b"x-request-id"))
         echo = (b"x-request-id", trace.trace_id.encode())
         status = 500
         start = time.perf_counter()
@@ -92,7 +92,7 @@ class Observer:
 
     def watch(self, scope: Scope, receive: Receive, send: Send) -> _Watch:
         """What `websocket.dispatch` runs a socket through: its trace, close code and log line."""
-        trace, token = tracing.begin(_header(scope, b"x-request-id"))
+        trace, token = tracing.begin(scope_header(scope, b"x-request-id"))
         return _Watch(self.json_logs, receive, send, trace, token)
 
     def ws_opened(self, account_id: int, role: str) -> None:

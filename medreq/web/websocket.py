@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from starlette.routing import Match, WebSocketRoute
@@ -52,6 +53,7 @@ from . import (
 )
 from .connection import Connection, error_frame
 from .cors import websocket_origin_allowed
+from .observe import scope_header
 from .origin import client_base_url
 
 log = logging.getLogger("medreq.ws")
@@ -64,24 +66,45 @@ class Endpoint:
         self.role = role
 
     async def handle(self, ws: WebSocket) -> None:
+        # This frame, and _receive's, stay suspended for the socket's whole life: what the
+        # handshake needed (token, query, claims) lives in _open's frame, which ends.
+        connection = await self._open(ws)
+        if connection is None:
+            return
+        app_state = ws.app.state
+        service = connection.service
+        try:
+            await self._receive(connection, app_state)
+        except (WebSocketDisconnect, OSError):
+            pass
+        finally:
+            app_state.connections.discard(connection)
+            app_state.ws_limiter.forget(("ws", id(connection)))
+            await service.unsubscribe(connection.caller.id, connection)
+            await connection.stop()
+
+    async def _open(self, ws: WebSocket) -> Connection | None:
+        """Accept, authenticate and subscribe the socket; None if it was refused (and closed)."""
         await ws.accept()
+        scope = ws.scope
         app_state = ws.app.state
         service: MedreqService = app_state.service
-        token = bearer_token(ws.headers.get("authorization")) or ws.query_params.get("token")
+        query = _query(scope)  # not ws.query_params / ws.headers: Starlette keeps those parsed
+        token = bearer_token(scope_header(scope, b"authorization")) or query.get("token")
         try:
             caller, claims = await service.session(token)
         except MedreqError as exc:
             await ws.close(CloseCode.UNAUTHORIZED, exc.message)
-            return
+            return None
         if caller.id != ws.path_params["account_id"] or caller.role != self.role:
             await ws.close(CloseCode.FORBIDDEN, "this socket belongs to another account")
-            return
+            return None
         try:
-            after = _after_param(ws.query_params.get("after"))
+            after = _after_param(query.get("after"))
         except MedreqError as exc:
             await ws.send_text(to_text(error_frame(exc, None)))
             await ws.close(CloseCode.POLICY_VIOLATION, exc.message)
-            return
+            return None
 
         app_state.observer.ws_opened(caller.id, caller.role)  # its log line, trace and gauge
         connection = Connection(
@@ -90,8 +113,9 @@ class Endpoint:
             claims,
             service,
             queue_size=service.limits.ws_queue_size,
-            base=client_base_url(ws.scope),
+            base=client_base_url(scope),
         )
+        _shed_handshake(scope)
         connections: set[Connection] = app_state.connections
         # Without `after`, the socket starts at the present: learn the account's last event id
         # *before* subscribing. The other order let a live event arrive while the id was being
@@ -100,51 +124,55 @@ class Endpoint:
             connection.last_sent = await service.last_event_id(caller.id)
         connections.add(connection)
         await service.subscribe(caller.id, connection)
-        try:
-            if after is not None:
-                connection.catch_up(after)
-            with service.for_client(connection.base):  # links in acks and replies
-                await self._receive(connection, app_state)
-        except (WebSocketDisconnect, OSError):
-            pass
-        finally:
-            connections.discard(connection)
-            app_state.ws_limiter.forget(("ws", id(connection)))
-            await service.unsubscribe(caller.id, connection)
-            await connection.stop()
+        if after is not None:
+            connection.catch_up(after)
+        return connection
 
     async def _receive(self, connection: Connection, app_state: Any) -> None:
-        ws, limiter = connection.ws, app_state.ws_limiter
+        # the ASGI receive itself, not Starlette's `ws.receive` (one more suspended frame per
+        # idle socket for a state check this loop does not need: it ends at the disconnect)
+        receive = connection.ws._receive
         flood = 0
         while True:
-            message = await ws.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            raw = message.get("text")
-            if raw is None:
-                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            ref = None
-            data: dict[str, Any] = {}
+            flood = await self._message(connection, app_state, message, flood)
+            if flood < 0:
+                return
+
+    async def _message(self, connection: Connection, app_state: Any, message: Any, flood: int) -> int:
+        """One client message; the flood count after it, or -1 when the socket was closed for it.
+
+        A function of its own so that nothing of the last message (its text, the decoded JSON)
+        stays referenced by the receive loop's frame while the socket idles."""
+        raw = message.get("text")
+        if raw is None:
+            raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+        ref = None
+        data: dict[str, Any] = {}
+        with connection.service.for_client(connection.base):  # links in acks and replies
             try:
                 # per connection, not per account: one flooding socket must not silence the
                 # account's other devices (REST stays per account)
-                limiter.hit(("ws", id(connection)))
+                app_state.ws_limiter.hit(("ws", id(connection)))
                 data = _decode(raw, app_state.settings.max_json_depth)
                 ref = _ref(data.get("id"))
                 await self._handle(connection, _validate(data), ref)
                 metrics.ws_message(data["type"], "ok")
-                flood = 0
+                return 0
             except RateLimited as exc:
                 metrics.ws_message(None, exc.code)
-                flood += 1
-                if flood > app_state.settings.ws_flood_limit:
+                if flood + 1 > app_state.settings.ws_flood_limit:
                     connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                     await connection.flush()
-                    return
+                    return -1
                 connection.error(exc, ref)
+                return flood + 1
             except MedreqError as exc:
                 metrics.ws_message(data.get("type") if data else "invalid", exc.code)
                 connection.error(exc, ref)
+                return flood
 
     async def _handle(self, connection: Connection, message: Any, ref: Any) -> None:
         service = connection.service
@@ -172,6 +200,21 @@ class Endpoint:
                 raise Forbidden("that token belongs to another account")
             connection.claims = claims  # the socket now lives until this token expires
             connection.reply(AckFrame(type="ack", ref=ref, expires_at=claims.expires_at))
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string as Starlette's `query_params` reads it (the last of a repeated name)."""
+    return dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True))
+
+
+def _shed_handshake(scope: Scope) -> None:
+    """Drop the handshake's headers and query string from a live socket's scope.
+
+    The scope lives as long as the socket, and nothing reads these after the socket is
+    authenticated (its origin, token, `after` and Host were read by then): ≈ 1.1 KB of an idle
+    socket, the headers as a list of byte pairs and the query string with its token."""
+    scope["headers"] = []
+    scope["query_string"] = b""
 
 
 def _after_param(raw: str | None) -> int | None:

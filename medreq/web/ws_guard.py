@@ -39,8 +39,13 @@ from typing import Any, Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import Protocol as WebSocketProtocol
+from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 from .admission import ConnectionGate, gate_for
+from .heartbeat import Heartbeat, heartbeat_for
+from .ws_lean import Flag, Inbox
 
 CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is reset
 SHUTDOWN_DRAIN = 5.0  # seconds the app has to close a socket itself when the server stops
@@ -64,8 +69,14 @@ class SocketControl(Protocol):
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # an asyncio.Queue and Event hold five deques, 3.8 KB of an idle socket (ws_lean.py)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
         self.gate: ConnectionGate = gate_for(kwargs["server_state"], self.config)
         self.on_shutdown: Callable[[], None] | None = None
+        self.heartbeat: Heartbeat = heartbeat_for(kwargs["server_state"], self.loop)
+        self.ping_tick: int | None = None  # the heartbeat's, instead of uvicorn's ping_timer
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None:
@@ -77,6 +88,33 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app task is created but has not run yet
             scope["extensions"][EXTENSION] = self
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response (websockets `Headers`, each header twice:
+            # a list and a dict) stayed for the socket's life, read by nothing after it:
+            # 3.5 KB of an idle socket.
+            with contextlib.suppress(AttributeError):
+                del self.request, self.response
+            _drop_handshake_parser(self.conn)
+
+    # --- the heartbeat: one timer for all sockets (heartbeat.py) ------------------------------
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)  # as uvicorn's
+        self.ping_tick = self.heartbeat.add(self, delay)
+
+    def send_keepalive_ping(self) -> None:
+        self.ping_tick = None
+        super().send_keepalive_ping()
+
+    def stop_keepalive(self) -> None:
+        if self.ping_tick is not None:
+            self.heartbeat.remove(self, self.ping_tick)
+            self.ping_tick = None
+        super().stop_keepalive()
 
     # --- SocketControl -----------------------------------------------------------------------
 
@@ -143,6 +181,28 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.disconnected:
             _linger_zero(self.transport)
             self.transport.abort()
+
+
+def _drop_handshake_parser(conn: ServerProtocol) -> None:
+    """Run the frame parser without the handshake's generator frame around it.
+
+    `ServerProtocol.parse` reads the request, then runs `Protocol.parse` (the frame loop)
+    inside its own frame, which keeps the parsed request (headers and all) as a local for
+    the socket's life: 1.7 KB of an idle socket. Right after the 101, the client has sent
+    nothing yet (it waits for the response), so the loop waits at its top for data: a fresh
+    `Protocol.parse` there is the same parser without the handshake's frame. If the parser
+    is anywhere else it is left alone.
+    """
+    if conn.reader.buffer:
+        return
+    chain: Any = conn.parser
+    for expected in (ServerProtocol.parse, WebSocketProtocol.parse, StreamReader.at_eof):
+        if getattr(chain, "gi_code", None) is not expected.__code__:
+            return
+        chain = chain.gi_yieldfrom
+    fresh = WebSocketProtocol.parse(conn)
+    next(fresh)  # to the same place: waiting in at_eof for the first frame
+    conn.parser = fresh
 
 
 def _linger_zero(transport: asyncio.BaseTransport) -> None:

@@ -2,7 +2,8 @@
 
 Measures the server's resident memory per connection (``VmRSS`` of the server pid before and
 after opening them), whether its heartbeat pings still arrive on time on every socket
-(clients record each ping frame's arrival), and the delivery latency of a request sent to
+(clients record each ping frame's arrival), how long `GET /health` takes on a fresh
+connection while they are held (10 a second through the hold), and the delivery latency of a request sent to
 one of the idle pharmacies while all of them are held (the patient's send time travels in
 ``note``; senders and receivers are processes on this machine, so they share the clock).
 
@@ -16,6 +17,8 @@ import asyncio
 import json
 import multiprocessing
 import random
+import socket
+import threading
 import time
 from typing import Any
 
@@ -70,9 +73,15 @@ def bench_idle(
     ready = [reports.get(timeout=600) for _ in procs]
     open_seconds = time.monotonic() - opened_at
     opened = sum(r["open"] for r in ready)
+    health: list[float] = []
+    probing = threading.Event()
+    prober = threading.Thread(target=_probe_health, args=(base_url, health, probing), daemon=True)
+    prober.start()
     time.sleep(2.0)
     rss_after = rss_bytes(server_pid)
     time.sleep(max(0.0, hold - 2.0))
+    probing.set()
+    prober.join(10)
     probe = asyncio.run(_probe(base_url, accounts, probes, probe_rate))
     rss_end = rss_bytes(server_pid)
     stop.set()
@@ -95,11 +104,32 @@ def bench_idle(
         "closed_during_hold": sum(f["closed"] for f in finals),
         "sockets_with_2_pings": sum(f["with_two_pings"] for f in finals),
         "ping_interval_s": _seconds(intervals),
+        "health_ms": summary(health),
+        "health_over_50ms": sum(1 for x in health if x > 0.050),
         "probe": probe,
         "probe_deliveries": len(latencies),
         "probe_deliveries_expected": expected,
         "probe_latency_ms": summary(latencies),
     }
+
+
+def _probe_health(base_url: str, latencies: list[float], stop: threading.Event) -> None:
+    """`GET /health` on a new connection every 0.1 s until `stop`: connect to last byte, in
+    seconds (a failed one counts as 10 s)."""
+    host, port = host_port(base_url)
+    request = f"GET /health HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
+    while not stop.wait(0.1):
+        t0 = time.perf_counter()
+        try:
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(request)
+                reply = b""
+                while chunk := sock.recv(4096):
+                    reply += chunk
+            ok = reply.startswith(b"HTTP/1.1 200")
+        except OSError:
+            ok = False
+        latencies.append(time.perf_counter() - t0 if ok else 10.0)
 
 
 def _seconds(values: list[float]) -> dict[str, Any]:
