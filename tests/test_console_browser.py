@@ -89,6 +89,11 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
     expect(pharmacy.locator("#conn")).to_have_attribute("data-state", "live")
 
     patient = new_page(browser, server)
+    receipts: list[str] = []  # the `read` frames the patient's page sends
+    patient.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda frame: receipts.append(frame) if '"type":"read"' in str(frame) else None),
+    )
     register_patient(patient, "alice")
     expect(patient.locator("#new-title")).to_be_visible()
     expect(patient.locator("#conn")).to_have_attribute("data-state", "live")
@@ -133,6 +138,9 @@ def test_patient_and_pharmacy_end_to_end_across_a_server_kill(
     patient.get_by_label("Message", exact=True).fill("Yes, thank you")
     patient.get_by_role("button", name="Send", exact=True).click()
     expect(pharmacy.locator(".thread li.theirs .text")).to_have_text(["Yes, thank you"])
+    # a receipt per message read, not one answering each `read` event of its own (a loop that
+    # ran until the rate limit refused the patient's message)
+    assert len(receipts) <= 5, receipts
 
     # the pharmacy records a voice reply (Chromium's fake microphone) and accepts
     pharmacy.get_by_label("Message to the patient").fill("Ready for pickup after 5 pm")

@@ -10,6 +10,9 @@ import { session } from "./session.js";
 import { state } from "./state.js";
 import { $, announce, el, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
 
+/** The events the server counts as unread (docs/protocol.md, unread counts). */
+const UNREAD_TYPES = ["new_request", "pharmacy_response", "message", "request_cancelled"];
+
 let live = null;
 let detail = null;
 
@@ -276,7 +279,8 @@ function onEvent(event) {
     api.request(id).then((req) => { state.put(req); renderList(); }, () => {});
     return;
   }
-  if (["new_request", "pharmacy_response", "message", "request_cancelled"].includes(event.type) && !open) {
+  const unreadKind = UNREAD_TYPES.includes(event.type);
+  if (unreadKind && !open) {
     state.unread.set(id, (state.unread.get(id) || 0) + 1);
   }
   if (event.type === "request_updated" && !state.requests.get(id).response && event.status !== "CANCELLED") {
@@ -287,7 +291,9 @@ function onEvent(event) {
   if (open) {
     if (event.type === "message") detail.showTyping(false);
     detail.update();
-    detail.markRead();
+    // only what counts as unread is worth a receipt: answering our own `read` event (or a
+    // `typing`) with another `read` made an endless receipt loop until the rate limit hit
+    if (unreadKind) detail.markRead();
   }
 }
 
