@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from .protocol.errors import Invalid
 
 MAX_URL = 2000
-_VISIBLE = re.compile(r"[\x21-\x7e]+")
+#: plain visible ASCII: no space, no control character (a URL, a header name)
+VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 RESOLVE_SECONDS = 5.0
 
 
@@ -34,7 +35,7 @@ def parse_target(url: str, field: str = "webhook_url") -> tuple[str, int]:
     """(host, port) of an http(s) URL without credentials; Invalid otherwise."""
     if len(url) > MAX_URL:
         raise _refuse(f"must be at most {MAX_URL} characters", field)
-    if not _VISIBLE.fullmatch(url):  # it becomes a request line and a Host header (outbound.py)
+    if not VISIBLE_ASCII.fullmatch(url):  # it becomes a request line and a Host header (outbound.py)
         raise _refuse("must be plain ASCII without spaces or control characters (percent-encode them)", field)
     try:
         parts = urlsplit(url)

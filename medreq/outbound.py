@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from .netguard import RESOLVE_SECONDS, is_public, parse_target
+from .netguard import RESOLVE_SECONDS, VISIBLE_ASCII, is_public, parse_target
 
 MAX_IDLE = 32  # idle connections kept per origin
 IDLE_SECONDS = 4.0
@@ -47,7 +47,6 @@ MAX_RESPONSE_BODY = 64 * 1024
 READ_CHUNK = 16 * 1024
 
 Origin = tuple[str, str, int]  # scheme, host, port
-_VISIBLE = re.compile(r"[\x21-\x7e]+")  # a header name: no space, no control character
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
@@ -99,7 +98,7 @@ class OutboundClient:
         origin, head = _request_head(url)
         lines = [head, f"Content-Length: {len(body)}"]
         for name, value in headers.items():
-            if not (_VISIBLE.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):  # ours, never a user's
+            if not (VISIBLE_ASCII.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):  # ours, never a user's
                 raise ValueError(f"header {name!r} is not plain ASCII")
             lines.append(f"{name}: {value}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body

@@ -135,25 +135,14 @@ class Core:
 
     async def record(self, row: Any) -> RequestRecord:
         """`named` outside a transaction: the parties' names from the directory."""
-        patient = await self._directory.get(row.patient_id)
-        pharmacy = await self._directory.get(row.pharmacy_id)
-        assert patient is not None  # foreign keys
-        assert pharmacy is not None
-        return RequestRecord(
-            **row._asdict(), patient_name=patient.name, patient_phone=patient.phone, pharmacy_name=pharmacy.name
+        return _with_names(
+            row, await self._directory.get(row.patient_id), await self._directory.get(row.pharmacy_id)
         )
 
     def named(self, conn: Connection, row: Any) -> RequestRecord:
         """A request row with its parties' names, from the directory instead of a join."""
-        patient = self._directory.get_in(conn, row.patient_id)
-        pharmacy = self._directory.get_in(conn, row.pharmacy_id)
-        assert patient is not None  # foreign keys
-        assert pharmacy is not None
-        return RequestRecord(
-            **row._asdict(),  # SQLAlchemy's Row and the store's named tuples alike
-            patient_name=patient.name,
-            patient_phone=patient.phone,
-            pharmacy_name=pharmacy.name,
+        return _with_names(
+            row, self._directory.get_in(conn, row.patient_id), self._directory.get_in(conn, row.pharmacy_id)
         )
 
     async def visible_request(self, caller: Caller, request_id: int) -> Any:
@@ -185,3 +174,14 @@ class Core:
         if row is None or caller.id not in (row.patient_id, row.pharmacy_id):
             return NotFound(f"request {request_id} not found")
         return Conflict(f"request {request_id} is already {row.status}")
+
+
+def _with_names(row: Any, patient: Any, pharmacy: Any) -> RequestRecord:
+    assert patient is not None  # foreign keys
+    assert pharmacy is not None
+    return RequestRecord(
+        **row._asdict(),  # SQLAlchemy's Row and the store's named tuples alike
+        patient_name=patient.name,
+        patient_phone=patient.phone,
+        pharmacy_name=pharmacy.name,
+    )

@@ -141,6 +141,17 @@ class Requests:
             "updated_at": now,
         }
 
+    @staticmethod
+    def _answer(status: str, message: str | None, audio: StoredMedia | None, now: Any) -> dict[str, Any]:
+        """The columns an answer sets, on either path."""
+        return {
+            "status": status,
+            "response_message": message or None,
+            "response_audio_name": audio.name if audio else None,
+            "responded_at": now,
+            "updated_at": now,
+        }
+
     def _remember_patient(self, request_id: int, patient_id: int) -> None:
         if len(self._patients) >= 100_000:
             self._patients.clear()
@@ -199,11 +210,7 @@ class Requests:
                 request_id,
                 only_if_status="PENDING",
                 only_if={"pharmacy_id": caller.id},
-                status=status,
-                response_message=message or None,
-                response_audio_name=audio.name if audio else None,
-                responded_at=now,
-                updated_at=now,
+                **self._answer(status, message, audio, now),
             )
             if changed is None:
                 return None
@@ -238,13 +245,7 @@ class Requests:
         outbox = self._core.outbox()
         now = utcnow()
         stamp = iso(now) or ""
-        values = {
-            "status": status,
-            "response_message": message or None,
-            "response_audio_name": audio.name if audio else None,
-            "responded_at": now,
-            "updated_at": now,
-        }
+        values = self._answer(status, message, audio, now)
         draft = SimpleNamespace(**values, id=request_id, pharmacy_id=caller.id, pharmacy_name=pharmacy.name)
         to_patient = await self._core.hot_event(patient_id, events.pharmacy_response(draft, stamp))
         to_caller = await self._core.hot_event(caller.id, events.request_updated(request_id, status, stamp))
