@@ -10,10 +10,13 @@ from typing import Any
 import httpx
 
 from medreq.protocol import CLIENT_MESSAGE_TYPES, EVENT_TYPES, SERVER_FRAME_MODELS, CloseCode
-from medreq.web.asyncapi import DOCUMENT, message_type
-from medreq.web.openapi import SPEC
+from medreq.web.asyncapi import document, message_type
+from medreq.web.openapi import spec
 
 from .conftest import ServerProcess
+
+DOCUMENT = document()  # built on first use, like the server's /asyncapi.json
+SPEC = spec()
 
 
 def _refs(node: Any) -> Iterator[str]:

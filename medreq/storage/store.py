@@ -188,17 +188,16 @@ class Store:
         so one connection for snapshots and one for writes serve them all. Checking a connection
         out of the pool and back in for every transaction (connect, reset, close) was ~8 % of the
         server's samples under `bench cycle` (py-spy)."""
+        if self._held_thread is None:
+            self._held_thread = threading.get_ident()
+        elif threading.get_ident() != self._held_thread:
+            return None
         if self._held_connections is not None:
-            if threading.get_ident() != self._held_thread:
-                return None
             reader, writer = self._held_connections
             if not (reader.invalidated or writer.invalidated or reader.closed or writer.closed):
                 return self._held_connections
-            self._release_held()
-        if self._held_thread is not None and threading.get_ident() != self._held_thread:
-            return None
+            self._release_held()  # broken: open new ones
         assert self._sync is not None
-        self._held_thread = threading.get_ident()
         reader = self._sync.connect()
         writer = self._sync.connect().execution_options(medreq_immediate=True)
         self._held_connections = (reader, writer)

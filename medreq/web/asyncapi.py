@@ -162,11 +162,6 @@ def document() -> dict[str, Any]:
     return build_document()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DOCUMENT":  # `from medreq.web.asyncapi import DOCUMENT`, as it was
-        return document()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 async def asyncapi_json(request: Request) -> Response:
     return JSONResponse(document())

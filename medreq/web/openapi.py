@@ -408,11 +408,6 @@ def spec() -> dict[str, Any]:
     return build_spec()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SPEC":  # `from medreq.web.openapi import SPEC`, as it was
-        return spec()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(spec())
