@@ -138,6 +138,7 @@ class ServerProcess:
         port: int | None = None,
         data_dir: Path | None = None,
         log_path: Path | None = None,
+        wrapper: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.env = {**self.default_env, **(env or {})}
@@ -145,6 +146,7 @@ class ServerProcess:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="medreq-sim-"))
         self.log_path = log_path or self.data_dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wrapper = wrapper or []  # a command the server runs under (`valgrind …`)
 
     @property
     def url(self) -> str:
@@ -162,7 +164,8 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         # -P: the working directory is not put on sys.path, so a folder named `medreq` there (the
         # checkout, seen from the folder above it) cannot shadow the installed package
-        command = [sys.executable, "-P", "-m", "medreq", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [*self.wrapper, sys.executable, "-P", "-m", "medreq", "serve"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

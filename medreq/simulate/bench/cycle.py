@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ...samples import photo
@@ -42,8 +43,12 @@ def bench_cycle(
     seconds: float = 15.0,
     webhook: bool = False,
     image: bool = False,
+    meter: Callable[[int], float] = tree_cpu_seconds,
 ) -> dict[str, Any]:
-    """Run the generator processes and combine their numbers with the server's CPU."""
+    """Run the generator processes and combine their numbers with the server's CPU.
+
+    `meter(pid)` reads the server's cumulative cost, read at both ends of the measured window: CPU
+    seconds by default; `loadtests/instructions.py` passes callgrind's instruction count."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
@@ -60,9 +65,9 @@ def bench_cycle(
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    server0, t0 = tree_cpu_seconds(server_pid), time.monotonic()
+    server0, t0 = meter(server_pid), time.monotonic()
     time.sleep(seconds)
-    server_cpu, wall = tree_cpu_seconds(server_pid) - server0, time.monotonic() - t0
+    server_cpu, wall = meter(server_pid) - server0, time.monotonic() - t0
     parts = [results.get(timeout=60 + seconds) for _ in procs]
     for proc in procs:
         proc.join(10)

@@ -1,0 +1,129 @@
+"""Instructions per full cycle, counted by callgrind: a cost that does not move with the machine.
+
+    python loadtests/instructions.py                                   # this checkout
+    python loadtests/instructions.py --build old=/work/old --build new=.
+    python loadtests/instructions.py --setup off: \\
+        --setup on:MEDREQ_LOG_FORMAT=json,MEDREQ_LOG_LEVEL=info,MEDREQ_METRICS_TOKEN=bench-metrics-token
+
+The server runs under `valgrind --tool=callgrind` and the full-cycle generator (docs/benchmarks.md
+§2) drives it; the server's instructions over the measured window, read with `callgrind_control
+--dump` at both ends, are divided by the cycles finished in it. All threads of the server count.
+CPU seconds on a shared 2-core VM move by ±8 % between runs of the same code (and this machine's
+speed itself changes from day to day); the instruction count repeats to well under 1 %, so a 3 %
+change can be seen in one run. It is not time: a cache miss and a `write` cost far more than
+their instruction count says, so a change is still confirmed with `medreq bench cycle`.
+
+Under callgrind the server is ~50× slower, so the same number of workers finds bigger groups to
+commit together than at full speed; keep `--workers` small (the default 8) and equal between the
+runs you compare. Each build runs as `PYTHONPATH=<build> python -P -m medreq serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from medreq.simulate.bench import environment
+from medreq.simulate.bench.cycle import bench_cycle
+from medreq.simulate.server import ServerProcess
+
+
+class Instructions:
+    """`meter` for `bench_cycle`: the server's instructions so far, one callgrind dump per read."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.total = 0
+
+    def __call__(self, pid: int) -> float:
+        before = set(self.out_dir.glob(f"cg.{pid}.*"))
+        subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+        (dump,) = set(self.out_dir.glob(f"cg.{pid}.*")) - before
+        for line in dump.read_text().splitlines():
+            if line.startswith("summary:"):
+                self.total += int(line.split()[1])
+                dump.unlink()
+                return float(self.total)
+        raise RuntimeError(f"no summary line in {dump}")
+
+
+def measure(
+    build: Path, env: dict[str, str], *, workers: int, seconds: float, image: bool
+) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="medreq-callgrind-") as tmp:
+        out = Path(tmp)
+        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+        server = ServerProcess(env={**env, "PYTHONPATH": str(build)}, wrapper=wrapper)
+        server.start(timeout=600)
+        try:
+            result = bench_cycle(
+                server.url,
+                server.pid,
+                workers=workers,
+                processes=1,
+                warmup=10.0,
+                seconds=seconds,
+                image=image,
+                meter=Instructions(out),
+            )
+        finally:
+            server.stop(timeout=120)
+    instructions = result["server_cpu_s"]  # what the meter counted: instructions, not seconds
+    return {
+        "cycles": result["cycles"],
+        "lost": result["lost"],
+        "errors": result["errors"],
+        "instructions_per_cycle": round(instructions / max(1, result["cycles"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--build", action="append", default=[], help="NAME=PATH of a checkout (default: this one)"
+    )
+    parser.add_argument(
+        "--setup", action="append", default=[], help="NAME:KEY=VALUE,KEY=VALUE (server environment)"
+    )
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--image", action="store_true", help="a 32 KB PNG with every request")
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parent.parent
+    builds = [b.split("=", 1) for b in args.build] or [["current", str(here)]]
+    setups: list[tuple[str, dict[str, str]]] = []
+    for spec in args.setup or ["default:"]:
+        name, _, pairs = spec.partition(":")
+        setups.append((name, dict(p.split("=", 1) for p in pairs.split(",") if p)))
+    runs = []
+    for _ in range(args.rounds):
+        for build_name, path in builds:
+            for setup_name, env in setups:
+                run = {"build": build_name, "setup": setup_name}
+                run |= measure(
+                    Path(path).resolve(), env, workers=args.workers, seconds=args.seconds, image=args.image
+                )
+                print(json.dumps(run), file=sys.stderr, flush=True)
+                runs.append(run)
+    first = runs[0]["instructions_per_cycle"]
+    for run in runs:
+        run["vs_first"] = round(run["instructions_per_cycle"] / first, 4)
+    print(
+        json.dumps(
+            {"environment": environment(), "workers": args.workers, "image": args.image, "runs": runs},
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # the same dict orders, run to run
+    main()
