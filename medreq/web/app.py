@@ -10,20 +10,19 @@ import re
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import metrics
 from ..bootstrap import build_service
 from ..config import Settings
-from ..protocol.errors import MedreqError, NotFound
+from ..protocol.errors import NotFound
 from ..ratelimit import RateLimiter
 from ..service import MedreqService
 from . import connection, observe, openapi, pages, routes, sessions, websocket
 from .cors import with_cors
-from .http import error_response, on_client_disconnect, on_http_exception, on_medreq_error, on_unexpected
+from .direct import DirectRoutes
+from .http import EXCEPTION_HANDLERS, error_response
 from .origin import client_base_url
 
 log = logging.getLogger("medreq")
@@ -45,7 +44,7 @@ class MedreqApp:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.state = app.state
-        self.http = with_cors(app, app.state.ws_origins)
+        self.http = with_cors(DirectRoutes(app, routes.routes), app.state.ws_origins)
         self.service: MedreqService = app.state.service
         self.observer: observe.Observer = app.state.observer  # websockets: see websocket.dispatch
 
@@ -103,12 +102,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
 
     app = Starlette(
         routes=[*routes.routes, *observe.routes, *openapi.routes, *pages.routes],
-        exception_handlers={
-            MedreqError: on_medreq_error,
-            HTTPException: on_http_exception,
-            ClientDisconnect: on_client_disconnect,
-            Exception: on_unexpected,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings

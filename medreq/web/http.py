@@ -4,7 +4,7 @@ and the one mapping of `MedreqError` to a response."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -104,6 +104,25 @@ async def on_client_disconnect(_request: Request, exc: Exception) -> Response:
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(MedreqError("internal error"))
+
+
+#: Starlette's `exception_handlers`, and `direct.DirectRoutes`'s: the most specific class wins.
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    MedreqError: on_medreq_error,
+    HTTPException: on_http_exception,
+    ClientDisconnect: on_client_disconnect,
+    Exception: on_unexpected,
+}
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    """The response `EXCEPTION_HANDLERS` gives `exc` (looked up along its class's MRO, as
+    Starlette looks it up)."""
+    for cls in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc  # a BaseException that is not an Exception: not ours to answer
 
 
 # --- input ---------------------------------------------------------------------------------------
