@@ -4,7 +4,7 @@ run on the raw sqlite3 cursor) as through SQLAlchemy, on SQLite and on PostgreSQ
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +199,24 @@ async def test_hot_statements_give_the_same_rows_on_both_paths(stores: tuple[Sto
     assert plain_executed == [1] * len(plain_executed)
     on_sqlite = fast_store.is_sqlite
     assert fast_executed == [0 if on_sqlite else 1] * len(fast_executed)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CREATED,
+        CREATED.replace(microsecond=0),  # isoformat drops the fraction unless told not to
+        CREATED.astimezone(timezone(timedelta(hours=2))),  # another zone: stored as UTC
+        CREATED.replace(tzinfo=None),  # naive: taken as UTC already
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a four-digit year, as SQLAlchemy writes it
+    ],
+)
+def test_a_bound_datetime_is_written_as_sqlalchemy_writes_it(value: datetime) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from medreq.storage.prepared import _bind
+
+    sqlalchemy_writes = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert sqlalchemy_writes is not None
+    expected = sqlalchemy_writes(value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value)
+    assert _bind(value) == expected

@@ -32,8 +32,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
-# SQLAlchemy's storage format for DateTime on SQLite; keep rows written here identical.
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class _Compiled(NamedTuple):
@@ -100,8 +98,11 @@ def _sqlite_connection(conn: Connection) -> Any:
 
 
 def _bind(value: Any) -> Any:
+    """A datetime in SQLAlchemy's storage format for DateTime on SQLite (`2026-11-29
+    05:20:25.000000`, UTC), so rows written here are identical to the plain path's.
+    `isoformat` rather than `strftime`: 2.7 against 5.7 µs, seven times per full cycle."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime(SQLITE_DATETIME)
+            value = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+        return value.isoformat(" ", "microseconds")
     return value
