@@ -227,3 +227,51 @@ def test_the_outbox_backlog_is_a_metric(server_factory: Any) -> None:
     text = scrape(server).text
     assert metric(text, "medreq_webhook_outbox_pending") == 2
     assert metric(text, "medreq_webhook_outbox_oldest_seconds") >= 0
+
+
+@pytest.fixture
+def restored_logging() -> Any:
+    """The loggers `log_config` configures, put back as they were after the test."""
+    import logging
+
+    names = ["medreq", "medreq.access", "uvicorn", "uvicorn.error", "uvicorn.access"]
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+
+
+def test_an_access_line_is_what_the_json_formatter_writes(restored_logging: None) -> None:
+    """`AccessLog` joins its lines itself (faster than `json.dumps`): the same text as the
+    formatter's, for every kind of value a field can hold."""
+    import io
+    import logging
+    import logging.config
+
+    from medreq import tracing
+    from medreq.logs import AccessLog, JsonFormatter, log_config
+
+    logging.config.dictConfig(log_config("info", "json"))
+    [handler] = logging.getLogger("medreq").handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.stream = io.StringIO()
+    fields = {
+        "kind": "http", "route": "/a/{id}/", "status": 201, "duration_ms": 1.25, "account_id": None,
+        "odd": 'quote " backslash \\ newline \n control \x01 non-ASCII é ✓', "flag": True, "big": 10**20,
+    }  # fmt: skip
+    trace, token = tracing.begin(None)
+    try:
+        access = AccessLog()
+        access.write("POST /a/{id}/ 201", dict(fields))
+        access.flush()
+        record = logging.LogRecord("medreq.access", logging.INFO, __file__, 1, "POST /a/{id}/ 201", None, None)
+        record.trusted, record.fields = True, fields
+        expected = JsonFormatter().format(record)
+    finally:
+        tracing.end(token)
+    [line] = handler.stream.getvalue().splitlines()
+    after_time = '", "level"'  # the two were stamped a moment apart: the rest is the same text
+    assert line[line.index(after_time) :] == expected[expected.index(after_time) :]
+    assert json.loads(line)["trace_id"] == trace.trace_id
+    assert re.fullmatch(r'\{"time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"', line[: line.index(after_time) + 1])
