@@ -31,6 +31,9 @@ class StuckSocket:
     def unsent_bytes(self) -> int:
         return self.buffered
 
+    def unsent_over(self, limit: int) -> bool:
+        return self.buffered > limit
+
     def drop(self, code: int, reason: str) -> None:
         self.dropped.append(code)
 
@@ -87,3 +90,44 @@ async def test_a_full_queue_drops_with_1013() -> None:
         conn.deliver(event_id, "e")
     assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     await conn.stop()
+
+
+def test_the_kernel_is_asked_whenever_the_bound_could_be_over(monkeypatch: Any) -> None:
+    """`unsent_over` skips the SIOCOUTQ `ioctl` only while the last reading plus every frame
+    written since (four bytes a character, plus a header) cannot pass the limit."""
+    from medreq.web import ws_guard
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    readings: list[int] = []
+    kernel = {"queued": 0}
+
+    def kernel_unsent(transport: Any) -> int:
+        readings.append(kernel["queued"])
+        return kernel["queued"]
+
+    monkeypatch.setattr(ws_guard, "_kernel_unsent", kernel_unsent)
+    sock = object.__new__(ws_guard.GuardedWebSocketProtocol)
+    sock.transport = Transport()  # type: ignore[assignment]
+    assert sock.unsent_over(1000) is False and readings == []  # nothing written: nothing to ask
+    sock.written_since += 100 * ws_guard.UTF8_MAX + ws_guard.FRAME_HEADER_MAX  # a 100-character frame
+    assert sock.unsent_over(1000) is False and readings == []  # 414 bytes at most
+    sock.written_since += 200 * ws_guard.UTF8_MAX + ws_guard.FRAME_HEADER_MAX
+    kernel["queued"] = 300  # the peer read most of it
+    assert sock.unsent_over(1000) is False and readings == [300]  # 1,228 could be over: asked
+    assert sock.written_since == 0 and sock.kernel_queued == 300
+    kernel["queued"] = 1200  # the peer stopped reading
+    sock.written_since += 200 * ws_guard.UTF8_MAX + ws_guard.FRAME_HEADER_MAX
+    assert sock.unsent_over(1000) is True and readings == [300, 1200]
+    sock.written_since = 0
+    kernel["queued"] = 0
+    sock.kernel_queued = 0
+    for _ in range(ws_guard.READ_EVERY):  # small frames: answered from the bound ...
+        assert sock.unsent_over(1000) is False
+    assert readings == [300, 1200]
+    assert sock.unsent_over(1000) is False and readings == [300, 1200, 0]  # ... then asked anyway

@@ -33,7 +33,6 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
 
-
 class _Compiled(NamedTuple):
     sql: str
     order: tuple[str, ...]  # parameter names in the order of the `?` placeholders

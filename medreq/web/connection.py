@@ -163,7 +163,7 @@ class Connection:
         self.outbox.append(item)
         if isinstance(item[2], str):
             self.unsent += len(item[2])
-        if self._too_slow():  # one ioctl: the kernel's queue is where a stuck client's data goes first
+        if self._too_slow():  # the kernel's queue is where a stuck client's data goes first
             self.drop_slow()
         elif self.sender is None:
             self.sender = asyncio.create_task(self._drain(self.outbox))
@@ -172,7 +172,7 @@ class Connection:
         if self.closing or self.control is None:
             return False
         limits = self.service.limits  # not copied per connection: 10,000 of them idle
-        if self.unsent + self.control.unsent_bytes() > limits.ws_max_unsent:
+        if self.control.unsent_over(limits.ws_max_unsent - self.unsent):
             return True
         since = self.sending_since
         return since > 0 and asyncio.get_running_loop().time() - since > limits.ws_send_timeout
