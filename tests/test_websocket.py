@@ -137,6 +137,9 @@ async def test_flooding_gets_rate_limited_then_closed_1008(server_factory: objec
         limited = [r for r in replies if r["type"] == "error"]
         assert limited
         assert {r["error"]["code"] for r in limited} == {"rate_limited"}
+        # each refusal names the message it refused, though the message was never parsed
+        refs = [r["ref"] for r in limited]
+        assert refs == sorted(set(refs)) and set(refs) <= set(range(12)), refs
         assert code == 1008
 
 
@@ -213,3 +216,15 @@ async def test_shutdown_finishes_an_in_flight_upload(
     server.start()
     async with open_ws(server, pharmacy, after=0) as ws:
         assert (await recv_json(ws))["request_id"] == response.json()["request_id"]
+
+
+def test_a_refused_messages_id_is_found_without_parsing_it() -> None:
+    from medreq.web.websocket import EARLY_ID_WINDOW, _early_ref
+
+    assert _early_ref('{"type":"ping","id":7}') == 7
+    assert _early_ref('{"id": "abc-1", "type":"ping"}') == "abc-1"
+    assert _early_ref('{"type":"ping","id":"a\\"b"}') == 'a"b'
+    assert _early_ref('{"type":"message","text":"say \\"id\\": 5"}') is None  # inside a string
+    assert _early_ref('{"type":"ping","id":1.5}') is None  # not an id the server echoes
+    assert _early_ref('{"type":"ping","id":"\\ud800"}') is None  # cannot be sent back
+    assert _early_ref(" " * EARLY_ID_WINDOW + '{"id":1}') is None  # only the start is searched

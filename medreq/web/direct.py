@@ -2,13 +2,14 @@
 
 Starlette runs every request through `ServerErrorMiddleware`, `ExceptionMiddleware`, the
 router's walk over the route list (a regular expression per route until one matches) and
-`request_response`'s exception wrapper: four coroutine frames, each wrapping `send` again. For
-`POST /medicine/request/`, the hottest route, that was N % of the server's CPU per full cycle
-(issue 14, docs/benchmarks.md). A fixed path with its method is looked up in a dict instead,
-and the endpoint's exceptions go through the same handlers (`http.EXCEPTION_HANDLERS`) that
-Starlette is given, so a response is byte-for-byte what Starlette would send. Everything else
-(paths with parameters, other methods, a path with a missing or extra slash, `root_path`
-deployments) goes to Starlette as before.
+`request_response`'s exception wrapper: four coroutine frames, each wrapping `send` again.
+Here a fixed path with its method is looked up in a dict instead, and the endpoint's exceptions
+go through the same handlers (`http.EXCEPTION_HANDLERS`) that Starlette is given, so a response
+is what Starlette would send (tests/test_direct_routes.py sends every case both ways). For
+`POST /medicine/request/`, the hottest route, this took 4.9 % off the server's instructions per
+full cycle (`loadtests/instructions.py`; issue 14, docs/benchmarks.md). Everything else (paths
+with parameters, other methods, a path with a missing or extra slash, `root_path` deployments)
+goes to Starlette as before.
 
 WebSockets never come here: `app.MedreqApp` dispatches them before this.
 """

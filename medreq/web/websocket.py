@@ -16,7 +16,9 @@ error that ends a socket closes with its `close` code (`medreq.protocol.codes.ER
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -167,7 +169,7 @@ class Endpoint:
                     connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                     await connection.flush()
                     return -1
-                connection.error(exc, ref)
+                connection.error(exc, _early_ref(raw))
                 return flood + 1
             except MedreqError as exc:
                 metrics.ws_message(data.get("type") if data else "invalid", exc.code)
@@ -237,6 +239,27 @@ def _ref(value: Any) -> str | int | None:
             return None
         return value
     return value if isinstance(value, int) else None
+
+
+# An `id` near the start of a message (where clients put it: `{"type":…,"id":…}`): a string of at
+# most 128 characters or an integer, as JSON.
+_EARLY_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\\x00-\x1f]|\\.){0,128}"|-?\d{1,19}(?![\d.eE]))')
+EARLY_ID_WINDOW = 512
+
+
+def _early_ref(raw: str) -> str | int | None:
+    """The `id` of a message refused before it was parsed (rate limited), to echo as `ref`.
+
+    A flooding client's messages are refused before the JSON is decoded, so the flood costs a
+    limiter check each; only the first `EARLY_ID_WINDOW` characters are searched for `"id"`
+    (docs/protocol.md: the error echoes `ref` when an `id` was sent)."""
+    match = _EARLY_ID.search(raw, 0, EARLY_ID_WINDOW)
+    if match is None:
+        return None
+    try:
+        return _ref(json.loads(match.group(1)))
+    except ValueError:
+        return None
 
 
 def _decode(raw: str, max_depth: int = json_limits.DEFAULT_MAX_DEPTH) -> dict[str, Any]:
