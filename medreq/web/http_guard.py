@@ -33,7 +33,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..protocol import dumps
 from ..protocol.errors import HeadersTooLarge, InvalidJSON, MedreqError, Unavailable
 from .admission import RETRY_AFTER, ConnectionGate, gate_for
-from .coalesce import HeadWithBody
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed
 MAX_LINGERING = 128  # refused sockets drained at once (half of the default fd_reserve)
@@ -142,8 +141,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.refuse(HeadersTooLarge(f"request line and headers exceed {limit} bytes"))
             return
         super().on_headers_complete()
-        if not self.upgraded and self.cycle is not None:  # its head leaves with its body
-            self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
         if not self.upgraded and not self.transport.is_closing():
             self.last_body = self.loop.time()
             self.body_timer = self.loop.call_later(self.gate.limits.body_timeout, self._body_timeout)
