@@ -90,6 +90,12 @@ def test_events_are_parsed_by_type_and_unknown_types_kept() -> None:
     assert type(future) is Event
     assert future.event_id == 5
     assert future.raw == {"type": "from_the_future", "event_id": 5, "x": [1]}
+    newer = {"type": "new_request", "event_id": 7, "request_id": 9, "added_later": True}
+    typed = parse_event(dict(newer))
+    assert isinstance(typed, NewRequestEvent) and not hasattr(typed, "added_later")
+    assert typed.raw == newer  # what the server sent, fields this client does not know included
+    built = NewRequestEvent(type="new_request", event_id=7, request_id=9)  # as the server builds one
+    assert built.raw == {"type": "new_request", "event_id": 7, "request_id": 9}
     broken = parse_event({"type": "pharmacy_response", "event_id": 6})  # missing fields
     assert type(broken) is Event
     assert broken.type == "pharmacy_response"

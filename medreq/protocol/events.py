@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from .fields import CorrelationId, Outbound
 from .rest import ErrorDetail, MessageOut, RequestOut
 
 OPTIONAL_ON_THE_WIRE = ("trace_id",)
 """Event fields that may be absent; every other one is always sent."""
+
+
+RAW = "_raw"  # where `parse_event` keeps what the server sent
 
 
 class Event(Outbound):
@@ -35,14 +38,18 @@ class Event(Outbound):
     timestamp: str | None = None
     #: the trace id of the HTTP request or socket message that caused the event
     trace_id: str | None = None
-    _raw: dict[str, Any] | None = PrivateAttr(default=None)
 
     @property
     def raw(self) -> dict[str, Any]:
-        """The event exactly as the server sent it."""
-        if self._raw is None:
-            return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        return self._raw
+        """The event exactly as the server sent it (as `parse_event` received it).
+
+        Kept in pydantic's private-attribute slot by `parse_event`, not declared as a
+        `PrivateAttr`: a declared one is initialised on every model built, and the server
+        builds three events per full cycle (6.9 → 2.3 µs a `model_validate` with timeit)."""
+        private = self.__pydantic_private__
+        if private and RAW in private:
+            return private[RAW]  # type: ignore[no-any-return]
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class TypedEvent(Event):
@@ -229,7 +236,7 @@ def parse_event(data: dict[str, Any]) -> Event:
         event = cls.model_validate(data)
     except ValidationError:
         event = Event.model_validate(_generic(data))
-    event._raw = data
+    object.__setattr__(event, "__pydantic_private__", {RAW: data})  # frozen: see `Event.raw`
     return event
 
 
