@@ -275,3 +275,32 @@ def test_an_access_line_is_what_the_json_formatter_writes(restored_logging: None
     assert line[line.index(after_time) :] == expected[expected.index(after_time) :]
     assert json.loads(line)["trace_id"] == trace.trace_id
     assert re.fullmatch(r'\{"time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"', line[: line.index(after_time) + 1])
+
+
+def test_an_http_access_line_is_the_general_line_for_its_fields(restored_logging: None) -> None:
+    """`AccessLog.http` writes, as one f-string, what `write` writes for the same fields."""
+    import io
+    import logging
+    import logging.config
+
+    from medreq.logs import AccessLog, log_config
+
+    logging.config.dictConfig(log_config("info", "json"))
+    [handler] = logging.getLogger("medreq").handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.stream = io.StringIO()
+    access = AccessLog()
+    for method, route, status, ms, account, role, client in [
+        ("POST", "/medicine/request/", 201, 1.234, 5, "patient", "127.0.0.1"),
+        ("GET", "unmatched", 404, 0.5, None, None, None),
+        ("DELETE", "/auth/me", 204, 12.0, 7, "pharmacy", "::1"),
+    ]:
+        access.http(method, route, status, ms, account, role, client)
+        fields = {"kind": "http", "method": method, "route": route, "status": status, "duration_ms": ms}
+        access.write(f"{method} {route} {status}", fields | {"account_id": account, "role": role, "client": client})
+        access.flush()
+    lines = handler.stream.getvalue().splitlines()
+    assert len(lines) == 6
+    for special, general in zip(lines[::2], lines[1::2], strict=True):
+        cut = special.index('", "level"')  # written a moment apart
+        assert special[cut:] == general[cut:] and json.loads(special)["kind"] == "http"

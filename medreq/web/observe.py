@@ -75,19 +75,8 @@ class Observer:
             if metrics.enabled:
                 metrics.http_request(scope["method"], route, status, duration)
             if self.json_logs:
-                method = scope["method"]
-                access.write(
-                    f"{method} {route} {status}",
-                    {
-                        "kind": "http",
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(duration * 1000, 3),
-                        **_account(trace),
-                        "client": _client(scope),
-                    },
-                )
+                duration_ms = round(duration * 1000, 3)
+                access.http(scope["method"], route, status, duration_ms, trace.account_id, trace.role, _client(scope))
             tracing.end(token)
 
     def watch(self, scope: Scope, receive: Receive, send: Send) -> _Watch:
