@@ -231,6 +231,13 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     config["loggers"]["medreq"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     if fmt == "json":
         config["formatters"] = {name: {"()": "medreq.logs.JsonFormatter"} for name in config["formatters"]}
-        # one access line per request, medreq's (it knows the route, account and trace id)
+    if fmt == "json" or level.lower() in QUIETER_THAN_ACCESS:
+        # JSON: one access line per request, medreq's (it knows the route, account and trace id).
+        # Above info: none. uvicorn builds its line's arguments (the client's address, the path
+        # quoted again) for every request whenever its access logger has a handler, even one
+        # whose level drops the line; without a handler it skips them.
         config["loggers"]["uvicorn.access"] = {"handlers": [], "level": "WARNING", "propagate": False}
     return config
+
+
+QUIETER_THAN_ACCESS = ("warning", "error", "critical")  # levels at which no access line is written

@@ -304,3 +304,13 @@ def test_an_http_access_line_is_the_general_line_for_its_fields(restored_logging
     for special, general in zip(lines[::2], lines[1::2], strict=True):
         cut = special.index('", "level"')  # written a moment apart
         assert special[cut:] == general[cut:] and json.loads(special)["kind"] == "http"
+
+
+def test_uvicorn_builds_no_access_line_it_would_drop() -> None:
+    """Above info, uvicorn's access logger gets no handler: with one, uvicorn builds every
+    request's line arguments even when the level drops the line."""
+
+    from medreq.logs import log_config
+
+    for level, fmt, handlers in [("info", "text", ["access"]), ("warning", "text", []), ("info", "json", [])]:
+        assert log_config(level, fmt)["loggers"]["uvicorn.access"]["handlers"] == handlers, (level, fmt)
