@@ -309,7 +309,6 @@ def test_an_http_access_line_is_the_general_line_for_its_fields(restored_logging
 def test_uvicorn_builds_no_access_line_it_would_drop() -> None:
     """Above info, uvicorn's access logger gets no handler: with one, uvicorn builds every
     request's line arguments even when the level drops the line."""
-
     from medreq.logs import log_config
 
     for level, fmt, handlers in [("info", "text", ["access"]), ("warning", "text", []), ("info", "json", [])]:
