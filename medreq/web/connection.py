@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..auth import Claims
 from ..protocol import (
     AckFrame,
@@ -230,8 +231,13 @@ class Connection:
             return
         if event_id > self.last_sent + 1:
             await self._replay(after=None, before=event_id)
-        await self._send(self.service.rebase(text, self.base))
+        await self._send_stored(text)
         self.last_sent = event_id
+
+    async def _send_stored(self, text: str) -> None:
+        """Send a stored event, and observe how long after it was stored it was written."""
+        await self._send(self.service.rebase(text, self.base))
+        metrics.event_delivered(text)
 
     async def _replay(self, *, after: int | None, before: int | None = None) -> int:
         """Send stored events past `after` (default: the last sent) up to `before` (default: all)."""
@@ -246,7 +252,7 @@ class Connection:
                 resync = ResyncRequiredFrame(type="resync_required", oldest_event_id=page[0][0])
                 await self.ws.send_text(to_text(resync))
             for event_id, text in page:
-                await self._send(self.service.rebase(text, self.base))
+                await self._send_stored(text)
                 self.last_sent = event_id
                 count += 1
             if len(page) < REPLAY_PAGE:

@@ -95,8 +95,8 @@ class Observer:
 
 
 class _Watch:
-    """Between a socket and uvicorn: sees the close code, echoes the trace id in the handshake,
-    times events on their way out, and logs the close.
+    """Between a socket and uvicorn: sees the close code, echoes the trace id in the handshake
+    and logs the close (the connection times the events it sends: `Connection._send_stored`).
 
     A slotted object whose bound methods `dispatch` passes on, called from `dispatch`'s own
     frame: it lives as long as the socket. Measured with `medreq bench idle --connections
@@ -125,10 +125,7 @@ class _Watch:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "websocket.send":
-            if metrics.enabled and message.get("text"):
-                metrics.event_sent(message["text"])
-        elif kind == "websocket.accept":
+        if kind == "websocket.accept":
             echo = (b"x-request-id", self.trace.trace_id.encode())
             message = {**message, "headers": [*message.get("headers", ()), echo]}
         elif kind == "websocket.close" and self.code is None:
