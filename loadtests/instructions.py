@@ -8,10 +8,13 @@
 The server runs under `valgrind --tool=callgrind` and the full-cycle generator (docs/benchmarks.md
 §2) drives it; the server's instructions over the measured window, read with `callgrind_control
 --dump` at both ends, are divided by the cycles finished in it. All threads of the server count.
+`net_instructions_per_cycle` first takes off what the server spends with nothing to do (its
+timers: measured for 10 s before the load), which otherwise grows per cycle when a run is slower.
 CPU seconds on a shared 2-core VM move by ±8 % between runs of the same code (and this machine's
-speed itself changes from day to day); the instruction count repeats to well under 1 %, so a 3 %
-change can be seen in one run. It is not time: a cache miss and a `write` cost far more than
-their instruction count says, so a change is still confirmed with `medreq bench cycle`.
+speed itself changes from day to day); four runs of one build counted within 1 % of each other
+when nothing else ran (docs/benchmarks.md), so run it alone. It is not time: the kernel's work
+(system calls, disks) is not counted at all, and a cache miss costs far more than its count
+says, so a change is still confirmed with `medreq bench cycle`.
 
 Under callgrind the server is ~50× slower, so the same number of workers finds bigger groups to
 commit together than at full speed; keep `--workers` small (the default 8) and equal between the
@@ -26,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from medreq.simulate.bench import environment
 from medreq.simulate.bench.cycle import bench_cycle
 from medreq.simulate.server import ServerProcess
+
+IDLE_SECONDS = 10.0
 
 
 class Instructions:
@@ -62,7 +68,13 @@ def measure(
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
         server = ServerProcess(env={**env, "PYTHONPATH": str(build)}, wrapper=wrapper)
         server.start(timeout=600)
+        meter = Instructions(out)
         try:
+            # the server's own ticks with nothing to do (checkpointer, session watch, deliverer
+            # poll): per second, not per cycle, so a slower run would spread them over fewer cycles
+            before = meter(server.pid)
+            time.sleep(IDLE_SECONDS)
+            idle_per_s = (meter(server.pid) - before) / IDLE_SECONDS
             result = bench_cycle(
                 server.url,
                 server.pid,
@@ -71,16 +83,19 @@ def measure(
                 warmup=10.0,
                 seconds=seconds,
                 image=image,
-                meter=Instructions(out),
+                meter=meter,
             )
         finally:
             server.stop(timeout=120)
     instructions = result["server_cpu_s"]  # what the meter counted: instructions, not seconds
+    cycles = max(1, result["cycles"])
     return {
         "cycles": result["cycles"],
         "lost": result["lost"],
         "errors": result["errors"],
-        "instructions_per_cycle": round(instructions / max(1, result["cycles"])),
+        "instructions_per_cycle": round(instructions / cycles),
+        "idle_instructions_per_s": round(idle_per_s),
+        "net_instructions_per_cycle": round((instructions - idle_per_s * seconds) / cycles),
     }
 
 
@@ -113,9 +128,9 @@ def main() -> None:
                 )
                 print(json.dumps(run), file=sys.stderr, flush=True)
                 runs.append(run)
-    first = runs[0]["instructions_per_cycle"]
+    first = runs[0]["net_instructions_per_cycle"]
     for run in runs:
-        run["vs_first"] = round(run["instructions_per_cycle"] / first, 4)
+        run["vs_first"] = round(run["net_instructions_per_cycle"] / first, 4)
     print(
         json.dumps(
             {"environment": environment(), "workers": args.workers, "image": args.image, "runs": runs},
