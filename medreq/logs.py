@@ -157,10 +157,9 @@ class AccessLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         message = f"{method} {route} {status}"
-        if not self._ready():
+        if not self._ready():  # configured some other way: `write` takes the ordinary path
             fields = {"kind": "http", "method": method, "route": route, "status": status}
-            fields |= {"duration_ms": duration_ms, "account_id": account_id, "role": role, "client": client}
-            self.logger.info(message, extra={"trusted": True, "fields": fields})
+            self.write(message, fields | {"duration_ms": duration_ms, "account_id": account_id, "role": role, "client": client})
             return
         self._add(
             f'{self._start(message)}, "kind": "http", "method": {_json(method)}, "route": {_json(route)}, '

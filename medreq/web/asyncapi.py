@@ -162,7 +162,6 @@ def document() -> dict[str, Any]:
     return build_document()
 
 
-
 async def asyncapi_json(request: Request) -> Response:
     return JSONResponse(document())
 

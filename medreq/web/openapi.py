@@ -408,7 +408,6 @@ def spec() -> dict[str, Any]:
     return build_spec()
 
 
-
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(spec())
 
