@@ -200,6 +200,9 @@ async def test_shutdown_finishes_an_in_flight_upload(
 
     async def body():  # type: ignore[no-untyped-def]
         yield head + image[:half]
+        # let the server read the headers first: a connection whose request has not begun is
+        # idle, and shutdown closes idle ones (under a loaded CI run the signal could win)
+        await asyncio.sleep(0.5)
         assert server.proc is not None
         server.proc.send_signal(signal.SIGINT)  # shutdown starts mid-upload
         await asyncio.sleep(0.5)
