@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -199,9 +200,18 @@ async def test_metrics_sum_every_worker(postgres_url: str, tmp_path: Path, png_b
         for _ in range(6):  # each a new connection, accepted by either worker
             httpx.get(f"{server.url}/health", timeout=10)
         await seed_flow(server, png_bytes, "trace-workers")
-        text = scrape(server).text
-        assert metric(text, "medreq_events_stored_total") == 3
-        assert metric(text, "medreq_http_request_duration_seconds_count", **labels) == before + 6
+        # each worker hands its tallies to the shared files every second (metrics.flush_every)
+        deadline = time.monotonic() + 10
+        while True:
+            text = scrape(server).text
+            counted = (
+                metric(text, "medreq_events_stored_total"),
+                metric(text, "medreq_http_request_duration_seconds_count", **labels),
+            )
+            if counted == (3, before + 6) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counted == (3, before + 6)
     finally:
         server.stop()
 

@@ -87,16 +87,21 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         # few are frozen with the rest instead.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        watcher = asyncio.create_task(
-            sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
-            name="medreq-session-watch",
-        )
+        tasks = [
+            asyncio.create_task(
+                sessions.watch(service, app.state.connections, interval=settings.revocation_poll_interval),
+                name="medreq-session-watch",
+            )
+        ]
+        if metrics.enabled and metrics.multiprocess_mode():
+            tasks.append(asyncio.create_task(metrics.flush_every(1.0), name="medreq-metrics-flush"))
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await connection.close_all(app.state.connections)
             await service.close()
 
