@@ -55,6 +55,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.head_size = 0  # request line and headers as the parser reported them
         self.header_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
+        self.in_body = False  # the current request's headers are in and its body is not
         self.last_body = 0.0  # loop time the current request's body last made progress
 
     # --- connection life ---------------------------------------------------------------------
@@ -89,6 +90,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # --- bytes in ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self._feed(data)
+        # Timers are armed only for a request still incomplete when its bytes so far are parsed:
+        # one whose headers (and body) came in one read, as nearly all do, needs none. Armed
+        # and cancelled in the same call, the two cost 5 µs of a request (timeit: 2.6 µs a
+        # pair on uvloop). The header deadline still runs from the request's first byte.
+        if self.refusing or self.upgraded or self.transport.is_closing():
+            return
+        if self.awaiting_headers:
+            if self.header_timer is None:
+                self._arm_header_timer()
+        elif self.in_body and self.body_timer is None:
+            self.body_timer = self.loop.call_later(self.gate.limits.body_timeout, self._body_timeout)
+
+    def _feed(self, data: bytes) -> None:
         if self.refusing:
             return  # draining: read and discarded
         if not self.awaiting_headers:
@@ -108,7 +123,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.refuse(HeadersTooLarge(f"request line and headers exceed {limit} bytes"))
             return
         if not self.refusing and not self.transport.is_closing():
-            self.data_received(data[room:])
+            self._feed(data[room:])
 
     # --- parser callbacks --------------------------------------------------------------------
     # The byte count above bounds what the parser buffers; `head_size` (what the callbacks saw)
@@ -118,8 +133,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.awaiting_headers = True
         self.head_size = 0
-        if self.header_timer is None:
-            self._arm_header_timer()
 
     def on_url(self, url: bytes) -> None:
         self.head_size += len(url)
@@ -143,7 +156,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if not self.upgraded and not self.transport.is_closing():
             self.last_body = self.loop.time()
-            self.body_timer = self.loop.call_later(self.gate.limits.body_timeout, self._body_timeout)
+            self.in_body = True  # until the message completes (data_received arms the timer)
 
     def on_body(self, body: bytes) -> None:
         if not self.refusing:
@@ -151,6 +164,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         self._cancel_body_timer()
         if not self.refusing:
             super().on_message_complete()
