@@ -20,8 +20,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,22 @@ SNIFF_BYTES = 8192
 
 # the base URL the current HTTP request reached us at (None: use the configured one)
 _client_base: ContextVar[str | None] = ContextVar("medreq_media_client_base", default=None)
+
+
+class ClientBase:
+    """`MediaStore.for_client`'s block: a class, not a generator, because every HTTP request
+    and WebSocket message enters one (timeit: 0.4 against 1.4 µs a block)."""
+
+    __slots__ = ("reached_at", "token")
+
+    def __init__(self, reached_at: str | None) -> None:
+        self.reached_at = reached_at
+
+    def __enter__(self) -> None:
+        self.token = _client_base.set(self.reached_at)
+
+    def __exit__(self, *exc: object) -> None:
+        _client_base.reset(self.token)
 
 
 @dataclass(frozen=True)
@@ -164,14 +179,9 @@ class MediaStore:
         """The base for links sent to a client that reached us at ``reached_at`` (or None)."""
         return reached_at if self.follow_host and reached_at else self.base_url
 
-    @contextmanager
-    def for_client(self, reached_at: str | None) -> Iterator[None]:
-        """Links made inside this block are for a client that reached us at ``reached_at``."""
-        token = _client_base.set(reached_at)
-        try:
-            yield
-        finally:
-            _client_base.reset(token)
+    def for_client(self, reached_at: str | None) -> ClientBase:
+        """Links made inside this `with` block are for a client that reached us at ``reached_at``."""
+        return ClientBase(reached_at)
 
     def rebase(self, text: str, base: str) -> str:
         """``text`` (rendered under the configured base) with its links moved under ``base``."""
