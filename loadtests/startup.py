@@ -11,6 +11,12 @@ a machine shared with other work the wall time waits for a core, the CPU time mu
 Several `--medreq` commands (builds to compare) run in turn, A B A B …, so a machine that
 slows down during the call slows all of them alike.
 
+The warm-up run writes Python's bytecode caches even where `PYTHONDONTWRITEBYTECODE` is set (it
+is on this machine): the timed runs then load medreq's modules from them, as an installed
+package (pip compiles them) or a user's second run does. Without them every run compiled
+medreq's modules from source: 7 % more instructions for `medreq --help` under callgrind, and
+57 ms more before `serve` answered (docs/benchmarks.md).
+
 The serve figure is on an existing data dir: one untimed start creates its database, key and
 media dir first (a brand-new data dir also runs every migration, which is not what is asked).
 The server is the console script `medreq` next to this Python (as users start it), with the
@@ -54,11 +60,15 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_help(medreq: list[str], args: tuple[str, ...]) -> tuple[float, float]:
+#: the environment of the warm-up runs: bytecode caches written, whatever this one says
+WARM_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def time_help(medreq: list[str], args: tuple[str, ...], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of `medreq ARGS`."""
     cpu = children_cpu()
     start = time.perf_counter()
-    done = subprocess.run([*medreq, *args], capture_output=True, check=False)
+    done = subprocess.run([*medreq, *args], capture_output=True, check=False, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"medreq {' '.join(args)} failed:\n{done.stderr.decode(errors='replace')}")
@@ -76,14 +86,18 @@ def health_ok(port: int) -> bool:
         return False
 
 
-def time_serve(medreq: list[str], data_dir: Path, log: Path) -> tuple[float, float]:
+def time_serve(
+    medreq: list[str], data_dir: Path, log: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     """Wall seconds from starting `medreq serve` to its first 200 on ``/health``, and the CPU
     seconds the server used until then; then it is stopped."""
     port = free_port()
     command = [*medreq, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     with open(log, "ab") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(command, env={**os.environ, **LOAD_ENV}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, env={**(env or os.environ), **LOAD_ENV}, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         while not health_ok(port):
             if proc.poll() is not None:
@@ -101,7 +115,7 @@ def time_serve(medreq: list[str], data_dir: Path, log: Path) -> tuple[float, flo
             proc.wait(5)
 
 
-Measure = Callable[[list[str]], tuple[float, float]]
+Measure = Callable[[list[str], dict[str, str] | None], tuple[float, float]]
 
 
 #: the floor under any `--help` of a Typer app like medreq's: the interpreter, and a two-command
@@ -127,15 +141,15 @@ FLOORS = {
 
 
 def floor_of(command: list[str]) -> Measure:
-    def measure(_: list[str]) -> tuple[float, float]:
-        return time_help(command, ())
+    def measure(_: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+        return time_help(command, (), env)
 
     return measure
 
 
 def help_of(args: tuple[str, ...]) -> Measure:
-    def measure(medreq: list[str]) -> tuple[float, float]:
-        return time_help(medreq, args)
+    def measure(medreq: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+        return time_help(medreq, args, env)
 
     return measure
 
@@ -143,11 +157,11 @@ def help_of(args: tuple[str, ...]) -> Measure:
 def report(label: str, measure: Measure, commands: list[list[str]], runs: int) -> None:
     """``measure`` each command ``runs`` times, in turn, after one warm-up run of each."""
     for command in commands:
-        measure(command)  # warm-up: file caches, .pyc files
+        measure(command, WARM_ENV)  # warm-up: file caches, bytecode caches
     results: list[list[tuple[float, float]]] = [[] for _ in commands]
     for _ in range(runs):
         for command, found in zip(commands, results, strict=True):
-            found.append(measure(command))
+            found.append(measure(command, None))
     for command, found in zip(commands, results, strict=True):
         who = f"  [{' '.join(command)}]" if len(commands) > 1 else ""
         for kind, values in (("wall", [w * 1000 for w, _ in found]), ("cpu", [c * 1000 for _, c in found])):
@@ -183,8 +197,10 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="medreq-startup-"))
         try:
             data_dir, log = work / "data", work / "server.log"
-            time_serve(commands[0], data_dir, log)  # creates the data dir: database, migrations, key
-            report("medreq serve → /health 200", lambda c: time_serve(c, data_dir, log), commands, args.runs)
+            time_serve(commands[0], data_dir, log, WARM_ENV)  # the data dir: database, migrations, key
+            report(
+                "medreq serve → /health 200", lambda c, env: time_serve(c, data_dir, log, env), commands, args.runs
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(load())
