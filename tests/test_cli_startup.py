@@ -108,3 +108,21 @@ def test_the_check_sees_what_a_command_imports(tmp_path: object) -> None:
     assert code == 1, output
     assert "not logged in" in output, output
     assert "medreq.client" in loaded and "pydantic" in loaded and "httpx" in loaded, loaded
+
+
+def test_command_modules_keep_their_annotations_evaluated() -> None:
+    """Typer reads every command's signature at start-up, `--help` included; with `from
+    __future__ import annotations` it evaluated each annotation string twice per command
+    (`inspect.signature(eval_str=True)` and `get_type_hints`): 7 % of `medreq --help`'s
+    instructions (docs/benchmarks.md). A module that registers commands keeps real annotations."""
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parent.parent / "medreq" / "cli"
+    registering = [
+        path.name
+        for path in sorted(cli.glob("*.py"))
+        if any(mark in path.read_text() for mark in ("@app.command", "_app.command", "@app.callback"))
+    ]
+    assert "user.py" in registering and "server.py" in registering
+    postponed = [name for name in registering if "from __future__ import annotations" in (cli / name).read_text()]
+    assert postponed == []

@@ -5,8 +5,6 @@ the root callback takes them, and each command's own option falls back to them u
 given after the command (see `user_session.root_fallback`).
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,7 +28,7 @@ class Group(TyperGroup):
     before (`tests/test_cli_startup.py` notices).
     """
 
-    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: "Context", args: list[str]) -> list[str]:
         # here, not in __init__: Typer appends the completion options and Click makes `--help`
         # after the group is built
         try:

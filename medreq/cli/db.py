@@ -2,8 +2,6 @@
 
 The storage and backup modules are imported by the command that runs (issue 14)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +19,7 @@ app.add_typer(db_app, name="db")
 
 
 
-def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> Settings:
+def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> "Settings":
     from ..config import Settings
 
     try:

@@ -1,7 +1,5 @@
 """`medreq inbox`: the pharmacy's live inbox in the terminal (Textual, the ``tui`` extra)."""
 
-from __future__ import annotations
-
 import typer
 from rich.markup import escape
 

@@ -1,7 +1,5 @@
 """`medreq samples DIR`: the prescription image and voice reply the README's walk-through uploads."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated

@@ -5,8 +5,6 @@ registering these commands (for `medreq --help`, or any other command) must not 
 import (issue 14).
 """
 
-from __future__ import annotations
-
 import getpass
 import json
 import sys
@@ -223,11 +221,11 @@ def account_create(
     typer.echo(f"created {account['role']} {account['username']} with id {account['id']} in {where}")
 
 
-def _sqlite_file(settings: Settings) -> Path:
+def _sqlite_file(settings: "Settings") -> Path:
     return Path(settings.database_url.split(":///", 1)[1])
 
 
-def _database_label(settings: Settings) -> str:
+def _database_label(settings: "Settings") -> str:
     """Where accounts go, for humans: the SQLite file, or the database URL without its password."""
     if settings.is_sqlite:
         return str(_sqlite_file(settings))
@@ -236,7 +234,7 @@ def _database_label(settings: Settings) -> str:
     return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
-async def _create(settings: Settings, data: RegisterIn) -> dict[str, object]:
+async def _create(settings: "Settings", data: "RegisterIn") -> dict[str, object]:
     from ..bootstrap import open_service
 
     async with open_service(settings) as service:

@@ -4,8 +4,6 @@ Exit codes: 0 all delivered exactly once; 1 something lost, duplicated, misroute
 operation failed for good; 2 a bad scenario, option or target; 3 the run could not be set up.
 """
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path

@@ -6,8 +6,6 @@ The client, and the modules built on it (`user_live`, `user_upload`), are import
 commands: `medreq --help` registers every command without them (issue 14).
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -221,7 +219,7 @@ def request(
 
 
 def _sender(
-    client: MedreqClient,
+    client: "MedreqClient",
     pharmacy: int,
     quantity: int,
     image: Path | None,

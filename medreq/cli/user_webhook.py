@@ -1,7 +1,5 @@
 """`medreq webhook set|clear|test|deliveries`: an account's webhook (docs/protocol.md §5)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
