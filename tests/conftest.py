@@ -11,10 +11,11 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -157,3 +158,17 @@ async def drop_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+T = TypeVar("T")
+
+
+def eventually(action: Callable[[], T], done: Callable[[T], bool], *, seconds: float = 5.0) -> T:
+    """`action()` until `done` holds of its result (a change made elsewhere reaches a worker
+    within its poll interval), at most `seconds`; the last result either way."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = action()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)

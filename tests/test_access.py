@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -19,10 +17,9 @@ from typer.testing import CliRunner
 
 from medreq.cli import app
 
-from .conftest import Account, ServerProcess, make_account
+from .conftest import Account, ServerProcess, eventually, make_account
 from .wire import close_code, db_snapshot, error_code, open_ws, post_request, recv_json
 
-T = TypeVar("T")
 APPROVAL = {"MEDREQ_PHARMACY_REGISTRATION": "approval"}
 
 
@@ -41,17 +38,6 @@ def login(server: ServerProcess, username: str, password: str = "correct horse b
     return httpx.post(
         f"{server.url}/auth/token", json={"username": username, "password": password}, timeout=10
     )
-
-
-def eventually(action: Callable[[], T], done: Callable[[T], bool], *, seconds: float = 5.0) -> T:
-    """`action()` until `done` holds of its result (a change made elsewhere reaches a worker
-    within its poll interval), at most `seconds`; the last result either way."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = action()
-        if done(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
 
 
 def pharmacy_ids(server: ServerProcess, patient: Account) -> list[int]:

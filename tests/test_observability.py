@@ -12,7 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from .conftest import REDIS_URL, ServerProcess, create_database, drop_database, make_account, require_service
+from .conftest import (
+    REDIS_URL,
+    ServerProcess,
+    create_database,
+    drop_database,
+    eventually,
+    make_account,
+    require_service,
+)
 from .wire import open_ws, post_request, recv_json
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
@@ -209,10 +217,7 @@ async def test_metrics_sum_every_worker(postgres_url: str, tmp_path: Path, png_b
             )
 
         # each worker hands its tallies to the shared files every second (metrics.flush_every)
-        deadline = time.monotonic() + 10
-        while counted() != (3, 6) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert counted() == (3, 6)
+        assert eventually(counted, lambda found: found == (3, 6), seconds=10) == (3, 6)
         time.sleep(1.5)  # another flush from each worker adds nothing more
         assert counted() == (3, 6)
     finally:
