@@ -1,20 +1,17 @@
-"""HTTP plumbing shared by the routes: JSON in and out, bearer auth, rate limits, bounded forms,
-and the one mapping of `MedreqError` to a response."""
+"""HTTP plumbing shared by the routes: JSON in and out, bearer auth, rate limits, and the one
+mapping of `MedreqError` to a response."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
-from python_multipart.exceptions import FormParserError
-from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .. import tracing
 from ..auth import bearer_token
@@ -31,14 +28,10 @@ from ..protocol.errors import (
     UnsupportedMediaType,
 )
 from ..protocol.errors import Invalid as InvalidInput
-from ..service import Caller, MedreqService, Upload
+from ..service import Caller, MedreqService
 from . import json_limits, wire_record
 
 log = logging.getLogger("medreq.http")
-
-FORM_OVERHEAD = 256 * 1024  # room for the text fields and multipart framing around a file
-FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-MAX_FORM_FIELD = 64 * 1024  # one text field of a form; the longest the models allow is 2000 chars
 
 
 class JSONResponse(Response):
@@ -155,89 +148,6 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
     if not isinstance(data, dict):
         raise InvalidJSON("body must be a JSON object")
     return parse(model, data)
-
-
-async def read_form(request: Request, *, file_limit: int) -> FormData:
-    """Parse a multipart or urlencoded body, never buffering more than `file_limit` + overhead.
-
-    The declared Content-Length is checked first; the stream itself is counted too, so a
-    client that lies about (or omits) the length is cut off at the same point.
-    """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in FORM_CONTENT_TYPES:
-        raise UnsupportedMediaType("body must be multipart/form-data")
-    limit = file_limit + FORM_OVERHEAD
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    bounded = Request(request.scope, _bounded_receive(request.receive, limit))
-    # The parsers directly: inside an app, `Request.form()` turns every parser error into
-    # HTTPException(400), which came out as code `internal`; each gets its §1 code below.
-    parser: MultiPartParser | FormParser
-    if content_type == "multipart/form-data":
-        parser = MultiPartParser(
-            bounded.headers, bounded.stream(), max_files=2, max_fields=20, max_part_size=MAX_FORM_FIELD
-        )
-    else:
-        parser = FormParser(bounded.headers, bounded.stream(), max_fields=20, max_part_size=MAX_FORM_FIELD)
-    try:
-        return await parser.parse()
-    except MultiPartException as exc:
-        raise _form_error(exc.message) from None
-    except FormParserError as exc:  # python-multipart's own, from urlencoded bodies
-        raise InvalidInput(f"malformed form: {exc}") from None
-
-
-def _form_error(message: str) -> MedreqError:
-    """Starlette tells its form limits apart only by their text: size limits are 413, the rest 422."""
-    if "exceeded maximum size" in message:
-        return PayloadTooLarge(f"a form field is larger than {MAX_FORM_FIELD} bytes")
-    return InvalidInput(f"malformed form: {message}")
-
-
-def _bounded_receive(receive: Receive, limit: int) -> Receive:
-    seen = 0
-
-    async def bounded() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-        return message
-
-    return bounded
-
-
-def form_fields(form: FormData, *names: str) -> dict[str, Any]:
-    """The text fields among `names` that were sent (a file where text belongs is an error)."""
-    fields: dict[str, Any] = {}
-    for name in names:
-        value = form.get(name)
-        if value is None:
-            continue
-        if isinstance(value, UploadFile):
-            raise InvalidInput(f"{name}: must be a text field", fields={name: "must be a text field"})
-        if value != "":
-            fields[name] = value
-    return fields
-
-
-def form_file(form: FormData, name: str) -> Upload | None:
-    """The file field `name` as an `Upload` for the service (which saves, checks and keeps or
-    discards it), or None when it was not sent."""
-    value = form.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, UploadFile):
-        raise InvalidInput(f"{name}: must be a file upload", fields={name: "must be a file upload"})
-    return Upload(_chunks(value), filename=value.filename, content_type=value.content_type)
-
-
-async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(64 * 1024):
-        yield chunk
 
 
 # --- auth and limits -----------------------------------------------------------------------------

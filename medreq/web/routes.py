@@ -32,16 +32,8 @@ from ..protocol import (
 )
 from ..protocol.errors import Invalid, NotFound
 from . import convertors  # noqa: F401  (registers the `id` convertor used below)
-from .http import (
-    JSONResponse,
-    authenticate,
-    form_fields,
-    form_file,
-    limit_anonymous,
-    read_form,
-    read_json,
-    service_of,
-)
+from .forms import form_fields, form_file, read_form
+from .http import JSONResponse, authenticate, limit_anonymous, read_json, service_of
 
 
 async def health(request: Request) -> Response:
@@ -140,11 +132,11 @@ async def pharmacies(request: Request) -> Response:
 async def create_request(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
-    form = await read_form(request, file_limit=service.limits.max_image_bytes)
-    data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
-    image = form_file(form, "image")
-    key = _idempotency_key(request)
-    body, _created = await service.create_request(caller, data, image, idempotency_key=key)
+    with await read_form(request, file_limit=service.limits.max_image_bytes) as form:
+        data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
+        image = form_file(form, "image")
+        key = _idempotency_key(request)
+        body, _created = await service.create_request(caller, data, image, idempotency_key=key)
     return JSONResponse(body, status_code=201)
 
 
@@ -195,10 +187,10 @@ def _request_id(request: Request) -> int:
 async def respond(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
-    form = await read_form(request, file_limit=service.limits.max_audio_bytes)
-    data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
-    audio = form_file(form, "audio")
-    view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
+    with await read_form(request, file_limit=service.limits.max_audio_bytes) as form:
+        data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
+        audio = form_file(form, "audio")
+        view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
     return JSONResponse(ResponseSentOut(message="Response sent successfully", data=view))
 
 

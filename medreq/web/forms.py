@@ -1,0 +1,274 @@
+"""Request forms (`POST /medicine/request/`, `/medicine/response/`): read, bounded, into text
+fields and at most two files.
+
+multipart/form-data goes straight to python-multipart's `MultipartParser` with callbacks of our
+own, not through Starlette's `MultiPartParser`: Starlette's layer (an `UploadFile` and `Headers`
+per part, a `FormData`, an async write per file chunk, the `Request.stream()` wrapper) cost
+more than python-multipart itself: 44 against 15 µs for the three-field form of a request
+without an image, 82 against 30 µs with a 32 KB PNG (`timeit`-style loop, docs/benchmarks.md).
+The rules are the same as before, each with its §1 error (tests/test_input_rules.py):
+
+- the declared Content-Length, then the bytes as they arrive, against the file limit plus
+  `FORM_OVERHEAD` (413);
+- a text field at most `MAX_FORM_FIELD` bytes (413), at most 20 of them and 2 files (422);
+- a part without a name, a missing boundary, broken framing: 422 `malformed form: …`;
+- a file is spooled like Starlette's: in memory up to 1 MiB, then in an unlinked temporary
+  file, so nothing large is held in memory; the service sniffs, bounds and stores it.
+
+Urlencoded bodies (a curl user's `-d`) are rare and file-less: Starlette's `FormParser` reads
+them, under the same limits.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import AsyncIterator
+from tempfile import SpooledTemporaryFile
+from typing import Any
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.formparsers import FormParser, MultiPartException
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive
+
+from ..protocol.errors import Invalid, MedreqError, PayloadTooLarge, UnsupportedMediaType
+from ..service import Upload
+
+FORM_OVERHEAD = 256 * 1024  # room for the text fields and multipart framing around a file
+FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MAX_FORM_FIELD = 64 * 1024  # one text field of a form; the longest the models allow is 2000 chars
+MAX_FIELDS = 20
+MAX_FILES = 2
+SPOOL_BYTES = 1024 * 1024  # a file's bytes past this go to a temporary file
+READ_CHUNK = 64 * 1024
+
+
+class FilePart:
+    """A file of a form, spooled until the service reads it (`form_file`)."""
+
+    __slots__ = ("content_type", "filename", "spool")
+
+    def __init__(self, filename: str | None, content_type: str | None) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        # closed by `chunks` once read, else by the `Form`'s block, or by
+        # `_MultipartReader.discard` when the form fails
+        self.spool: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with self.spool:
+            self.spool.seek(0)
+            while chunk := self.spool.read(READ_CHUNK):
+                yield chunk
+
+
+class Form(dict[str, "str | FilePart"]):
+    """A read form: each name's last value, a text or a file. As a `with` block it closes its
+    files' spools at the end (a file the service did not read, as when a field was invalid)."""
+
+    def __enter__(self) -> Form:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for value in self.values():
+            if isinstance(value, FilePart):
+                value.spool.close()
+
+
+async def read_form(request: Request, *, file_limit: int) -> Form:
+    """Parse a multipart or urlencoded body, never buffering more than `file_limit` + overhead.
+
+    The declared Content-Length is checked first; the stream itself is counted too, so a
+    client that lies about (or omits) the length is cut off at the same point.
+    """
+    header = request.headers.get("content-type", "")
+    content_type = header.split(";")[0].strip().lower()
+    if content_type not in FORM_CONTENT_TYPES:
+        raise UnsupportedMediaType("body must be multipart/form-data")
+    limit = file_limit + FORM_OVERHEAD
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if content_type == "application/x-www-form-urlencoded":
+        return await _read_urlencoded(request, limit)
+    _, params = parse_options_header(header)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise Invalid("malformed form: missing boundary in multipart")
+    reader = _MultipartReader(boundary, _charset(params.get(b"charset")))
+    try:
+        await reader.read(request.receive, limit)
+    except BaseException:
+        reader.discard()
+        raise
+    return reader.form
+
+
+def form_fields(form: Form, *names: str) -> dict[str, Any]:
+    """The text fields among `names` that were sent (a file where text belongs is an error)."""
+    fields: dict[str, Any] = {}
+    for name in names:
+        value = form.get(name)
+        if value is None:
+            continue
+        if isinstance(value, FilePart):
+            raise Invalid(f"{name}: must be a text field", fields={name: "must be a text field"})
+        if value != "":
+            fields[name] = value
+    return fields
+
+
+def form_file(form: Form, name: str) -> Upload | None:
+    """The file field `name` as an `Upload` for the service (which saves, checks and keeps or
+    discards it), or None when it was not sent."""
+    value = form.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, FilePart):
+        raise Invalid(f"{name}: must be a file upload", fields={name: "must be a file upload"})
+    return Upload(value.chunks(), filename=value.filename, content_type=value.content_type)
+
+
+class _MultipartReader:
+    """python-multipart's callbacks, building `form` under the limits of the module docstring."""
+
+    def __init__(self, boundary: bytes, charset: str) -> None:
+        self.form = Form()
+        self._charset = charset
+        self._fields = 0
+        self._files: list[FilePart] = []
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._content_type = b""
+        self._name = ""
+        self._text = bytearray()
+        self._file: FilePart | None = None
+        callbacks: Any = {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value_part,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+        self._parser = MultipartParser(boundary, callbacks)
+
+    async def read(self, receive: Receive, limit: int) -> None:
+        seen = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] != "http.request":  # http.disconnect: gone, or cut off by body_timeout
+                raise ClientDisconnect()
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            try:
+                if body:
+                    self._parser.write(body)
+                if not message.get("more_body", False):
+                    self._parser.finalize()
+                    return
+            except FormParserError as exc:
+                raise Invalid(f"malformed form: {exc}") from None
+
+    def discard(self) -> None:
+        for file in self._files:
+            file.spool.close()
+
+    def _part_begin(self) -> None:
+        self._disposition = self._content_type = b""
+        self._text.clear()
+        self._file = None
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_part(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        name = self._header_name.lower()
+        if name == b"content-disposition":
+            self._disposition = self._header_value
+        elif name == b"content-type":
+            self._content_type = self._header_value
+        self._header_name = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"name" not in options:
+            raise Invalid('malformed form: a part\'s Content-Disposition has no "name"')
+        self._name = self._decode(options[b"name"])
+        if b"filename" in options:
+            if len(self._files) == MAX_FILES:
+                raise Invalid(f"malformed form: more than {MAX_FILES} files")
+            content_type = self._content_type.decode("latin-1") or None
+            self._file = FilePart(self._decode(options[b"filename"]), content_type)
+            self._files.append(self._file)
+        else:
+            self._fields += 1
+            if self._fields > MAX_FIELDS:
+                raise Invalid(f"malformed form: more than {MAX_FIELDS} fields")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is not None:
+            self._file.spool.write(data[start:end])
+            return
+        if len(self._text) + end - start > MAX_FORM_FIELD:
+            raise PayloadTooLarge(f"a form field is larger than {MAX_FORM_FIELD} bytes")
+        self._text += data[start:end]
+
+    def _part_end(self) -> None:
+        self.form[self._name] = self._file if self._file is not None else self._decode(self._text)
+
+    def _decode(self, raw: bytes | bytearray) -> str:
+        """As Starlette decodes form text: the declared charset, Latin-1 when that fails."""
+        try:
+            return raw.decode(self._charset)
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
+def _charset(declared: bytes | None) -> str:
+    try:
+        return codecs.lookup(declared.decode("latin-1") if declared else "utf-8").name
+    except LookupError:
+        return "latin-1"
+
+
+async def _read_urlencoded(request: Request, limit: int) -> Form:
+    bounded = Request(request.scope, _bounded_receive(request.receive, limit))
+    parser = FormParser(bounded.headers, bounded.stream(), max_fields=MAX_FIELDS, max_part_size=MAX_FORM_FIELD)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise _form_error(exc.message) from None
+    except FormParserError as exc:
+        raise Invalid(f"malformed form: {exc}") from None
+    return Form((name, value) for name, value in form.multi_items() if isinstance(value, str))
+
+
+def _form_error(message: str) -> MedreqError:
+    """Starlette tells its form limits apart only by their text: size limits are 413, the rest 422."""
+    if "exceeded maximum size" in message:
+        return PayloadTooLarge(f"a form field is larger than {MAX_FORM_FIELD} bytes")
+    return Invalid(f"malformed form: {message}")
+
+
+def _bounded_receive(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        return message
+
+    return bounded
