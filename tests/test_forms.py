@@ -5,18 +5,30 @@ error and an unchanged database, are in test_input_rules.py and test_request_val
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from python_multipart.multipart import parse_options_header
 from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from medreq.protocol.errors import Invalid, PayloadTooLarge, UnsupportedMediaType
 from medreq.samples import photo
-from medreq.web.forms import MAX_FIELDS, MAX_FORM_FIELD, SPOOL_BYTES, FilePart, Form, read_form
+from medreq.web import forms
+from medreq.web.forms import (
+    MAX_FIELDS,
+    MAX_FORM_FIELD,
+    SPOOL_BYTES,
+    FilePart,
+    Form,
+    boundary_and_charset,
+    disposition_options,
+    read_form,
+)
 
 BOUNDARY = "----medreq-test-7MA4YWxkTrZu0gW"
 
@@ -180,3 +192,55 @@ async def test_other_bodies() -> None:
     assert urlencoded == {"pharmacy": "3", "note": "café"}
     with pytest.raises(ClientDisconnect):  # the client went away mid-body
         await read(body(part("a", b"1"))[:20], disconnect=True)
+
+
+DISPOSITIONS = [
+    b'form-data; name="pharmacy"',
+    b'form-data; name="image"; filename="rx.png"',
+    b'form-data; name=""; filename=""',
+    b'form-data; name="a;b"; filename="c; d.png"',
+    'form-data; name="note"; filename="ordonnance été.jpg"'.encode(),
+    b'form-data; name="x\\"y"; filename="C:\\\\Users\\\\p\\\\rx.png"',  # escapes: the library's path
+    b'form-data; filename="rx.png"; name="image"',  # another order
+    b"form-data; name=image",  # unquoted
+    b'Form-Data; Name="image"',
+    b'form-data; name="image"; filename*=UTF-8\'\'r%C3%A9.png',
+    b'form-data;name="tight"',
+    b'form-data; name="trailing" ',
+    b"form-data",
+]
+
+
+@pytest.mark.parametrize("value", DISPOSITIONS)
+def test_disposition_fast_path_reads_as_python_multipart(value: bytes) -> None:
+    assert disposition_options(value) == parse_options_header(value)[1]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"multipart/form-data; boundary={BOUNDARY}",
+        "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",
+        "multipart/form-data; boundary=0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d",
+        'multipart/form-data; boundary="quoted boundary"',
+        "multipart/form-data; boundary=abc; charset=latin-1",
+        "multipart/form-data; charset=utf-8; boundary=abc",
+        "Multipart/Form-Data; Boundary=abc",
+        "multipart/form-data; boundary=",
+        "multipart/form-data",
+    ],
+)
+def test_content_type_fast_path_reads_as_python_multipart(header: str) -> None:
+    _, params = parse_options_header(header)
+    charset = params.get(b"charset", b"utf-8").decode()
+    assert boundary_and_charset(header) == (params.get(b"boundary", b""), codecs.lookup(charset).name)
+
+
+def test_the_usual_headers_take_the_fast_path() -> None:
+    """The parity tests above would pass with no fast path at all: the common shapes must hit it."""
+    for value in DISPOSITIONS[:5]:
+        assert forms._SIMPLE_DISPOSITION.fullmatch(value), value
+    for value in DISPOSITIONS[5:]:
+        assert not forms._SIMPLE_DISPOSITION.fullmatch(value), value
+    assert forms._SIMPLE_CONTENT_TYPE.fullmatch(f"multipart/form-data; boundary={BOUNDARY}")
+    assert forms._SIMPLE_CONTENT_TYPE.fullmatch("multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxk")

@@ -22,6 +22,7 @@ them, under the same limits.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import AsyncIterator
 from tempfile import SpooledTemporaryFile
 from typing import Any
@@ -42,6 +43,13 @@ MAX_FIELDS = 20
 MAX_FILES = 2
 SPOOL_BYTES = 1024 * 1024  # a file's bytes past this go to a temporary file
 READ_CHUNK = 64 * 1024
+
+# The headers as browsers, curl, httpx and medreq's client write them, read by a regex; anything
+# else (another order, escapes, `filename*=`, other case) by python-multipart's
+# `parse_options_header`, which gives the same for these (tests/test_forms.py). That function
+# took a quarter of a form's parse: 1.8–3.1 µs a header, four per form (0.2 µs here; `timeit`).
+_SIMPLE_CONTENT_TYPE = re.compile(r"multipart/form-data; boundary=([0-9A-Za-z'()+_,./:=?-]{1,70})")
+_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
 
 
 class FilePart:
@@ -92,11 +100,10 @@ async def read_form(request: Request, *, file_limit: int) -> Form:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     if content_type == "application/x-www-form-urlencoded":
         return await _read_urlencoded(request, limit)
-    _, params = parse_options_header(header)
-    boundary = params.get(b"boundary")
+    boundary, charset = boundary_and_charset(header)
     if not boundary:
         raise Invalid("malformed form: missing boundary in multipart")
-    reader = _MultipartReader(boundary, _charset(params.get(b"charset")))
+    reader = _MultipartReader(boundary, charset)
     try:
         await reader.read(request.receive, limit)
     except BaseException:
@@ -199,7 +206,7 @@ class _MultipartReader:
         self._header_name = self._header_value = b""
 
     def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
+        options = disposition_options(self._disposition)
         if b"name" not in options:
             raise Invalid('malformed form: a part\'s Content-Disposition has no "name"')
         self._name = self._decode(options[b"name"])
@@ -231,6 +238,24 @@ class _MultipartReader:
             return raw.decode(self._charset)
         except UnicodeDecodeError:
             return raw.decode("latin-1")
+
+
+def disposition_options(value: bytes) -> dict[bytes, bytes]:
+    """A part's Content-Disposition options, as `parse_options_header` reads them."""
+    simple = _SIMPLE_DISPOSITION.fullmatch(value)
+    if simple is None:
+        return parse_options_header(value)[1]
+    name, filename = simple.groups()
+    return {b"name": name} if filename is None else {b"name": name, b"filename": filename}
+
+
+def boundary_and_charset(content_type: str) -> tuple[bytes, str]:
+    """A multipart body's boundary (empty when there is none) and its text fields' charset."""
+    simple = _SIMPLE_CONTENT_TYPE.fullmatch(content_type)
+    if simple is not None:
+        return simple.group(1).encode(), "utf-8"
+    _, params = parse_options_header(content_type)
+    return params.get(b"boundary", b""), _charset(params.get(b"charset"))
 
 
 def _charset(declared: bytes | None) -> str:
