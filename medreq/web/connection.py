@@ -1,10 +1,8 @@
 """One live socket's sending side: `Connection`, the hub's sink and the single writer of
 everything sent on a socket (docs/protocol.md §4–§5).
 
-Everything a socket is sent (events, replays, acks, errors, pongs) goes through `Connection`:
-written at once when nothing is queued before it and the socket takes it without waiting (most
-events and replies), otherwise queued for one sender task, so the order on the wire is the
-order decided here:
+Everything a socket is sent (events, replays, acks, errors, pongs) goes through one queue
+drained by one sender task, so the order on the wire is the order decided here:
 
 - events are sent in `event_id` order with no gaps and no duplicates on this connection:
   an event below the last one sent is dropped; one beyond the next expected fills the gap
@@ -54,9 +52,8 @@ REPLAY_PAGE = 500
 class Connection:
     """One socket: the hub's sink, and the single writer of everything sent on it.
 
-    An event or a reply is written at once when it can be (`_send_at_once`); the rest waits
-    in `outbox`, and a sender task exists only while something waits there, so an idle
-    connection costs no task beyond uvicorn's own, and no queue.
+    Outgoing items wait in `outbox`; a sender task exists only while there is something
+    to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
 
     A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
     outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
