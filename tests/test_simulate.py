@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -14,6 +17,7 @@ from typer.testing import CliRunner
 import medreq.cli.simulate  # noqa: F401  (registers `simulate` and `bench` on the app)
 from medreq.cli.app import app
 from medreq.simulate import ScenarioError, TargetRefused, check_target, load_scenario
+from medreq.simulate.actors import Actor
 from medreq.simulate.server import ServerProcess as SimServer
 
 from .conftest import ServerProcess, make_account
@@ -127,3 +131,39 @@ def test_a_folder_named_medreq_in_the_working_directory_does_not_shadow_the_pack
     monkeypatch.chdir(tmp_path)
     with SimServer() as server:
         assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+async def test_a_churned_session_resumes_after_the_last_event_handled_not_the_last_queued() -> None:
+    """The race behind one "lost 1" in a CI run: a live connection queues events as they
+    arrive; when a churning actor's session timer fired with an event queued but not yet
+    handed out, the next session resumed from the connection's `last_event_id`, past it."""
+
+    class Queued:
+        """A live connection that hands out events 1 and 2 and has already queued 3."""
+
+        last_event_id = 3
+
+        def __init__(self) -> None:
+            self.events = [SimpleNamespace(event_id=1), SimpleNamespace(event_id=None), SimpleNamespace(event_id=2)]
+
+        def __aiter__(self) -> Queued:
+            return self
+
+        async def __anext__(self) -> Any:
+            if self.events:
+                return self.events.pop(0)
+            await asyncio.sleep(3600)  # event 3 is never handed out before the timer fires
+
+    class Recorder(Actor):
+        role = "pharmacy"
+
+        def handle(self, event: object) -> None:
+            handled.append(event)
+
+    handled: list[Any] = []
+    state = SimpleNamespace(rng=random.Random(0), draining=asyncio.Event())
+    actor = Recorder(state, client=None, account_id=1, churns=True)  # type: ignore[arg-type]
+    assert actor.handled_through == 0  # a fresh account replays from its first event
+    dropped = await actor._listen(Queued(), session=0.05)  # type: ignore[arg-type]
+    assert dropped is True and len(handled) == 3
+    assert actor.handled_through == 2  # the next session asks for ?after=2: event 3 comes again

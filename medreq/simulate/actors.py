@@ -1,7 +1,7 @@
 """Simulated patients and pharmacies: one `MedreqClient` and one live connection each.
 
 An actor keeps its WebSocket open for the whole run (closing and reopening it with
-``?after=<last event_id>`` when it churns) and reports what it sees to the `Ledger`.
+``?after=<last event_id handled>`` when it churns) and reports what it sees to the `Ledger`.
 Patients post requests when the arrival process says so; pharmacies answer each new request
 once, after a think time, over the WebSocket or over REST (always REST with audio).
 Every retry loop is bounded by attempts and by the run's hard deadline.
@@ -86,17 +86,21 @@ class Actor:
         self.conn: LiveConnection | None = None
         self.online = asyncio.Event()
         self.rng = random.Random(state.rng.random())
+        # the last event_id handled, where the next session resumes (fresh accounts: from the
+        # first event). Not the connection's `last_event_id`: that counts what it has queued,
+        # and an event queued just as the session's timer fired was never handled, yet the
+        # next session resumed past it and the run reported it lost.
+        self.handled_through = 0
 
     # --- the connection loop --------------------------------------------------------------------
 
     async def run(self) -> None:
         """Hold a connection until cancelled (the runner cancels every actor at the end)."""
         state, churn = self.state, self.state.scenario.churn
-        after = 0  # fresh accounts: replay everything from the first event on every reconnect
         failures = 0
         while state.remaining() > 0:
             voluntary = False
-            conn = self.client.connect(after=after, backoff=FAST_BACKOFF)
+            conn = self.client.connect(after=self.handled_through, backoff=FAST_BACKOFF)
             try:
                 async with state.connect_gate:  # thousands of handshakes at once would time out
                     await conn.__aenter__()
@@ -111,8 +115,6 @@ class Actor:
                 finally:
                     self.online.clear()
                     self.conn = None
-                    if conn.last_event_id is not None:
-                        after = conn.last_event_id
                     state.reconnects += conn.reconnects
                     state.redelivered_dropped += conn.duplicates_dropped
                     await conn.aclose()
@@ -133,6 +135,8 @@ class Actor:
                 async with asyncio.timeout(session):
                     async for event in conn:
                         self.handle(event)
+                        if event.event_id is not None:
+                            self.handled_through = event.event_id
                 return False
             except TimeoutError:
                 if not self.state.draining.is_set():
