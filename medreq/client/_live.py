@@ -75,6 +75,10 @@ class LiveConnection:
         retry_first: bool = False,
     ) -> None:
         self.session = session
+        # the last event received and queued for the reader, where this connection resumes
+        # after a drop; an event queued but not yet handed out counts too, so a caller that
+        # abandons the connection resumes a new one after the last event it handled
+        # (`medreq listen` saves that one; the simulator's actors keep `handled_through`)
         self.last_event_id = after
         self.backoff = backoff or Backoff()
         self.reply_timeout = reply_timeout
