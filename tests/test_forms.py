@@ -146,6 +146,15 @@ async def test_a_large_file_is_spooled_to_disk_and_read_back_whole() -> None:
     assert upload.spool.closed
 
 
+async def test_every_spool_is_closed_with_its_form_even_a_replaced_one() -> None:
+    data = body(part("image", b"first", filename="a.png"), part("image", b"second", filename="b.png"))
+    with await read_form(request([data]), file_limit=10 * 1024 * 1024) as form:
+        assert (await plain(form))["image"] == ("b.png", None, b"second")  # the last one wins
+        first, second = form.files
+        assert not first.spool.closed  # replaced, not read: still open until the block ends
+    assert first.spool.closed and second.spool.closed
+
+
 async def test_limits() -> None:
     ok = part("pharmacy", b"1")
     at_limit = await read(body(ok, part("note", b"n" * MAX_FORM_FIELD)))

@@ -61,8 +61,7 @@ class FilePart:
     def __init__(self, filename: str | None, content_type: str | None) -> None:
         self.filename = filename
         self.content_type = content_type
-        # closed by `chunks` once read, else by the `Form`'s block, or by
-        # `_MultipartReader.discard` when the form fails
+        # closed by `chunks` once read, else by its `Form`'s `close`
         self.spool: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -74,15 +73,22 @@ class FilePart:
 
 class Form(dict[str, "str | FilePart"]):
     """A read form: each name's last value, a text or a file. As a `with` block it closes its
-    files' spools at the end (a file the service did not read, as when a field was invalid)."""
+    files' spools at the end (a file the service did not read, as when a field was invalid, or
+    one a later part of the same name replaced)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.files: list[FilePart] = []  # every file part read, in order
 
     def __enter__(self) -> Form:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for value in self.values():
-            if isinstance(value, FilePart):
-                value.spool.close()
+        self.close()
+
+    def close(self) -> None:
+        for file in self.files:
+            file.spool.close()
 
 
 async def read_form(request: Request, *, file_limit: int) -> Form:
@@ -106,9 +112,9 @@ async def read_form(request: Request, *, file_limit: int) -> Form:
         raise Invalid("malformed form: missing boundary in multipart")
     reader = _MultipartReader(boundary, charset)
     try:
-        await reader.read(request.receive, limit)
+        await reader.read(_bounded_receive(request.receive, limit))
     except BaseException:
-        reader.discard()
+        reader.form.close()
         raise
     return reader.form
 
@@ -145,7 +151,6 @@ class _MultipartReader:
         self.form = Form()
         self._charset = charset
         self._fields = 0
-        self._files: list[FilePart] = []
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -164,16 +169,12 @@ class _MultipartReader:
         }
         self._parser = MultipartParser(boundary, callbacks)
 
-    async def read(self, receive: Receive, limit: int) -> None:
-        seen = 0
+    async def read(self, receive: Receive) -> None:
         while True:
             message: Message = await receive()
             if message["type"] != "http.request":  # http.disconnect: gone, or cut off by body_timeout
                 raise ClientDisconnect()
             body = message.get("body", b"")
-            seen += len(body)
-            if seen > limit:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
             try:
                 if body:
                     self._parser.write(body)
@@ -182,10 +183,6 @@ class _MultipartReader:
                     return
             except FormParserError as exc:
                 raise Invalid(f"malformed form: {exc}") from None
-
-    def discard(self) -> None:
-        for file in self._files:
-            file.spool.close()
 
     def _part_begin(self) -> None:
         self._disposition = self._content_type = b""
@@ -212,11 +209,11 @@ class _MultipartReader:
             raise Invalid('malformed form: a part\'s Content-Disposition has no "name"')
         self._name = self._decode(options[b"name"])
         if b"filename" in options:
-            if len(self._files) == MAX_FILES:
+            if len(self.form.files) == MAX_FILES:
                 raise Invalid(f"malformed form: more than {MAX_FILES} files")
             content_type = self._content_type.decode("latin-1") or None
             self._file = FilePart(self._decode(options[b"filename"]), content_type)
-            self._files.append(self._file)
+            self.form.files.append(self._file)
         else:
             self._fields += 1
             if self._fields > MAX_FIELDS:
@@ -286,6 +283,7 @@ def _form_error(message: str) -> MedreqError:
 
 
 def _bounded_receive(receive: Receive, limit: int) -> Receive:
+    """`receive`, counting the body's bytes as they arrive: past `limit`, 413."""
     seen = 0
 
     async def bounded() -> Message:
