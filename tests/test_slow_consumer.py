@@ -9,6 +9,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from starlette.websockets import WebSocketState
+
 from medreq.auth import Claims
 from medreq.config import Settings
 from medreq.protocol import CloseCode
@@ -19,6 +21,8 @@ from medreq.web.ws_guard import EXTENSION
 
 class StuckSocket:
     """A WebSocket whose client never reads: every send waits forever."""
+
+    application_state = WebSocketState.CONNECTED
 
     def __init__(self) -> None:
         self.dropped: list[int] = []
@@ -36,6 +40,9 @@ class StuckSocket:
 
     def drop(self, code: int, reason: str) -> None:
         self.dropped.append(code)
+
+    def send_text_now(self, text: str) -> bool:
+        return False  # never writable: every frame waits for the sender task
 
 
 class Service:

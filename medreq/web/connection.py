@@ -1,8 +1,10 @@
 """One live socket's sending side: `Connection`, the hub's sink and the single writer of
 everything sent on a socket (docs/protocol.md §4–§5).
 
-Everything a socket is sent (events, replays, acks, errors, pongs) goes through one queue
-drained by one sender task, so the order on the wire is the order decided here:
+Everything a socket is sent (events, replays, acks, errors, pongs) goes through `Connection`:
+written at once when nothing is queued before it and the socket takes it without waiting (most
+events and replies), otherwise queued for one sender task, so the order on the wire is the
+order decided here:
 
 - events are sent in `event_id` order with no gaps and no duplicates on this connection:
   an event below the last one sent is dropped; one beyond the next expected fills the gap
@@ -39,6 +41,7 @@ from ..protocol.errors import MedreqError
 from ..service import Caller, MedreqService
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
+    wire_record,
     ws_guard,
 )
 from .ws_guard import SocketControl
@@ -51,8 +54,9 @@ REPLAY_PAGE = 500
 class Connection:
     """One socket: the hub's sink, and the single writer of everything sent on it.
 
-    Outgoing items wait in `outbox`; a sender task exists only while there is something
-    to send, so an idle connection costs no task beyond uvicorn's own, and no queue.
+    An event or a reply is written at once when it can be (`_send_at_once`); the rest waits
+    in `outbox`, and a sender task exists only while something waits there, so an idle
+    connection costs no task beyond uvicorn's own, and no queue.
 
     A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
     outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
@@ -159,6 +163,8 @@ class Connection:
         self.control.drop(CloseCode.TRY_AGAIN_LATER, "too slow, resume with after")
 
     def _enqueue(self, item: tuple[str, Any, Any]) -> None:
+        if self.sender is None and self._send_at_once(item):
+            return
         if self.outbox is None:
             self.outbox = deque()
         self.outbox.append(item)
@@ -168,6 +174,42 @@ class Connection:
             self.drop_slow()
         elif self.sender is None:
             self.sender = asyncio.create_task(self._drain(self.outbox))
+
+    def _send_at_once(self, item: tuple[str, Any, Any]) -> bool:
+        """Send an event or a reply right here, without a sender task, when nothing is queued
+        before it and the socket takes it at once (`SocketControl.send_text_now`), as nearly
+        every frame is taken. False: queue it as usual, for a task to send.
+
+        A task per frame (created, scheduled, run through five awaits to a `send` that never
+        waits) cost more than writing the frame: four per request → answer cycle.
+        """
+        kind, event_id, text = item
+        control = self.control
+        if control is None or self.closing or self.ws.application_state is not WebSocketState.CONNECTED:
+            return False
+        if kind == "event" and event_id is not None:
+            if event_id <= self.last_sent:
+                return True  # sent already (as `_send_event` drops it)
+            if event_id > self.last_sent + 1:
+                return False  # a gap to fill from the store first
+            text = self.service.rebase(text, self.base)
+        elif kind != "reply" and kind != "event":
+            return False
+        if control.unsent_over(self.service.limits.ws_max_unsent - len(text)):
+            return False  # `_enqueue` drops the client
+        try:
+            if not control.send_text_now(text):
+                return False
+        except (RuntimeError, OSError):  # the peer is gone (as `_drain` sees it)
+            self.closing = True
+            return True
+        recording = wire_record.recorder()  # a test aid, off unless MEDREQ_WIRE_RECORD is set
+        if recording is not None:
+            recording.frame(self.ws.scope, text)
+        if kind == "event" and event_id is not None:
+            self.last_sent = event_id
+            metrics.event_delivered(item[2])
+        return True
 
     def _too_slow(self) -> bool:
         if self.closing or self.control is None:

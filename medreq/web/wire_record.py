@@ -52,10 +52,14 @@ class Recorder:
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "websocket.send" and message.get("text") is not None:
-                self._write({"kind": "ws", "route": _template(scope), "frame": json.loads(message["text"])})
+                self.frame(scope, message["text"])
             await send(message)
 
         return recording_send
+
+    def frame(self, scope: Scope, text: str) -> None:
+        """A text frame written without `send` (`Connection._send_at_once`)."""
+        self._write({"kind": "ws", "route": _template(scope), "frame": json.loads(text)})
 
 
 def _template(scope: Scope) -> str | None:

@@ -40,6 +40,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 from websockets.protocol import Protocol as WebSocketProtocol
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -67,6 +68,10 @@ class SocketControl(Protocol):
 
     def drop(self, code: int, reason: str) -> None:
         """Close with `code` if the frame gets through within `CLOSE_GRACE`; reset it if not."""
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once, as `send` would, if nothing would make `send` wait or
+        fail (the transport writable, the socket open); False: nothing written, use `send`."""
 
     #: Set by the app: how it closes this socket when the server shuts down.
     on_shutdown: Callable[[], None] | None
@@ -114,6 +119,23 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             with contextlib.suppress(AttributeError):
                 del self.request, self.response
             _drop_handshake_parser(self.conn)
+
+    def send_text_now(self, text: str) -> bool:
+        # uvicorn's `send` for a `websocket.send`, without its awaits: most frames never wait
+        # (connection.py's `Connection._send_at_once` says what that saves)
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.written_since += len(text) * UTF8_MAX + FRAME_HEADER_MAX
+        return True
 
     # --- the heartbeat: one timer for all sockets (heartbeat.py) ------------------------------
 

@@ -1,0 +1,152 @@
+"""`Connection` writes an event or a reply at once, without a sender task, when nothing is queued
+before it and the socket takes it at once; everything else goes through the queue as before.
+The order guarantees of docs/protocol.md §5 must hold across both ways: in `event_id` order, no
+gaps, no duplicates, replies in turn with the events. (Real sockets: test_delivery.py,
+test_protection.py and the rest of the suite, whose servers send this way.)"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from starlette.websockets import WebSocketState
+
+from medreq.config import Settings
+from medreq.protocol import AckFrame
+from medreq.web import wire_record
+from medreq.web.connection import Connection
+from medreq.web.ws_guard import EXTENSION
+
+from .test_slow_consumer import CLAIMS, Service
+
+
+class Recorder:
+    """`wire_record.Recorder`'s side that `_send_at_once` uses (the suite's real recorder checks
+    every frame it records against /asyncapi.json: these test frames are not real events)."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def frame(self, scope: Any, text: str) -> None:
+        self.frames.append(text)
+
+
+@pytest.fixture(autouse=True)
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recording = Recorder()
+    monkeypatch.setattr(wire_record, "recorder", lambda: recording)
+    return recording
+
+
+class Socket:
+    """A WebSocket and its `SocketControl`: takes frames at once while `writable`; otherwise
+    `send_text` waits until it is writable again (as uvicorn's `send` waits on its flag)."""
+
+    application_state = WebSocketState.CONNECTED
+
+    def __init__(self) -> None:
+        self.scope = {"extensions": {EXTENSION: self}}
+        self.wire: list[str] = []
+        self.at_once = 0  # frames written by `send_text_now`
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.dropped: list[int] = []
+
+    def send_text_now(self, text: str) -> bool:
+        if not self.writable.is_set():
+            return False
+        self.wire.append(text)
+        self.at_once += 1
+        return True
+
+    async def send_text(self, text: str) -> None:
+        await self.writable.wait()
+        self.wire.append(text)
+
+    def unsent_over(self, limit: int) -> bool:
+        return limit < 0
+
+    def unsent_bytes(self) -> int:
+        return 0
+
+    def drop(self, code: int, reason: str) -> None:
+        self.dropped.append(code)
+
+
+class StoredEvents(Service):
+    """The façade with a store of events 1..n for the replays that fill gaps."""
+
+    def __init__(self, stored: int) -> None:
+        super().__init__(Settings())
+        self.stored = [(i, e(i)) for i in range(1, stored + 1)]
+
+    async def events_after(self, account_id: int, after: int, *, before: int | None, limit: int) -> list[Any]:
+        await asyncio.sleep(0)  # a real read hops through the loop
+        ceiling = before if before is not None else 10**9
+        return [(i, text) for i, text in self.stored if after < i < ceiling][:limit]
+
+
+def e(event_id: int) -> str:
+    """An event's text (JSON: the suite records every frame written, `wire_record`)."""
+    return f'{{"event_id":{event_id}}}'
+
+
+TYPING = '{"type":"typing"}'
+
+
+def connection(stored: int = 0) -> tuple[Connection, Socket]:
+    sock = Socket()
+    caller = SimpleNamespace(id=CLAIMS.account_id)
+    conn = Connection(sock, caller, CLAIMS, StoredEvents(stored), queue_size=1000)  # type: ignore[arg-type]
+    return conn, sock
+
+
+async def test_in_order_events_and_replies_go_out_at_once_without_a_task(recorder: Recorder) -> None:
+    conn, sock = connection()
+    conn.deliver(1, e(1))
+    conn.reply(AckFrame(type="ack", ref="r1"))
+    conn.deliver(2, e(2))
+    conn.deliver(None, TYPING)  # not stored, not ordered
+    conn.deliver(2, e(2))  # a duplicate: dropped
+    conn.deliver(1, e(1))
+    assert conn.sender is None and conn.outbox is None
+    assert sock.wire == [e(1), '{"type":"ack","ref":"r1"}', e(2), TYPING]
+    assert sock.at_once == 4
+    assert conn.last_sent == 2
+    assert recorder.frames == sock.wire  # MEDREQ_WIRE_RECORD sees them as it sees queued ones
+
+
+async def test_a_gap_is_filled_from_the_store_in_order() -> None:
+    conn, sock = connection(stored=5)
+    conn.deliver(1, e(1))
+    conn.deliver(4, e(4))  # 2 and 3 were published elsewhere first: read them back
+    conn.deliver(5, e(5))  # while the replay runs: queued behind it, not sent at once
+    assert conn.sender is not None
+    await conn.flush()
+    assert sock.wire == [e(1), e(2), e(3), e(4), e(5)]
+    conn.deliver(6, e(6))  # the queue is empty again: at once
+    assert sock.wire[-1] == e(6) and conn.sender is None
+
+
+async def test_nothing_overtakes_a_queued_frame() -> None:
+    conn, sock = connection()
+    sock.writable.clear()  # the client is behind: the transport paused writing
+    conn.deliver(1, e(1))
+    conn.reply(AckFrame(type="ack", ref="r"))
+    sock.writable.set()  # writable again before the sender task ran
+    conn.deliver(2, e(2))  # must wait behind e1 and the ack, though the socket takes it now
+    assert sock.wire == []
+    await conn.flush()
+    assert sock.wire == [e(1), '{"type":"ack","ref":"r"}', e(2)]
+    assert sock.at_once == 0
+
+
+async def test_a_closing_connection_sends_nothing_more() -> None:
+    conn, sock = connection()
+    conn.deliver(1, e(1))
+    await conn.stop()
+    conn.deliver(2, e(2))
+    conn.reply(AckFrame(type="ack", ref="r"))
+    assert sock.wire == [e(1)]
