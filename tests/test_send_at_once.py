@@ -150,3 +150,55 @@ async def test_a_closing_connection_sends_nothing_more() -> None:
     conn.deliver(2, e(2))
     conn.reply(AckFrame(type="ack", ref="r"))
     assert sock.wire == [e(1)]
+
+
+class SubscribingEvents(StoredEvents):
+    """The store and hub of an account whose next event is published while a socket subscribes."""
+
+    def __init__(self, stored: int, published_meanwhile: int) -> None:
+        super().__init__(stored)
+        self.published_meanwhile = published_meanwhile
+
+    async def last_event_id(self, account_id: int) -> int:
+        return self.stored[-1][0] if self.stored else 0
+
+    async def subscribe(self, account_id: int, sink: Connection) -> None:
+        await asyncio.sleep(0)  # the hub awaits (presence; Redis: a round trip)
+        event_id = self.published_meanwhile
+        self.stored.append((event_id, e(event_id)))
+        sink.deliver(event_id, e(event_id))
+
+
+def attaching(stored: int, published_meanwhile: int) -> tuple[Connection, Socket]:
+    sock = Socket()
+    caller = SimpleNamespace(id=CLAIMS.account_id)
+    service = SubscribingEvents(stored, published_meanwhile)
+    return Connection(sock, caller, CLAIMS, service, queue_size=1000), sock  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("after", [0, 3, 5, 9])
+async def test_a_resuming_socket_gets_each_event_past_after_once_when_one_is_published_as_it_subscribes(
+    after: int,
+) -> None:
+    """A client back with `?after=` while its account gets event 11: events after..11, in order,
+    once each; not the account's history before `after`, and nothing twice."""
+    conn, sock = attaching(stored=10, published_meanwhile=11)
+    await conn.attach(after)
+    await conn.flush()
+    assert sock.wire == [e(i) for i in range(after + 1, 12)]
+    assert conn.last_sent == 11
+
+
+async def test_the_next_event_published_as_a_resuming_socket_subscribes_goes_out_at_once() -> None:
+    conn, sock = attaching(stored=10, published_meanwhile=11)
+    await conn.attach(10)
+    await conn.flush()
+    assert sock.wire == [e(11)]
+    assert sock.at_once == 1
+
+
+async def test_a_live_socket_starts_at_the_present_and_gets_what_is_published_as_it_subscribes() -> None:
+    conn, sock = attaching(stored=10, published_meanwhile=11)
+    await conn.attach(None)
+    await conn.flush()
+    assert sock.wire == [e(11)]

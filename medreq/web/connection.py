@@ -112,6 +112,24 @@ class Connection:
 
     # --- the hub's side -----------------------------------------------------------------------
 
+    async def attach(self, after: int | None) -> None:
+        """Subscribe to the account's events: past `after` (the client's last event id, `?after=`),
+        or from the present when it is None.
+
+        Where it starts is set *before* subscribing. An event published while the subscription
+        is being made (the hub awaits presence, and Redis a round trip) then goes out in order,
+        with any gap before it read back from the store, and the catch-up that follows replays
+        only what is past it. Started from 0 instead, such an event "filled the gap" with the
+        account's whole history, and a resuming client's catch-up then sent part of it again.
+        """
+        if after is None:
+            self.last_sent = await self.service.last_event_id(self.caller.id)
+        else:
+            self.last_sent = after
+        await self.service.subscribe(self.caller.id, self)
+        if after is not None:
+            self.catch_up(None)  # past `last_sent`: whatever arrived meanwhile is not sent twice
+
     def deliver(self, event_id: int | None, text: str) -> None:
         if self.closing:
             return

@@ -119,15 +119,8 @@ class Endpoint:
         )
         _shed_handshake(scope)
         connections: set[Connection] = app_state.connections
-        # Without `after`, the socket starts at the present: learn the account's last event id
-        # *before* subscribing. The other order let a live event arrive while the id was being
-        # read, find last_sent = 0 and "fill the gap" with the account's whole history.
-        if after is None:
-            connection.last_sent = await service.last_event_id(caller.id)
         connections.add(connection)
-        await service.subscribe(caller.id, connection)
-        if after is not None:
-            connection.catch_up(after)
+        await connection.attach(after)
         return connection
 
     async def _receive(self, connection: Connection, app_state: Any) -> None:
