@@ -83,3 +83,38 @@ async def test_a_write_returns_only_once_committed(store: Store, tmp_path: Path)
     assert await store.write(add_and_look) == "durable"
     assert seen_inside == [set()]
     assert stored(tmp_path / "g.db") == {"durable"}  # returned: committed
+
+
+def sqlite_temp_files() -> list[str]:
+    """SQLite's own temporary files this process holds open (`etilqs_*`, unlinked on open)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue
+        if "etilqs_" in target.name:
+            found.append(str(target))
+    return found
+
+
+async def test_a_change_inside_a_group_keeps_its_statement_journal_in_memory(store: Store) -> None:
+    """A change after the first of a group runs inside a SAVEPOINT, whose statement journal keeps
+    the pages it rewrites. Past 64 KiB SQLite spilled that journal to a file in /var/tmp: page
+    images of the data (medical data) outside the data dir, and a write per page for every later
+    change of the group. `temp_store=MEMORY` keeps it in memory."""
+    seen: list[list[str]] = []
+
+    def many(tx: Tx) -> str:
+        for n in range(60):
+            add(tx, f"bulk{n:02}")
+        tx.conn.exec_driver_sql("UPDATE accounts SET name = ? WHERE username LIKE 'bulk%'", ("x" * 1500,))
+        return "many"
+
+    def rewrite(tx: Tx) -> str:  # the same 60 rows' pages, already dirty in the transaction
+        tx.conn.exec_driver_sql("UPDATE accounts SET name = ? WHERE username LIKE 'bulk%'", ("y" * 1500,))
+        seen.append(sqlite_temp_files())
+        return "rewrite"
+
+    assert await asyncio.gather(store.write(many), store.write(rewrite)) == ["many", "rewrite"]
+    assert seen == [[]]
