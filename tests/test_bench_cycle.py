@@ -47,3 +47,21 @@ def test_server_cpu_counts_every_process_of_the_server() -> None:
     finally:
         burner.kill()
         burner.wait()
+
+
+def test_a_meter_passed_to_run_cycle_is_read_at_both_ends_of_the_window() -> None:
+    """loadtests/pg_cycle_cpu.py samples PostgreSQL and Redis between the two reads of its meter.
+    It used to patch `cycle.tree_cpu_seconds`, which `bench_cycle` had bound as its default
+    already: never read, it reported 0.0 ms for both."""
+    from medreq.simulate.bench import run_cycle
+
+    reads: list[int] = []
+
+    def meter(pid: int) -> float:
+        reads.append(pid)
+        return tree_cpu_seconds(pid)
+
+    out = run_cycle(2, 1, 1.0, meter=meter)
+    result = out["results"][0]
+    assert len(reads) == 2 and reads[0] == reads[1]
+    assert result["cycles"] > 0 and result["server_cpu_s"] > 0

@@ -19,9 +19,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..server import ServerProcess, raise_fd_limit
+from ..server import ServerProcess, raise_fd_limit, tree_cpu_seconds
 from .cycle import bench_cycle
 from .idle import bench_idle
 from .notify import bench_notify
@@ -59,8 +60,17 @@ def run_notify(rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
 
 
 def run_cycle(
-    workers: int, processes: int, seconds: float, *, webhook: bool = False, image: bool = False
+    workers: int,
+    processes: int,
+    seconds: float,
+    *,
+    webhook: bool = False,
+    image: bool = False,
+    meter: Callable[[int], float] | None = None,
 ) -> dict[str, Any]:
+    """`meter(pid)`: the server's cumulative cost, read at both ends of the measured window
+    (default: the CPU seconds of it and its workers); loadtests/ pass their own to sample
+    more over the same window."""
     with ServerProcess(env=WEBHOOK_ENV if webhook else None) as server:
         result = bench_cycle(
             server.url,
@@ -70,6 +80,7 @@ def run_cycle(
             seconds=seconds,
             webhook=webhook,
             image=image,
+            meter=meter if meter is not None else tree_cpu_seconds,
         )
     return {"benchmark": "cycle", "results": [result]}
 
