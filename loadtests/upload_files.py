@@ -1,11 +1,12 @@
-"""CPU per stored upload: a named ``.upload-*`` file renamed into place against an unnamed
-(``O_TMPFILE``) file linked in (medreq/media.py `MediaStore.save`), 32 KB each.
+"""CPU per stored upload, through `MediaStore.save` (medreq/media.py) both ways: into an unnamed
+(``O_TMPFILE``) file linked in once complete, and into a named ``.upload-*`` file renamed into
+place (the fallback where unnamed files are not available). A 32 KB PNG each (`samples.photo`).
 
     python loadtests/upload_files.py [--dir /path/on/the/filesystem/to/measure] [--files 2000]
 
-Each way writes ``--files`` files in a fresh folder under ``--dir`` (default: the temp dir),
-three rounds alternating, and prints the process CPU per file; the folder is removed at the
-end. On a journal-less ext4 run it a few minutes after any large deletion: new inodes there
+Each way stores ``--files`` uploads in a fresh media store under ``--dir`` (default: the temp
+dir), three rounds alternating, and prints the process CPU per upload; the store is removed at
+the end. On a journal-less ext4 run it a few minutes after any large deletion: new inodes there
 skip every inode freed in the last 60 s, or 6 min while its inode table block is dirty
 (`recently_deleted()` in fs/ext4/ialloc.c), which swamps what is measured here.
 """
@@ -13,35 +14,26 @@ skip every inode freed in the last 60 s, or 6 min while its inode table block is
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
+import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from medreq.media import link_unnamed, write_all
+from medreq.media import MediaStore
+from medreq.samples import photo
 
-DATA = os.urandom(32 * 1024)
-
-
-def named(folder: Path) -> None:
-    tmp = folder / f".upload-{secrets.token_hex(8)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, DATA)
-    finally:
-        os.close(fd)
-    os.replace(tmp, folder / f"{secrets.token_urlsafe(16)}.png")
+IMAGE = photo()
 
 
-def unnamed(folder: Path) -> None:
-    fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600)
-    try:
-        write_all(fd, DATA)
-        link_unnamed(fd, folder / f"{secrets.token_urlsafe(16)}.png")
-    finally:
-        os.close(fd)
+async def one_chunk() -> AsyncIterator[bytes]:
+    yield IMAGE
+
+
+async def store_uploads(store: MediaStore, files: int) -> None:
+    for _ in range(files):
+        await store.save("image", "image", one_chunk(), limit=len(IMAGE))
 
 
 def main() -> None:
@@ -49,17 +41,20 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--files", type=int, default=2000)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="medreq-upload-files-", dir=args.dir))
+    root = Path(tempfile.mkdtemp(prefix="medreq-upload-files-", dir=args.dir))
     try:
+        store = MediaStore(root, "bench", base_url="http://127.0.0.1:1", url_ttl=60)
+        if not store._unnamed["image"]:
+            raise SystemExit(f"{args.dir} takes no unnamed files: only the named way would run")
         for round_ in range(3):
-            for way in (named, unnamed):
+            for way, unnamed in (("named", False), ("unnamed", True)):
+                store._unnamed["image"] = unnamed
                 started = time.process_time()
-                for _ in range(args.files):
-                    way(folder)
+                asyncio.run(store_uploads(store, args.files))
                 per_file = (time.process_time() - started) / args.files * 1e6
-                print(f"round {round_ + 1}: {way.__name__:8} {per_file:6.1f} µs CPU per file", flush=True)
+                print(f"round {round_ + 1}: {way:8} {per_file:6.1f} µs CPU per upload", flush=True)
     finally:
-        shutil.rmtree(folder)
+        shutil.rmtree(root)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,9 @@ class MediaStore:
         only once the upload is complete and sniffed (`link_unnamed`): a server killed mid-upload
         leaves nothing behind, as the kernel frees a file that never had a name. Where the
         filesystem or OS has no unnamed files, a ``.upload-*`` file is renamed instead. Measured
-        on ext4, a 32 KB upload: 45.3 µs of CPU for the named file and its rename, 36.2 µs unnamed
-        (docs/benchmarks.md, "Uploads into unnamed files")."""
+        on ext4, a 32 KB upload: 57–63 µs of CPU into a named file and its rename, 49–51 µs
+        unnamed (loadtests/upload_files.py; docs/benchmarks.md, "What changed, each measured on
+        its own")."""
         folder = self.root / URL_PREFIX[kind]
         tmp: Path | None = None
         if self._unnamed[kind]:
