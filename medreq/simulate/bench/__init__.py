@@ -66,11 +66,11 @@ def run_cycle(
     *,
     webhook: bool = False,
     image: bool = False,
-    meter: Callable[[int], float] | None = None,
+    meter: Callable[[int], float] = tree_cpu_seconds,
 ) -> dict[str, Any]:
     """`meter(pid)`: the server's cumulative cost, read at both ends of the measured window
-    (default: the CPU seconds of it and its workers); loadtests/ pass their own to sample
-    more over the same window."""
+    (the CPU seconds of it and its workers); loadtests/ pass their own to sample more over the
+    same window."""
     with ServerProcess(env=WEBHOOK_ENV if webhook else None) as server:
         result = bench_cycle(
             server.url,
@@ -80,7 +80,7 @@ def run_cycle(
             seconds=seconds,
             webhook=webhook,
             image=image,
-            meter=meter if meter is not None else tree_cpu_seconds,
+            meter=meter,
         )
     return {"benchmark": "cycle", "results": [result]}
 
