@@ -10,7 +10,7 @@ from .. import samples
 from .app import app
 
 FILES: dict[str, Callable[[], bytes]] = {
-    "prescription.png": lambda: samples.png(64, 64, (230, 240, 255)),
+    "prescription.png": samples.prescription,
     "reply.wav": lambda: samples.wav(1.0),
 }
 
