@@ -66,7 +66,7 @@ class RedisHub:
             with contextlib.suppress(RedisError, ConnectionError):
                 await self._presence.retire()
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         if self._redis is not None:
             await self._redis.aclose()
         await self._local.close()
