@@ -144,7 +144,11 @@ async def test_a_churned_session_resumes_after_the_last_event_handled_not_the_la
         last_event_id = 3
 
         def __init__(self) -> None:
-            self.events = [SimpleNamespace(event_id=1), SimpleNamespace(event_id=None), SimpleNamespace(event_id=2)]
+            self.events = [
+                SimpleNamespace(event_id=1),
+                SimpleNamespace(event_id=None),
+                SimpleNamespace(event_id=2),
+            ]
 
         def __aiter__(self) -> Queued:
             return self
@@ -167,3 +171,67 @@ async def test_a_churned_session_resumes_after_the_last_event_handled_not_the_la
     dropped = await actor._listen(Queued(), session=0.05)  # type: ignore[arg-type]
     assert dropped is True and len(handled) == 3
     assert actor.handled_through == 2  # the next session asks for ?after=2: event 3 comes again
+
+
+def scenario_file(tmp_path: Path, patients: int, pharmacies: int, server: str) -> str:
+    path = tmp_path / "needs.toml"
+    path.write_text(
+        f'name = "needs"\nduration = 2\nsetup_concurrency = 1\nsetup_timeout = 120\n'
+        f"[patients]\ncount = {patients}\n[pharmacies]\ncount = {pharmacies}\n"
+        f"[arrivals]\nrate = 2\n[server]\n{server}\n"
+    )
+    return str(path)
+
+
+def synthetic_accounts(server: ServerProcess) -> int:
+    db = sqlite3.connect(server.data_dir / "medreq.db")
+    try:
+        return int(db.execute("select count(*) from accounts where synthetic").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_scenario_over_the_per_address_cap_stops_at_once_naming_the_limit_and_its_flag(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """12 WebSockets against a server that allows 8 per address: the first 503 stops the run
+    (not a 120 s wait for connections that cannot open), and the message quotes the server's
+    limit and says which flag lifts it; the accounts it made are removed."""
+    server: ServerProcess = server_factory(env={"MEDREQ_MAX_CONNECTIONS_PER_CLIENT": "8"})
+    needs = scenario_file(tmp_path, 10, 2, "max_connections_per_client = 0")
+    result = CliRunner().invoke(app, ["simulate", needs, "--url", server.url, "--no-progress"])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.stderr.split())
+    assert "setup failed: the server refused a connection: 503 unavailable, Retry-After 5 s" in message
+    assert "this server allows 8 per address" in message  # the server's words: which cap
+    assert "of 12 were open" in message  # stopped while connecting, not after the setup timeout
+    assert "within 120s" not in message
+    assert "its file says it needs max_connections_per_client = 0, no cap" in message
+    assert "medreq serve --max-connections-per-client 0" in message
+    assert "MEDREQ_MAX_CONNECTIONS_PER_CLIENT=0" in message
+    assert "--embedded" in message
+    assert synthetic_accounts(server) == 0
+
+
+def test_a_scenario_that_needs_rate_limits_off_stops_at_the_first_429(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server: ServerProcess = server_factory(env={"MEDREQ_REST_RATE": "0.5", "MEDREQ_REST_BURST": "2"})
+    needs = scenario_file(tmp_path, 4, 2, "rate_limit = false")
+    result = CliRunner().invoke(app, ["simulate", needs, "--url", server.url, "--no-progress"])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.stderr.split())
+    assert "setup failed: the server rate-limits sign-ups: 429 rate_limited, Retry-After" in message
+    assert "registers and logs in 6 accounts (12 calls from this address)" in message
+    assert "medreq serve --no-rate-limit (or MEDREQ_RATE_LIMIT_ENABLED=false)" in message
+    assert synthetic_accounts(server) == 0
+
+
+def test_shipped_scenarios_that_go_past_a_default_server_say_so() -> None:
+    """The README's promise: a scenario runs against a default server or its file names the
+    limit it needs (a default server allows 256 connections per address)."""
+    for path in SCENARIOS:
+        scenario = load_scenario(path)
+        fits = scenario.connections < 200 and scenario.server.max_connections_per_client is None
+        assert fits or scenario.server.max_connections_per_client == 0, path.name
+        assert scenario.connections < 1000 or not scenario.server.rate_limit, path.name

@@ -9,8 +9,9 @@
 `medreq.simulate.accounts` makes the accounts of the simulator, the benchmarks, Locust and the tests.
 """
 
+from .limits import SetupError
 from .report import Report
-from .runner import SetupError, run_embedded, run_scenario
+from .runner import run_embedded, run_scenario
 from .scenario import Scenario, ScenarioError, load_scenario
 from .server import ServerProcess, TargetRefused, check_target
 

@@ -31,6 +31,7 @@ from medreq.client import (
 )
 
 from .ledger import NOTE_PREFIX, Ledger, RequestRecord
+from .limits import connection_refusal
 from .media import PRESCRIPTIONS, VOICE_REPLY
 from .scenario import Scenario
 
@@ -53,6 +54,9 @@ class RunState:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # close everything
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # posts and answers in flight
     connect_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    setting_up: bool = True  # until every connection opened: a refusal stops the run
+    refusal: MedreqError | None = None  # the first connection a server's cap refused in setup
+    refused: asyncio.Event = field(default_factory=asyncio.Event)
     drops: int = 0
     reconnects: int = 0
     redelivered_dropped: int = 0
@@ -119,7 +123,11 @@ class Actor:
                     state.redelivered_dropped += conn.duplicates_dropped
                     await conn.aclose()
             except MedreqError as exc:  # the (re)connect failed, or the connection gave up
-                state.ledger.error(f"ws_{exc.code}")
+                refusal = connection_refusal(exc)
+                state.ledger.error(f"ws_{refusal.code if refusal else exc.code}")
+                if refusal is not None and state.setting_up and state.refusal is None:
+                    state.refusal = refusal
+                    state.refused.set()
                 failures += 1
                 await state.pause(FAST_BACKOFF.delay(failures))
                 continue

@@ -6,7 +6,9 @@ arrived or ``drain_timeout`` passed → close → remove the accounts → `Repor
 
 Accounts are registered as synthetic (PROTOCOL beyond; service/sandbox.py): no real patient ever
 sees a simulated pharmacy, and each is removed with everything it made at the end, unless `keep`.
-A server's rate limits are respected: every 429 waits its `Retry-After` and is counted.
+A server's rate limits are respected: every 429 waits its `Retry-After` and is counted, unless
+the scenario says it needs them off. A connection cap met during setup stops the run at once
+(`limits`): it would only time out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .accounts import NewAccount, sign_up_client
 from .actors import Actor, Patient, Pharmacy, RunState
 from .chaos import ChaosProxy
 from .ledger import Ledger
+from .limits import SetupError, connection_limit_error, connection_refusal, rate_limit_error
 from .report import Report, build_report
 from .scenario import Scenario
 from .server import ServerProcess, cpu_seconds, raise_fd_limit
@@ -34,10 +37,6 @@ from .server import ServerProcess, cpu_seconds, raise_fd_limit
 T = TypeVar("T")
 #: Called about four times a second with the phase name and `Ledger.snapshot()` numbers.
 ProgressCallback = Callable[[str, dict[str, Any]], None]
-
-
-class SetupError(RuntimeError):
-    """Accounts or connections could not be set up (the run did not start)."""
 
 
 async def run_scenario(
@@ -75,7 +74,8 @@ async def run_scenario(
         accounts_seconds = time.monotonic() - started
         phase = "connect"
         actor_tasks = [asyncio.create_task(actor.run()) for actor in actors]
-        await _wait_online(actors, scenario.setup_timeout)
+        await _wait_online(state, actors, scenario.setup_timeout)
+        state.setting_up = False
         connect_seconds = time.monotonic() - started - accounts_seconds
         phase = "run"
         run_started = time.monotonic()
@@ -153,7 +153,7 @@ async def _create_actors(
             synthetic=True,
         )
         async with limit:
-            account = await sign_up_client(client, new, attempt=lambda call: _retry(call, state))
+            account = await sign_up_client(client, new, attempt=lambda call: _retry(call, state, setup=True))
         return kind(state, client, account.id, churns=churns)
 
     jobs = [asyncio.create_task(make(kind, index, churns)) for kind, index, churns in plan]
@@ -165,21 +165,28 @@ async def _create_actors(
             f"only {done} of {len(jobs)} accounts were set up within {scenario.setup_timeout:g}s"
         ) from None
     except MedreqError as exc:
+        refusal = connection_refusal(exc)
+        if refusal is not None:
+            raise connection_limit_error(scenario, refusal) from None
         raise SetupError(f"setting up accounts failed: {exc.code}: {exc.message}") from exc
     finally:
         for job in jobs:
             job.cancel()
 
 
-async def _retry(call: Callable[[], Awaitable[T]], state: RunState, attempts: int = 5) -> T:
+async def _retry(
+    call: Callable[[], Awaitable[T]], state: RunState, attempts: int = 5, *, setup: bool = False
+) -> T:
     """Setup and cleanup calls go direct or through the chaos proxy: retry transport failures
     (``attempts`` times), and wait out rate limits for as long as the server asks (counted; the
-    phase's own deadline bounds it)."""
+    phase's own deadline bounds it), except in the ``setup`` of a scenario that needs them off."""
     failures = 0
     while True:
         try:
             return await call()
         except RateLimited as exc:
+            if setup and not state.scenario.server.rate_limit:
+                raise rate_limit_error(state.scenario, exc) from None
             state.ledger.error(exc.code)
             await asyncio.sleep(max(0.05, exc.retry_after))
         except MedreqError as exc:
@@ -211,12 +218,23 @@ async def _remove_accounts(state: RunState, clients: list[MedreqClient]) -> int:
     return sum(1 for job in done if not job.cancelled() and job.exception() is None and job.result())
 
 
-async def _wait_online(actors: list[Actor], limit: float) -> None:
+async def _wait_online(state: RunState, actors: list[Actor], limit: float) -> None:
+    """Until every actor is online; a connection cap's refusal meanwhile stops at once."""
+    waiters: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(asyncio.gather(*(actor.online.wait() for actor in actors))),
+        asyncio.ensure_future(state.refused.wait()),
+    ]
     try:
-        await asyncio.wait_for(asyncio.gather(*(actor.online.wait() for actor in actors)), limit)
-    except TimeoutError:
-        online = sum(actor.online.is_set() for actor in actors)
-        raise SetupError(f"only {online} of {len(actors)} connections opened within {limit:g}s") from None
+        await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)  # retrieved: no "never retrieved"
+    online = sum(actor.online.is_set() for actor in actors)
+    if state.refusal is not None:
+        raise connection_limit_error(state.scenario, state.refusal, opened=online)
+    if online < len(actors):
+        raise SetupError(f"only {online} of {len(actors)} connections opened within {limit:g}s")
 
 
 def _pharmacy_ids(actors: list[Actor]) -> list[int]:

@@ -8,6 +8,7 @@
     [pharmacy]    accept_ratio = 0.8, audio_share = 0.2, ws_share = 0.7
                   think_time = { distribution = "exponential", mean = 0.3 }
     [churn]       share = 0.2, mode = "reconnect", interval = 2, offline = [0.1, 0.5]
+    [server]      max_connections_per_client = 0, rate_limit = false   # what it needs of --url
 
 Every field has a bound, so a scenario cannot ask for an unbounded run. A bad file raises
 `ScenarioError` whose message names the file and each bad field (``arrivals.rate: …``).
@@ -141,6 +142,17 @@ class Churn(_Strict):
         return self
 
 
+class ServerNeeds(_Strict):
+    """What the scenario needs of a server it runs against with ``--url``, past the limits of a
+    default `medreq serve` (``--embedded`` starts one that meets them all). When such a server
+    refuses it during setup, the run stops at once and says which flag lifts the limit."""
+
+    max_connections_per_client: int | None = Field(
+        default=None, ge=0, le=1_000_000, description="0: no cap; unset: the default (256) is enough"
+    )
+    rate_limit: bool = Field(default=True, description="false: needs `medreq serve --no-rate-limit`")
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -156,6 +168,7 @@ class Scenario(_Strict):
     requests: Requests = Requests()
     pharmacy: PharmacyBehaviour = PharmacyBehaviour()
     churn: Churn = Churn()
+    server: ServerNeeds = ServerNeeds()
 
     @property
     def connections(self) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from ..protocol.errors import Unavailable
 
 log = logging.getLogger("medreq.limits")
 
@@ -78,6 +79,22 @@ class ConnectionGate:
             return False
         self.per_client[client] = held + 1
         return True
+
+    def refusal(self, client: str) -> Unavailable:
+        """What a connection `admit` refused is answered: which cap it met and what raises it."""
+        limits = self.limits
+        per_client = limits.max_connections_per_client
+        if per_client and self.per_client.get(client, 0) >= per_client:
+            message = (
+                f"too many connections from your address: this server allows {per_client} per address "
+                "(medreq serve --max-connections-per-client N, or MEDREQ_MAX_CONNECTIONS_PER_CLIENT; 0 for no cap)"
+            )
+        else:
+            message = (
+                f"too many connections: this server holds at most {limits.max_connections} "
+                "(medreq serve --max-connections N, or MEDREQ_MAX_CONNECTIONS, within the descriptor limit, ulimit -n)"
+            )
+        return Unavailable(message, retry_after=RETRY_AFTER)
 
     def release(self, client: str) -> None:
         held = self.per_client.get(client, 0) - 1

@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..protocol import dumps
 from ..protocol.errors import HeadersTooLarge, InvalidJSON, MedreqError, Unavailable
-from .admission import RETRY_AFTER, ConnectionGate, gate_for
+from .admission import ConnectionGate, gate_for
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed
 MAX_LINGERING = 128  # refused sockets drained at once (half of the default fd_reserve)
@@ -65,7 +65,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.address = self.client[0] if self.client else ""
         if not self.gate.admit(self.address, len(self.connections) - 1):
             self.connections.discard(self)  # a refused socket never counts against the cap
-            self.refuse(Unavailable(retry_after=RETRY_AFTER))
+            self.refuse(self.gate.refusal(self.address))
             return
         self.admitted = True
         self._arm_header_timer()
