@@ -3,15 +3,29 @@
 `--profile` and `--json` are accepted before the command too (`medreq --profile shop listen`):
 the root callback takes them, and each command's own option falls back to them unless it was
 given after the command (see `user_session.root_fallback`).
+
+Every group is a `Group` and every command it runs a `Command`: their help prints its option
+panels through `help.py`, readable at 80 columns.
 """
 
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
-    from typer._click import Context
+    from typer._click import Command as ClickCommand
+    from typer._click import Context, HelpFormatter
+
+
+class Command(TyperCommand):
+    """A command whose help reads at 80 columns (`help.py`)."""
+
+    def format_help(self, ctx: "Context", formatter: "HelpFormatter") -> None:
+        from .help import readable_panels
+
+        with readable_panels():
+            super().format_help(ctx, formatter)
 
 
 class Group(TyperGroup):
@@ -44,6 +58,23 @@ class Group(TyperGroup):
                     annotation=descriptor.annotation, parameter_info=descriptor.parameter_info
                 )
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: "Context", formatter: "HelpFormatter") -> None:
+        from .help import readable_panels
+
+        with readable_panels():
+            super().format_help(ctx, formatter)
+
+    def resolve_command(
+        self, ctx: "Context", args: list[str]
+    ) -> tuple[str | None, "ClickCommand | None", list[str]]:
+        """The command to run; a plain Typer command becomes a `Command`, so its help reads at
+        80 columns too (a subclass that adds no state: every group's commands, whoever wrote them,
+        without each module passing `cls=`)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if type(command) is TyperCommand:
+            command.__class__ = Command
+        return name, command, rest
 
 
 app = typer.Typer(
