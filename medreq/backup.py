@@ -14,9 +14,9 @@ dir that still has its `jwt-secret` keeps sessions valid.
 
 PostgreSQL is backed up with its own tools (`pg_dump`); `postgres_instructions` says how.
 
-`serve` holds a shared `flock` on `<data dir>/server.lock` while it runs; `restore` takes it
-exclusively and refuses when it cannot, so a running server's database is never swapped
-underneath it.
+`serve` holds a `flock` on `<data dir>/server.lock` while it runs (`medreq.server.holding`);
+`restore` takes it exclusively and refuses when it cannot, so a running server's database is
+never swapped underneath it.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import sqlite3
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .config import Settings
 from .files import make_private_dir, open_private_lock
@@ -56,14 +55,6 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "path": str(self.path)}
-
-
-@contextlib.contextmanager
-def serving(data_dir: Path) -> Iterator[IO[str]]:
-    """Held by a running server: a shared lock on the data dir's lock file."""
-    with os.fdopen(open_private_lock(data_dir / LOCK_FILE), "r+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        yield handle
 
 
 def sqlite_path(settings: Settings) -> Path:

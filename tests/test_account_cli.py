@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -142,3 +145,77 @@ def test_account_create_finds_the_server_database_from_its_folder(
         assert tokens.status_code == 200, tokens.text
     finally:
         server.stop()
+
+
+def operator(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`medreq ARGS` as an operator runs it, in ``cwd`` (its ./medreq-data is the default)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDREQ_")} | {"MEDREQ_SCRYPT_N": "1024"}
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "medreq", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["account", "approve", "lifecare"],
+        ["account", "disable", "lifecare"],
+        ["account", "enable", "lifecare"],
+        ["account", "list", "--pending"],
+        ["account", "reset-password", "lifecare", "--password-stdin"],
+        ["db", "prune"],
+    ],
+    ids=" ".join,
+)
+def test_operator_commands_in_the_wrong_folder_say_which_database_they_looked_for(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """No second, empty database is made in the wrong folder: one error line names the file."""
+    result = operator(*args, cwd=tmp_path, stdin="new-password-1\n")
+    assert result.returncode == 2, result.stderr
+    database = tmp_path / "medreq-data" / "medreq.db"
+    assert result.stderr.strip().splitlines() == [
+        f"error: no medreq database at {database}: run this where `medreq serve` runs, "
+        "or pass its --data-dir (or --database)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_operator_errors_have_the_error_prefix_and_name_the_database(server: ServerProcess, tmp_path: Path) -> None:
+    data = str(server.data_dir)
+    database = (server.data_dir / "medreq.db").resolve()
+    missing = operator("account", "approve", "lifecare", "--data-dir", data, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: not_found: no account named 'lifecare' (database: {database})"
+
+    short = operator("account", "reset-password", "bob", "--password-stdin", "--data-dir", data, cwd=tmp_path, stdin="short\n")
+    assert short.returncode == 1
+    assert short.stderr.startswith("error: validation_error: password must be at least 8 characters")
+    assert f"(database: {database})" in short.stderr
+
+    args = ["account", "create", "--role", "patient", "--username", "bob", "--name", "Bob", "--password-stdin"]
+    assert operator(*args, "--data-dir", data, cwd=tmp_path, stdin="bob-password\n").returncode == 0
+    twice = operator(*args, "--data-dir", data, cwd=tmp_path, stdin="bob-password\n")
+    assert twice.returncode == 1
+    assert twice.stderr.startswith("error: conflict: ") and f"(database: {database})" in twice.stderr
+
+
+def test_account_list_says_when_no_pharmacy_awaits_approval(server: ServerProcess, tmp_path: Path) -> None:
+    data = str(server.data_dir)
+    database = (server.data_dir / "medreq.db").resolve()
+    none = operator("account", "list", "--pending", "--data-dir", data, cwd=tmp_path)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.strip() == f"No pharmacies await approval (database: {database})."
+    assert operator("account", "list", "--pending", "--json", "--data-dir", data, cwd=tmp_path).stdout == ""
+
+    args = ["account", "create", "--role", "pharmacy", "--username", "lifecare", "--name", "LifeCare"]
+    assert operator(*args, "--password-stdin", "--data-dir", data, cwd=tmp_path, stdin="lifecare-pw\n").returncode == 0
+    listed = operator("account", "list", "--data-dir", data, cwd=tmp_path)
+    assert "lifecare" in listed.stdout and "No " not in listed.stdout

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from .app import Group, app
+from .operator import fail, load_settings, require_database
 from .options import DatabaseOption, DataDirOption, MediaDirOption
 
 if TYPE_CHECKING:
@@ -18,15 +19,8 @@ db_app = typer.Typer(help="Prune, back up and restore the server's data.", no_ar
 app.add_typer(db_app, name="db")
 
 
-
 def _settings(data_dir: Path | None, database: str | None, media_dir: Path | None) -> "Settings":
-    from ..config import Settings
-
-    try:
-        return Settings.load(data_dir=data_dir, database_url=database, media_dir=media_dir)
-    except ValueError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return load_settings(data_dir, database, media_dir)
 
 
 @db_app.command("prune")
@@ -59,6 +53,7 @@ def prune(
     from ..storage import Store
 
     settings = _settings(data_dir, database, media_dir)
+    require_database(settings)
     events = settings.event_retention_days if event_days is None else event_days
     media = settings.media_retention_days if media_days is None else media_days
 
@@ -101,13 +96,11 @@ def backup(
     settings = _settings(data_dir, database, media_dir)
     if not settings.is_sqlite:
         typer.echo(postgres_instructions(settings, file), err=True)
-        typer.echo("nothing written: use pg_dump as shown above", err=True)
-        raise typer.Exit(1)
+        fail("nothing written: back PostgreSQL up with pg_dump as shown above", settings)
     try:
         summary = run_backup(settings, file)
     except BackupError as exc:
-        typer.echo(f"backup failed: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"backup failed: {exc}", settings)
     typer.echo(
         f"backed up {summary.database_bytes} bytes of database and {summary.media_files} media files "
         f"({summary.media_bytes} bytes) to {summary.path}"
@@ -132,12 +125,11 @@ def restore(
     settings = _settings(data_dir, database, media_dir)
     if not settings.is_sqlite:
         typer.echo(postgres_instructions(settings, file), err=True)
-        raise typer.Exit(1)
+        fail("nothing restored: restore PostgreSQL with pg_restore as shown above", settings)
     try:
         summary = run_restore(settings, file)
     except BackupError as exc:
-        typer.echo(f"restore refused: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"restore refused: {exc}", settings)
     typer.echo(
         f"restored {summary.database_bytes} bytes of database and {summary.media_files} media files "
         f"from {file}; start the server to apply any newer migrations"

@@ -8,9 +8,8 @@ import (issue 14).
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from .app import Group, app
 from .console import console
+from .operator import database_label, fail, load_settings, require_database, run_operator
 from .options import DatabaseOption, DataDirOption
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from ..protocol import RegisterIn
 
 err = console(stderr=True)
-T = TypeVar("T")
 
 account_app = typer.Typer(
     help="Manage accounts directly in the configured database.", no_args_is_help=True, cls=Group
@@ -152,14 +151,16 @@ def serve(
             cors_origins=",".join(cors_origin) if cors_origin else None,
         )
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(f"configuration: {exc}", None, code=2)
     if settings.workers > 1 and (settings.is_sqlite or not settings.redis_url):
-        err.print("[red]--workers > 1 needs --database postgresql://… and --redis redis://…[/red]")
-        raise typer.Exit(2)
+        fail("--workers > 1 needs --database postgresql://… and --redis redis://…", None, code=2)
+    from ..server import StartError
     from ..server import serve as run_server
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except StartError as exc:
+        fail(str(exc), None)
 
 
 @account_app.command("create")
@@ -169,18 +170,8 @@ def account_create(
     name: str = typer.Option(..., help="Display name."),
     phone: str | None = typer.Option(None, help="Phone number."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
-    data_dir: Path | None = typer.Option(
-        None,
-        envvar="MEDREQ_DATA_DIR",
-        show_default="./medreq-data",
-        help="Data dir of the server (the one `medreq serve` uses).",
-    ),
-    database: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_DATABASE_URL",
-        show_default="the data dir's SQLite file",
-        help="Database URL of the server.",
-    ),
+    data_dir: Path | None = DataDirOption,
+    database: str | None = DatabaseOption,
     init: bool = typer.Option(
         False, "--init", help="Create the database if there is none yet (a server not started yet)."
     ),
@@ -191,20 +182,9 @@ def account_create(
 
     Example: [bold]medreq account create --role pharmacy --username lifecare --name "LifeCare Pharmacy"[/bold]
     """
-    import asyncio
-
-    from ..config import Settings
-
-    settings = Settings.load(data_dir=data_dir, database_url=database)
-    where = _database_label(settings)
-    if settings.is_sqlite and not init and not _sqlite_file(settings).exists():
-        err.print(
-            f"[red]error:[/red] no medreq database at {escape(where)}: run this where `medreq serve` "
-            "runs, pass its --data-dir (or --database), or --init to create a new one",
-            soft_wrap=True,
-            highlight=False,
-        )
-        raise typer.Exit(2)
+    settings = load_settings(data_dir, database)
+    if not init:
+        require_database(settings, hint="or --init to create a new one")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
     from ..protocol import RegisterIn, parse
     from ..protocol.errors import MedreqError
@@ -214,36 +194,23 @@ def account_create(
             RegisterIn,
             {"username": username, "password": password, "role": role, "name": name, "phone": phone},
         )
-        account = asyncio.run(_create(settings, data))
     except MedreqError as exc:
-        err.print(f"[red]{exc.code}:[/red] {escape(exc.message)}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1) from None
-    typer.echo(f"created {account['role']} {account['username']} with id {account['id']} in {where}")
+        fail(f"{exc.code}: {exc.message}", settings)
+    account = run_operator(settings, lambda service: _create(service, data))
+    typer.echo(
+        f"created {account['role']} {account['username']} with id {account['id']} in {database_label(settings)}"
+    )
 
 
-def _sqlite_file(settings: "Settings") -> Path:
-    return Path(settings.database_url.split(":///", 1)[1])
-
-
-def _database_label(settings: "Settings") -> str:
-    """Where accounts go, for humans: the SQLite file, or the database URL without its password."""
-    if settings.is_sqlite:
-        return str(_sqlite_file(settings))
-    from sqlalchemy.engine import make_url
-
-    return make_url(settings.database_url).render_as_string(hide_password=True)
-
-
-async def _create(settings: "Settings", data: "RegisterIn") -> dict[str, object]:
-    from ..bootstrap import open_service
-
-    async with open_service(settings) as service:
-        return (await service.register(data, by_operator=True)).model_dump()
+async def _create(service: Any, data: "RegisterIn") -> dict[str, object]:
+    return (await service.register(data, by_operator=True)).model_dump()  # type: ignore[no-any-return]
 
 
 # --- operators: approve, disable, enable, reset passwords -----------------------------------------
 # Each change is written with a row in `account_changes`: running servers close the account's
-# live sockets (4401) within a second, on every worker.
+# live sockets (4401) within a second, on every worker. Each command names the database it read
+# in its errors and refuses a SQLite file that does not exist (`operator.py`).
+
 
 @account_app.command("list")
 def account_list(
@@ -258,22 +225,40 @@ def account_list(
     Example: [bold]medreq account list --pending[/bold]
     """
     wanted = "pending" if pending else status
-    accounts = _run_operator(data_dir, database, lambda service: service.list_accounts(wanted))
+    settings = _existing(data_dir, database)
+    accounts = run_operator(settings, lambda service: service.list_accounts(wanted))
     if json_output:
         for account in accounts:
             typer.echo(json.dumps(account))
+        return
+    if not accounts:
+        typer.echo(_nothing_listed(pending, status, database_label(settings)))
         return
     table = Table("id", "username", "role", "name", "status", "created")
     for account in accounts:
         table.add_row(
             str(account["id"]),
-            account["username"],
+            escape(account["username"]),
             account["role"],
-            account["name"],
+            escape(account["name"]),
             account["status"],
             account["created_at"][:19],
         )
     console().print(table)
+
+
+def _nothing_listed(pending: bool, status: str | None, where: str) -> str:
+    if pending:
+        return f"No pharmacies await approval (database: {where})."
+    if status:
+        return f"No {status} accounts (database: {where})."
+    return f"No accounts yet (database: {where})."
+
+
+def _existing(data_dir: Path | None, database: str | None) -> "Settings":
+    settings = load_settings(data_dir, database)
+    require_database(settings)
+    return settings
 
 
 def _status_command(status: str, verb: str) -> Any:
@@ -282,7 +267,8 @@ def _status_command(status: str, verb: str) -> Any:
         data_dir: Path | None = DataDirOption,
         database: str | None = DatabaseOption,
     ) -> None:
-        account = _run_operator(data_dir, database, lambda service: service.set_status(username, status))
+        settings = _existing(data_dir, database)
+        account = run_operator(settings, lambda service: service.set_status(username, status))
         typer.echo(f"{verb} {account['role']} {account['username']} (id {account['id']}): {account['status']}")
 
     return command
@@ -310,30 +296,9 @@ def account_reset_password(
 
     Example: [bold]echo 'new-secret-pass' | medreq account reset-password lifecare --password-stdin[/bold]
     """
+    settings = _existing(data_dir, database)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("New password: ")
     if len(password) < 8:
-        err.print("[red]validation_error:[/red] password must be at least 8 characters")
-        raise typer.Exit(1)
-    account = _run_operator(data_dir, database, lambda service: service.reset_password(username, password))
+        fail("validation_error: password must be at least 8 characters; nothing changed", settings)
+    account = run_operator(settings, lambda service: service.reset_password(username, password))
     typer.echo(f"password reset for {account['username']} (id {account['id']}); its tokens are revoked")
-
-
-def _run_operator(data_dir: Path | None, database: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
-    import asyncio
-
-    from ..config import Settings
-    from ..protocol.errors import MedreqError
-
-    settings = Settings.load(data_dir=data_dir, database_url=database)
-
-    async def run() -> T:
-        from ..bootstrap import open_service
-
-        async with open_service(settings) as service:
-            return await action(service)
-
-    try:
-        return asyncio.run(run())
-    except MedreqError as exc:
-        err.print(f"[red]{exc.code}:[/red] {exc.message}")
-        raise typer.Exit(1) from None
