@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -182,3 +186,96 @@ def test_piped_output_is_not_wrapped(
     code, out, err = finish(failing)
     assert code == 1
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_listen_waits_for_a_server_that_is_not_up_yet(
+    env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    """Started while the server is down, `listen` says what it waits for and what to check,
+    retries until the server is up, then listens as usual."""
+    log_in(env, server, pharmacy, "shop")
+    server.stop()
+    listen = medreq(env, "listen", "--json", "--count", "1", "--timeout", "90", "-P", "shop")
+    try:
+        wait_for_line(listen, f"waiting for {server.url} (is `medreq serve` running?)")
+        assert listen.poll() is None  # still waiting, not failed
+        server.start()
+        wait_for_line(listen, "listening")
+        made = make_requests(server, patient, pharmacy, 1)
+        code, out, err = finish(listen)
+    finally:
+        listen.kill()
+    assert code == 0, err
+    assert [json.loads(line)["request_id"] for line in out.splitlines()] == made
+    assert "Traceback" not in err and "error" not in err
+
+
+def test_listen_no_retry_fails_at_once_saying_what_to_check(
+    env: dict[str, str], server: ServerProcess, pharmacy: Account
+) -> None:
+    log_in(env, server, pharmacy, "shop")
+    server.stop()
+    code, out, err = finish(medreq(env, "listen", "--no-retry", "-P", "shop"), timeout=30)
+    assert code == 1, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: transport_error: cannot reach {server.ws_url}: "), lines[0]
+    assert lines[0].endswith(f"(is `medreq serve` running at {server.url}?)"), lines[0]
+
+
+def test_listen_on_a_terminal_keeps_one_status_line_updated_in_place(
+    env: dict[str, str], server: ServerProcess, pharmacy: Account
+) -> None:
+    """On a terminal the wait is one line rewritten in place (carriage return, erase line),
+    counting down to the next attempt; Ctrl-C ends it with 130 and no traceback."""
+    log_in(env, server, pharmacy, "shop")
+    server.stop()
+    leader, follower = pty.openpty()
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "medreq", "listen", "-P", "shop"],
+        env=env | {"COLUMNS": "120", "TERM": "xterm"},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = bytearray()
+
+    def read_until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    screen.extend(os.read(leader, 65536))
+                except OSError:
+                    return
+
+    rewrite = b"\r\x1b[2K"
+    try:
+        read_until(lambda: b"retry in " in screen)
+        read_until(lambda: screen.count(rewrite) >= 4)  # the countdown ticks: the line is rewritten
+        waiting = bytes(screen[screen.index(b"waiting for") :])
+    finally:
+        listen.send_signal(signal.SIGINT)
+        code = listen.wait(15)
+        os.close(leader)
+    shown = waiting.decode(errors="replace")
+    assert f"waiting for {server.url} — retry in " in shown
+    assert "(is `medreq serve` running?)" in shown
+    assert waiting.count(rewrite) >= 4
+    assert b"\n" not in waiting  # one line, never a new one per attempt
+    assert code == 130
+    assert b"Traceback" not in screen
+
+
+def test_a_rest_command_against_a_stopped_server_says_what_to_check(
+    env: dict[str, str], server: ServerProcess, pharmacy: Account
+) -> None:
+    log_in(env, server, pharmacy, "shop")
+    server.stop()
+    code, _out, err = finish(medreq(env, "requests", "-P", "shop"), timeout=30)
+    assert code == 1, err
+    line = err.strip()
+    assert line.startswith(f"error: transport_error: cannot reach {server.url}: "), line
+    assert line.endswith(f"(is `medreq serve` running at {server.url}?)"), line

@@ -327,9 +327,16 @@ def listen(
         int | None,
         typer.Option("--after", min=0, help="Replay events after this id (0: all); default: resume."),
     ] = None,
+    no_retry: Annotated[
+        bool,
+        typer.Option(
+            "--no-retry", help="Fail at once if the server cannot be reached at the start (default: wait for it)."
+        ),
+    ] = False,
     profile: ProfileOption = "default",
 ) -> None:
-    """Print your events live; reconnects by itself and resumes where it (or the last run) stopped.
+    """Print your events live; waits for the server while it cannot be reached, reconnects by itself
+    and resumes where it (or the last run) stopped. Ctrl-C stops it.
 
     Example: [cyan]medreq listen --profile pharmacy[/]   ·   [cyan]medreq listen --json --count 3 --timeout 30[/]
     """
@@ -337,4 +344,8 @@ def listen(
 
     saved = load_profile(profile) if after is None else None
     start = after if after is not None else (saved.last_event_id if saved else None)
-    run(lambda: listen_events(profile, start, as_json=as_json, count=count, seconds=timeout))
+    run(
+        lambda: listen_events(
+            profile, start, as_json=as_json, count=count, seconds=timeout, retry=not no_retry
+        )
+    )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
 
 from medreq.client import (
     ConnectionState,
@@ -20,6 +24,9 @@ from medreq.client import (
 from .user_output import CommandError, echo_json, err, event_line, out, status_text
 from .user_session import session
 
+if TYPE_CHECKING:
+    from rich.status import Status
+
 # with --wait, check the request over REST after a reconnect this often (an answer sent while
 # the link was down is replayed only when the stream had seen an event id to resume from)
 _WAIT_TICK = 2.0
@@ -30,46 +37,107 @@ class CommandTimeout(CommandError):
     default_message = "timed out"
 
 
-def _state_printer(profile: str) -> Callable[[ConnectionState, float | None], None]:
-    """Link changes on stderr (stdout stays events only, for --json pipelines): one line as
-    the link drops, with the client's first retry delay, and one as it comes back."""
-    was: list[ConnectionState] = []
+class LinkStatus:
+    """How `listen` shows its link on stderr (stdout stays events only, for --json pipelines).
 
-    def show(state: ConnectionState, retry_in: float | None) -> None:
-        if was and was[-1] == state:
-            return  # a further attempt of the same outage
+    While the server cannot be reached, one status line, updated in place on a terminal:
+    ``waiting for http://… — retry in 4 s (is `medreq serve` running?)``, counting down to the
+    client's next attempt. Piped, one line per outage instead. Then ``listening`` (the first
+    time) or ``reconnected``. The connection's ``on_state`` callback; `close` ends the line."""
+
+    def __init__(self, profile: str, url: str) -> None:
+        self.profile = profile
+        self.url = url
+        self.was_open = False
+        self.down = False
+        self.retry_at: float | None = None
+        self.live: Status | None = None
+        self.ticker: asyncio.Task[None] | None = None
+
+    def __call__(self, state: ConnectionState, retry_in: float | None) -> None:
         if state == "open":
-            err.print("[green]reconnected[/]" if was else f"[dim]listening \\[profile {profile}]…[/]")
-        elif state == "reconnecting":
-            wait = f" in {retry_in:.1f}s" if retry_in is not None else ""
-            err.print(f"[yellow]connection lost, reconnecting{wait}…[/]")
-        was.append(state)
+            self.close()
+            err.print("[green]reconnected[/]" if self.was_open else f"[dim]listening \\[profile {self.profile}]…[/]")
+            self.was_open, self.down = True, False
+        elif state in ("connecting", "reconnecting"):
+            self.retry_at = None if retry_in is None else time.monotonic() + retry_in
+            if not self.down and (retry_in is not None or state == "reconnecting"):
+                self.down = True
+                self._start(state)
+            self._update()
 
-    return show
+    def text(self) -> str:
+        lost = "connection lost; " if self.was_open else ""
+        if self.retry_at is None:
+            when = "connecting…"
+        else:
+            when = f"retry in {max(0, math.ceil(self.retry_at - time.monotonic()))} s"
+        return f"{lost}waiting for {self.url} — {when} (is `medreq serve` running?)"
+
+    def _start(self, state: ConnectionState) -> None:
+        if not err.is_terminal:
+            if state == "reconnecting":
+                err.print(f"connection lost, reconnecting to {escape(self.url)} with backoff…", soft_wrap=True)
+            else:
+                err.print(
+                    f"waiting for {escape(self.url)} (is `medreq serve` running?); retrying with "
+                    "backoff, Ctrl-C to stop",
+                    soft_wrap=True,
+                )
+            return
+        self.live = err.status(escape(self.text()))
+        self.live.start()
+        self.ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def _update(self) -> None:
+        if self.live is not None:
+            self.live.update(escape(self.text()))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self._update()
+
+    def close(self) -> None:
+        ticker, self.ticker = self.ticker, None
+        if ticker is not None:
+            ticker.cancel()
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
 
 
 async def listen_events(
-    profile: str, after: int | None, *, as_json: bool, count: int | None, seconds: float | None
+    profile: str,
+    after: int | None,
+    *,
+    as_json: bool,
+    count: int | None,
+    seconds: float | None,
+    retry: bool = True,
 ) -> None:
-    """Print events until ``count`` were printed or ``timeout`` passed; save each event id."""
+    """Print events until ``count`` were printed or ``timeout`` passed; save each event id.
+    ``retry``: wait for a server that cannot be reached yet (else fail at once)."""
     store = ProfileStore()
     printed = 0
+    status: LinkStatus | None = None
     try:
-        async with (
-            asyncio.timeout(seconds),
-            session(profile) as (client, _),
-            client.connect(after=after, on_state=_state_printer(profile)) as conn,
-        ):
-            async for event in conn:
-                _print_event(event, as_json)
-                if event.event_id is not None:
-                    store.update(profile, last_event_id=event.event_id)
-                printed += 1
-                if count is not None and printed >= count:
-                    return
+        async with asyncio.timeout(seconds), session(profile) as (client, _):
+            status = LinkStatus(profile, client.base_url)
+            async with client.connect(after=after, on_state=status, retry_first=retry) as conn:
+                async for event in conn:
+                    _print_event(event, as_json)
+                    if event.event_id is not None:
+                        store.update(profile, last_event_id=event.event_id)
+                    printed += 1
+                    if count is not None and printed >= count:
+                        return
     except TimeoutError:
         if count is not None:
             raise CommandTimeout(f"got {printed} of {count} events in {seconds:g}s") from None
+    finally:
+        if status is not None:
+            status.close()
 
 
 def _print_event(event: Event, as_json: bool) -> None:

@@ -286,7 +286,7 @@ class MedreqClient:
                     async for chunk in response.aiter_bytes():
                         out.write(chunk)
         except httpx.TransportError as exc:
-            raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
+            raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}", url=self.base_url) from exc
         return path
 
     # --- §4 WebSockets --------------------------------------------------------------------------
@@ -375,7 +375,7 @@ class MedreqClient:
                 try:
                     response = await self._http.request(method, url, headers=all_headers, **kwargs, **extra)
                 except httpx.TransportError as exc:
-                    raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}") from exc
+                    raise TransportError(f"cannot reach {self.base_url}: {_describe(exc)}", url=self.base_url) from exc
             if response.status_code == 401 and auth and attempt == 0 and self.refresh_token:
                 await self.session.refresh_once(sent_token)
                 continue

@@ -5,6 +5,8 @@
         └── ConnectionLost            a WebSocket dropped before the server answered a sent frame
 
 These never travel on the wire: they say the client does not know what the server did.
+One raised for a server that cannot be reached names it and says what to check
+(``… (is `medreq serve` running at http://127.0.0.1:8000?)``); its ``url`` is that server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ class TransportError(MedreqError):
     code = "transport_error"
     status = 0
     default_message = "the server could not be reached"
+
+    def __init__(
+        self, message: str | None = None, *, url: str | None = None, fields: dict[str, str] | None = None
+    ) -> None:
+        self.url = url
+        text = message or self.default_message
+        if url is not None:
+            text += f" (is `medreq serve` running at {url}?)"
+        super().__init__(text, fields=fields)
 
 
 class ConnectionLost(TransportError):

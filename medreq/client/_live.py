@@ -242,7 +242,8 @@ class LiveConnection:
                     reply = await future
             except TimeoutError:
                 raise TransportError(
-                    f"no answer to {message['type']!r} within {self.reply_timeout:g}s"
+                    f"no answer to {message['type']!r} within {self.reply_timeout:g}s",
+                    url=self.session.base_url,
                 ) from None
         finally:
             self._pending.pop(ref, None)
@@ -262,7 +263,7 @@ class LiveConnection:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     await self._open.wait()
             except TimeoutError:
-                raise TransportError("not connected to the server") from None
+                raise TransportError("not connected to the server", url=self.session.base_url) from None
 
     # --- the reader task ------------------------------------------------------------------------
 
@@ -350,7 +351,8 @@ class LiveConnection:
                 ws = await ws_connect(url, open_timeout=self.open_timeout, proxy=None)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 raise TransportError(
-                    f"cannot reach {self.session.ws_url}: {exc or type(exc).__name__}"
+                    f"cannot reach {self.session.ws_url}: {exc or type(exc).__name__}",
+                    url=self.session.base_url,
                 ) from exc
             self._latest = ws
             self._socket_token = token
