@@ -70,7 +70,15 @@ def shoot(page: Any, directory: Path, name: str) -> None:
     page.evaluate(
         "() => { window.scrollTo(0, 0); const t = document.getElementById('toast'); if (t) t.hidden = true; }"
     )
+    # on a desktop the open request is a panel as tall as the window that scrolls on its own:
+    # a window tall enough to show all of it (and at least DESKTOP's) makes the whole page
     page.set_viewport_size(DESKTOP)
+    tall = page.evaluate(
+        """() => Math.max(0, ...[...document.querySelectorAll(".col-detail")]
+            .filter((panel) => panel.getClientRects().length)
+            .map((panel) => Math.ceil(panel.getBoundingClientRect().top + window.scrollY + panel.scrollHeight + 24)))"""
+    )
+    page.set_viewport_size({**DESKTOP, "height": max(DESKTOP["height"], int(tall))})
     page.screenshot(path=str(directory / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(directory / f"{name}-phone.png"), full_page=True)
@@ -128,3 +136,115 @@ if (window.OscillatorNode) {
   OscillatorNode.prototype.start = function (...args) { window.__tones += 1; return start.apply(this, args); };
 }
 """
+
+
+# --- layout audits: what a sighted keyboard user would trip over ---------------------------------
+
+_DESCRIBE = """
+const describe = (n) => {
+  if (!n) return "nothing";
+  const cls = typeof n.className === "string" && n.className.trim() ? "." + n.className.trim().split(/\\s+/).join(".") : "";
+  return `${n.tagName.toLowerCase()}${n.id ? "#" + n.id : ""}${cls}`;
+};
+"""
+
+# Every element that is `hidden`, or inside one, must have no box (a stylesheet's `display`
+# rule overriding the attribute shows what the page meant to hide).
+_HIDDEN_BUT_SHOWN = (
+    "() => {"
+    + _DESCRIBE
+    + """
+  const found = [];
+  for (const hidden of document.querySelectorAll("[hidden]")) {
+    for (const node of [hidden, ...hidden.querySelectorAll("*")]) {
+      if (node.getClientRects().length) found.push(`${describe(node)} is displayed inside hidden ${describe(hidden)}`);
+    }
+  }
+  return found;
+}"""
+)
+
+# The element's top edge must be in the viewport and not under anything else (the sticky top bar):
+# document.elementFromPoint a few pixels inside its top-left corner must be it or inside it.
+_COVERED = (
+    "(el) => {"
+    + _DESCRIBE
+    + """
+  const r = el.getBoundingClientRect();
+  if (!r.width && !r.height) return `${describe(el)} has no box`;
+  const x = r.left + Math.min(12, r.width / 2);
+  const y = r.top + Math.min(4, r.height / 2);
+  if (y < 0 || y >= innerHeight || x < 0 || x >= innerWidth) return `${describe(el)} is out of view (top at ${Math.round(r.top)})`;
+  const hit = document.elementFromPoint(x, y);
+  if (hit && (hit === el || el.contains(hit))) return null;
+  return `${describe(el)} (top at ${Math.round(r.top)}) is covered by ${describe(hit)}`;
+}"""
+)
+
+# The focused element's outline: drawn (not `none`, at least 2px) in a colour of at least 3:1
+# against the surface it is drawn on (the first opaque background behind the element).
+_RING = (
+    "(el) => {"
+    + _DESCRIBE
+    + """
+  const rgba = (text) => (text.match(/[\\d.]+/g) || []).map(Number).concat([1]).slice(0, 4);
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const style = getComputedStyle(el);
+  if (style.outlineStyle === "none" || parseFloat(style.outlineWidth) < 2) return `${describe(el)} shows no focus outline`;
+  const ring = rgba(style.outlineColor);
+  let node = el.parentElement;
+  let surface = [255, 255, 255, 1];
+  while (node) {
+    const bg = rgba(getComputedStyle(node).backgroundColor);
+    if (bg[3] > 0) { surface = bg; break; }
+    node = node.parentElement;
+  }
+  const [hi, lo] = [lum(ring), lum(surface)].sort((a, b) => b - a);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  return ratio >= 3 ? null : `${describe(el)}'s focus ring ${style.outlineColor} on ${getComputedStyle(node || document.body).backgroundColor} is ${ratio.toFixed(2)}:1`;
+}"""
+)
+
+
+def hidden_but_shown(page: Any) -> list[str]:
+    """Elements that are `hidden` (or inside one) yet have a box on the page."""
+    return list(page.evaluate(_HIDDEN_BUT_SHOWN))
+
+
+def covered(locator: Any) -> str | None:
+    """Why the element's top is not seen (out of view, or under the top bar), or None."""
+    found = locator.evaluate(_COVERED)
+    return None if found is None else str(found)
+
+
+def focused_covered(page: Any) -> str | None:
+    """`covered` for whatever has focus now (None when nothing does)."""
+    found = page.evaluate(
+        f"() => {{ const a = document.activeElement; return a && a !== document.body ? ({_COVERED})(a) : null; }}"
+    )
+    return None if found is None else str(found)
+
+
+def tab_through(page: Any, limit: int = 80, first: str = ".skip") -> list[str]:
+    """Tab through the page from its first stop (`first`, the skip link); every stop must show a
+    ring of >= 3:1 and be in view, not under the top bar. Returns the problems, one line each."""
+    page.keyboard.press("Shift")  # a key pressed: focus from here on is shown as from the keyboard
+    page.evaluate(
+        "(first) => { window.scrollTo(0, 0); window.__tabSeen = new Set(); document.querySelector(first).focus(); }",
+        first,
+    )
+    problems: list[str] = []
+    for step in range(limit):
+        if step:
+            page.keyboard.press("Tab")
+        fresh = page.evaluate(
+            "() => { const a = document.activeElement; if (!a || a === document.body || window.__tabSeen.has(a)) return false;"
+            " window.__tabSeen.add(a); return true; }"
+        )
+        if not fresh:
+            break
+        for found in (page.evaluate(f"() => ({_RING})(document.activeElement)"), focused_covered(page)):
+            if found:
+                problems.append(str(found))
+    return problems

@@ -8,7 +8,7 @@ import { DetailView } from "./detail.js";
 import { Live } from "./live.js";
 import { session } from "./session.js";
 import { state } from "./state.js";
-import { $, announce, el, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
+import { $, announce, el, missingFields, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
 
 /** The events the server counts as unread (docs/protocol.md, unread counts). */
 const UNREAD_TYPES = ["new_request", "pharmacy_response", "message", "request_cancelled"];
@@ -17,6 +17,19 @@ let live = null;
 let detail = null;
 
 const CONNECTION_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", closed: "Offline" };
+
+// The sticky top bar's height, for the stylesheet's scroll-padding: what focus or a scroll brings
+// into view stops below the bar, also when it wraps to two lines on a phone.
+const topbar = document.querySelector(".topbar");
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty("--topbar-h", `${topbar.offsetHeight}px`);
+}).observe(topbar);
+
+/** Scroll so that `element` starts just below the top bar, unless it already starts in view. */
+function revealTop(element) {
+  const top = element.getBoundingClientRect().top;
+  if (top < topbar.getBoundingClientRect().bottom || top > window.innerHeight / 2) element.scrollIntoView({ block: "start" });
+}
 
 // --- signing in, registering, signing out ---------------------------------------------------
 
@@ -40,8 +53,9 @@ $("signin-form").addEventListener("submit", async (event) => {
   const form = event.currentTarget;
   const username = form.elements.username.value.trim();
   const password = form.elements.password.value;
-  if (!username || !password) {
-    showFormError(form, $("signin-error"), { message: "Enter your username and password." });
+  const missing = missingFields(form);
+  if (missing) {
+    showFormError(form, $("signin-error"), { fields: missing }, { sentences: true });
     return;
   }
   try {
@@ -59,6 +73,7 @@ $("register-form").addEventListener("change", (event) => {
   if (event.target.name !== "role") return;
   const pharmacy = event.target.value === "pharmacy";
   $("register-name-label").textContent = pharmacy ? "Pharmacy name" : "Your name";
+  $("register-name").dataset.missing = pharmacy ? "Enter the pharmacy's name." : "Enter your name.";
   $("register-phone-hint").textContent = pharmacy ? "Shown to patients." : "The pharmacy sees it with your requests.";
   $("register-note").hidden = !pharmacy;
 });
@@ -74,6 +89,11 @@ $("register-form").addEventListener("submit", async (event) => {
     username: form.elements.username.value.trim(),
     password: form.elements.password.value,
   };
+  const missing = missingFields(form);
+  if (missing) {
+    showFormError(form, $("register-error"), { fields: missing }, { sentences: true });
+    return;
+  }
   try {
     await api.register(body);
     session.start(await api.token(body.username, body.password));
@@ -134,13 +154,27 @@ async function enterConsole() {
     showScreen("patient");
     $("p-enable-alerts").hidden = notificationsAllowed();
     await Promise.all([loadPharmacies(), loadRequests()]);
+    // a patient with requests sees them first; the form folds to its heading until wanted
+    foldNewRequest(state.requests.size > 0);
+    $(state.requests.size ? "mine-title" : "new-title").focus();
   } else {
     showScreen("pharmacy");
     $("enable-alerts").hidden = notificationsAllowed();
     await loadRequests();
+    $("incoming-title").focus();
   }
-  $("main").focus();
 }
+
+function foldNewRequest(folded) {
+  $("nr-fold").setAttribute("aria-expanded", String(!folded));
+  $("new-request").hidden = folded;
+}
+
+$("nr-fold").addEventListener("click", () => {
+  const folded = $("nr-fold").getAttribute("aria-expanded") === "true";
+  foldNewRequest(folded);
+  if (!folded) $("nr-pharmacy").focus();
+});
 
 function showConnection(connection) {
   const badge = $("conn");
@@ -230,9 +264,11 @@ async function openDetail(id) {
   state.selected = id;
   state.unread.delete(id);
   container.hidden = false;
+  for (const box of ["p-nothing", "ph-nothing"]) $(box).hidden = true;
   document.body.dataset.detail = "open";
   detail = new DetailView(container, id, { live, onClose: () => closeDetail(true), onChanged: () => { renderList(); detail && detail.update(); } });
   renderList();
+  revealTop(container); // its top, with the phone's "Back to the list", below the top bar
   detail.heading.focus();
   detail.markRead();
 }
@@ -247,6 +283,7 @@ function closeDetail(restoreFocus) {
     $(box).hidden = true;
     $(box).replaceChildren();
   }
+  for (const box of ["p-nothing", "ph-nothing"]) $(box).hidden = false;
   if (!state.account) return;
   renderList();
   if (restoreFocus && id) {
@@ -317,24 +354,30 @@ function alertFor(event) {
 // --- the patient's new request ----------------------------------------------------------------
 
 $("nr-image").addEventListener("change", (event) => {
-  const file = event.target.files[0];
+  showPreview(event.target.files[0]);
+});
+
+/** The chosen prescription: an image previewed, a PDF as a link that opens it (never an <img>). */
+function showPreview(file) {
   const box = $("nr-preview-box");
   const img = $("nr-preview");
-  if (img.src) URL.revokeObjectURL(img.src);
-  if (!file) {
-    box.hidden = true;
-    return;
-  }
+  const pdf = $("nr-preview-pdf");
+  for (const url of [img.getAttribute("src"), pdf.getAttribute("href")]) if (url) URL.revokeObjectURL(url);
+  img.removeAttribute("src");
+  pdf.removeAttribute("href");
+  img.hidden = true;
+  pdf.hidden = true;
+  box.hidden = !file;
+  if (!file) return;
   $("nr-preview-name").textContent = `${file.name} · ${Math.ceil(file.size / 1024)} KB`;
   if (file.type.startsWith("image/")) {
     img.src = URL.createObjectURL(file);
     img.hidden = false;
-  } else {
-    img.removeAttribute("src");
-    img.hidden = true;
+  } else if (file.type === "application/pdf") {
+    pdf.href = URL.createObjectURL(file);
+    pdf.hidden = false;
   }
-  box.hidden = false;
-});
+}
 
 let idempotencyKey = null;
 
@@ -342,15 +385,16 @@ $("new-request").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const data = new FormData(form);
-  if (!data.get("pharmacy")) {
-    showFormError(form, $("nr-error"), { message: "Choose a pharmacy.", fields: { pharmacy: "required" } });
+  const missing = missingFields(form);
+  if (missing) {
+    showFormError(form, $("nr-error"), { fields: missing }, { sentences: true });
     return;
   }
   for (const name of ["medicine_name", "note"]) if (!String(data.get(name) || "").trim()) data.delete(name);
   const image = data.get("image");
   if (!image || !image.size) data.delete("image");
   if (!data.has("image") && !data.has("medicine_name")) {
-    showFormError(form, $("nr-error"), { message: "Add a prescription image or the medicine's name.", fields: { image: "required" } });
+    showFormError(form, $("nr-error"), { fields: { image: "Add a prescription image or the medicine's name." } }, { sentences: true });
     return;
   }
   // one key per request the user means to send, so a retry after a network error creates one
@@ -362,9 +406,13 @@ $("new-request").addEventListener("submit", async (event) => {
     idempotencyKey = null;
     state.put(body.data);
     form.reset();
-    $("nr-preview-box").hidden = true;
+    showPreview(null);
     showFormError(form, $("nr-error"), null);
     renderList();
+    // the form folds away and the new request is shown, and focused, in the list
+    foldNewRequest(true);
+    const sent = document.querySelector(`#p-list [data-request-id="${body.data.id}"]`);
+    if (sent) sent.focus();
     announce(`Request sent to ${body.data.pharmacy.name}`);
     toast(`Request sent to ${body.data.pharmacy.name}.`);
   } catch (error) {

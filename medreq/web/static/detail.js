@@ -94,7 +94,10 @@ export class DetailView {
     }
     const label = `Prescription for request ${req.id}`;
     if (/\.pdf(\?|$)/.test(new URL(req.image_url, location.href).pathname)) {
-      this.prescription.replaceChildren(el("a", { href: req.image_url, target: "_blank", rel: "noopener" }, `${label} (PDF)`));
+      this.prescription.replaceChildren(
+        el("a", { href: req.image_url, target: "_blank", rel: "noopener", class: "pdf-link" },
+          el("span", { class: "pdf-icon", "aria-hidden": "true" }, "PDF"), "PDF prescription — open"),
+      );
       return;
     }
     this.prescription.replaceChildren(

@@ -37,6 +37,7 @@ export function toast(text) {
 }
 
 export function showScreen(name) {
+  if (document.body.dataset.screen !== name) window.scrollTo(0, 0); // a new screen starts at its top
   for (const screen of document.querySelectorAll(".screen")) screen.hidden = screen.id !== `screen-${name}`;
   $("booting").hidden = true;
   document.body.dataset.screen = name;
@@ -62,18 +63,70 @@ export function timeEl(iso) {
   return el("time", { datetime: iso || "" }, when(iso));
 }
 
-/** Field errors of a §1 error body onto a form's inputs; the message into its error line. */
-export function showFormError(form, errorLine, error) {
-  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
-  errorLine.textContent = error ? error.message : "";
-  if (!error || !error.fields) return;
-  let first = null;
-  for (const name of Object.keys(error.fields)) {
-    const input = form.elements.namedItem(name);
-    if (input && input.setAttribute) {
-      input.setAttribute("aria-invalid", "true");
-      first = first || input;
-    }
+/** The words a form field goes by: its label's own text ("Phone", not "Phone (optional)"). */
+function labelText(input) {
+  const label = input.labels && input.labels[0];
+  const own = label ? [...label.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("") : "";
+  return own.trim() || input.name;
+}
+
+/** A server's field message (`{"username": "is taken"}`, docs/protocol.md §1) as a sentence. */
+export function fieldSentence(input, text) {
+  const words = String(text || "").trim().replace(/\.$/, "");
+  if (/^(must|is|are|should|cannot|can't|may)\b/.test(words)) return `${labelText(input)} ${words}.`;
+  return `${labelText(input)}: ${words || "check this field"}.`;
+}
+
+/** The required fields left empty, each with its `data-missing` sentence ("Enter your name."). */
+export function missingFields(form) {
+  const fields = {};
+  for (const input of form.querySelectorAll("[required]")) {
+    if (!String(input.value).trim()) fields[input.name] = input.dataset.missing || `Enter ${labelText(input).toLowerCase()}.`;
   }
+  return Object.keys(fields).length ? fields : null;
+}
+
+function clearFieldErrors(form) {
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  for (const line of form.querySelectorAll(".field-error")) {
+    const input = form.querySelector(`[aria-describedby~="${line.id}"]`);
+    if (input) {
+      const rest = input.getAttribute("aria-describedby").split(/\s+/).filter((id) => id && id !== line.id);
+      if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+      else input.removeAttribute("aria-describedby");
+    }
+    line.remove();
+  }
+}
+
+/**
+ * An error onto a form: each of its `fields` as a sentence right under its input (tied to it by
+ * aria-describedby, the input marked aria-invalid), the rest into the form's error line.
+ * `error.fields` maps a field name to the server's words (§1) or, with `sentences`, to ours.
+ */
+export function showFormError(form, errorLine, error, { sentences = false } = {}) {
+  clearFieldErrors(form);
+  errorLine.textContent = "";
+  if (!error) return;
+  const unplaced = [];
+  let first = null;
+  let placed = 0;
+  for (const [name, text] of Object.entries(error.fields || {})) {
+    const input = form.elements.namedItem(name);
+    if (!input || !input.setAttribute || !input.id) {
+      const what = name.replace(/_/g, " ");
+      unplaced.push(sentences ? text : `${what.charAt(0).toUpperCase()}${what.slice(1)}: ${text}.`);
+      continue;
+    }
+    const line = el("p", { class: "field-error", id: `${input.id}-error` }, sentences ? text : fieldSentence(input, text));
+    input.after(line);
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", [line.id, input.getAttribute("aria-describedby")].filter(Boolean).join(" "));
+    first = first || input;
+    placed += 1;
+  }
+  if (!placed) errorLine.textContent = error.message;
+  else if (unplaced.length) errorLine.textContent = unplaced.join(" ");
+  else if (placed > 1) errorLine.textContent = `${placed} fields need a change: see the message under each.`;
   if (first) first.focus();
 }
