@@ -278,3 +278,30 @@ def test_every_screen_hides_what_is_hidden_and_keeps_focus_clear_of_the_top_bar(
 
     assert audit.problems == []
     assert page.js_errors == [] and shop_page.js_errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_a_pharmacy_awaiting_approval_sees_its_screen_in_view(
+    browser: Any, server_factory: Any, artifacts: Path, size: str
+) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+    server: ServerProcess = server_factory({"MEDREQ_PHARMACY_REGISTRATION": "approval"})
+    audit = Audit(artifacts, size)
+    page = new_page(browser, server, size)
+    page.get_by_role("link", name="Create one").click()
+    form = page.locator("#register-form")
+    form.get_by_label("a pharmacy").check()
+    expect(page.get_by_text("receives requests only once an operator has approved it")).to_be_visible()
+    form.get_by_role("button", name="Create account").click()
+    assert field_messages(page, "#register-form")["name"] == "Enter the pharmacy's name."
+    audit.screen(page, "register-pharmacy", tab=False)
+    form.get_by_label("Pharmacy name").fill("New Corner Pharmacy")
+    form.get_by_label("Username").fill(f"corner-{size}")
+    form.get_by_label("Password").fill("corner-pass-1")
+    form.get_by_role("button", name="Create account").click()
+    expect(page.locator("#pending-title")).to_be_focused()
+    audit.screen(page, "pending")
+    assert audit.problems == []
+    assert page.js_errors == []
