@@ -127,3 +127,23 @@ def test_outbound_bodies_are_closed() -> None:
     for name, schema in schemas.items():
         if name.endswith("Out"):
             assert schema.get("additionalProperties") is False, name
+
+
+def test_every_operation_is_grouped_under_its_area(server: ServerProcess) -> None:
+    """/docs lists operations by tag: each has one of the declared areas, none falls to "default"."""
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    declared = [tag["name"] for tag in document["tags"]]
+    assert set(declared) == {"auth", "requests", "media", "pharmacies", "webhooks", "push", "ops"}
+    used: dict[str, set[str]] = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert len(operation.get("tags", [])) == 1, (method, path)
+            (tag,) = operation["tags"]
+            assert tag in declared, (method, path, tag)
+            used.setdefault(tag, set()).add(f"{method.upper()} {path}")
+    assert set(used) == set(declared)  # no declared area is empty
+    assert "POST /medicine/request/" in used["requests"] and "POST /auth/token" in used["auth"]
+    assert "PUT /auth/me" in used["webhooks"] and "GET /health" in used["ops"]
+    assert "/docs/protocol" in document["info"]["description"]

@@ -50,3 +50,37 @@ def test_docs_are_served_offline_from_bundled_swagger_ui(server: ServerProcess) 
     for asset in assets:
         assert httpx.get(f"{server.url}{asset}").status_code == 200, asset
     assert "script-src 'self'" in docs.headers["content-security-policy"]
+
+
+def test_docs_link_the_protocol_reference_rendered_as_html(server: ServerProcess) -> None:
+    docs = httpx.get(f"{server.url}/docs")
+    assert 'href="/docs/protocol"' in docs.text
+    page = httpx.get(f"{server.url}/docs/protocol")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'") and "script-src" not in policy
+    assert "<script" not in page.text
+    assert '<h1 id="the-medreq-protocol">The medreq protocol</h1>' in page.text
+    assert "<table>" in page.text and "<code>POST /medicine/request/</code>" in page.text
+    assert "Bearer &lt;access token&gt;" in page.text  # the document's <…> placeholders are text
+    # the document's own links to its sections land on a heading
+    anchors = set(re.findall(r' id="([^"]+)"', page.text))
+    targets = set(re.findall(r'href="#([^"]+)"', page.text))
+    assert targets and targets <= anchors, targets - anchors
+    assert {"errors", "6-the-main-flow-three-ways", "close-codes"} <= anchors
+
+
+def test_markdown_rendering_escapes_html_and_drops_unsafe_links() -> None:
+    from medreq.web.pages import render_markdown
+
+    shown = render_markdown(
+        "# Errors\n\n## Errors\n\n<script>alert(1)</script>\n\n"
+        "[x](javascript:alert(1)) [ok](#errors) <img src=x onerror=alert(1)>\n\n"
+        "| a | b |\n|---|---|\n| `<b>` | 2 |\n"
+    )
+    assert "<script" not in shown and "&lt;script&gt;" in shown
+    assert "[x](javascript:alert(1))" in shown  # left as text, never a link
+    assert 'href="javascript' not in shown and "<img" not in shown
+    assert '<h1 id="errors">' in shown and '<h2 id="errors-1">' in shown  # as GitHub numbers repeats
+    assert "<td><code>&lt;b&gt;</code></td>" in shown

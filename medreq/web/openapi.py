@@ -384,15 +384,57 @@ def _responses() -> dict[str, Any]:
     return responses
 
 
+# Each operation's area, so /docs groups them (Swagger UI lists untagged ones under "default"):
+# the first (path prefix, methods) that matches; None matches every method
+TAGS: list[tuple[str, str]] = [
+    ("auth", "Accounts, sign-in and tokens (docs/protocol.md §2)"),
+    ("requests", "Medicine requests, their answers and message threads (§3)"),
+    ("media", "Prescriptions and voice answers"),
+    ("pharmacies", "The pharmacies a patient can address"),
+    ("webhooks", "Where an offline account's events are POSTed (§5)"),
+    ("push", "Web Push subscriptions of the account's browsers (§5)"),
+    ("ops", "Health of the server"),
+]
+TAG_RULES: list[tuple[str, frozenset[str] | None, str]] = [
+    ("/auth/me/webhook", None, "webhooks"),
+    ("/auth/me", frozenset({"put"}), "webhooks"),  # sets the webhook
+    ("/auth/", None, "auth"),
+    ("/medicine/", None, "requests"),
+    ("/media/", None, "media"),
+    ("/pharmacies/", None, "pharmacies"),
+    ("/push/", None, "push"),
+    ("/health", None, "ops"),
+]
+METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
+def _tagged(paths: dict[str, Any]) -> dict[str, Any]:
+    """``paths`` with each operation's tag (`TAG_RULES`); an operation no rule matches is a bug."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            tag = next(
+                (t for prefix, only, t in TAG_RULES if path.startswith(prefix) and (only is None or method in only)),
+                None,
+            )
+            if tag is None:
+                raise AssertionError(f"no tag for {method.upper()} {path}: add it to TAG_RULES")
+            operation["tags"] = [tag]
+    return paths
+
+
 def build_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "medreq",
             "version": __version__,
-            "description": "WebSockets, errors and delivery: docs/protocol.md in the medreq repository.",
+            "description": "WebSockets, errors and delivery: [the protocol reference](/docs/protocol)"
+            " (docs/protocol.md in the medreq repository).",
         },
-        "paths": _paths(),
+        "tags": [{"name": name, "description": text} for name, text in TAGS],
+        "paths": _tagged(_paths()),
         "components": {
             "schemas": _components(),
             "responses": _responses(),

@@ -1,16 +1,26 @@
-"""Pages for people: the web console at `/` and the API docs at `/docs`, both offline.
+"""Pages for people: the web console at `/`, the API docs at `/docs` and the protocol
+reference at `/docs/protocol`, all offline.
 
 Everything a page loads is served from here: the console's own files from `static/`, and
 Swagger UI from the `swagger-ui-bundle-v2` package's bundled copy (no CDN, so `/docs`
 works on a machine with no internet). The console handles medical data, so its page
 carries a Content-Security-Policy that allows scripts from this server only (no inline
 script, no eval) and connections only back to this server.
+
+`/docs/protocol` is docs/protocol.md rendered to HTML by markdown-it-py (CommonMark with
+tables; rich's own dependency), with raw HTML escaped, not passed through, and its link
+validation (no `javascript:` and the like); the page runs no script at all. Headings get
+GitHub's anchors, so the document's own `#…` links work. It is read from the source tree
+beside the package (a checkout, or an editable install); where there is none, `/docs` does
+not link it and the route answers 404.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -104,7 +114,7 @@ DOCS_PAGE = """<!doctype html>
 <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 </head><body>
 <header class="docs-links"><strong>medreq API</strong>
-<a href="/openapi.json">OpenAPI description</a>{asyncapi}
+<a href="/openapi.json">OpenAPI description</a>{asyncapi}{protocol}
 <a href="/">Web console</a></header>
 <main id="swagger-ui"><p>Loading the API description&hellip; The raw document is at
 <a href="/openapi.json">/openapi.json</a>.</p></main>
@@ -121,9 +131,77 @@ async def docs(request: Request) -> Response:
     asyncapi = ""
     if _has_route(request, "/asyncapi.json"):
         asyncapi = '\n<a href="/asyncapi.json">AsyncAPI description (WebSockets)</a>'
+    protocol = '\n<a href="/docs/protocol">Protocol reference</a>' if PROTOCOL_MD.is_file() else ""
     return HTMLResponse(
-        DOCS_PAGE.format(asyncapi=asyncapi),
+        DOCS_PAGE.format(asyncapi=asyncapi, protocol=protocol),
         headers={**COMMON_HEADERS, "Content-Security-Policy": DOCS_POLICY},
+    )
+
+
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+PROTOCOL_POLICY = "; ".join(
+    [
+        "default-src 'none'",  # no script of any kind
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+PROTOCOL_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>medreq protocol</title>
+<link rel="stylesheet" href="/static/docs.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+</head><body>
+<header class="docs-links"><strong>medreq protocol</strong>
+<a href="/docs">API reference</a>
+<a href="/openapi.json">OpenAPI description</a>
+<a href="/">Web console</a></header>
+<main class="protocol">
+{body}
+</main>
+</body></html>"""
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML: CommonMark and tables, raw HTML escaped, unsafe links dropped by
+    markdown-it's own validation, headings with GitHub's anchor ids."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    seen: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            slug = _slug(tokens[index + 1].children or [])
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            token.attrSet("id", f"{slug}-{count}" if count else slug)
+    return str(md.renderer.render(tokens, md.options, {}))
+
+
+def _slug(children: list[Any]) -> str:
+    """GitHub's heading anchor: the heading's text, lower case, punctuation dropped, spaces to -."""
+    text = "".join(child.content for child in children if child.type in ("text", "code_inline"))
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+@functools.cache
+def _protocol_html() -> str:
+    return PROTOCOL_PAGE.format(body=render_markdown(PROTOCOL_MD.read_text(encoding="utf-8")))
+
+
+async def protocol(request: Request) -> Response:
+    """docs/protocol.md as a page (rendered once, on first visit)."""
+    if not PROTOCOL_MD.is_file():
+        from ..protocol.errors import NotFound
+
+        raise NotFound("the protocol reference is not installed with this server (see docs/protocol.md)")
+    return HTMLResponse(
+        _protocol_html(), headers={**COMMON_HEADERS, "Content-Security-Policy": PROTOCOL_POLICY}
     )
 
 
@@ -131,6 +209,7 @@ routes: list[BaseRoute] = [
     Route("/", console, methods=["GET"]),
     Route("/sw.js", service_worker, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
+    Route("/docs/protocol", protocol, methods=["GET"]),
     Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui"),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
