@@ -4,7 +4,9 @@ Requests are scheduled at a constant rate whether or not earlier ones finished (
 so a slow server shows up as latency, not as a lower rate). The clock starts at the
 request's *scheduled* time, so time spent waiting for a free connection in the generator
 counts too. ``post→notify`` is from then to the ``new_request`` frame at the pharmacy;
-``201→notify`` from the ``201`` to that frame (0 when the frame came first).
+``201→notify`` from the ``201`` to that frame, over the requests whose frame came after their
+``201``. Most come before it (the server pushes the event before it answers the POST):
+``notified_before_201`` counts those, rather than a row of zeros that said nothing.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ async def _one_rate(
     cpu = meter.stop()
     created = [k for k in keys if k in created_at]
     notify = [delivered[k] - sent_at[k] for k in created if k in delivered]
-    after_201 = [max(0.0, delivered[k] - created_at[k]) for k in created if k in delivered]
+    after_201 = [delivered[k] - created_at[k] for k in created if k in delivered and delivered[k] > created_at[k]]
     post_times = [created_at[k] - sent_at[k] for k in created]
     return {
         "offered_rate": rate,
@@ -163,6 +165,7 @@ async def _one_rate(
         "lost": len(created) - len(notify),
         "errors": errors,
         "post_to_notify_ms": summary(notify),
+        "notified_before_201": len(notify) - len(after_201),
         "created_to_notify_ms": summary(after_201),
         "post_ms": summary(post_times),
         "server_cpu_ms_per_request": round(cpu["server_cpu_s"] / max(1, len(created)) * 1000, 3),
