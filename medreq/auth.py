@@ -84,6 +84,12 @@ class Claims:
     expires_at: int
     version: int = 0  # the account's token_version when issued: a bump revokes the token
     token_id: str = ""  # `jti`, to revoke one refresh token (logout)
+    #: `auth_time`: when the password was last typed for this token's series (Unix seconds); a
+    #: refreshed access token keeps its refresh token's, so it tells how fresh the sign-in is
+    auth_time: int = 0
+
+    def signed_in_within(self, seconds: float) -> bool:
+        return time.time() - self.auth_time <= seconds
 
 
 class TokenIssuer:
@@ -102,7 +108,9 @@ class TokenIssuer:
         *,
         version: int = 0,
         ttl: int | None = None,
+        auth_time: int | None = None,
     ) -> str:
+        """A signed token; `auth_time` is the sign-in it descends from (None: a sign-in now)."""
         now = int(time.time())
         lifetime = ttl if ttl is not None else (self.access_ttl if kind == "access" else self.refresh_ttl)
         payload = {
@@ -113,6 +121,7 @@ class TokenIssuer:
             "iat": now,
             "exp": now + lifetime,
             "jti": secrets.token_urlsafe(12),
+            "auth_time": now if auth_time is None else auth_time,
         }
         return jwt.encode(payload, self._secret, algorithm=self._algorithm)
 
@@ -152,11 +161,23 @@ class TokenIssuer:
         if not 1 <= account_id <= MAX_ACCOUNT_ID:
             raise Unauthorized("invalid token")
         version = payload.get("ver", 0)
-        if not isinstance(version, int):
+        auth_time = payload.get("auth_time", 0)  # tokens issued before it existed: never fresh
+        if not isinstance(version, int) or not isinstance(auth_time, int):
             raise Unauthorized("invalid token")
         return Claims(
-            account_id, str(payload["role"]), kind, int(payload["exp"]), version, str(payload.get("jti", ""))
+            account_id,
+            str(payload["role"]),
+            kind,
+            int(payload["exp"]),
+            version,
+            str(payload.get("jti", "")),
+            auth_time,
         )
+
+    def fingerprint(self, text: str) -> str:
+        """A keyed hash of `text` (hex HMAC-SHA256 with the server's secret): what the server keeps
+        of a name it must recognise but not store, such as a guessed username."""
+        return hmac.new(self._secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -52,6 +52,8 @@ class Settings:
     # wrong passwords in a row before an account's logins are held back, and the longest hold
     login_max_failures: int = 5
     login_backoff_max: int = 900
+    # seconds of the first hold, doubled by each further wrong guess (service/throttle.py)
+    login_backoff_first: float = 1.0
     # how often every worker looks for revocations made elsewhere (other workers, the CLI)
     revocation_poll_interval: float = 1.0
     # origins whose pages may call the API (CORS) and open WebSockets, comma-separated;

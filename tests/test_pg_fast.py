@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,7 @@ async def register(service: MedreqService, role: Literal["patient", "pharmacy"],
     row = await service.register(
         RegisterIn(username=username, password="password1", role=role, name=username.title()), by_operator=True
     )
-    return Caller(row.id, role, username)
+    return Caller(row.id, role, username, auth_time=int(time.time()))  # as if it just signed in
 
 
 def b64url(data: bytes) -> str:
@@ -180,7 +181,8 @@ async def test_both_paths_return_publish_and_store_the_same(
     for table, rows in plain["rows"].items():
         assert fast_path["rows"][table] == rows, table
     # the scenario did reach what it is meant to compare
-    assert len(plain["rows"]["events"]) == 14  # 3 requests, 4 messages, 3 answers of two events, a read
+    # 3 requests, 4 messages, 3 answers of two events, a read; and 3 `target_added` (2 webhooks, a push)
+    assert len(plain["rows"]["events"]) == 17
     assert {(r["channel"], r["type"]) for r in plain["rows"]["webhook_deliveries"]} == {
         ("webhook", "new_request"),
         ("webhook", "pharmacy_response"),
@@ -188,6 +190,7 @@ async def test_both_paths_return_publish_and_store_the_same(
         ("webhook", "request_updated"),
         ("webhook", "message"),
         ("push", "message"),
+        ("webhook", "target_added"),  # away's push subscription, told to the webhook it already had
     }
     refusals = [r[1] for r in plain["results"] if isinstance(r, tuple) and r[0] == "refused"]
     assert refusals == ["Conflict", "NotFound", "NotFound", "NotFound", "NotFound"]

@@ -122,8 +122,9 @@ async def test_offline_patient_gets_signed_webhook_on_third_try(server_factory: 
         answer(server, pharmacy, request_id)
         await until(lambda: len(receiver.received) >= 3)
         [done] = await until(lambda: [d for d in deliveries(server, patient) if d["status"] == "delivered"])
+        # event 1 is the patient's own `target_added` for the webhook (sent before it was set)
         assert (done["type"], done["event_id"], done["attempts"], done["last_status"]) == (
-            "pharmacy_response", 1, 3, 200,
+            "pharmacy_response", 2, 3, 200,
         )  # fmt: skip
         assert done["delivered_at"] and done["next_attempt_at"] is None
         for headers, raw in receiver.received:
@@ -131,7 +132,7 @@ async def test_offline_patient_gets_signed_webhook_on_third_try(server_factory: 
             event = json.loads(raw)
             assert (event["type"], event["event_id"], event["request_id"]) == (
                 "pharmacy_response",
-                1,
+                2,
                 request_id,
             )
         assert len(receiver.received) == 3
@@ -182,8 +183,8 @@ async def test_kill_9_between_attempts_delivers_after_restart(server_factory: An
         assert len(receiver.received) == 1
         server.start()
         [done] = await until(lambda: [d for d in deliveries(server, patient) if d["status"] == "delivered"])
-        assert (done["attempts"], done["event_id"]) == (2, 1)
-        assert [json.loads(raw)["event_id"] for _, raw in receiver.received] == [1, 1]
+        assert (done["attempts"], done["event_id"]) == (2, 2)  # 1: the webhook's `target_added`
+        assert [json.loads(raw)["event_id"] for _, raw in receiver.received] == [2, 2]
     finally:
         receiver.close()
 

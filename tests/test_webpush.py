@@ -116,7 +116,8 @@ async def test_push_is_signed_encrypted_and_a_410_removes_the_subscription(serve
         assert answered.status_code == 200
         await until(lambda: push.messages)
         [message] = push.messages
-        assert (message["type"], message["event_id"], message["request_id"]) == ("pharmacy_response", 1, request_id)
+        # event 1 is the patient's own `target_added` for the subscription (it had no socket)
+        assert (message["type"], message["event_id"], message["request_id"]) == ("pharmacy_response", 2, request_id)
         assert push.vapid_keys == [public_key]  # signed with the key browsers were given
         assert push.claims[0]["sub"].startswith("mailto:")
 

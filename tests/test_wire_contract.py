@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from medreq.protocol import EVENT_TYPES, REPLY_TYPES
@@ -82,6 +83,13 @@ class Contract:
         return self.errors("openapi", content["schema"], item["body"])
 
 
+@pytest.fixture
+def server(server_factory: Any) -> ServerProcess:
+    """A server that takes webhooks on loopback, so the scene can set one (`target_added`)."""
+    proc: ServerProcess = server_factory({"MEDREQ_WEBHOOK_ALLOW_PRIVATE": "true"})
+    return proc
+
+
 def contract(server: ServerProcess) -> Contract:
     openapi, asyncapi = (httpx.get(server.url + path).json() for path in DOCUMENTS)
     return Contract(openapi, asyncapi)
@@ -122,6 +130,10 @@ async def _scene(server: ServerProcess, patient: Account, pharmacy: Account) -> 
     third = post_request(server, patient, pharmacy=pharmacy.id, quantity=2, medicine_name="Zinc").json()
     async with open_ws(server, patient) as pws:
         await _drain(pws, seconds=0.3)
+        hook = {"webhook_url": "http://127.0.0.1:9/hook"}  # set and cleared while connected: never POSTed
+        httpx.put(f"{server.url}/auth/me", json=hook, headers=patient.headers)  # target_added
+        httpx.put(f"{server.url}/auth/me", json={"webhook_url": None}, headers=patient.headers)
+        httpx.get(f"{server.url}/push/subscriptions", headers=patient.headers)
         async with open_ws(server, pharmacy, after=0) as hws:  # replays new_request; patient: presence
             await _drain(pws, hws)
             await _send(pws, {"type": "typing", "request_id": first["request_id"], "state": "start"})

@@ -21,6 +21,7 @@ from . import samples as _samples  # noqa: F401
 from . import server as _server  # noqa: F401
 from . import simulate as _simulate  # noqa: F401
 from . import user as _user  # noqa: F401
+from . import user_push as _user_push  # noqa: F401
 from . import user_webhook as _user_webhook  # noqa: F401
 from .app import app
 

@@ -44,6 +44,7 @@ ErrorCode = Literal[
     "validation_error",
     "unauthorized",
     "forbidden",
+    "reauthentication_required",
     "not_found",
     "method_not_allowed",
     "conflict",
@@ -70,6 +71,7 @@ ERROR_WIRE: dict[str, ErrorWire] = {
     "validation_error": ErrorWire(422, CloseCode.POLICY_VIOLATION),  # only a bad `after` closes
     "unauthorized": ErrorWire(401, CloseCode.UNAUTHORIZED),
     "forbidden": ErrorWire(403, CloseCode.FORBIDDEN),
+    "reauthentication_required": ErrorWire(403, None),  # REST only: sign in with the password again
     "not_found": ErrorWire(404, CloseCode.NOT_FOUND),
     "method_not_allowed": ErrorWire(405, None),  # HTTP only
     "conflict": ErrorWire(409, None),

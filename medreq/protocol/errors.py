@@ -5,6 +5,7 @@
     ├── Invalid                 validation_error       422
     ├── Unauthorized            unauthorized           401
     ├── Forbidden               forbidden              403
+    │   └── ReauthenticationRequired reauthentication_required 403 (REST only)
     ├── NotFound                not_found              404
     ├── Conflict                conflict               409
     ├── PayloadTooLarge         payload_too_large      413
@@ -73,6 +74,14 @@ class Forbidden(MedreqError):
     default_message = "not allowed"
 
 
+class ReauthenticationRequired(Forbidden):
+    """The token is valid, but its sign-in is too old for what it asks (setting where the
+    account's events are sent): sign in with the password again, then retry."""
+
+    code = "reauthentication_required"
+    default_message = "sign in again with your password to do this"
+
+
 class NotFound(MedreqError):
     code = "not_found"
     default_message = "not found"
@@ -128,6 +137,7 @@ ERRORS_BY_CODE: dict[str, type[MedreqError]] = {
         InvalidJSON,
         Invalid,
         Unauthorized,
+        ReauthenticationRequired,  # before Forbidden: a bare 403 (ERRORS_BY_STATUS) is Forbidden
         Forbidden,
         NotFound,
         Conflict,

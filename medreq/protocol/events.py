@@ -137,6 +137,18 @@ class PresenceEvent(TypedEvent):
     online: bool
 
 
+class TargetAddedEvent(TypedEvent):
+    """To the account itself, on all its connections: a webhook was set or a Web Push subscription
+    added, so every device of the owner learns where the account's events now also go."""
+
+    type: Literal["target_added"] = "target_added"
+    channel: Literal["webhook", "push"]
+    #: the new target's origin (scheme://host[:port]); never its path, which may hold a secret
+    target: str
+    #: push: the new subscription's id (`DELETE /push/subscriptions/{id}` removes it); else null
+    subscription_id: int | None = None
+
+
 ServerEvent = Annotated[
     NewRequestEvent
     | PharmacyResponseEvent
@@ -145,7 +157,8 @@ ServerEvent = Annotated[
     | MessageEvent
     | TypingEvent
     | ReadEvent
-    | PresenceEvent,
+    | PresenceEvent
+    | TargetAddedEvent,
     Field(discriminator="type"),
 ]
 EVENT_MODELS: tuple[type[TypedEvent], ...] = get_args(get_args(ServerEvent)[0])
@@ -217,6 +230,7 @@ ServerFrame = Annotated[
     | TypingEvent
     | ReadEvent
     | PresenceEvent
+    | TargetAddedEvent
     | AckFrame
     | PongFrame
     | ErrorFrame

@@ -118,6 +118,12 @@ class PushSubscriptionOut(Outbound):
     created_at: str
 
 
+class PushSubscriptionListOut(Outbound):
+    """The caller's push subscriptions, oldest first (`GET /push/subscriptions`)."""
+
+    results: list[PushSubscriptionOut]
+
+
 class VapidKeyOut(Outbound):
     public_key: str
 

@@ -9,48 +9,53 @@ version, so every token issued before stops working at once on this worker and, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
 from .. import auth
 from ..config import Settings
 from ..protocol import AccessOut, AccountOut, RegisterIn, TokenIn, TokenOut, WebhookAccountOut
-from ..protocol.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
-from ..storage import Store, Tx, queries, utcnow
+from ..protocol.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from ..storage import Store, Tx, queries, utcnow, webhooks
 from .base import Caller
 from .directory import AccountInfo, Directory
+from .throttle import Throttle
 from .views import access_view, account_view, tokens_view, webhook_account_view
 
 log = logging.getLogger("medreq.service")
 
 STATUSES = ("active", "pending", "disabled")
-UNKNOWN_LOGINS_REMEMBERED = 100_000
+#: what `Throttle.claim_name` is given for a username that is no account's
+USERNAME = "username:"
+
+
+def revoke_everything(tx: Tx, account_id: int, **values: Any) -> Any:
+    """Revoke every token of the account (its `token_version` bumped, every worker told) and
+    remove every place its events go besides its sockets: the webhook (with its secret), every
+    push subscription, and the deliveries still waiting for them. A token stolen before cannot
+    leave a way in behind it (docs/security.md, "A stolen token")."""
+    row = tx.update_account(account_id, revoke_tokens=True, webhook_url=None, webhook_secret=None, **values)
+    webhooks.delete_subscription(tx.conn, account_id=account_id)
+    webhooks.drop_pending(tx.conn, account_id, "the account's targets were removed (tokens revoked)")
+    return row
 
 
 class Accounts:
-    def __init__(self, settings: Settings, store: Store, tokens: auth.TokenIssuer, directory: Directory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        tokens: auth.TokenIssuer,
+        directory: Directory,
+        throttle: Throttle,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._issuer = tokens
         self._directory = directory
-        # wrong passwords for usernames that do not exist: username → (failures, held until)
-        self._unknown_logins: dict[str, tuple[int, float]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
-
-    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work` after the caller has its answer; a failure is logged, not lost."""
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background work failed", exc_info=task.exception())
+        self._throttle = throttle  # the back-off on wrong passwords, per account and per unknown name
 
     # --- registration and sign-in -------------------------------------------------------------
 
@@ -89,57 +94,26 @@ class Accounts:
 
     async def issue_tokens(self, data: TokenIn) -> TokenOut:
         row = await self._store.read(lambda c: queries.account_by_username(c, data.username))
-        self._check_not_held_back(row, data.username)
+        # Claimed before hashing (throttle.py): past the allowance, 429 without checking anything.
+        # An unknown username is claimed alike, so neither the time taken nor a hold tells which
+        # usernames exist.
+        if row is not None:
+            await self._throttle.claim_account(row.id)
+        else:
+            await self._throttle.claim_name(USERNAME + data.username)
         stored_hash = row.password_hash if row is not None else None
-        # Always hash, known username or not, so the time taken tells nothing.
         if not await auth.verify_or_waste(data.password, stored_hash, n=self._settings.scrypt_n):
-            # Counted after answering: the database write for a real account must not make its
-            # wrong password slower than an unknown username's (measured: docs/security.md).
-            self._in_background(self._login_failed(row, data.username))
-            raise Unauthorized("wrong username or password")
+            raise Unauthorized("wrong username or password")  # the claimed attempt stays counted
         assert row is not None
+        await self._throttle.account_succeeded(row.id)
         if row.status == "disabled":
             raise Unauthorized("this account is disabled")
-        if row.failed_logins:
-            await self._store.write(lambda tx: tx.update_account(row.id, failed_logins=0, login_blocked_until=None))
         version = row.token_version
         return tokens_view(
             self._issuer.issue(row.id, row.role, "access", version=version),
             self._issuer.issue(row.id, row.role, "refresh", version=version),
             self._issuer.access_ttl,
             row,
-        )
-
-    # --- back-off on wrong passwords -----------------------------------------------------------
-    # Per account (in the database, so every worker agrees) on top of the per-address rate
-    # limit: rotating addresses no longer buys more guesses. Unknown usernames get the same
-    # treatment from memory, so a hold does not tell which usernames exist.
-
-    def _backoff(self, failures: int) -> float:
-        over = failures - self._settings.login_max_failures
-        return 0.0 if over < 0 else float(min(2**over, self._settings.login_backoff_max))
-
-    def _check_not_held_back(self, row: Any, username: str) -> None:
-        if row is not None:
-            until = row.login_blocked_until.timestamp() if row.login_blocked_until else 0.0
-        else:
-            until = self._unknown_logins.get(username, (0, 0.0))[1]
-        wait = until - time.time()
-        if wait > 0:
-            raise RateLimited("too many wrong passwords; try again later", retry_after=wait)
-
-    async def _login_failed(self, row: Any, username: str) -> None:
-        if row is None:
-            if len(self._unknown_logins) >= UNKNOWN_LOGINS_REMEMBERED:
-                self._unknown_logins.clear()
-            failures = self._unknown_logins.get(username, (0, 0.0))[0] + 1
-            self._unknown_logins[username] = (failures, time.time() + self._backoff(failures))
-            return
-        failures = row.failed_logins + 1
-        hold = self._backoff(failures)
-        until = utcnow() + timedelta(seconds=hold) if hold else None
-        await self._store.write(
-            lambda tx: tx.update_account(row.id, failed_logins=failures, login_blocked_until=until)
         )
 
     # --- tokens --------------------------------------------------------------------------------
@@ -149,7 +123,9 @@ class Accounts:
         account = await self._account_for(claims)
         if await self._store.read(lambda c: queries.token_revoked(c, claims.token_id)):
             raise Unauthorized("token revoked")
-        access = self._issuer.issue(account.id, account.role, "access", version=account.token_version)
+        access = self._issuer.issue(
+            account.id, account.role, "access", version=account.token_version, auth_time=claims.auth_time
+        )
         return access_view(access, self._issuer.access_ttl)
 
     async def authenticate(self, token: str | None) -> Caller:
@@ -167,7 +143,7 @@ class Accounts:
     async def check_claims(self, claims: auth.Claims) -> Caller:
         """The caller of still-valid claims (the account may have changed since they were issued)."""
         account = await self._account_for(claims)
-        return Caller(account.id, account.role, account.name)
+        return Caller(account.id, account.role, account.name, claims.auth_time)
 
     async def _account_for(self, claims: auth.Claims) -> AccountInfo:
         account = await self._directory.get(claims.account_id)
@@ -195,21 +171,21 @@ class Accounts:
         row = await self._store.read(lambda c: queries.account(c, caller.id))
         if row is None:
             raise Unauthorized("account no longer exists")
-        self._check_not_held_back(row, row.username)
+        await self._throttle.claim_account(row.id)  # a wrong `old` is a wrong password
         if not await auth.verify_or_waste(old, row.password_hash, n=self._settings.scrypt_n):
-            await self._login_failed(row, row.username)
             raise Invalid("old: is not the current password", fields={"old": "is not the current password"})
         await self._set_password(caller.id, new)
+
+    async def logout_everywhere(self, caller: Caller) -> None:
+        """Revoke every token of the caller's account and remove its webhook and push subscriptions."""
+        await self._store.write(lambda tx: revoke_everything(tx, caller.id))
+        self._directory.forget(caller.id)
 
     async def _set_password(self, account_id: int, password: str) -> None:
         password_hash = await auth.hash_password_async(password, n=self._settings.scrypt_n)
         await self._store.write(
-            lambda tx: tx.update_account(
-                account_id,
-                revoke_tokens=True,
-                password_hash=password_hash,
-                failed_logins=0,
-                login_blocked_until=None,
+            lambda tx: revoke_everything(
+                tx, account_id, password_hash=password_hash, failed_logins=0, login_blocked_until=None
             )
         )
         self._directory.forget(account_id)
@@ -249,10 +225,10 @@ class Accounts:
         row = await self._by_username(username)
 
         def change(tx: Tx) -> Any:
-            revoke = status == "disabled"
-            changed = tx.update_account(row.id, revoke_tokens=revoke, status=status)
-            if not revoke:
-                tx.note_account_change(row.id)  # other workers' directories must see it too
+            if status == "disabled":
+                return revoke_everything(tx, row.id, status=status)
+            changed = tx.update_account(row.id, status=status)
+            tx.note_account_change(row.id)  # other workers' directories must see it too
             return changed
 
         changed = await self._store.write(change)

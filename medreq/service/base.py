@@ -29,6 +29,8 @@ class Caller:
     id: int
     role: str
     name: str
+    #: when the caller's token series began with a password sign-in (Unix seconds, `auth_time`)
+    auth_time: int = 0
 
     @property
     def is_patient(self) -> bool:

@@ -9,6 +9,7 @@ publishes them only after the commit (`events.Outbox`).
 attributes) and, where it changes requests, the shared `base.Core`::
 
     MedreqService ── accounts.Accounts        register, tokens, authenticate, operators
+                     throttle.Throttle        the back-off on wrong passwords and tokens
      (the only       requests.Requests        create, answer, cancel, list, detail; uploads
       object a       conversation.Conversation  thread messages, typing, read receipts
       transport      delivery.Delivery        subscribe, replay, last event id, media files
@@ -46,6 +47,7 @@ from .presence import Presence
 from .push import Push
 from .requests import Requests
 from .sandbox import Sandbox
+from .throttle import Throttle
 from .webhooks import Webhooks
 
 
@@ -66,13 +68,14 @@ class MedreqService:
         directory = Directory(store)
         bell = asyncio.Event()  # a commit that queued webhook/push rows wakes the deliverer at once
         core = Core(store, hub, media, directory, bell)
-        accounts = Accounts(settings, store, tokens, directory)
+        throttle = Throttle(settings, store, tokens.fingerprint)
+        accounts = Accounts(settings, store, tokens, directory, throttle)
         requests = Requests(core, store, media, directory, self.limits)
         conversation = Conversation(core, store, hub)
         delivery = Delivery(store, hub, media, accounts)
         presence = Presence(store, hub, directory)
-        webhooks = Webhooks(store, directory, allow_private=settings.webhook_allow_private)
-        push = Push(settings, store, directory)
+        webhooks = Webhooks(core, store, directory, allow_private=settings.webhook_allow_private)
+        push = Push(settings, core, store, directory)
         sandbox = Sandbox(store, hub, media, directory)
         self._deliverer = Deliverer(settings, store, hub, media, push, bell)
         hub.on_presence(presence.presence_changed)
@@ -86,6 +89,7 @@ class MedreqService:
         self.session = accounts.session
         self.check_claims = accounts.check_claims
         self.logout = accounts.logout
+        self.logout_everywhere = accounts.logout_everywhere
         self.change_password = accounts.change_password
         self.me = accounts.me
         self.last_account_change = accounts.last_account_change
@@ -94,6 +98,7 @@ class MedreqService:
         self.list_accounts = accounts.list_accounts
         self.set_status = accounts.set_status
         self.reset_password = accounts.reset_password
+        self.check_metrics_token = throttle.check_metrics_token
         # --- requests and answers (§3) -------------------------------------------------------
         self.create_request = requests.create_request
         self.respond = requests.respond
@@ -123,6 +128,8 @@ class MedreqService:
         self.vapid_public_key = push.vapid_public_key
         self.subscribe_push = push.subscribe_push
         self.unsubscribe_push = push.unsubscribe_push
+        self.push_subscriptions = push.push_subscriptions
+        self.remove_push_subscription = push.remove_push_subscription
         self.forget_subscription = push.forget_subscription
         # --- the simulation sandbox --------------------------------------------------------------
         self.is_synthetic = sandbox.is_synthetic

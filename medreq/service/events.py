@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import metrics
 from ..hub import Hub
@@ -26,6 +27,7 @@ from ..protocol import (
     ReadEvent,
     RequestCancelledEvent,
     RequestUpdatedEvent,
+    TargetAddedEvent,
     TypedEvent,
     TypingEvent,
     to_text,
@@ -122,6 +124,17 @@ NOTIFYING = frozenset({"new_request", "pharmacy_response", "request_cancelled", 
 def notifies(event: Event, account_id: int) -> bool:
     """Whether `event` should reach `account_id`'s devices by Web Push (not its own messages)."""
     return event.type in NOTIFYING and event.fields.get("from") != account_id
+
+
+def target_added(channel: str, url: str, subscription_id: int | None, timestamp: str) -> Event:
+    """To the account itself: a new place its events go (`url`'s origin only: a path may be secret)."""
+    parts = urlsplit(url)
+    fields = {
+        "channel": channel,
+        "target": f"{parts.scheme}://{parts.netloc}",
+        "subscription_id": subscription_id,
+    }
+    return Event(TargetAddedEvent, "target_added", timestamp, fields)
 
 
 def typing(request_id: int, sender_id: int, state: str, timestamp: str) -> Event:

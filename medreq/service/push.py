@@ -2,7 +2,9 @@
 
 While the account has no live connection, each of its events is queued once per subscription
 in the same outbox as webhooks (`base.Core.emit`) and sent encrypted (aes128gcm) by the
-deliverer; a subscription the push service reports gone (404/410) is removed.
+deliverer; a subscription the push service reports gone (404/410) is removed. Adding one needs a
+recent password sign-in and tells every device of the owner (`target_added`); the owner lists
+and removes them (`GET`/`DELETE /push/subscriptions`, `medreq user push`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any
 
 from ..config import Settings
 from ..netguard import check_target
-from ..protocol import PushSubscriptionIn, PushSubscriptionOut, VapidKeyOut
+from ..protocol import PushSubscriptionIn, PushSubscriptionListOut, PushSubscriptionOut, VapidKeyOut
 from ..protocol.errors import Invalid, NotFound
 from ..storage import Store, Tx, webhooks
 from ..webpush import KEY_FILE, VapidKeys
-from .base import Caller
+from . import events
+from .base import Caller, Core
 from .directory import Directory
 from .views import push_subscription_view
+from .webhooks import now, require_recent_sign_in
 
 
 def _key(value: str, name: str, size: int) -> str:
@@ -37,7 +41,8 @@ def _key(value: str, name: str, size: int) -> str:
 
 
 class Push:
-    def __init__(self, settings: Settings, store: Store, directory: Directory) -> None:
+    def __init__(self, settings: Settings, core: Core, store: Store, directory: Directory) -> None:
+        self._core = core  # emits `target_added`
         self._settings = settings
         self._store = store
         self._directory = directory
@@ -52,21 +57,50 @@ class Push:
         return VapidKeyOut(public_key=self.vapid.public_key())
 
     async def subscribe_push(self, caller: Caller, data: PushSubscriptionIn) -> PushSubscriptionOut:
-        await check_target(data.endpoint, allow_private=self._settings.webhook_allow_private, field="endpoint")
+        require_recent_sign_in(caller)
+        await check_target(
+            data.endpoint, allow_private=self._settings.webhook_allow_private, field="endpoint"
+        )
         p256dh = _key(data.keys.p256dh, "p256dh", 65)
         auth = _key(data.keys.auth, "auth", 16)
+        outbox = self._core.outbox()
 
         def save(tx: Tx) -> Any:
-            row = webhooks.save_subscription(tx.conn, caller.id, data.endpoint, p256dh, auth)
-            if row is not None:
-                tx.note_account_change(caller.id)  # every worker's directory learns of it
+            saved = webhooks.save_subscription(tx.conn, caller.id, data.endpoint, p256dh, auth)
+            if saved is None:
+                return None
+            row, new = saved
+            tx.note_account_change(caller.id)  # every worker's directory learns of it
+            if new:
+                event = events.target_added("push", data.endpoint, row.id, now())
+                self._core.emit(tx, outbox, caller.id, event)
             return row
 
         row = await self._store.write(save)
         self._directory.forget(caller.id)
         if row is None:
             raise Invalid("endpoint: is another account's subscription", fields={"endpoint": "taken"})
+        await outbox.publish()
         return push_subscription_view(row)
+
+    async def push_subscriptions(self, caller: Caller) -> PushSubscriptionListOut:
+        rows = await self._store.read(lambda c: webhooks.subscriptions(c, caller.id))
+        return PushSubscriptionListOut(results=[push_subscription_view(row) for row in rows])
+
+    async def remove_push_subscription(self, caller: Caller, subscription_id: int) -> None:
+        """Remove one of the caller's subscriptions by id; NotFound for any other id."""
+
+        def remove(tx: Tx) -> bool:
+            removed = webhooks.delete_subscription(
+                tx.conn, subscription_id=subscription_id, account_id=caller.id
+            )
+            if removed:
+                tx.note_account_change(caller.id)
+            return removed
+
+        if not await self._store.write(remove):
+            raise NotFound(f"push subscription {subscription_id} not found")
+        self._directory.forget(caller.id)
 
     async def unsubscribe_push(self, caller: Caller, endpoint: str) -> None:
         def remove(tx: Tx) -> bool:

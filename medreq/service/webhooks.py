@@ -1,7 +1,8 @@
 """Webhooks (docs/protocol.md §5): an account's URL and secret, its deliveries, a test delivery.
 
-Setting a URL checks it (`netguard`: http/https, no private targets unless configured) and
-makes a fresh secret, returned this once: the receiver verifies
+Setting a URL needs a recent password sign-in (`require_recent_sign_in`), checks it (`netguard`:
+http/https, public addresses only unless configured), tells every device of the owner
+(`target_added`) and makes a fresh secret, returned this once: the receiver verifies
 ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` with it. Events go
 to the outbox in `base.Core.emit`; `deliverer.Deliverer` POSTs them.
 """
@@ -9,21 +10,36 @@ to the outbox in `base.Core.emit`; `deliverer.Deliverer` POSTs them.
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from ..netguard import check_target
 from ..protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
-from ..protocol.errors import Conflict, Unauthorized
+from ..protocol.errors import Conflict, ReauthenticationRequired, Unauthorized
 from ..storage import Store, Tx, as_utc, queries, utcnow, webhooks
-from .base import Caller
+from . import events
+from .base import Caller, Core
 from .directory import Directory
 from .views import delivery_view, iso, webhook_account_view
 
 SECRET_PREFIX = "whsec_"
+#: how recent a password sign-in must be to add a place the account's events go (seconds)
+RECENT_SIGN_IN = 600
+
+
+def require_recent_sign_in(caller: Caller) -> None:
+    """ReauthenticationRequired (403) unless the caller's token series began with a password
+    sign-in within `RECENT_SIGN_IN`: a stolen token, refreshed or not, cannot add a target."""
+    if time.time() - caller.auth_time > RECENT_SIGN_IN:
+        raise ReauthenticationRequired(
+            f"sign in again with your password: adding a webhook or a push subscription needs a "
+            f"sign-in of the last {RECENT_SIGN_IN // 60} minutes"
+        )
 
 
 class Webhooks:
-    def __init__(self, store: Store, directory: Directory, *, allow_private: bool) -> None:
+    def __init__(self, core: Core, store: Store, directory: Directory, *, allow_private: bool) -> None:
+        self._core = core  # emits `target_added`
         self._store = store
         self._directory = directory
         self._allow_private = allow_private  # webhook targets on private addresses (tests, LANs)
@@ -31,17 +47,22 @@ class Webhooks:
     async def set_webhook(self, caller: Caller, url: str | None) -> WebhookAccountOut:
         """Set (with a new secret, shown once) or clear (None or "") the caller's webhook."""
         if url:
+            require_recent_sign_in(caller)
             await check_target(url, allow_private=self._allow_private)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32) if url else None
+        outbox = self._core.outbox()
 
         def change(tx: Tx) -> Any:
             row = tx.update_account(caller.id, webhook_url=url or None, webhook_secret=secret)
             if row is not None:
                 tx.note_account_change(caller.id)  # every worker's directory learns of the webhook
+                if url:
+                    self._core.emit(tx, outbox, caller.id, events.target_added("webhook", url, None, now()))
             return row
 
         row = await self._store.write(change)
         self._directory.forget(caller.id)
+        await outbox.publish()
         if row is None:
             raise Unauthorized("account no longer exists")
         return webhook_account_view(row, with_secret=True, secret=secret)
@@ -71,3 +92,7 @@ class Webhooks:
         rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=1))
         [stored] = [r for r in rows if r.id == delivery_id] or rows
         return delivery_view(stored)
+
+
+def now() -> str:
+    return iso(utcnow()) or ""

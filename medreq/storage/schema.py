@@ -10,6 +10,8 @@
 - account_changes: revocations (disable, password change), polled by every worker.
 - webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (§6).
 - push_subscriptions: browsers' Web Push subscriptions (§6).
+- login_guards: the wrong-guess back-off of names that are not an account's (unknown usernames,
+  the `/metrics` token), keyed by a keyed hash of the name (storage/throttle.py).
 
 Every id is AUTOINCREMENT on SQLite, so no id is ever reused (PostgreSQL sequences never do).
 """
@@ -199,3 +201,14 @@ push_subscriptions = Table(
     sqlite_autoincrement=True,
 )
 Index("ix_push_subscriptions_account", push_subscriptions.c.account_id)
+
+login_guards = Table(
+    "login_guards",
+    metadata,
+    # HMAC-SHA256 (hex) of what was guessed at: an unknown username is kept only as this, since
+    # people type their password in the username field
+    Column("subject", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("blocked_until", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

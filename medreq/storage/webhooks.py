@@ -189,21 +189,46 @@ def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[An
 # --- Web Push subscriptions -------------------------------------------------------------------
 
 
+def drop_pending(conn: Connection, account_id: int, reason: str) -> int:
+    """Fail every delivery of the account still waiting (its copy of the event cleared): its
+    targets were removed, so none of them may go out later. A POST already in flight ends as a
+    lost claim (`record` finds the row no longer pending)."""
+    statement = (
+        update(webhook_deliveries)
+        .where(D.account_id == account_id, D.status == "pending")
+        .values(status="failed", payload=None, last_error=reason[:200])
+    )
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def subscriptions(conn: Connection, account_id: int) -> Sequence[Any]:
+    """The account's push subscriptions, oldest first."""
+    return conn.execute(select(push_subscriptions).where(S.account_id == account_id).order_by(S.id)).all()
+
+
 def subscription_ids(conn: Connection, account_id: int) -> list[int]:
     return [int(i) for i in conn.execute(select(S.id).where(S.account_id == account_id)).scalars()]
 
 
-def save_subscription(conn: Connection, account_id: int, endpoint: str, p256dh: str, auth: str) -> Any:
-    """Add a subscription, or renew the keys of one the caller already has at that endpoint;
-    None when the endpoint belongs to another account."""
+def save_subscription(
+    conn: Connection, account_id: int, endpoint: str, p256dh: str, auth: str
+) -> tuple[Any, bool] | None:
+    """Add a subscription, or renew the keys of one the caller already has at that endpoint:
+    (the row, whether it is new); None when the endpoint belongs to another account."""
     existing = conn.execute(select(S.id, S.account_id).where(S.endpoint == endpoint)).first()
     if existing is not None and existing.account_id != account_id:
         return None
     if existing is not None:
         conn.execute(update(push_subscriptions).where(S.id == existing.id).values(p256dh=p256dh, auth=auth))
-        return conn.execute(select(push_subscriptions).where(S.id == existing.id)).one()
-    values = {"account_id": account_id, "endpoint": endpoint, "p256dh": p256dh, "auth": auth, "created_at": utcnow()}
-    return conn.execute(insert(push_subscriptions).values(values).returning(push_subscriptions)).one()
+        return conn.execute(select(push_subscriptions).where(S.id == existing.id)).one(), False
+    values = {
+        "account_id": account_id,
+        "endpoint": endpoint,
+        "p256dh": p256dh,
+        "auth": auth,
+        "created_at": utcnow(),
+    }
+    return conn.execute(insert(push_subscriptions).values(values).returning(push_subscriptions)).one(), True
 
 
 def delete_subscription(conn: Connection, *, endpoint: str | None = None, subscription_id: int | None = None,

@@ -10,7 +10,6 @@ query string (a WebSocket `?token=`, a media link's `sig=`), no header, no body.
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ from .. import metrics, tracing
 from ..auth import bearer_token
 from ..logs import AccessLog
 from ..protocol import CloseCode
-from ..protocol.errors import NotFound, Unauthorized
+from ..protocol.errors import NotFound
 from .http import service_of
 
 access = AccessLog()
@@ -165,9 +164,10 @@ async def metrics_endpoint(request: Request) -> Response:
     expected: str = request.app.state.settings.metrics_token
     if not expected:
         raise NotFound("no such endpoint")
-    given = bearer_token(request.headers.get("authorization")) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("metrics need the configured bearer token")
+    # wrong tokens are held back like wrong passwords, on every worker (service/throttle.py)
+    await service_of(request).check_metrics_token(
+        bearer_token(request.headers.get("authorization")), expected
+    )
     metrics.outbox_backlog(*await service_of(request).outbox_backlog())
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 

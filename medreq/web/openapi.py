@@ -37,6 +37,7 @@ from ..protocol import (
     PharmacyListOut,
     PushEndpointIn,
     PushSubscriptionIn,
+    PushSubscriptionListOut,
     PushSubscriptionOut,
     RefreshIn,
     RegisterIn,
@@ -87,6 +88,7 @@ OUTBOUND: list[type[BaseModel]] = [
     WebhookDeliveryListOut,
     VapidKeyOut,
     PushSubscriptionOut,
+    PushSubscriptionListOut,
     ErrorOut,
 ]
 
@@ -94,6 +96,8 @@ DESCRIPTIONS = {
     "invalid_json": "Body is not valid JSON",
     "unauthorized": "No, a bad or an expired access token, or wrong credentials",
     "forbidden": "Not allowed for this account",
+    "reauthentication_required": "Not with a sign-in this old: sign in with the password again"
+    " (adding a webhook or a push subscription needs one of the last 10 minutes)",
     "not_found": "No such resource, or one the caller may not see",
     "conflict": "The request is no longer in a state that allows this",
     "payload_too_large": "Body or upload over its limit",
@@ -103,11 +107,12 @@ DESCRIPTIONS = {
     "headers_too_large": "Request line and headers over their limit",
     "unavailable": "Connection limit reached; retry after `Retry-After` seconds",
 }
-# status → description, the status from the one code → status mapping (protocol.codes)
-ERRORS = {
-    ERROR_WIRE[code].status: f"{text} (`{code}`)"
-    for code, text in sorted(DESCRIPTIONS.items(), key=lambda item: ERROR_WIRE[item[0]].status)
-}
+# status → description, the status from the one code → status mapping (protocol.codes); the codes
+# that share a status (403) each have their part
+ERRORS: dict[int, str] = {}
+for _code, _text in sorted(DESCRIPTIONS.items(), key=lambda item: ERROR_WIRE[item[0]].status):
+    _status = ERROR_WIRE[_code].status
+    ERRORS[_status] = (ERRORS[_status] + "; " if _status in ERRORS else "") + f"{_text} (`{_code}`)"
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again",
@@ -259,6 +264,14 @@ def _paths() -> dict[str, Any]:
         "/auth/logout": {
             "post": _op("Revoke a refresh token", 204, None, *JSON_BODY, 403, body=_json("LogoutIn"))
         },
+        "/auth/logout-all": {
+            "post": _op(
+                "Log out everywhere: revoke every token of the account and remove its webhook and push"
+                " subscriptions",
+                204,
+                None,
+            )
+        },
         "/auth/password": {
             "post": _op(
                 "Change the password; revokes every token of the account",
@@ -273,10 +286,12 @@ def _paths() -> dict[str, Any]:
             "get": _op("The caller's account, with its webhook URL", 200, "WebhookAccountOut"),
             "put": _op(
                 "Set (or, with null, remove) the webhook that gets events while the account is offline;"
-                " the answer shows its signing secret once",
+                " the answer shows its signing secret once. Setting one needs a password sign-in of the"
+                " last 10 minutes (403 `reauthentication_required`)",
                 200,
                 "WebhookAccountOut",
                 *JSON_BODY,
+                403,
                 body=_json("WebhookIn"),
             ),
             "delete": _op(
@@ -302,11 +317,14 @@ def _paths() -> dict[str, Any]:
             "get": _op("The server's VAPID public key, for PushManager.subscribe", 200, "VapidKeyOut")
         },
         "/push/subscriptions": {
+            "get": _op("The caller's push subscriptions, oldest first", 200, "PushSubscriptionListOut"),
             "post": _op(
-                "Register a browser's PushSubscription",
+                "Register a browser's PushSubscription; needs a password sign-in of the last 10 minutes"
+                " (403 `reauthentication_required`)",
                 201,
                 "PushSubscriptionOut",
                 *JSON_BODY,
+                403,
                 body=_json("PushSubscriptionIn"),
             ),
             "delete": _op(
@@ -317,6 +335,20 @@ def _paths() -> dict[str, Any]:
                 404,
                 body=_json("PushEndpointIn"),
             ),
+        },
+        "/push/subscriptions/{subscription_id}": {
+            "delete": {
+                **_op("Remove one of the caller's push subscriptions by id", 204, None, 404),
+                "parameters": [
+                    {
+                        "name": "subscription_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "A subscription's id (404 unless it is the caller's)",
+                        "schema": _schema(TypeAdapter(DbId)),
+                    }
+                ],
+            }
         },
         "/pharmacies/": {"get": _op("Pharmacies a patient can address", 200, "PharmacyListOut")},
         "/medicine/request/": {

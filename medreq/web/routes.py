@@ -68,6 +68,12 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def logout_everywhere(request: Request) -> Response:
+    caller = await authenticate(request)
+    await service_of(request).logout_everywhere(caller)
+    return Response(status_code=204)
+
+
 async def change_password(request: Request) -> Response:
     caller = await authenticate(request)
     data = await read_json(request, PasswordIn)
@@ -112,6 +118,20 @@ async def remove_push_subscription(request: Request) -> Response:
     caller = await authenticate(request)
     data = await read_json(request, PushEndpointIn)
     await service_of(request).unsubscribe_push(caller, data.endpoint)
+    return Response(status_code=204)
+
+
+async def push_subscriptions(request: Request) -> Response:
+    caller = await authenticate(request)
+    return JSONResponse(await service_of(request).push_subscriptions(caller))
+
+
+async def remove_push_subscription_by_id(request: Request) -> Response:
+    caller = await authenticate(request)
+    subscription_id: int = request.path_params["subscription_id"]
+    if subscription_id > MAX_ID:
+        raise NotFound(f"push subscription {subscription_id} not found")
+    await service_of(request).remove_push_subscription(caller, subscription_id)
     return Response(status_code=204)
 
 
@@ -218,6 +238,7 @@ routes = [
     Route("/auth/token", token, methods=["POST"]),
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/logout-all", logout_everywhere, methods=["POST"]),
     Route("/auth/password", change_password, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
     Route("/auth/me", remove_me, methods=["DELETE"]),
@@ -227,6 +248,8 @@ routes = [
     Route("/push/vapid-public-key", vapid_public_key, methods=["GET"]),
     Route("/push/subscriptions", add_push_subscription, methods=["POST"]),
     Route("/push/subscriptions", remove_push_subscription, methods=["DELETE"]),
+    Route("/push/subscriptions", push_subscriptions, methods=["GET"]),
+    Route("/push/subscriptions/{subscription_id:id}", remove_push_subscription_by_id, methods=["DELETE"]),
     Route("/pharmacies/", pharmacies, methods=["GET"]),
     Route("/medicine/request/", create_request, methods=["POST"]),
     Route("/medicine/request/", list_requests, methods=["GET"]),
