@@ -13,6 +13,7 @@ browsers' subscriptions (bound to the public key) stop working.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from functools import cached_property
 from pathlib import Path
@@ -24,8 +25,16 @@ from .files import create_private_file
 KEY_FILE = "vapid-private.pem"
 #: seconds a push service keeps a message for a device that is offline
 PUSH_TTL = 24 * 3600
-#: push services accept about 4 KB of payload; bigger events are sent as their reference only
-MAX_PAYLOAD = 3000
+#: all a push carries of an event: it passes through a push service (Google's, Mozilla's, Apple's)
+#: and may show on a locked screen, so it tells the device which event to fetch, never the
+#: patient's name, phone, medicine or a message's text (the app reads those after sign-in)
+PUSHED_FIELDS = ("type", "event_id", "request_id")
+
+
+def notification(event_text: str) -> str:
+    """The push payload of a stored event's JSON text: its `PUSHED_FIELDS` only."""
+    event = json.loads(event_text)
+    return json.dumps({name: event.get(name) for name in PUSHED_FIELDS}, separators=(",", ":"))
 
 
 def b64url(data: bytes) -> str:

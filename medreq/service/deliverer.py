@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import random
 import time
@@ -35,11 +34,10 @@ from ..config import Settings
 from ..hub import Hub
 from ..media import MediaStore
 from ..outbound import OutboundClient, PostError, TargetRefused
-from ..protocol import dumps
 from ..protocol.errors import Invalid
 from ..storage import Store, Tx, utcnow, webhooks
 from ..storage.webhooks import Claimed
-from ..webpush import MAX_PAYLOAD
+from ..webpush import notification
 from . import events
 from .push import Push
 
@@ -179,9 +177,7 @@ class Deliverer:
             return Outcome(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
 
     def _push_request(self, claimed: Claimed, text: str) -> tuple[bytes, dict[str, str]]:
-        if len(text.encode()) > MAX_PAYLOAD:  # too big for a push service: its reference only
-            event = json.loads(text)
-            text = dumps({k: event.get(k) for k in ("type", "event_id", "timestamp", "request_id")})
+        text = notification(text)  # the event's reference only, never its medical content
         assert claimed.endpoint
         assert claimed.p256dh
         assert claimed.auth
