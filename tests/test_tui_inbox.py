@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 pytest.importorskip("textual")
 
@@ -18,7 +21,7 @@ from textual.widgets import Input, Static
 
 from medreq.client import Backoff, Profile, ProfileStore
 from medreq.tui import Backend, InboxApp, InboxScreen
-from medreq.tui.screens import AnswerScreen, LoginScreen
+from medreq.tui.screens import AnswerScreen, LoginScreen, WaitScreen
 
 from .conftest import Account, ServerProcess
 from .wire import open_ws, post_request, post_response, recv_json
@@ -150,7 +153,7 @@ async def test_accept_with_message_reaches_patient(
         assert (answer["request_id"], answer["status"]) == (request_id, "ACCEPTED")
         assert answer["message"] == "Ready for pickup after 5 pm"
         assert screen.inbox.requests[request_id].status == "ACCEPTED"
-        assert any("acknowledged over WebSocket" in n for n in screen.notices)
+        assert f"Answer sent: request #{request_id} accepted. {patient.name} is told now." in screen.notices
 
         await pilot.press("r")  # answered: no second answer
         assert screen.answer_form is None
@@ -175,8 +178,8 @@ async def test_answer_with_audio_goes_over_rest(
         await until(pilot, lambda: screen.answer_form is None, what="the REST answer")
         answer = await next_news(patient_ws)
         assert (answer["status"], answer["message"]) == ("REJECTED", "Out of stock")
-        assert answer["audio_url"]
-        assert any("acknowledged over REST" in n for n in screen.notices)
+        assert answer["audio_url"]  # the upload went over REST: a socket carries no audio
+        assert f"Answer sent: request #{request_id} rejected. {patient.name} is told now." in screen.notices
 
 
 async def test_answer_to_request_answered_elsewhere_shows_conflict(
@@ -311,3 +314,126 @@ async def test_looking_at_a_request_reports_it_read(
             httpx.get, f"{server.url}/medicine/request/{request_id}/", headers=pharmacy.headers, timeout=10
         )
         assert listed.json()["unread"] == 0
+
+
+def thread_text(screen: InboxScreen) -> str:
+    """The thread as it reads on screen, on one line."""
+    console = Console(width=120, file=io.StringIO(), record=True)
+    console.print(screen.query_one("#thread", Static).content)
+    return " ".join(console.export_text().split())
+
+
+async def next_of(ws: Any, kind: str) -> dict[str, Any]:
+    while (event := await recv_json(ws))["type"] != kind:
+        pass
+    return event
+
+
+async def test_the_thread_shows_and_sends_messages_live(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    """Like the console: the patient's message appears in the thread as it is sent, the
+    pharmacist answers from the message box (m, type, Enter), the patient gets it, and the
+    patient's typing and read receipt show beside it."""
+    save_profile(server, pharmacy)
+    app = InboxApp(Backend("desk", backoff=FAST))
+    async with app.run_test(size=(80, 24)) as pilot, open_ws(server, patient) as patient_ws:
+        screen = await inbox_ready(pilot)
+        request_id = await create(server, patient, pharmacy, medicine_name="Amoxicillin")
+        await until(pilot, lambda: screen.reply_to == request_id, what="the request selected")
+        await until(pilot, lambda: "No messages yet" in thread_text(screen), what="the empty thread")
+
+        asked = await asyncio.to_thread(
+            httpx.post,
+            f"{server.url}/medicine/request/{request_id}/messages/",
+            json={"text": "Is it in stock?"},
+            headers=patient.headers,
+            timeout=10,
+        )
+        assert asked.status_code == 201, asked.text
+        await until(pilot, lambda: "Is it in stock?" in thread_text(screen), what="the live message")
+        assert f"Messages with {patient.name} {patient.name} ·" in thread_text(screen)
+
+        await patient_ws.send(json.dumps({"type": "typing", "request_id": request_id, "state": "start"}))
+        await until(
+            pilot, lambda: f"{patient.name} is typing…" in thread_text(screen), what="the typing line"
+        )
+
+        await pilot.press("m", *"Yes, 2 boxes left")
+        typing = await next_of(patient_ws, "typing")  # the patient sees us typing too
+        assert (typing["request_id"], typing["from"], typing["state"]) == (request_id, pharmacy.id, "start")
+        await pilot.press("enter")
+        got = await next_of(patient_ws, "message")
+        assert (got["request_id"], got["from"], got["text"]) == (request_id, pharmacy.id, "Yes, 2 boxes left")
+        await until(pilot, lambda: "Message sent" in screen.notices, what="the toast")
+        assert not any("acknowledged" in notice or "WebSocket" in notice for notice in screen.notices)
+        assert "You ·" in thread_text(screen) and "Yes, 2 boxes left" in thread_text(screen)
+        assert screen.query_one("#reply", Input).value == ""
+        assert "Seen" not in thread_text(screen)
+
+        # the patient reads it: "Seen" under our message
+        await patient_ws.send(
+            json.dumps({"type": "read", "id": 1, "request_id": request_id, "up_to_event_id": got["event_id"]})
+        )
+        await until(pilot, lambda: "Seen" in thread_text(screen), what="the read receipt")
+
+        stored = await asyncio.to_thread(
+            httpx.get, f"{server.url}/medicine/request/{request_id}/", headers=patient.headers, timeout=10
+        )
+        assert [(m["from"], m["text"]) for m in stored.json()["messages"]] == [
+            (patient.id, "Is it in stock?"),
+            (pharmacy.id, "Yes, 2 boxes left"),
+        ]
+
+
+async def test_a_draft_stays_with_its_patient_when_another_request_is_selected(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    save_profile(server, pharmacy)
+    app = InboxApp(Backend("desk", backoff=FAST))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await inbox_ready(pilot)
+        first = await create(server, patient, pharmacy, medicine_name="First")
+        await until(pilot, lambda: screen.reply_to == first)
+        second = await create(server, patient, pharmacy, medicine_name="Second")
+        await until(pilot, lambda: second in screen.inbox.requests)
+        await pilot.press("m", *"for the first one", "escape", "up")
+        await until(pilot, lambda: screen.reply_to == second, what="the other request")
+        assert screen.query_one("#reply", Input).value == ""  # not sent to the wrong patient
+        await pilot.press("down")
+        await until(pilot, lambda: screen.reply_to == first)
+        assert screen.query_one("#reply", Input).value == "for the first one"
+
+
+class CountingBackend(Backend):
+    attempts = 0
+
+    async def resume(self) -> Any:
+        self.attempts += 1
+        return await super().resume()
+
+
+async def test_the_inbox_waits_for_an_unreachable_server_and_opens_when_it_answers(
+    server: ServerProcess, patient: Account, pharmacy: Account
+) -> None:
+    """No login form and no error pile-up: one status line that retries with backoff."""
+    save_profile(server, pharmacy)
+    await asyncio.to_thread(server.stop)
+    backend = CountingBackend("desk", backoff=FAST)
+    app = InboxApp(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        waiting = await until(
+            pilot, lambda: isinstance(app.screen, WaitScreen) and app.screen, what="the wait"
+        )
+        status = waiting.query_one("#wait-status", Static)
+        await until(pilot, lambda: "cannot reach" in str(status.render()), what="the reason")
+        line = str(status.render())
+        assert "offline" in line and server.url in line and "(retry in" in line
+        await until(pilot, lambda: backend.attempts >= 3, what="the retries")
+        assert app.screen is waiting  # still the one line: no login form, no pile of errors
+
+        await asyncio.to_thread(server.start)
+        screen = await inbox_ready(pilot)
+        request_id = await create(server, patient, pharmacy, medicine_name="After the wait")
+        await until(pilot, lambda: request_id in screen.inbox.requests, what="a live request")
+        assert not [n for n in screen.notices if "cannot reach" in n]

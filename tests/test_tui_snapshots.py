@@ -17,7 +17,16 @@ pytest.importorskip("textual")
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from medreq.client import AccountOut, Event, NewRequestEvent, RequestDetail, RequestOut
+from medreq.client import (
+    AccountOut,
+    Event,
+    MessageEvent,
+    NewRequestEvent,
+    ReadEvent,
+    RequestDetail,
+    RequestOut,
+    TypingEvent,
+)
 from medreq.protocol import PartyOut, ResponseOut
 from medreq.tui import InboxApp, Link
 from medreq.tui.screens import HelpScreen
@@ -72,6 +81,7 @@ class FakeBackend:
         self.account = AccountOut(id=2, username="lifecare", role="pharmacy", name=PHARMACY.name)
         self.requests = {row[0]: make_request(row) for row in ROWS}
         self.loaded = asyncio.Event()
+        self.typed: list[tuple[int, str]] = []
         self.live: list[Event] = [
             NewRequestEvent(
                 event_id=9,
@@ -107,6 +117,12 @@ class FakeBackend:
         self, request_id: int, status: str, message: str | None, audio: Path | None
     ) -> RequestOut:
         raise AssertionError("snapshots do not send")
+
+    async def send_message(self, request_id: int, text: str) -> dict[str, Any]:
+        raise AssertionError("snapshots do not send")
+
+    async def typing(self, request_id: int, state: str) -> None:
+        self.typed.append((request_id, state))
 
     async def run_live(self, on_event: Callable[[Event], None], on_link: Callable[[Link], None]) -> None:
         on_link(Link("connected"))
@@ -158,6 +174,52 @@ def test_answer_form_snapshot(snap_compare: Any, utc: None, size: tuple[int, int
 
     app = InboxApp(FakeBackend(arrivals=False), clock=lambda: NOW)
     assert snap_compare(app, terminal_size=size, run_before=open_form)
+
+
+def thread_backend() -> FakeBackend:
+    """Request 7's thread: the patient asked, we answered, then live: the patient read our
+    answer (Seen), wrote again, and is typing a third message."""
+    backend = FakeBackend(arrivals=False)
+    backend.requests[7].messages.append(
+        {"id": 2, "from": 2, "text": "Yes, 2 boxes left", "created_at": stamp(0.04)}
+    )
+    backend.live = [
+        ReadEvent(event_id=10, request_id=7, by=107, up_to_event_id=3, timestamp=stamp(0.03)),
+        MessageEvent(
+            event_id=11,
+            request_id=7,
+            message_id=3,
+            text="Great, I'll come at 6",
+            timestamp=stamp(0.02),
+            **{"from": 107},
+        ),
+        TypingEvent(request_id=7, state="start", timestamp=stamp(0.01), **{"from": 107}),
+    ]
+    return backend
+
+
+async def thread_ready(pilot: Pilot[Any]) -> None:
+    """Request 7 selected, its thread loaded and the live receipt, message and typing applied."""
+    for _ in range(200):
+        screen = pilot.app.inbox_screen  # type: ignore[attr-defined]
+        if screen is not None and len(screen.inbox.thread(7)) == 3 and screen.inbox.is_typing(7):
+            break
+        await pilot.pause(0.01)
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_thread_snapshot(snap_compare: Any, utc: None, size: tuple[int, int]) -> None:
+    """The thread beside the request, like the console's: the patient's messages, ours marked
+    Seen, "… is typing", and a reply being written in the message box."""
+
+    async def write(pilot: Pilot[Any]) -> None:
+        await thread_ready(pilot)
+        await pilot.press("m", *"See you then")
+        await pilot.pause()
+
+    app = InboxApp(thread_backend(), clock=lambda: NOW)
+    assert snap_compare(app, terminal_size=size, run_before=write)
 
 
 @pytest.mark.parametrize(("size", "full"), [((80, 24), 18), ((120, 30), 18), ((200, 50), 18)])

@@ -1,8 +1,8 @@
 """What the inbox needs from the server, over `medreq.client`: a small adapter the app is given.
 
 `Backend` logs in (from a stored profile, the CLI's, or a login form), reads requests, answers
-them (over the live WebSocket, or REST when an audio file goes with the answer) and runs the
-live connection, reporting each event and every change of the link: the client reconnects and
+them (over the live WebSocket, or REST when an audio file goes with the answer), posts thread
+messages and typing notices, and runs the live connection, reporting each event and every change of the link: the client reconnects and
 says when it will try next (``on_state``), the backend only translates that for the status bar.
 Tests give the app a fake with the same methods to draw snapshots from fixed data.
 """
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from medreq.client import (
     AccountOut,
@@ -177,6 +177,25 @@ class Backend:
             return await conn.respond(request_id, status, message)
         sent = await self._api().respond(request_id, status, message, audio=audio)
         return sent.data
+
+    # --- the thread -----------------------------------------------------------------------------
+
+    async def send_message(self, request_id: int, text: str) -> dict[str, Any]:
+        """Post a message on the request's thread, over the live socket (its ``ack``) or over
+        REST when there is no live link; the message as the server stored it."""
+        conn = self.conn
+        if conn is not None and conn.connected:
+            ack = await conn.send_message(request_id, text)
+        else:
+            ack = await self._api().post_message(request_id, text)
+        message = ack.get("message")
+        return dict(message) if isinstance(message, dict) else {}
+
+    async def typing(self, request_id: int, state: Literal["start", "stop"]) -> None:
+        """Tell the patient this pharmacy is (no longer) typing; nothing when offline."""
+        conn = self.conn
+        if conn is not None and conn.connected:
+            await conn.typing(request_id, state)
 
     # --- the live connection --------------------------------------------------------------------
 

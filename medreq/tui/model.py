@@ -1,23 +1,27 @@
-"""The inbox's state, with no UI and no I/O: requests by id, filters, counters, live events.
+"""The inbox's state, with no UI and no I/O: requests by id, filters, counters, live events,
+and each request's message thread (messages, the patient's read receipt, their typing).
 
 The Textual app renders an `Inbox`; REST pages and WebSocket events both go through
-`upsert` / `apply`, which are idempotent, so a replayed event or a re-read page never
-duplicates a row nor moves a request back to ``PENDING``.
+`upsert` / `apply` / `add_messages`, which are idempotent, so a replayed event or a re-read
+page never duplicates a row or a message nor moves a request back to ``PENDING``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from medreq.client import (
     Event,
     MessageEvent,
     NewRequestEvent,
+    ReadEvent,
     RequestCancelledEvent,
     RequestOut,
     RequestUpdatedEvent,
+    TypingEvent,
 )
 from medreq.protocol import PartyOut
 
@@ -25,6 +29,8 @@ Clock = Callable[[], datetime]
 STATUSES = ("PENDING", "ACCEPTED", "REJECTED", "CANCELLED")
 #: the status filters `f` cycles through (None: every status)
 FILTERS: tuple[str | None, ...] = (None, *STATUSES)
+#: how long "… is typing" stays without a new `typing` event (a lost `stop` must not leave it on)
+TYPING_SHOWN = timedelta(seconds=6)
 
 
 def utcnow() -> datetime:
@@ -55,16 +61,43 @@ def age(created: str | None, now: datetime) -> str:
     return f"{seconds}s"
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message of a request's thread."""
+
+    id: int
+    author: int  # the account id that wrote it (``from`` on the wire)
+    text: str
+    created_at: str | None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Message | None:
+        """From a thread entry of ``GET /medicine/request/{id}/`` or an ``ack``; None if malformed."""
+        ident, author = data.get("id"), data.get("from")
+        if not isinstance(ident, int) or not isinstance(author, int):
+            return None
+        created = data.get("created_at")
+        return cls(ident, author, str(data.get("text", "")), created if isinstance(created, str) else None)
+
+
 @dataclass
 class Inbox:
     """Every request this pharmacy knows of, plus what the table shows of them."""
 
     clock: Clock = utcnow
+    #: this pharmacy's account id: its own messages are "You", receipts are the patient's
+    me: int | None = None
     requests: dict[int, RequestOut] = field(default_factory=dict)
     #: ids that arrived live and have not been looked at yet (highlighted in the table)
     fresh: set[int] = field(default_factory=set)
     status_filter: str | None = None
     search: str = ""
+    #: request id → message id → message
+    threads: dict[int, dict[int, Message]] = field(default_factory=dict)
+    #: request id → when the patient last marked it read (their latest receipt)
+    seen_at: dict[int, datetime] = field(default_factory=dict)
+    #: request id → until when "… is typing" shows
+    typing_until: dict[int, datetime] = field(default_factory=dict)
 
     def upsert(self, request: RequestOut) -> bool:
         """Add or replace a request read over REST; True when it was not known before."""
@@ -95,11 +128,63 @@ class Inbox:
             return event.request_id
         if isinstance(event, MessageEvent):
             known = self.requests.get(event.request_id)
-            if known is None:
+            if known is None or event.message_id is None or event.from_ is None:
                 return None
+            message = Message(event.message_id, event.from_, event.text, event.timestamp)
+            if not self.add_messages(event.request_id, [message]):
+                return None  # replayed: counted once
+            self.typing_until.pop(event.request_id, None)  # they finished typing it
             self.requests[event.request_id] = known.model_copy(update={"unread": known.unread + 1})
             return event.request_id
+        if isinstance(event, ReadEvent):
+            when = parse_time(event.timestamp)
+            if event.by == self.me or when is None or event.request_id not in self.requests:
+                return None
+            if event.request_id in self.seen_at and self.seen_at[event.request_id] >= when:
+                return None
+            self.seen_at[event.request_id] = when
+            return event.request_id
+        if isinstance(event, TypingEvent):
+            if event.from_ == self.me or event.request_id not in self.requests:
+                return None
+            if event.state == "start":
+                self.typing_until[event.request_id] = self.clock() + TYPING_SHOWN
+            elif self.typing_until.pop(event.request_id, None) is None:
+                return None
+            return event.request_id
         return None
+
+    # --- threads --------------------------------------------------------------------------------
+
+    def add_messages(self, request_id: int, messages: Iterable[Message | Mapping[str, Any]]) -> int:
+        """Add messages to a request's thread (from a detail read, an ack or an event); how many
+        were new."""
+        thread = self.threads.setdefault(request_id, {})
+        added = 0
+        for entry in messages:
+            message = entry if isinstance(entry, Message) else Message.from_wire(entry)
+            if message is not None and message.id not in thread:
+                thread[message.id] = message
+                added += 1
+        return added
+
+    def thread(self, request_id: int) -> list[Message]:
+        """The request's messages, oldest first."""
+        return sorted(self.threads.get(request_id, {}).values(), key=lambda m: m.id)
+
+    def mine(self, message: Message) -> bool:
+        return message.author == self.me
+
+    def seen(self, request_id: int, message: Message) -> bool:
+        """Whether the patient has read this message of ours (their receipt came after it)."""
+        receipt = self.seen_at.get(request_id)
+        written = parse_time(message.created_at)
+        return self.mine(message) and receipt is not None and written is not None and written <= receipt
+
+    def is_typing(self, request_id: int) -> bool:
+        """Whether the patient is typing on this request, as of now."""
+        until = self.typing_until.get(request_id)
+        return until is not None and self.clock() < until
 
     def mark_read(self, request_id: int) -> bool:
         """The request was looked at: nothing unread any more; True when that changed something."""

@@ -1,4 +1,5 @@
-"""The inbox's modal screens: the answer form, the login form, the key help."""
+"""The inbox's other screens: the answer form, the login form, the key help, and the wait for a
+server that cannot be reached."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 
 from medreq.client import AccountOut, MedreqError, RequestOut
 
-from .backend import Answer, InboxError
+from .backend import Answer, InboxError, Link
+from .widgets import StatusBar
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "ACCEPTED": (
@@ -41,7 +43,6 @@ class Sent:
     """What the answer form hands back once the server acknowledged the answer."""
 
     request: RequestOut
-    via: str  # "WebSocket" or "REST"
 
 
 class AnswerScreen(ModalScreen[Sent | None]):
@@ -151,7 +152,7 @@ class AnswerScreen(ModalScreen[Sent | None]):
             self._show_changed()
             self.query_one("#send", Button).disabled = False
             return
-        self.dismiss(Sent(request, "REST" if audio else "WebSocket"))
+        self.dismiss(Sent(request))
 
     def _status(self, text: Text) -> None:
         self.query_one("#answer-status", Static).update(text)
@@ -215,13 +216,14 @@ HELP = """\
 [b]medreq inbox[/b]: new requests arrive live at the top (● and a bell).
 
   [b]↑ ↓[/b]      select a request      [b]a[/b]  accept    [b]r[/b]  reject
+  [b]m[/b]        write to the patient (the thread on the right): [b]Enter[/b] sends
   [b]o[/b]        open the prescription in the system viewer
   [b]f[/b]        filter by status      [b]/[/b]  search patient names
   [b]ctrl+r[/b]   reload from the server
   [b]d[/b]        dark / light theme     [b]q[/b]  quit
 
 In the answer form: [b]↑ ↓[/b] quick replies, [b]Enter[/b] send, [b]Esc[/b] cancel.
-An answer goes over the WebSocket; with an audio file, over REST.
+An audio file (optional) goes with the answer; the patient is told at once.
 
 [dim]Press Esc or ? to close.[/dim]"""
 
@@ -231,3 +233,26 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(HELP, id="help")
+
+
+class WaitScreen(Screen[None]):
+    """The stored profile's server does not answer: one status line (why, and the countdown to
+    the next attempt) until it does, or until the pharmacist quits."""
+
+    BINDINGS = [Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, link: Link) -> None:
+        super().__init__()
+        self.link = link
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("℞ medreq inbox · waiting for the server", style="bold"), id="header")
+        yield StatusBar(id="wait-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show(self.link)
+
+    def show(self, link: Link) -> None:
+        self.link = link
+        self.query_one(StatusBar).show(link)

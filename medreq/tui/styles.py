@@ -1,5 +1,6 @@
 """The inbox's Textual CSS (kept in Python so it ships without package-data configuration).
-One screen that fits 80×24: header, filter line, table, detail pane, status bar, footer."""
+One screen that fits 80×24: header, filter line, table, the detail pane beside the message
+thread and its message box, status bar, footer."""
 
 CSS = """
 #header {
@@ -33,13 +34,39 @@ CSS = """
     height: 1fr;
 }
 
-#detail-scroll {
-    height: 9;
+#lower {
+    height: 40%;
+    min-height: 10;
     border-top: hkey $primary;
+}
+
+#detail-scroll {
+    width: 1fr;
     padding: 0 1;
 }
 
-#status {
+#thread-box {
+    width: 1fr;
+    border-left: vkey $primary;
+}
+
+#thread-scroll {
+    height: 1fr;
+    padding: 0 1;
+}
+
+#reply {
+    border: none;
+    height: 1;
+    padding: 0 1;
+    background: $surface;
+}
+
+#reply:focus {
+    background: $boost;
+}
+
+#status, #wait-status {
     height: 1;
     padding: 0 1;
     background: $panel;

@@ -1,20 +1,22 @@
-"""The pieces of the inbox screen: header counters, the request table, the detail pane,
-the connection status bar. Each renders plain data; none talks to the server."""
+"""The pieces of the inbox screen: header counters, the request table, the detail pane, the
+message thread, the connection status bar. Each renders plain data; none talks to the server."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
+from rich.console import Group, RenderableType
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Input, Static
 
 from medreq.client import RequestDetail, RequestOut
 
 from .backend import Link
 from .media import MediaInfo
-from .model import age, parse_time
+from .model import Inbox, age, parse_time
 
 STATUS_STYLE = {"PENDING": "bold yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
 COLUMNS = (("#", "id", 5), ("Patient", "patient", 13), ("Phone", "phone", 12), ("Qty", "qty", 4),
@@ -99,7 +101,9 @@ class RequestTable(DataTable[Any]):
                 Text(request.patient.name, style=style, overflow="ellipsis", no_wrap=True),
                 Text(request.patient.phone or "", style=style),
                 Text(str(request.quantity), style=style, justify="right"),
-                Text(request.medicine_name or "(prescription)", style=style, overflow="ellipsis", no_wrap=True),
+                Text(
+                    request.medicine_name or "(prescription)", style=style, overflow="ellipsis", no_wrap=True
+                ),
                 Text(age(request.created_at, now), style=style),
                 status_text(request.status),
                 key=str(request.id),
@@ -115,7 +119,7 @@ class RequestTable(DataTable[Any]):
 
 
 class DetailPane(Static):
-    """Everything about the selected request: fields, prescription, answer, thread."""
+    """Everything about the selected request: fields, prescription, answer."""
 
     def show(
         self,
@@ -133,7 +137,8 @@ class DetailPane(Static):
         lines.append_text(status_text(shown.status))
         ago = age(shown.created_at, now)
         lines.append(
-            f"  · {_when(shown.created_at)} ({'just now' if ago == 'now' else ago + ' ago'})\n", style="dim"
+            f" · {_when(shown.created_at, now)}, {'just now' if ago == 'now' else ago + ' ago'}\n",
+            style="dim",
         )
         phone = f"  {shown.patient.phone}" if shown.patient.phone else ""
         lines.append(f"Patient   {shown.patient.name}{phone}\n")
@@ -142,7 +147,7 @@ class DetailPane(Static):
             lines.append(f"Note      {shown.note}\n")
         if shown.image_url:
             if isinstance(media, MediaInfo):
-                rx = Text.assemble(media.describe(), ("  [o] open", "dim"))
+                rx = Text(media.describe())  # the footer says [o] opens it
             else:
                 rx = Text(media or "loading…", style="dim")
             lines.append("Rx        ")
@@ -154,20 +159,51 @@ class DetailPane(Static):
             answer = shown.response
             lines.append("Answer    ")
             lines.append_text(status_text(answer.status))
-            lines.append(f" {_when(answer.responded_at)}: {answer.message or '(no message)'}")
+            lines.append(f" {_when(answer.responded_at, now)}: {answer.message or '(no message)'}")
             if answer.audio_url:
                 lines.append("  ♪ audio")
             lines.append("\n")
         if request.unread:
             lines.append(f"Unread    {request.unread} new\n", style="bold yellow")
-        if detail is not None and detail.messages:
-            lines.append("Messages\n", style="bold")
-            for message in detail.messages:
-                who = shown.patient.name if message.get("from") == shown.patient.id else "You"
-                lines.append(f"  {_when(message.get('created_at'))} {who}: ", style="dim")
-                lines.append(f"{message.get('text', '')}\n")
         lines.rstrip()
         self.update(lines)
+
+
+class ThreadPane(Static):
+    """The messages with the patient, like the console's thread: theirs on the left, ours on
+    the right with "Seen" once the patient's read receipt covers them, and "… is typing"."""
+
+    def show(self, inbox: Inbox, request: RequestOut | None, loaded: bool, now: datetime) -> None:
+        if request is None:
+            self.update(Text("Messages: select a request.", style="dim"))
+            return
+        name = request.patient.name
+        parts: list[RenderableType] = [Text(f"Messages with {name}", style="bold")]
+        messages = inbox.thread(request.id)
+        if not messages:
+            parts.append(Text("No messages yet: [m] to write one." if loaded else "loading…", style="dim"))
+        for message in messages:
+            mine = inbox.mine(message)
+            meta = Text.assemble(
+                ("You" if mine else name, "bold"), (f" · {_when(message.created_at, now)}", "dim")
+            )
+            if inbox.seen(request.id, message):
+                meta.append(" · Seen", style="green")
+            body = Text(message.text)
+            meta.justify = body.justify = "right" if mine else "left"
+            parts += [meta, body]
+        if inbox.is_typing(request.id):
+            parts.append(Text(f"{name} is typing…", style="italic dim"))
+        self.update(Group(*parts))
+
+
+class MessageBox(Input):
+    """The box under the thread: Enter sends to the selected request's patient, Esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "Send"),
+        Binding("escape", "screen.leave_search", "Back to the list"),
+    ]
 
 
 class StatusBar(Static):
@@ -200,17 +236,23 @@ class StatusBar(Static):
             text.append(f"◌ reconnecting{wait}", style="bold yellow")
         else:
             text.append("✖ offline", style="bold red")
+            if wait and not link.fatal:  # first: a long reason must not hide the countdown
+                text.append(f" (retry{wait})", style="red")
             if link.error:
                 text.append(f": {link.error}", style="red")
-            if wait and not link.fatal:
-                text.append(f" (retry{wait})", style="red")
         if self.url:
             text.append(f"  {self.url}", style="dim")
         if self.note:
             text.append(f"  {self.note}")
+        text.no_wrap, text.overflow = True, "ellipsis"
         self.update(text)
 
 
-def _when(value: str | None) -> str:
+def _when(value: str | None, now: datetime | None = None) -> str:
+    """Local time: just the hour on the day of ``now``, the date too otherwise."""
     stamp = parse_time(value)
-    return stamp.astimezone().strftime("%Y-%m-%d %H:%M") if stamp else "?"
+    if stamp is None:
+        return "?"
+    local = stamp.astimezone()
+    today = now is not None and local.date() == now.astimezone().date()
+    return local.strftime("%H:%M" if today else "%Y-%m-%d %H:%M")
