@@ -103,8 +103,28 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One default server for the tests of a file marked `shared_server` (see `server`)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("shared") / "data")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
-def server(server_factory: Any) -> ServerProcess:
+def server(request: pytest.FixtureRequest, server_factory: Any) -> ServerProcess:
+    """A default server of the test's own, or, in a file marked ``pytestmark =
+    pytest.mark.shared_server``, the file's one server (a test there marked ``own_server`` still
+    gets its own). Sharing suits tests that make their own accounts, look only at those accounts'
+    requests and events, and leave the server running: accounts never see each other's data, and
+    rate limits count per account. A fresh server costs about 0.6 s to start on this machine, and
+    files like test_websocket.py started one for each of their 23 cases."""
+    if request.node.get_closest_marker("shared_server") and not request.node.get_closest_marker("own_server"):
+        shared: ServerProcess = request.getfixturevalue("module_server")
+        if shared.proc is None or shared.proc.poll() is not None:
+            pytest.fail("a test stopped the file's shared server: mark it own_server")
+        return shared
     return server_factory()
 
 

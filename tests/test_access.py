@@ -20,6 +20,8 @@ from medreq.cli import app
 from .conftest import Account, ServerProcess, eventually, make_account
 from .wire import close_code, db_snapshot, error_code, open_ws, post_request, recv_json
 
+pytestmark = pytest.mark.shared_server
+
 APPROVAL = {"MEDREQ_PHARMACY_REGISTRATION": "approval"}
 
 

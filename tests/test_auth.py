@@ -19,6 +19,8 @@ import pytest
 from .conftest import Account, ServerProcess, make_account
 from .wire import db_snapshot, error_code
 
+pytestmark = pytest.mark.shared_server
+
 NO_RATE_LIMIT = {"MEDREQ_RATE_LIMIT_ENABLED": "false"}
 
 
@@ -392,6 +394,7 @@ def test_passwords_are_stored_as_salted_scrypt_hashes(shared: ServerProcess) -> 
         )
 
 
+@pytest.mark.own_server
 def test_jwt_secret_is_private_and_tokens_survive_restart(server: ServerProcess) -> None:
     account = make_account(server.url, "patient")
     secret_file = server.data_dir / "jwt-secret"

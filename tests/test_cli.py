@@ -16,7 +16,7 @@ from medreq.cli import app
 
 from .conftest import Account, ServerProcess, free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.shared_server, pytest.mark.timeout(60)]
 
 Invoke = Callable[..., Result]
 

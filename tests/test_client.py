@@ -23,7 +23,7 @@ from medreq.client import (
 
 from .conftest import Account, ServerProcess, free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.shared_server, pytest.mark.timeout(60)]
 
 EXPECTED_API = {
     "AccountOut",

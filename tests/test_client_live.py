@@ -24,7 +24,7 @@ from medreq.client import (
 
 from .conftest import Account, ServerProcess
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.shared_server, pytest.mark.timeout(90)]
 
 FAST = Backoff(initial=0.05, maximum=0.5)
 
@@ -49,6 +49,7 @@ async def take(stream: object, count: int, timeout: float = 20.0) -> list[Event]
     return got
 
 
+@pytest.mark.own_server
 async def test_events_survive_a_server_restart_exactly_once_in_order(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -88,6 +89,7 @@ async def test_events_survive_a_server_restart_exactly_once_in_order(
     assert [e.request_id for e in got] == first + second  # type: ignore[attr-defined]
 
 
+@pytest.mark.own_server
 async def test_live_connection_resumes_after_restart_without_duplicates(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -154,6 +156,7 @@ async def test_pharmacy_answers_over_the_socket_it_listens_on(
         assert detail.response.message == "ready"
 
 
+@pytest.mark.own_server
 async def test_sending_waits_for_the_link_to_come_back(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -173,6 +176,7 @@ async def test_sending_waits_for_the_link_to_come_back(
         assert [(e.type, e.event_id) for e in events] == [("new_request", 2), ("request_updated", 3)]
 
 
+@pytest.mark.own_server
 async def test_on_state_reports_each_change_and_the_delay_before_each_retry(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -201,6 +205,7 @@ async def test_on_state_reports_each_change_and_the_delay_before_each_retry(
     assert {state for state, _ in seen[1:-2]} == {"reconnecting"}
 
 
+@pytest.mark.own_server
 async def test_retry_first_waits_for_a_server_that_is_not_up_yet(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:

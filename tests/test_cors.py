@@ -24,6 +24,8 @@ from .conftest import Account, ServerProcess, make_account
 from .operator_accounts import operator_account
 from .wire import close_code, db_snapshot, error_code, post_request, recv_json, ws_path
 
+pytestmark = pytest.mark.shared_server
+
 FRONTEND = "http://127.0.0.1:5173"
 OTHER = "http://127.0.0.1:6006"
 

@@ -6,9 +6,12 @@ import asyncio
 import json
 
 import httpx
+import pytest
 
 from .conftest import Account, ServerProcess, make_account
 from .wire import assert_silent, open_ws, post_request, recv_events, recv_json
+
+pytestmark = pytest.mark.shared_server
 
 
 def send_requests(server: ServerProcess, patient: Account, pharmacy: Account, count: int) -> list[int]:
@@ -77,6 +80,7 @@ async def test_resume_message_replays_then_acks(
         await assert_silent(ws)
 
 
+@pytest.mark.own_server
 async def test_restart_between_request_and_pharmacy_connect_loses_nothing(
     server: ServerProcess, patient: Account, pharmacy: Account, png_bytes: bytes
 ) -> None:

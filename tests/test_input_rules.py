@@ -18,6 +18,8 @@ from .contract_scene import Scene, module_scene, postgres_scene
 from .test_request_validation import assert_error
 from .wire import open_ws, post_request, post_response, recv_json
 
+pytestmark = pytest.mark.shared_server
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:

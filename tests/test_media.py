@@ -20,6 +20,8 @@ import pytest
 from .conftest import Account, ServerProcess, make_account, png, wav
 from .wire import error_code, post_request, post_response
 
+pytestmark = pytest.mark.shared_server
+
 STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{22}\.(png|wav)$")
 UPLOADED_IMAGE_NAME = "alice-smith-prescription.png"
 UPLOADED_AUDIO_NAME = "pharmacist-voice-note.wav"

@@ -17,6 +17,8 @@ import pytest
 from .conftest import Account, ServerProcess, make_account, png, wav
 from .wire import db_snapshot, error_code, post_request, post_response
 
+pytestmark = pytest.mark.shared_server
+
 NO_RATE_LIMIT = {"MEDREQ_RATE_LIMIT_ENABLED": "false"}
 SMALL_LIMIT = 2000
 

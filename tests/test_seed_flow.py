@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from .conftest import Account, ServerProcess, make_account
 from .wire import assert_silent, db_snapshot, open_ws, post_request, post_response, recv_json
+
+pytestmark = pytest.mark.shared_server
 
 
 async def test_request_reaches_pharmacy_and_answer_reaches_patient(
@@ -138,6 +141,7 @@ async def test_other_device_of_answering_pharmacy_gets_request_updated(
         )
 
 
+@pytest.mark.own_server
 def test_pharmacies_list_and_health_and_openapi(server: ServerProcess, patient: Account) -> None:
     pharmacies = [make_account(server.url, "pharmacy", name=f"Pharmacy {i}") for i in range(2)]
     listed = httpx.get(f"{server.url}/pharmacies/", headers=patient.headers).json()["results"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from .conftest import Account, ServerProcess, make_account
 from .wire import assert_silent, db_snapshot, error_code, open_ws, post_request, recv_json
+
+pytestmark = pytest.mark.shared_server
 
 
 def new_request(server: ServerProcess, patient: Account, pharmacy: Account) -> int:

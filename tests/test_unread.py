@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from medreq.protocol import ListQuery, RequestForm
 from medreq.service import MedreqService
@@ -13,6 +14,8 @@ from medreq.service import MedreqService
 from .conftest import Account, ServerProcess
 from .test_service import account, service, store_settings  # noqa: F401 (the store-parametrised fixtures)
 from .wire import db_snapshot, error_code, open_ws, post_request, recv_json
+
+pytestmark = pytest.mark.shared_server
 
 
 def unread(server: ServerProcess, account: Account, request_id: int) -> tuple[int, int]:

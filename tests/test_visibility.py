@@ -14,6 +14,8 @@ import pytest
 from .conftest import Account, ServerProcess, make_account
 from .wire import db_snapshot, error_code, post_request, post_response
 
+pytestmark = pytest.mark.shared_server
+
 ROUNDS = 3
 
 

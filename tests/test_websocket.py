@@ -14,6 +14,8 @@ from websockets.asyncio.client import connect
 from .conftest import Account, ServerProcess, make_account
 from .wire import assert_silent, close_code, db_snapshot, open_ws, post_request, recv_json
 
+pytestmark = pytest.mark.shared_server
+
 
 @pytest.mark.parametrize(
     ("path", "expected"),
@@ -171,6 +173,7 @@ def test_heartbeat_drops_a_client_that_never_answers_pings(server_factory: objec
     assert time.monotonic() - started < 8  # and then hung up on us
 
 
+@pytest.mark.own_server
 async def test_shutdown_closes_sockets_with_1001(server: ServerProcess, pharmacy: Account) -> None:
     async with open_ws(server, pharmacy) as ws:
         await assert_silent(ws, 0.1)
@@ -180,6 +183,7 @@ async def test_shutdown_closes_sockets_with_1001(server: ServerProcess, pharmacy
     assert server.stop() in (0, 130)  # uvicorn re-raises SIGINT after a clean shutdown: 130, not -9
 
 
+@pytest.mark.own_server
 async def test_shutdown_finishes_an_in_flight_upload(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
