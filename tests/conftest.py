@@ -46,6 +46,56 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(Path(medreq.__file__).parent, quiet=1)
 
 
+#: `pytest -m quick`, the edit loop: each area of the product once, in well under a minute on
+#: this 2-core machine (README.md, "The edit loop"). Listed here, by area, so what it covers is
+#: read in one place; a name that no longer exists fails the whole run (below).
+QUICK = {
+    "REST and sockets, one full cycle": ["test_seed_flow.py::test_request_reaches_pharmacy_and_answer_reaches_patient"],
+    "bad input changes nothing": ["test_request_validation.py::test_request_with_bad_fields_is_422_and_stores_nothing"],
+    "socket messages": ["test_websocket.py::test_bad_message_gets_error_and_connection_stays_open"],
+    "delivery and resume": ["test_delivery.py::test_broken_connection_resumes_without_gaps_or_duplicates"],
+    "accounts and tokens": ["test_auth.py::test_token_body_has_typed_tokens_and_the_account"],
+    "media links": ["test_media.py::test_signed_urls_open_without_a_token"],
+    "storage and service": [
+        "test_service.py::test_events_are_stored_before_they_are_published",
+        "test_group_commit.py::test_concurrent_writes_share_one_commit_and_all_land",
+        "test_migrations_head.py::test_head_is_alembics_head",
+    ],
+    "PostgreSQL and Redis, two servers": ["test_scale_out.py::test_request_posted_on_one_server_reaches_pharmacy_on_another"],
+    "webhooks": ["test_webhooks.py::test_offline_patient_gets_signed_webhook_on_third_try"],
+    "the client": [
+        "test_client.py::test_request_answer_and_media_round_trip",
+        "test_client_live.py::test_offline_events_are_replayed_after_the_last_seen_id",
+    ],
+    "the CLI": ["test_cli.py::test_request_respond_and_list"],
+    "the console in Chromium": ["test_console_browser.py::test_patient_and_pharmacy_end_to_end_across_a_server_kill"],
+    "the inbox": [
+        "test_tui_model.py::test_filter_search_and_order",
+        "test_tui_inbox.py::test_request_posted_by_patient_appears_live",
+    ],
+    "the published contract": [
+        "test_openapi.py::test_every_rest_route_is_documented",
+        "test_protocol_doc.py::test_every_event_and_reply_is_documented",
+        "test_imports.py::test_medreq_has_no_import_loops",
+    ],
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the QUICK tests (every parametrised case of each); when the whole suite was
+    collected, a QUICK name that matches nothing is an error, not a silently smaller loop."""
+    wanted = {name for names in QUICK.values() for name in names}
+    found: set[str] = set()
+    for item in items:
+        name = f"{item.path.name}::{item.originalname}"  # type: ignore[attr-defined]
+        if name in wanted:
+            item.add_marker(pytest.mark.quick)
+            found.add(name)
+    whole_suite = not config.args or any(Path(arg).resolve() == Path(__file__).parent for arg in config.args)
+    if whole_suite and not config.getoption("keyword") and wanted - found:
+        raise pytest.UsageError(f"tests/conftest.py QUICK names tests that do not exist: {sorted(wanted - found)}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the whole suite (in the xdist controller, once every worker is done): check all that
     the servers sent against the published documents, as tests/test_wire_contract.py does for what
