@@ -185,12 +185,19 @@ class MediaStore:
     # --- signed URLs --------------------------------------------------------------------------
 
     def url(
-        self, kind: Kind, name: str | None, *, now: float | None = None, base: str | None = None
+        self,
+        kind: Kind,
+        name: str | None,
+        *,
+        now: float | None = None,
+        base: str | None = None,
+        ttl: int | None = None,
     ) -> str | None:
-        """A signed link; under `base`, else the current client's base (see `for_client`)."""
+        """A signed link, valid `ttl` seconds (default `url_ttl`); under `base`, else the current
+        client's base (see `for_client`)."""
         if not name:
             return None
-        expires = int((now if now is not None else time.time()) + self.url_ttl)
+        expires = int((now if now is not None else time.time()) + (self.url_ttl if ttl is None else ttl))
         base = base or self.client_base(_client_base.get())
         return f"{base}/media/{URL_PREFIX[kind]}/{name}?exp={expires}&sig={self._sign(kind, name, expires)}"
 

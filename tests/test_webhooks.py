@@ -269,21 +269,54 @@ async def test_two_deliverers_never_claim_the_same_row(
 ) -> None:
     from medreq.storage import Store, webhooks
 
-    patient = await account(service, "patient", "pat")
+    patients = [await account(service, "patient", f"pat{n}") for n in range(8)]
     store = Store(store_settings.database_url)  # the service's database, as a second process sees it
     try:
         ids = [
-            await store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, patient.id, i, "message", "{}"))
+            await store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, patients[i % 8].id, i, "message", "{}"))
             for i in range(1, 41)
         ]
-        claims = await asyncio.gather(
-            *(store.write(lambda tx: webhooks.claim(tx.conn, limit=15, lease=60)) for _ in range(4))
-        )
-        claimed = [c.id for batch in claims for c in batch]
+        claimed: list[int] = []
+        for _ in range(10):  # rounds of four deliverers claiming at once, until nothing is due
+            claims = await asyncio.gather(
+                *(store.write(lambda tx: webhooks.claim(tx.conn, limit=15, lease=60, per_target=5)) for _ in range(4))
+            )
+            claimed += [c.id for batch in claims for c in batch]
         assert sorted(claimed) == sorted(set(claimed))  # no row twice
-        assert set(claimed) == set(ids)  # 4 × 15 ≥ 40: every due row was taken by someone
+        assert set(claimed) == set(ids)  # every due row was taken by someone
         # leased rows are not due again until the lease ends
         assert await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60)) == []
+    finally:
+        await store.close()
+
+
+async def test_a_claim_takes_few_rows_of_each_target_and_none_of_a_full_one(
+    service: Any,  # noqa: F811
+    store_settings: Any,  # noqa: F811
+) -> None:
+    """One account's backlog (a receiver that hangs, or a flood) never fills a claim: the claim
+    takes at most `per_target` rows of each target, counting those already in flight, so the
+    other accounts' rows behind the backlog go out at once."""
+    from medreq.storage import Store, webhooks
+
+    flooder = await account(service, "patient", "flooder")
+    other = await account(service, "patient", "other")
+    store = Store(store_settings.database_url)
+    try:
+        flood = [
+            await store.write(lambda tx, i=i: webhooks.enqueue(tx.conn, flooder.id, i, "message", "{}"))
+            for i in range(1, 201)
+        ]
+        theirs = await store.write(lambda tx: webhooks.enqueue(tx.conn, other.id, 1, "message", "{}"))
+        first = await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60, per_target=2))
+        assert [c.id for c in first] == [*flood[:2], theirs]  # oldest first, two of the flood only
+        assert first[0].target == (flooder.id, "webhook", None)
+        # the flooder's two are in flight: nothing more of it, however many are due
+        full = {first[0].target: 2}
+        assert await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60, in_flight=full)) == []
+        one_done = {first[0].target: 1}
+        [nxt] = await store.write(lambda tx: webhooks.claim(tx.conn, limit=50, lease=60, in_flight=one_done))
+        assert nxt.id == flood[2]
     finally:
         await store.close()
 
@@ -308,14 +341,14 @@ async def test_one_transaction_records_a_batch_and_claims_the_next(
         async with OutboundClient(timeout=5, allow_private=True) as client:
             [claimed] = await deliverer.settle_and_claim([])
             assert claimed.id == first
-            outcomes = await deliverer.deliver_batch(client, [claimed])
+            outcomes = [await deliverer.deliver(client, claimed, online=False)]
             assert [o.status for o in outcomes] == ["delivered"] and len(receiver.received) == 1
             second = await queue(2)
             [next_claimed] = await deliverer.settle_and_claim(outcomes)
             assert next_claimed.id == second
             rows = {r.id: r.status for r in await store.read(lambda c: webhooks.for_account(c, patient.id, limit=10))}
             assert rows == {first: "delivered", second: "pending"}
-            outcomes = await deliverer.deliver_batch(client, [next_claimed])
+            outcomes = [await deliverer.deliver(client, next_claimed, online=False)]
             assert await deliverer.settle_and_claim(outcomes, claim=False) == []
         rows = {r.id: r.status for r in await store.read(lambda c: webhooks.for_account(c, patient.id, limit=10))}
         assert rows == {first: "delivered", second: "delivered"}

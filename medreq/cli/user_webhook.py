@@ -22,21 +22,29 @@ app.add_typer(webhook_app, name="webhook", rich_help_panel="Account")
 @webhook_app.command("set")
 def set_(
     url: Annotated[str, typer.Argument(help="An http(s) URL the server can reach.")],
+    thin: Annotated[
+        bool | None,
+        typer.Option(
+            "--thin/--full",
+            help="Thin: POST ids only (type, event_id, request_id), the receiver fetches the rest"
+            " with its own token. Full: the whole event. Default: as before (full for a new account).",
+        ),
+    ] = None,
     profile: ProfileOption = "default",
     as_json: JsonOption = False,
 ) -> None:
     """Set the webhook and print its signing secret (shown this once: keep it).
 
-    Example: [cyan]medreq webhook set https://example.org/medreq-hook[/]
+    Example: [cyan]medreq webhook set https://example.org/medreq-hook --thin[/]
     """
 
     async def main() -> None:
         async with session(profile) as (client, _):
-            account = await client.set_webhook(url)
+            account = await client.set_webhook(url, payload=None if thin is None else ("thin" if thin else "full"))
         if as_json:
             echo_json(account.model_dump())
             return
-        out.print(f"Webhook set to {escape(account.webhook_url or '')}")
+        out.print(f"Webhook set to {escape(account.webhook_url or '')} ({account.webhook_payload} payloads)")
         out.print(f"Signing secret (shown once): [bold]{escape(account.webhook_secret or '')}[/]")
         out.print('[dim]Each POST carries X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">[/]')
 

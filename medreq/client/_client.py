@@ -160,9 +160,15 @@ class MedreqClient:
         self.account = await self._call(AccountOut, "GET", "/auth/me")
         return self.account
 
-    async def set_webhook(self, url: str | None) -> WebhookAccountOut:
-        """Set (the answer carries the new secret, shown this once) or clear (None) the webhook."""
-        return await self._call(WebhookAccountOut, "PUT", "/auth/me", json={"webhook_url": url})
+    async def set_webhook(
+        self, url: str | None, *, payload: Literal["full", "thin"] | None = None
+    ) -> WebhookAccountOut:
+        """Set (the answer carries the new secret, shown this once) or clear (None) the webhook;
+        `payload` "thin" sends ids only (type, event_id, request_id), "full" the event (None: as is)."""
+        body: dict[str, str | None] = {"webhook_url": url}
+        if payload is not None:
+            body["webhook_payload"] = payload
+        return await self._call(WebhookAccountOut, "PUT", "/auth/me", json=body)
 
     async def webhook_deliveries(self, limit: int = 50) -> list[WebhookDeliveryOut]:
         body = await self._call(WebhookDeliveryListOut, "GET", "/auth/me/webhook-deliveries", params={"limit": limit})

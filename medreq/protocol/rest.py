@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from .codes import ErrorCode
 from .fields import (
@@ -89,10 +89,22 @@ class AccessOut(Outbound):
     expires_in: int
 
 
-class WebhookIn(Inbound):
-    """`PUT /auth/me`: an http(s) URL, or null / "" to remove the webhook (docs/protocol.md §5)."""
+WebhookPayload = Literal["full", "thin"]
 
-    webhook_url: str | None = Field(max_length=2000)
+
+class WebhookIn(Inbound):
+    """`PUT /auth/me` (docs/protocol.md §5): `webhook_url`, an http(s) URL (a new secret) or null /
+    "" to remove the webhook; `webhook_payload`, `full` (the event) or `thin` (its ids only).
+    Either or both; a field left out stays as it is."""
+
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_payload: WebhookPayload | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> WebhookIn:
+        if not self.model_fields_set & {"webhook_url", "webhook_payload"}:
+            raise ValueError("give webhook_url, webhook_payload or both")
+        return self
 
 
 class PushKeysIn(Inbound):
@@ -134,6 +146,8 @@ class DeliveriesQuery(Inbound):
 
 class WebhookAccountOut(AccountOut):
     webhook_url: str | None = None
+    #: full: webhooks carry the event; thin: its ids only (type, event_id, request_id)
+    webhook_payload: WebhookPayload = "full"
     #: the HMAC key of `X-Medreq-Signature`, shown only in the answer that set the URL
     webhook_secret: str | None = None
 

@@ -1,18 +1,29 @@
-"""The webhook and Web Push deliverer (docs/protocol.md §5): POSTs the outbox's due rows, one worker
-per row.
+"""The webhook and Web Push deliverer (docs/protocol.md §5): POSTs the outbox's due rows, each
+as a task of its own, fairly between receivers.
 
-Every worker runs one. It claims due rows in batches (`storage.webhooks.claim`: a lease, with
-``SKIP LOCKED`` on PostgreSQL), checks each account is still offline (a connected account had
-the event on its socket: the row is marked `skipped`) and its URL still a permitted target, and
-POSTs the event as JSON, signed ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``.
-A Web Push row is the same event encrypted for one browser subscription (`webpush`), POSTed to
-its push service; a 404 or 410 from it means the subscription is gone: it is removed.
+Every worker runs one. It claims due rows (`storage.webhooks.claim`: a lease, with ``SKIP LOCKED``
+on PostgreSQL), checks each account is still offline (a connected account had the event on its
+socket: the row is marked `skipped`) and its URL still a permitted target, and POSTs the event as
+JSON, signed ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``: the whole event
+(its media links valid `WEBHOOK_LINK_TTL`), or for an account that chose `thin` webhooks its ids
+only (type, event_id, request_id).
+A Web Push row is the same event's ids encrypted for one browser subscription (`webpush`), POSTed
+to its push service; a 404 or 410 from it means the subscription is gone: it is removed.
 A 2xx is `delivered`; anything else (status, timeout, refused connection) is retried after
 ``backoff * 2**(attempt-1)`` seconds, capped at `webhook_backoff_max`, times a random factor in
 [0.5, 1) so receivers coming back from an outage are not hit by every retry at once; after
 `webhook_max_attempts` attempts the row is `failed`. The POSTs go through `outbound.OutboundClient`
 (keep-alive per receiver; every address checked at connect time against SSRF; redirects not
 followed, since a redirect could lead to a private address the URL check never saw).
+
+**Fairness.** A receiver that never answers holds a POST for the whole `webhook_timeout`, and a
+backlog of its rows would hold every slot it could get. So no POST waits for another: each runs as
+its own task, at most `MAX_IN_FLIGHT` at once, and at most `PER_TARGET` of them to one target (an
+account's webhook, one push subscription); the claim takes no row of a target that has no room
+(its rows wait in the outbox, unleased, in order). A slow or hanging receiver delays its own
+account's deliveries and no one else's (docs/benchmarks.md, "One hanging receiver").
+Outcomes are recorded in the transaction that claims the next rows: a write transaction is most of
+a delivery's cost on SQLite, and a round that finds several POSTs finished records them at once.
 """
 
 from __future__ import annotations
@@ -42,8 +53,10 @@ from . import events
 from .push import Push
 
 log = logging.getLogger("medreq.webhooks")
-BATCH = 50
+MAX_IN_FLIGHT = 128  # POSTs at once, all receivers together
+PER_TARGET = webhooks.PER_TARGET  # POSTs at once to one account's webhook or push subscription
 LEASE_MARGIN = 10.0  # seconds beyond the POST timeout before another deliverer may retry a row
+WEBHOOK_LINK_TTL = 600  # seconds a media link in a webhook's payload stays valid
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -84,6 +97,9 @@ class Deliverer:
         self._push = push  # the VAPID key, and forgetting subscriptions that are gone
         self._bell = bell  # rung after a commit on this worker queued rows (`events.Outbox`)
         self.lease = self.settings.webhook_timeout + LEASE_MARGIN
+        self._tasks: dict[asyncio.Task[Outcome], Claimed] = {}  # POSTs under way
+        self._in_flight: dict[webhooks.Target, int] = {}  # of them, per target
+        self._finished_outcomes: list[Outcome] = []  # to be recorded by the next round
 
     def backoff(self, attempts: int) -> float:
         doubled: float = self.settings.webhook_backoff * 2.0 ** min(attempts - 1, 60)
@@ -92,61 +108,120 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        outcomes: list[Outcome] = []  # of the last batch, recorded with the next claim
         async with OutboundClient(
             timeout=self.settings.webhook_timeout, allow_private=self.settings.webhook_allow_private
         ) as client:
             try:
                 while True:
-                    try:
-                        claimed = await self.settle_and_claim(outcomes)
-                    except Exception:  # a database hiccup must not end delivery: retry on the next tick
-                        log.exception("webhook delivery round failed; retrying")
-                        claimed = []  # the outcomes stay, to be recorded by the next round
-                    else:
-                        outcomes = []
-                    if claimed:
-                        outcomes = await self.deliver_batch(client, claimed)
-                        continue
-                    # until a commit here queues rows, or the poll interval (retries, other workers)
+                    await self.round(client)
+                    # until a commit here queues rows, a POST ends (`_finished`), or the poll interval
+                    # (retries coming due, other workers' rows)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._bell.wait(), self.settings.webhook_poll_interval)
-                    self._bell.clear()  # rows committed before it rang are claimed by the next round
+                    self._bell.clear()  # what rang it before is handled by the next round
             finally:  # stopping (the service closes the store after this): keep what was sent
-                if outcomes:
-                    with contextlib.suppress(Exception):
-                        await self.settle_and_claim(outcomes, claim=False)
+                await self.stop()
 
-    async def settle_and_claim(self, outcomes: list[Outcome], *, claim: bool = True) -> list[Claimed]:
-        """Record the last batch's outcomes and claim the next batch, in one write transaction:
-        a write transaction is most of a delivery's cost on SQLite (docs/benchmarks.md,
-        "Webhook delivery"), so a busy deliverer pays one per batch, not one per row or two."""
+    async def round(self, client: OutboundClient) -> list[Claimed]:
+        """Record the finished POSTs, claim what there is room for, and start POSTing it."""
+        outcomes, self._finished_outcomes = self._finished_outcomes, []
+        try:
+            claimed = await self.settle_and_claim(outcomes, limit=MAX_IN_FLIGHT - len(self._tasks))
+        except Exception:  # a database hiccup must not end delivery: retry on the next tick
+            log.exception("webhook delivery round failed; retrying")
+            self._finished_outcomes[:0] = outcomes  # to be recorded by the next round
+            return []
+        if claimed:
+            try:
+                online = await self._hub.online({c.account_id for c in claimed})
+            except Exception:  # the hub is down: POST anyway (at least once; receivers drop duplicates)
+                log.exception("webhook delivery: presence unknown; delivering")
+                online = set()
+            for c in claimed:
+                self._start(client, c, c.account_id in online)
+        return claimed
+
+    def _start(self, client: OutboundClient, claimed: Claimed, online: bool) -> None:
+        target = claimed.target
+        self._in_flight[target] = self._in_flight.get(target, 0) + 1
+        task = asyncio.create_task(self.deliver(client, claimed, online), name=f"medreq-webhook-{claimed.id}")
+        self._tasks[task] = claimed
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        claimed = self._tasks.pop(task)
+        target = claimed.target
+        left = self._in_flight[target] - 1
+        if left:
+            self._in_flight[target] = left
+        else:
+            del self._in_flight[target]
+        if task.cancelled():
+            return  # stopping: its lease runs out and the row is retried
+        exc = task.exception()
+        if exc is not None:  # a bug, not the receiver: retried like a failed POST
+            log.error("webhook delivery %s failed", claimed.id, exc_info=exc)
+            self._finished_outcomes.append(self._retry_or_fail(claimed, None, f"internal error: {type(exc).__name__}"))
+        else:
+            self._finished_outcomes.append(task.result())
+        self._bell.set()  # room for its target's next row, and an outcome to record
+
+    async def stop(self) -> None:
+        """Cancel the POSTs still in flight (their leases run out: retried later, possibly by
+        another worker) and record those that finished."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes, self._finished_outcomes = self._finished_outcomes, []
+        if outcomes:
+            with contextlib.suppress(Exception):
+                await self.settle_and_claim(outcomes, claim=False)
+
+    @property
+    def in_flight(self) -> dict[webhooks.Target, int]:
+        """POSTs under way per target (a copy)."""
+        return dict(self._in_flight)
+
+    async def settle_and_claim(
+        self, outcomes: list[Outcome], *, claim: bool = True, limit: int = MAX_IN_FLIGHT
+    ) -> list[Claimed]:
+        """Record finished outcomes and claim up to `limit` rows the targets have room for, in one
+        write transaction: a write transaction is most of a delivery's cost on SQLite
+        (docs/benchmarks.md, "Webhook delivery"), so a busy deliverer pays one per round, not one
+        per row or two."""
+        in_flight = dict(self._in_flight)
 
         def settle_and_claim(tx: Tx) -> tuple[list[bool], list[Claimed]]:
             kept = [outcome.record(tx.conn) for outcome in outcomes]
-            return kept, webhooks.claim(tx.conn, limit=BATCH, lease=self.lease) if claim else []
+            if not claim:
+                return kept, []
+            return kept, webhooks.claim(tx.conn, limit=limit, lease=self.lease, in_flight=in_flight)
 
+        if not outcomes and (not claim or limit <= 0):
+            return []
         kept, claimed = await self._store.write(settle_and_claim)
         for outcome, was_kept in zip(outcomes, kept, strict=True):
             if not was_kept:
                 log.info("webhook delivery %s: claim lost (lease ran out); outcome dropped", outcome.claimed.id)
         return claimed
 
-    async def deliver_batch(self, client: OutboundClient, claimed: list[Claimed]) -> list[Outcome]:
-        """POST a claimed batch, concurrently; each row's outcome (not yet recorded)."""
-        online = await self._hub.online({c.account_id for c in claimed})
-        return list(await asyncio.gather(*(self.deliver(client, c, c.account_id in online) for c in claimed)))
-
     async def deliver(self, client: OutboundClient, claimed: Claimed, online: bool) -> Outcome:
+        """POST one claimed row; its outcome (not yet recorded)."""
         if online and claimed.type != "webhook_test":
             return Outcome(claimed, "skipped", error="the account was connected")
         target = claimed.endpoint if claimed.channel == "push" else claimed.url
         if not target or (claimed.channel == "webhook" and not claimed.secret):
             return Outcome(claimed, "failed", error=f"the {claimed.channel} target was removed")
-        text = events.render(claimed.payload, self._media)
         if claimed.channel == "push":
-            body, headers = self._push_request(claimed, text)
+            body, headers = self._push_request(claimed, notification(claimed.payload))
         else:
+            if claimed.thin:  # the event's ids: the receiver reads the rest with its own token
+                text = notification(claimed.payload)
+            else:
+                ttl = min(WEBHOOK_LINK_TTL, self._media.url_ttl)
+                text = events.render(claimed.payload, self._media, ttl=ttl)
             body = text.encode()
             headers = {
                 "Content-Type": "application/json",
@@ -170,14 +245,16 @@ class Deliverer:
             # the browser unsubscribed or the subscription expired: never push there again
             await self._push.forget_subscription(claimed.account_id, claimed.subscription_id)
             return Outcome(claimed, "failed", http_status=status, error="push subscription expired")
-        elif claimed.attempts >= self.settings.webhook_max_attempts:
+        return self._retry_or_fail(claimed, status, error)
+
+    def _retry_or_fail(self, claimed: Claimed, status: int | None, error: str) -> Outcome:
+        if claimed.attempts >= self.settings.webhook_max_attempts:
             return Outcome(claimed, "failed", http_status=status, error=error)
-        else:
-            retry_at = utcnow() + timedelta(seconds=self.backoff(claimed.attempts))
-            return Outcome(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
+        retry_at = utcnow() + timedelta(seconds=self.backoff(claimed.attempts))
+        return Outcome(claimed, "pending", http_status=status, error=error, retry_at=retry_at)
 
     def _push_request(self, claimed: Claimed, text: str) -> tuple[bytes, dict[str, str]]:
-        text = notification(text)  # the event's reference only, never its medical content
+        """`text`: the event's reference only (`notification`), never its medical content."""
         assert claimed.endpoint
         assert claimed.p256dh
         assert claimed.auth

@@ -41,13 +41,14 @@ def media_ref(kind: str, name: str | None) -> str | None:
     return f"media:{kind}:{name}" if name else None
 
 
-def render(text: str, media: MediaStore) -> str:
+def render(text: str, media: MediaStore, *, ttl: int | None = None) -> str:
     """The stored event text with its media references turned into signed URLs under the
-    configured base (a socket `rebase`s them to the address its client used)."""
+    configured base (a socket `rebase`s them to the address its client used), valid `ttl`
+    seconds (default: the media store's)."""
     if '"media:' not in text:
         return text
     return _MEDIA_REF.sub(
-        lambda m: json.dumps(media.url(m.group(1), m.group(2), base=media.base_url)),  # type: ignore[arg-type]
+        lambda m: json.dumps(media.url(m.group(1), m.group(2), base=media.base_url, ttl=ttl)),  # type: ignore[arg-type]
         text,
     )
 

@@ -62,7 +62,7 @@ def webhook_account_view(
     fields = _account_fields(row)
     if with_secret:
         fields["webhook_secret"] = secret
-    return WebhookAccountOut(**fields, webhook_url=row.webhook_url)
+    return WebhookAccountOut(**fields, webhook_url=row.webhook_url, webhook_payload=row.webhook_payload)
 
 
 def tokens_view(access: str, refresh: str, expires_in: int, row: Any) -> TokenOut:

@@ -58,6 +58,9 @@ accounts = Table(
     Column("webhook_url", String(2000)),
     # HMAC key of the webhook's signatures (docs/protocol.md §5), shown once when the URL is set
     Column("webhook_secret", String(100)),
+    # full: the webhook gets the event as sent on a socket; thin: its ids only (type, event_id,
+    # request_id), the receiver reads the rest with its own token (docs/protocol.md §5)
+    Column("webhook_payload", String(8), nullable=False, server_default="full"),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     # active | pending (a pharmacy awaiting approval) | disabled

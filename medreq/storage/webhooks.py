@@ -1,7 +1,11 @@
 """The webhook outbox (docs/protocol.md §5): rows written in the transaction of the event they carry,
 claimed by one deliverer at a time, and their outcome.
 
-Claiming is a lease: the claim bumps `attempts` and moves `next_attempt_at` past the time a
+Claiming is fair between receivers: a claim takes at most `per_target` due rows of each target
+(an account's webhook, or one push subscription: `Target`), oldest first, and none of a target
+the deliverer already has `per_target` POSTs in flight to, so one receiver's backlog never fills
+a claim and a hanging receiver holds no more than its own share (docs/security.md, "One account's
+receiver"). Claiming is a lease: the claim bumps `attempts` and moves `next_attempt_at` past the time a
 POST can take, in a transaction of its own, so the row is not due for anyone else meanwhile. On
 PostgreSQL several workers claim at once with ``FOR UPDATE SKIP LOCKED`` (none waits on, or takes,
 another's rows); SQLite's write lock (``BEGIN IMMEDIATE``) serialises claims. A deliverer that
@@ -12,7 +16,7 @@ claim it belongs to (same `attempts`), so a late deliverer never overwrites a ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +29,10 @@ from .queries import utcnow
 from .schema import accounts, push_subscriptions, webhook_deliveries
 
 S = push_subscriptions.c
+A = accounts.c
+
+#: one receiver's queue: (account, channel, push subscription or None for the webhook)
+Target = tuple[int, str, int | None]
 
 D = webhook_deliveries.c
 # On the hot path (one row per event for an offline account with a webhook): built once, run
@@ -55,6 +63,12 @@ class Claimed:
     endpoint: str | None = None
     p256dh: str | None = None
     auth: str | None = None
+    #: webhook: the account wants ids only (`webhook_payload` "thin"), not the event's content
+    thin: bool = False
+
+    @property
+    def target(self) -> Target:
+        return (self.account_id, self.channel, self.subscription_id)
 
 
 def enqueue(
@@ -84,17 +98,38 @@ def enqueue(
     return int(row.id)
 
 
-# Claiming, built once (it runs once per deliverer round; building it per call was 3.8 % of the
-# server's CPU under `bench cycle --webhook`, py-spy): one UPDATE leases the due rows and returns
-# them, its subquery skipping rows another worker holds (PostgreSQL; SQLite has one writer).
-CLAIM_DUE = Prepared(
+# Claiming, in two steps inside one write transaction. First the candidates, built once (claims
+# run once per deliverer round; building them per call was 3.8 % of the server's CPU under `bench
+# cycle --webhook`, py-spy): due rows numbered within their target, oldest first, at most
+# `per_target` of each, so a target with thousands of due rows offers only its first few.
+_DUE = (
+    select(
+        D.id,
+        D.account_id,
+        D.channel,
+        D.subscription_id,
+        D.next_attempt_at,
+        func.row_number()
+        .over(partition_by=(D.account_id, D.channel, D.subscription_id), order_by=(D.next_attempt_at, D.id))
+        .label("rank"),
+    )
+    .where(D.status == literal("pending"), D.next_attempt_at <= bindparam("now"))
+    .subquery("due")
+)
+CANDIDATES = Prepared(
+    select(_DUE.c.id, _DUE.c.account_id, _DUE.c.channel, _DUE.c.subscription_id)
+    .where(_DUE.c.rank <= bindparam("per_target"))
+    .order_by(_DUE.c.next_attempt_at, _DUE.c.id)
+    .limit(bindparam("scan"))
+)
+# Then the lease on the chosen rows, re-checked: on PostgreSQL another worker may have leased one
+# meanwhile (then it is no longer due) or hold it right now (``SKIP LOCKED``: not waited for).
+CLAIM_CHOSEN = (
     update(webhook_deliveries)
     .where(
         D.id.in_(
             select(D.id)
-            .where(D.status == literal("pending"), D.next_attempt_at <= bindparam("now"))
-            .order_by(D.next_attempt_at)
-            .limit(bindparam("limit"))
+            .where(D.id.in_(bindparam("ids", expanding=True)), D.status == literal("pending"), D.next_attempt_at <= bindparam("now"))
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
@@ -103,19 +138,47 @@ CLAIM_DUE = Prepared(
     .returning(D.id, D.account_id, D.type, D.attempts, D.payload, D.channel, D.subscription_id)
 )
 WEBHOOK_TARGET = Prepared(
-    select(accounts.c.webhook_url, accounts.c.webhook_secret).where(accounts.c.id == bindparam("id"))
+    select(A.webhook_url, A.webhook_secret, A.webhook_payload).where(A.id == bindparam("id"))
 )
 PUSH_TARGET = Prepared(select(S.endpoint, S.p256dh, S.auth).where(S.id == bindparam("id")))
+PER_TARGET = 2
 
 
-def claim(conn: Connection, *, limit: int, lease: float) -> list[Claimed]:
-    """Due deliveries, leased to the caller for `lease` seconds (inside a write transaction)."""
+def claim(
+    conn: Connection,
+    *,
+    limit: int,
+    lease: float,
+    per_target: int = PER_TARGET,
+    in_flight: Mapping[Target, int] | None = None,
+) -> list[Claimed]:
+    """Up to `limit` due deliveries, leased to the caller for `lease` seconds (inside a write
+    transaction): at most `per_target` for each target, counting the caller's `in_flight` ones."""
+    if limit <= 0:
+        return []
+    in_flight = in_flight or {}
     now = utcnow()
-    rows = CLAIM_DUE.run(conn, {"now": now, "until": now + timedelta(seconds=lease), "limit": limit})
+    # every target in flight may offer rows it has no room for: look past them
+    scan = limit + per_target * len(in_flight)
+    candidates = CANDIDATES.run(conn, {"now": now, "per_target": per_target, "scan": scan})
+    taken: dict[Target, int] = {}
+    chosen: list[int] = []
+    for c in candidates:
+        target = (c.account_id, c.channel, c.subscription_id)
+        if in_flight.get(target, 0) + taken.get(target, 0) >= per_target:
+            continue
+        taken[target] = taken.get(target, 0) + 1
+        chosen.append(c.id)
+        if len(chosen) >= limit:
+            break
+    if not chosen:
+        return []
+    until = now + timedelta(seconds=lease)
+    rows = conn.execute(CLAIM_CHOSEN, {"ids": chosen, "now": now, "until": until}).all()
     claimed = []
     for r in sorted(rows, key=lambda r: r.id):
         hook = WEBHOOK_TARGET.run(conn, {"id": r.account_id})
-        url, secret = hook[0] if hook else (None, None)
+        url, secret, payload = hook[0] if hook else (None, None, None)
         push = PUSH_TARGET.run(conn, {"id": r.subscription_id}) if r.subscription_id is not None else []
         endpoint, p256dh, auth = push[0] if push else (None, None, None)  # None: unsubscribed meanwhile
         claimed.append(
@@ -132,6 +195,7 @@ def claim(conn: Connection, *, limit: int, lease: float) -> list[Claimed]:
                 endpoint=endpoint,
                 p256dh=p256dh,
                 auth=auth,
+                thin=payload == "thin",
             )
         )
     return claimed
@@ -160,6 +224,20 @@ def record(
         values["last_error"] = values["last_error"][:200]
     values.update(where_id=claimed.id, where_attempts=claimed.attempts)
     return bool(RECORD_OUTCOME.run(conn, values))
+
+
+def lock_account(conn: Connection, account_id: int) -> Any:
+    """The account's webhook columns, its row locked until the transaction ends (PostgreSQL;
+    SQLite's write transaction holds the whole database): None when it is gone."""
+    query = select(A.id, A.webhook_url, A.webhook_payload).where(A.id == account_id).with_for_update()
+    return conn.execute(query).first()
+
+
+def last_test_at(conn: Connection, account_id: int) -> datetime | None:
+    """When the account's latest `webhook_test` delivery was queued (None: never, or purged)."""
+    query = select(func.max(D.created_at)).where(D.account_id == account_id, D.type == "webhook_test")
+    last: datetime | None = conn.execute(query).scalar()
+    return last
 
 
 def for_account(conn: Connection, account_id: int, *, limit: int) -> Sequence[Any]:

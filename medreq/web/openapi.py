@@ -287,7 +287,9 @@ def _paths() -> dict[str, Any]:
             "put": _op(
                 "Set (or, with null, remove) the webhook that gets events while the account is offline;"
                 " the answer shows its signing secret once. Setting one needs a password sign-in of the"
-                " last 10 minutes (403 `reauthentication_required`)",
+                " last 10 minutes (403 `reauthentication_required`). `webhook_payload` (alone or with the"
+                " URL): `full`, the event with media links valid 10 minutes, or `thin`, its ids only"
+                " (type, event_id, request_id); choosing `full` alone needs the same recent sign-in",
                 200,
                 "WebhookAccountOut",
                 *JSON_BODY,
@@ -311,7 +313,12 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/auth/me/webhook-test": {
-            "post": _op("Queue a test delivery to the webhook", 202, "WebhookDeliveryOut", 409)
+            "post": _op(
+                "Queue a test delivery to the webhook; one every 10 s per account (429 with Retry-After)",
+                202,
+                "WebhookDeliveryOut",
+                409,
+            )
         },
         "/push/vapid-public-key": {
             "get": _op("The server's VAPID public key, for PushManager.subscribe", 200, "VapidKeyOut")

@@ -89,7 +89,10 @@ async def me(request: Request) -> Response:
 async def set_webhook(request: Request) -> Response:
     caller = await authenticate(request)
     data = await read_json(request, WebhookIn)
-    return JSONResponse(await service_of(request).set_webhook(caller, data.webhook_url))
+    service = service_of(request)
+    if "webhook_url" not in data.model_fields_set:  # the payload choice alone
+        return JSONResponse(await service.set_webhook(caller, payload=data.webhook_payload))
+    return JSONResponse(await service.set_webhook(caller, data.webhook_url, data.webhook_payload))
 
 
 async def webhook_deliveries(request: Request) -> Response:
