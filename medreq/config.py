@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .files import create_private_file, make_private_dir
+from .urls import check_redis_url, postgres_url
 
 ENV_PREFIX = "MEDREQ_"
 SECRET_FILE = "jwt-secret"
@@ -147,8 +148,10 @@ class Settings:
         database_url = self.database_url or f"sqlite:///{(data_dir / 'medreq.db').resolve()}"
         if database_url.startswith("sqlite+"):  # any driver suffix: the store drives sqlite3 itself
             database_url = "sqlite:///" + database_url.split(":///", 1)[1]
-        elif database_url.startswith(("postgresql://", "postgres://")):
-            database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+        elif database_url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            database_url = postgres_url(database_url)  # libpq's h1:p1,h2:p2 too (urls.py)
+        if self.redis_url:
+            check_redis_url(self.redis_url)
         if self.pharmacy_registration not in PHARMACY_REGISTRATION:
             choices = ", ".join(PHARMACY_REGISTRATION)
             raise ValueError(f"pharmacy registration must be one of {choices}, not {self.pharmacy_registration!r}")

@@ -42,8 +42,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
+from ..urls import libpq_url
+from .outage import unavailable_while_switching
 from .queries import UNREAD_TYPES
 from .schema import medicine_requests, messages
 
@@ -262,7 +263,7 @@ class FastPath:
     """The hot transactions on an asyncpg pool of their own, opened on first use."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
-        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = libpq_url(url)  # several hosts too: asyncpg tries them in order (urls.py)
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -282,8 +283,9 @@ class FastPath:
             await pool.close()
 
     async def _fetchrow(self, statement: _Statement, values: dict[str, Any]) -> asyncpg.Record | None:
-        pool = await self.pool()
-        return await pool.fetchrow(statement.sql, *statement.args(values))
+        with unavailable_while_switching():
+            pool = await self.pool()
+            return await pool.fetchrow(statement.sql, *statement.args(values))
 
     # --- the hot transactions ---------------------------------------------------------------------
 
@@ -401,26 +403,31 @@ class FastPath:
         self, account_id: int, after: int, *, before: int | None = None, limit: int = 1000
     ) -> list[tuple[int, str]]:
         """`queries.events_after` as one prepared statement (the replay page)."""
-        pool = await self.pool()
-        rows = await pool.fetch(EVENTS_AFTER, account_id, after, NO_LIMIT if before is None else before, limit)
+        with unavailable_while_switching():
+            pool = await self.pool()
+            before_id = NO_LIMIT if before is None else before
+            rows = await pool.fetch(EVENTS_AFTER, account_id, after, before_id, limit)
         return [(int(row["event_id"]), row["payload"]) for row in rows]
 
     async def idempotent_request(self, account_id: int, key: str) -> int | None:
-        pool = await self.pool()
-        found = await pool.fetchval(IDEMPOTENT_REQUEST, account_id, key)
+        with unavailable_while_switching():
+            pool = await self.pool()
+            found = await pool.fetchval(IDEMPOTENT_REQUEST, account_id, key)
         return None if found is None else int(found)
 
     async def request_patient(self, request_id: int, pharmacy_id: int) -> int | None:
         """The patient of a request addressed to `pharmacy_id` (None: no such request of theirs)."""
-        pool = await self.pool()
-        found = await pool.fetchval(REQUEST_PATIENT, request_id, pharmacy_id)
+        with unavailable_while_switching():
+            pool = await self.pool()
+            found = await pool.fetchval(REQUEST_PATIENT, request_id, pharmacy_id)
         return None if found is None else int(found)
 
 
     async def request_parties(self, request_id: int) -> tuple[int, int] | None:
         """A request's (patient_id, pharmacy_id), or None when there is no such request."""
-        pool = await self.pool()
-        row = await pool.fetchrow(REQUEST_PARTIES, request_id)
+        with unavailable_while_switching():
+            pool = await self.pool()
+            row = await pool.fetchrow(REQUEST_PARTIES, request_id)
         return None if row is None else (int(row["patient_id"]), int(row["pharmacy_id"]))
 
 

@@ -41,6 +41,7 @@ from ..protocol.errors import Conflict
 from . import purge
 from .checkpoint import Checkpointer, connection_pragmas
 from .group_commit import GroupCommit
+from .outage import unavailable_while_switching
 from .pgfast import FastPath
 from .prepared import Prepared
 from .queries import utcnow
@@ -147,8 +148,9 @@ class Store:
         if self._sync is not None:
             return self._run_sync_read(fn)
         assert self._async is not None
-        async with self._async.connect() as conn:
-            return await conn.run_sync(fn)
+        with unavailable_while_switching():
+            async with self._async.connect() as conn:
+                return await conn.run_sync(fn)
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in one write transaction: committed if it returns, rolled back if it raises."""
@@ -158,8 +160,9 @@ class Store:
             assert self._group_commit is not None
             return await self._group_commit.run(lambda conn: fn(Tx(conn)))
         assert self._async is not None
-        async with self._async.begin() as conn:
-            return await conn.run_sync(lambda sync_conn: fn(Tx(sync_conn)))
+        with unavailable_while_switching():
+            async with self._async.begin() as conn:
+                return await conn.run_sync(lambda sync_conn: fn(Tx(sync_conn)))
 
     def _run_sync_read(self, fn: Callable[[Connection], T]) -> T:
         held = self._held()

@@ -45,7 +45,7 @@ from ..protocol import (
     to_text,
     validation_error,
 )
-from ..protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited
+from ..protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited, Unavailable
 from ..protocol.errors import Invalid as InvalidInput
 from ..service import MedreqService
 from . import (
@@ -95,8 +95,9 @@ class Endpoint:
         token = bearer_token(scope_header(scope, b"authorization")) or query.get("token")
         try:
             caller, claims = await service.session(token)
-        except MedreqError as exc:
-            await ws.close(CloseCode.UNAUTHORIZED, exc.message)
+        except MedreqError as exc:  # the database away for a moment (a failover): 1013, come back
+            code = CloseCode.TRY_AGAIN_LATER if isinstance(exc, Unavailable) else CloseCode.UNAUTHORIZED
+            await ws.close(code, exc.message)
             return None
         if caller.id != ws.path_params["account_id"] or caller.role != self.role:
             await ws.close(CloseCode.FORBIDDEN, "this socket belongs to another account")
