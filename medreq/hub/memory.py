@@ -46,6 +46,10 @@ class MemoryHub:
         for sink in tuple(self._sinks.get(account_id, ())):
             sink.deliver(event_id, text)
 
+    def sinks(self, account_id: int) -> tuple[Sink, ...]:
+        """The account's sinks here."""
+        return tuple(self._sinks.get(account_id, ()))
+
     def is_online(self, account_id: int) -> bool:
         return account_id in self._sinks
 

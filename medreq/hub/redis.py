@@ -9,6 +9,18 @@ that share a Redis but not a database never see each other's events.
 
 Presence (who is online on any worker) lives in Redis too, with a TTL: see `presence`.
 A heartbeat task renews this worker's claims every ttl/3 and sweeps crashed workers'.
+
+Failover (``redis+sentinel://`` URLs, docs/deploy.md "Failover"): the client asks the Sentinels
+for the master after every lost connection, and fails fast meanwhile (the event is stored; a
+publish that fails is delivered to this process's sockets only). So that no socket elsewhere
+waits for a next event to learn of one it missed while Redis changed hands:
+
+- each publish also records the account's latest event id in Redis (``last-event:{account}``,
+  kept `LAST_EVENT_MS`); when the pub/sub connection is back (and its subscriptions in force:
+  a PING sent behind them has come back), accounts whose recorded id is past the last one this
+  process fanned out have their sockets catch up from the store (`CatchesUp`);
+- a publish that failed is sent again once Redis answers, as a *nudge* (the event id alone:
+  receivers catch up from the store; event texts are not kept anywhere by the hub).
 """
 
 from __future__ import annotations
@@ -17,17 +29,80 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
+from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from .. import metrics
+from ..urls import SENTINEL_SCHEME, parse_sentinel_url
 from .base import PresenceListener, Sink
 from .memory import MemoryHub, notify
-from .presence import RedisPresence
+from .presence import CHUNK, RedisPresence
 
 log = logging.getLogger("medreq.hub")
 RECONNECT_SECONDS = 1.0
+LAST_EVENT_MS = 10 * 60 * 1000  # how long an account's latest event id is kept for resyncs
+RESYNC_MARK = b"medreq-resync"
+# Fail fast: a command waits at most ~2 s for a server that is gone, then the hub's own
+# fallbacks take over (local delivery, nudges, presence by TTL) instead of requests hanging.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+    "socket_keepalive": True,
+    "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
+}
+
+# KEYS: the account's last-event key. ARGV: channel, message, event id ('' for typing), keep ms.
+# A script writes, so a demoted master refuses it (READONLY) and the client asks the Sentinels.
+PUBLISH = """
+local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
+if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return n
+"""
+
+
+@runtime_checkable
+class CatchesUp(Protocol):
+    """A sink that can send what the store holds past what it sent (web.connection.Connection)."""
+
+    def catch_up(self, after: int | None) -> None: ...
+
+
+class _PubSub(aioredis.client.PubSub):
+    """Pub/sub that, after every reconnection, sends a PING behind its re-subscriptions: its
+    reply (`RESYNC_MARK`) says they are in force, and the hub then resyncs (`RedisHub._resync`)."""
+
+    async def on_connect(self, connection: Any) -> None:
+        await super().on_connect(connection)
+        await connection.send_command("PING", RESYNC_MARK, check_health=False)
+
+
+def connect(url: str) -> tuple[aioredis.Redis, Sentinel | None]:
+    """A client for `url`: ``redis+sentinel://`` through its Sentinels, anything else directly."""
+    if not url.startswith(f"{SENTINEL_SCHEME}://"):
+        return aioredis.from_url(url, **CLIENT_OPTIONS), None
+    target = parse_sentinel_url(url)
+    sentinel_options = {
+        "socket_connect_timeout": CLIENT_OPTIONS["socket_connect_timeout"],
+        "socket_timeout": CLIENT_OPTIONS["socket_timeout"],
+    }
+    if target.sentinel_password is not None:
+        sentinel_options["password"] = target.sentinel_password
+    sentinel = Sentinel(
+        target.sentinels,
+        sentinel_kwargs=sentinel_options,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **CLIENT_OPTIONS,
+    )
+    return sentinel.master_for(target.service), sentinel
 
 
 class RedisHub:
@@ -37,7 +112,13 @@ class RedisHub:
         self._prefix = f"{namespace}:account:"
         self._local = MemoryHub(announce=False)
         self._redis: aioredis.Redis | None = None
+        self._sentinel: Sentinel | None = None
         self._pubsub: aioredis.client.PubSub | None = None
+        self._publish: Any = None  # the PUBLISH script
+        # account → the latest event id fanned out here; and the latest whose publish failed
+        self._seen: dict[int, int] = {}
+        self._unsent: dict[int, int] = {}
+        self._unsubscribed: set[int] = set()  # accounts online here whose SUBSCRIBE failed
         self._listener: asyncio.Task[None] | None = None
         self._presence_ttl = presence_ttl
         self._presence: RedisPresence | None = None
@@ -47,10 +128,14 @@ class RedisHub:
     def _channel(self, account_id: int) -> str:
         return f"{self._prefix}{account_id}"
 
+    def _last_event_key(self, account_id: int) -> str:
+        return f"{self._namespace}:last-event:{account_id}"
+
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self._url)
+        self._redis, self._sentinel = connect(self._url)
         await self._redis.ping()
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._publish = self._redis.register_script(PUBLISH)
+        self._pubsub = _PubSub(self._redis.connection_pool, ignore_subscribe_messages=True)
         self._listener = asyncio.create_task(self._listen(), name="medreq-redis-hub")
         self._presence = RedisPresence(self._redis, f"{self._namespace}:", ttl=self._presence_ttl)
         await self._presence.renew(())  # this worker's heartbeat, before any claim
@@ -69,13 +154,19 @@ class RedisHub:
             await self._pubsub.aclose()
         if self._redis is not None:
             await self._redis.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
         await self._local.close()
 
     async def subscribe(self, account_id: int, sink: Sink) -> None:
         first = not self._local.is_online(account_id)
         await self._local.subscribe(account_id, sink)
         if first and self._pubsub is not None:
-            await self._pubsub.subscribe(self._channel(account_id))
+            try:
+                await self._pubsub.subscribe(self._channel(account_id))
+            except (RedisError, ConnectionError) as exc:  # the listener subscribes once Redis is back
+                log.warning("redis subscribe failed (%s); retrying", exc)
+                self._unsubscribed.add(account_id)
         if first and self._presence is not None:
             try:
                 came_online = await self._presence.join(account_id)
@@ -89,6 +180,8 @@ class RedisHub:
         await self._local.unsubscribe(account_id, sink)
         if self._local.is_online(account_id):
             return
+        self._seen.pop(account_id, None)
+        self._unsubscribed.discard(account_id)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, ConnectionError):
                 await self._pubsub.unsubscribe(self._channel(account_id))
@@ -135,24 +228,90 @@ class RedisHub:
                 log.warning("presence heartbeat failed (%s); retrying", exc)
 
     async def publish(self, account_id: int, event_id: int | None, text: str) -> None:
-        assert self._redis is not None, "hub not started"
-        message = f"{'' if event_id is None else event_id}\n{text}"
+        assert self._publish is not None, "hub not started"
         try:
-            await self._redis.publish(self._channel(account_id), message)
+            await self._send(account_id, event_id, text)
         except (RedisError, ConnectionError) as exc:
-            # The event is stored: a live connection will fill the gap with the next event
-            # or on resume. Deliver locally so this process's clients do not wait for that.
-            log.warning("redis publish failed (%s); delivering locally only", exc)
-            self._local.fan_out(account_id, event_id, text)
+            # The event is stored: deliver it here at once, and nudge the other processes
+            # once Redis answers again (`_send_unsent`).
+            log.warning("redis publish failed (%s); delivering locally, nudging the others later", exc)
+            self._fan_out(account_id, event_id, text)
+            if event_id is not None:
+                self._unsent[account_id] = max(event_id, self._unsent.get(account_id, 0))
+            return
+        if self._unsent:
+            await self._send_unsent()
+
+    async def _send(self, account_id: int, event_id: int | None, text: str) -> None:
+        message = f"{'' if event_id is None else event_id}\n{text}"
+        keys = [self._last_event_key(account_id)]
+        args = [self._channel(account_id), message, "" if event_id is None else event_id, LAST_EVENT_MS]
+        await self._publish(keys=keys, args=args)
+
+    async def _send_unsent(self) -> None:
+        """Nudge the other processes about events whose publish failed (the id alone)."""
+        for account_id, event_id in list(self._unsent.items()):
+            try:
+                await self._send(account_id, event_id, "")
+            except (RedisError, ConnectionError):
+                return  # still down: the listener tries again
+            if self._unsent.get(account_id) == event_id:
+                del self._unsent[account_id]
+
+    def _fan_out(self, account_id: int, event_id: int | None, text: str) -> None:
+        if (
+            event_id is not None
+            and event_id > self._seen.get(account_id, 0)
+            and self._local.is_online(account_id)
+        ):
+            self._seen[account_id] = event_id
+        self._local.fan_out(account_id, event_id, text)
+
+    def _catch_up(self, account_id: int, event_id: int) -> None:
+        """Sockets of the account catch up from the store, if `event_id` is past what went out here."""
+        if event_id <= self._seen.get(account_id, 0) or not self._local.is_online(account_id):
+            return
+        self._seen[account_id] = event_id
+        for sink in self._local.sinks(account_id):
+            if isinstance(sink, CatchesUp):
+                sink.catch_up(None)
+
+    async def _resync(self) -> None:
+        """After a reconnection: catch up the accounts that had events while we were away."""
+        assert self._redis is not None
+        accounts = self._local.accounts()
+        for start in range(0, len(accounts), CHUNK):
+            chunk = accounts[start : start + CHUNK]
+            latest = await self._redis.mget([self._last_event_key(a) for a in chunk])
+            for account_id, value in zip(chunk, latest, strict=True):
+                if value is not None:
+                    self._catch_up(account_id, int(value))
+
+    async def _subscribe_again(self) -> None:
+        """Subscribe the accounts whose SUBSCRIBE failed; the PING behind it resyncs them."""
+        assert self._pubsub is not None
+        accounts = [a for a in self._unsubscribed if self._local.is_online(a)]
+        if accounts:
+            await self._pubsub.subscribe(*(self._channel(a) for a in accounts))
+            await self._pubsub.ping(RESYNC_MARK)
+        self._unsubscribed.difference_update(accounts)
+        self._unsubscribed.intersection_update(self._local.accounts())
 
     async def _listen(self) -> None:
         assert self._pubsub is not None
         while True:
             try:
+                if self._unsent:
+                    await self._send_unsent()
+                if self._unsubscribed:
+                    await self._subscribe_again()
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
                 message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "pong" and message["data"] == RESYNC_MARK:
+                    await self._resync()
+                    continue
             except (RedisError, ConnectionError) as exc:
                 log.warning("redis hub listener: %s; retrying", exc)
                 metrics.hub_reconnect()
@@ -163,4 +322,7 @@ class RedisHub:
             channel = message["channel"].decode()
             head, _, text = message["data"].decode().partition("\n")
             account_id = int(channel.removeprefix(self._prefix))
-            self._local.fan_out(account_id, int(head) if head else None, text)
+            if not text:  # a nudge: the event is in the store
+                self._catch_up(account_id, int(head))
+            else:
+                self._fan_out(account_id, int(head) if head else None, text)
