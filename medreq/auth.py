@@ -87,6 +87,9 @@ class Claims:
     #: `auth_time`: when the password was last typed for this token's series (Unix seconds); a
     #: refreshed access token keeps its refresh token's, so it tells how fresh the sign-in is
     auth_time: int = 0
+    #: `fam`: the sign-in this token descends from (its first refresh token's `jti`); a reused
+    #: refresh token revokes the whole family (service/accounts.py, storage/tokens.py)
+    family: str = ""
 
     def signed_in_within(self, seconds: float) -> bool:
         return time.time() - self.auth_time <= seconds
@@ -109,20 +112,27 @@ class TokenIssuer:
         version: int = 0,
         ttl: int | None = None,
         auth_time: int | None = None,
+        family: str = "",
+        token_id: str | None = None,
+        expires_at: int | None = None,
     ) -> str:
-        """A signed token; `auth_time` is the sign-in it descends from (None: a sign-in now)."""
+        """A signed token; `auth_time` is the sign-in it descends from (None: a sign-in now),
+        `family` that sign-in's id (`fam`), `token_id` its `jti` (None: a new random one) and
+        `expires_at` an absolute `exp` (a rotated refresh token keeps its family's)."""
         now = int(time.time())
         lifetime = ttl if ttl is not None else (self.access_ttl if kind == "access" else self.refresh_ttl)
-        payload = {
+        payload: dict[str, object] = {
             "sub": str(account_id),
             "role": role,
             "typ": kind,
             "ver": version,
             "iat": now,
-            "exp": now + lifetime,
-            "jti": secrets.token_urlsafe(12),
+            "exp": expires_at if expires_at is not None else now + lifetime,
+            "jti": token_id or new_token_id(),
             "auth_time": now if auth_time is None else auth_time,
         }
+        if family:
+            payload["fam"] = family
         return jwt.encode(payload, self._secret, algorithm=self._algorithm)
 
     def verify(self, token: str, kind: TokenKind = "access") -> Claims:
@@ -162,7 +172,8 @@ class TokenIssuer:
             raise Unauthorized("invalid token")
         version = payload.get("ver", 0)
         auth_time = payload.get("auth_time", 0)  # tokens issued before it existed: never fresh
-        if not isinstance(version, int) or not isinstance(auth_time, int):
+        family = payload.get("fam", "")  # tokens issued before rotation: none
+        if not isinstance(version, int) or not isinstance(auth_time, int) or not isinstance(family, str):
             raise Unauthorized("invalid token")
         return Claims(
             account_id,
@@ -172,12 +183,18 @@ class TokenIssuer:
             version,
             str(payload.get("jti", "")),
             auth_time,
+            family,
         )
 
     def fingerprint(self, text: str) -> str:
         """A keyed hash of `text` (hex HMAC-SHA256 with the server's secret): what the server keeps
         of a name it must recognise but not store, such as a guessed username."""
         return hmac.new(self._secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def new_token_id() -> str:
+    """A fresh `jti` (96 random bits)."""
+    return secrets.token_urlsafe(12)
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -32,16 +32,13 @@ def list_(profile: ProfileOption = "default", as_json: JsonOption = False) -> No
     """
 
     async def main() -> None:
-        from medreq.protocol import PushSubscriptionListOut
-
         async with session(profile) as (client, _):
-            # `_json`: medreq.client has no method for this endpoint yet
-            found = PushSubscriptionListOut.model_validate(await client._json("GET", "/push/subscriptions"))
+            found = await client.push_subscriptions()
         if as_json:
-            echo_json([s.model_dump() for s in found.results])
+            echo_json([s.model_dump() for s in found])
             return
         table = Table("ID", "Push service", "Since", title="Push subscriptions")
-        for s in found.results:
+        for s in found:
             table.add_row(str(s.id), escape(_origin(s.endpoint)), s.created_at)
         out.print(table)
 
@@ -61,7 +58,7 @@ def remove(
 
     async def main() -> None:
         async with session(profile) as (client, _):
-            await client._send("DELETE", f"/push/subscriptions/{subscription_id}")
+            await client.remove_push_subscription(subscription_id)
         if as_json:
             echo_json({"removed": subscription_id})
         else:

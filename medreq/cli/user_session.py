@@ -98,8 +98,17 @@ async def session(name: str) -> AsyncIterator[tuple[MedreqClient, Profile]]:
         profile.access, profile.refresh = access, refresh
         store.update(name, access=access, refresh=refresh)
 
+    def stored_tokens() -> tuple[str | None, str | None]:
+        # another command of this profile may have refreshed (and so used up) our refresh token
+        saved = store.load(name)
+        return (saved.access, saved.refresh) if saved is not None and saved.url == profile.url else (None, None)
+
     async with MedreqClient(
-        profile.url, token=profile.access, refresh_token=profile.refresh, on_tokens=save_tokens
+        profile.url,
+        token=profile.access,
+        refresh_token=profile.refresh,
+        on_tokens=save_tokens,
+        stored_tokens=stored_tokens,
     ) as client:
         if profile.account_id is not None and profile.role in ("patient", "pharmacy"):
             client.account = AccountOut(

@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from medreq.protocol import (
     AccountOut,
     PharmacyOut,
+    PushSubscriptionListOut,
+    PushSubscriptionOut,
     RequestCreatedOut,
     RequestListOut,
     RequestOut,
@@ -38,7 +40,7 @@ from ._backoff import Backoff
 from ._errors import TransportError
 from ._events import Event
 from ._live import LiveConnection, StateCallback
-from ._tokens import Session, TokenCallback
+from ._tokens import Session, StoredTokens, TokenCallback
 from ._upload import FileInput, Progress, form_fields, open_file
 
 Build = Callable[[ExitStack], dict[str, Any]]
@@ -68,11 +70,17 @@ class MedreqClient:
         refresh_token: str | None = None,
         timeout: float = 30.0,
         on_tokens: TokenCallback | None = None,
+        stored_tokens: StoredTokens | None = None,
         backoff: Backoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.session = Session(
-            base_url, self.refresh, access=token, refresh_token=refresh_token, on_tokens=on_tokens
+            base_url,
+            self.refresh,
+            access=token,
+            refresh_token=refresh_token,
+            on_tokens=on_tokens,
+            stored_tokens=stored_tokens,
         )
         self.base_url = self.session.base_url
         self.account: AccountOut | None = None
@@ -145,7 +153,9 @@ class MedreqClient:
         return tokens
 
     async def refresh(self) -> str:
-        """``POST /auth/refresh``: a new access token (kept, and returned)."""
+        """``POST /auth/refresh``: a new access token and the next refresh token (both kept; the
+        access token returned). The refresh token sent is used up: sent again, the server revokes
+        this whole sign-in."""
         if not self.refresh_token:
             raise Unauthorized("session expired and no refresh token: log in again")
         try:
@@ -177,6 +187,19 @@ class MedreqClient:
     async def test_webhook(self) -> WebhookDeliveryOut:
         """Queue a `webhook_test` delivery to the account's webhook."""
         return await self._call(WebhookDeliveryOut, "POST", "/auth/me/webhook-test")
+
+    # --- §5 Web Push subscriptions --------------------------------------------------------------
+
+    async def push_subscriptions(self) -> list[PushSubscriptionOut]:
+        """``GET /push/subscriptions``: the browsers and devices that get this account's events
+        as Web Push notifications, oldest first."""
+        body = await self._call(PushSubscriptionListOut, "GET", "/push/subscriptions")
+        return body.results
+
+    async def remove_push_subscription(self, subscription_id: int) -> None:
+        """``DELETE /push/subscriptions/{id}``: nothing more is pushed to it (`NotFound` for an id
+        that is not one of this account's)."""
+        await self._send("DELETE", f"/push/subscriptions/{int(subscription_id)}")
 
     async def pharmacies(self) -> list[PharmacyOut]:
         body = await self._json("GET", "/pharmacies/")

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from medreq.protocol import (
     AccountOut,
     PharmacyOut,
+    PushSubscriptionOut,
     RequestCreatedOut,
     RequestListOut,
     RequestOut,
@@ -79,6 +80,12 @@ class SyncMedreqClient:
 
     def pharmacies(self) -> list[PharmacyOut]:
         return self._run(self.client.pharmacies())
+
+    def push_subscriptions(self) -> list[PushSubscriptionOut]:
+        return self._run(self.client.push_subscriptions())
+
+    def remove_push_subscription(self, subscription_id: int) -> None:
+        self._run(self.client.remove_push_subscription(subscription_id))
 
     def create_request(
         self, pharmacy: int, quantity: int, image: FileInput | None = None, **kwargs: Any

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 
 #: Called with (access, refresh) whenever the client gets new tokens.
 TokenCallback = Callable[[str, str | None], None]
+#: The (access, refresh) tokens saved where other processes of the same login save theirs.
+StoredTokens = Callable[[], tuple[str | None, str | None]]
 
 # refresh this many seconds before the access token's `exp`, rather than eat a 401
 _EXPIRY_MARGIN = 10.0
@@ -23,9 +25,14 @@ _EXPIRY_MARGIN = 10.0
 class Session:
     """The server's URLs and the account's tokens.
 
-    ``refresh`` is the call that gets a new access token (``POST /auth/refresh``, made by the
-    REST client); `refresh_once` runs it at most once for any number of callers that found the
-    same token stale, and `set_tokens` tells ``on_tokens`` about every new token.
+    ``refresh`` is the call that gets new tokens (``POST /auth/refresh``, made by the REST
+    client); `refresh_once` runs it at most once for any number of callers that found the same
+    token stale, and `set_tokens` tells ``on_tokens`` about every new token.
+
+    The server rotates refresh tokens: each works once, and one sent again revokes the whole
+    sign-in (docs/security.md). So a refresh token is never sent twice from here: one refresh at a
+    time per session, and, with ``stored_tokens`` (the CLI's profile file), tokens that another
+    process of the same login saved after refreshing are taken up instead of refreshing again.
     """
 
     def __init__(
@@ -36,12 +43,14 @@ class Session:
         access: str | None = None,
         refresh_token: str | None = None,
         on_tokens: TokenCallback | None = None,
+        stored_tokens: StoredTokens | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.access = access
         self.refresh_token = refresh_token
         self._refresh = refresh
         self._on_tokens = on_tokens
+        self._stored_tokens = stored_tokens
         self._lock = asyncio.Lock()
 
     @property
@@ -62,10 +71,31 @@ class Session:
             await self.refresh_once(self.access)
 
     async def refresh_once(self, stale: str | None) -> None:
-        """Refresh unless someone already replaced ``stale`` while this caller waited."""
+        """Refresh unless someone already replaced ``stale`` while this caller waited (in this
+        process, or in another that saved newer tokens to ``stored_tokens``)."""
         async with self._lock:
-            if self.access == stale:
-                await self._refresh()
+            if self.access != stale:
+                return
+            if self._take_stored() and not self._expiring():
+                return
+            await self._refresh()
+
+    def _take_stored(self) -> bool:
+        """Take up stored tokens newer than ours: our refresh token was used up by their refresh."""
+        if self._stored_tokens is None:
+            return False
+        access, refresh = self._stored_tokens()
+        if not access or not refresh or refresh == self.refresh_token:
+            return False
+        theirs, ours = token_times(refresh)[0], token_times(self.refresh_token)[0]
+        if theirs is None or (ours is not None and theirs < ours):
+            return False  # older than ours: ours is the live one
+        self.access, self.refresh_token = access, refresh
+        return True
+
+    def _expiring(self) -> bool:
+        _issued, expires = token_times(self.access)
+        return expires is not None and expires - time.time() < _EXPIRY_MARGIN
 
 
 def token_times(token: str | None) -> tuple[float | None, float | None]:

@@ -85,6 +85,8 @@ class TokenOut(Outbound):
 
 class AccessOut(Outbound):
     access: str
+    #: the next refresh token: the one sent is used up, and sent again revokes the sign-in
+    refresh: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
 

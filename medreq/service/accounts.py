@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import auth
 from ..config import Settings
 from ..protocol import AccessOut, AccountOut, RegisterIn, TokenIn, TokenOut, WebhookAccountOut
 from ..protocol.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from ..storage import Store, Tx, queries, utcnow, webhooks
+from ..storage import Store, Tx, queries, tokens, utcnow, webhooks
 from .base import Caller
 from .directory import AccountInfo, Directory
 from .throttle import Throttle
@@ -108,10 +108,15 @@ class Accounts:
         await self._throttle.account_succeeded(row.id)
         if row.status == "disabled":
             raise Unauthorized("this account is disabled")
-        version = row.token_version
+        version, family = row.token_version, auth.new_token_id()
+        expires = int(time.time()) + self._issuer.refresh_ttl
+        account_id = row.id
+        await self._store.write(lambda tx: tokens.start(tx.conn, family, account_id, _utc(expires)))
         return tokens_view(
-            self._issuer.issue(row.id, row.role, "access", version=version),
-            self._issuer.issue(row.id, row.role, "refresh", version=version),
+            self._issuer.issue(row.id, row.role, "access", version=version, family=family),
+            self._issuer.issue(
+                row.id, row.role, "refresh", version=version, family=family, token_id=family, expires_at=expires
+            ),
             self._issuer.access_ttl,
             row,
         )
@@ -119,14 +124,54 @@ class Accounts:
     # --- tokens --------------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> AccessOut:
+        """A new access token and a new refresh token; the one given is used up (rotation).
+
+        Given again, it is a reuse: someone else holds a copy, so every token of that sign-in
+        (its family) is revoked, on every worker, and the owner signs in again (RFC 9700 §4.14.2).
+        """
         claims = self._issuer.verify(refresh_token, "refresh")
         account = await self._account_for(claims)
         if await self._store.read(lambda c: queries.token_revoked(c, claims.token_id)):
             raise Unauthorized("token revoked")
-        access = self._issuer.issue(
-            account.id, account.role, "access", version=account.token_version, auth_time=claims.auth_time
+        family = claims.family or claims.token_id  # a token from before rotation: its own family
+        if not family:
+            raise Unauthorized("invalid token")
+        new_id = auth.new_token_id()
+        outcome = await self._store.write(
+            lambda tx: tokens.rotate(
+                tx.conn,
+                family=family,
+                account_id=account.id,
+                token_id=claims.token_id,
+                new_token_id=new_id,
+                expires_at=_utc(claims.expires_at),
+                legacy=not claims.family,
+            )
         )
-        return access_view(access, self._issuer.access_ttl)
+        if outcome == "reused":
+            self._directory.forget(account.id)  # this worker at once, the others through account_changes
+            log.warning(
+                "a used refresh token came back: its sign-in is revoked",
+                extra={"fields": {"account_id": account.id, "event": "refresh_token_reused"}},
+            )
+            raise Unauthorized("refresh token already used: every token of this sign-in is revoked, sign in again")
+        if outcome != "rotated":
+            raise Unauthorized("token revoked")
+        version, auth_time = account.token_version, claims.auth_time
+        access = self._issuer.issue(
+            account.id, account.role, "access", version=version, auth_time=auth_time, family=family
+        )
+        refresh = self._issuer.issue(
+            account.id,
+            account.role,
+            "refresh",
+            version=version,
+            auth_time=auth_time,
+            family=family,
+            token_id=new_id,
+            expires_at=claims.expires_at,
+        )
+        return access_view(access, self._issuer.access_ttl, refresh)
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller an access token names; Unauthorized when missing, bad, expired or revoked."""
@@ -153,10 +198,13 @@ class Accounts:
             raise Unauthorized("this account is disabled")
         if claims.version != account.token_version:
             raise Unauthorized("token revoked")
+        if claims.family and claims.family in account.reused_families:
+            raise Unauthorized("token revoked: a refresh token of this sign-in was used twice, sign in again")
         return account
 
     async def logout(self, caller: Caller, refresh_token: str) -> None:
-        """Revoke one refresh token of the caller's (a token already expired needs nothing)."""
+        """Revoke a refresh token of the caller's and every later one of its sign-in (a token
+        already expired needs nothing); that sign-in's access tokens run out."""
         try:
             claims = self._issuer.verify(refresh_token, "refresh")
         except Unauthorized:
@@ -164,7 +212,14 @@ class Accounts:
         if claims.account_id != caller.id:
             raise Forbidden("that refresh token belongs to another account")
         expires = utcnow() + timedelta(seconds=max(0, claims.expires_at - time.time()))
-        await self._store.write(lambda tx: tx.revoke_token(claims.token_id, caller.id, expires))
+        family = claims.family or claims.token_id
+
+        def revoke(tx: Tx) -> None:
+            tx.revoke_token(claims.token_id, caller.id, expires)
+            if family:  # the sign-in's later refresh tokens too
+                tokens.revoke(tx.conn, family, caller.id, why="logout", expires_at=expires)
+
+        await self._store.write(revoke)
 
     async def change_password(self, caller: Caller, old: str, new: str) -> None:
         """Change the caller's password and revoke every token of the account (live sockets close)."""
@@ -245,3 +300,7 @@ class Accounts:
         if row is None:
             raise NotFound(f"no account named {username!r}")
         return row
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from ..storage import Store, queries, webhooks
+from ..storage import Store, queries, tokens, webhooks
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class AccountInfo:
     webhook: bool = False
     #: has Web Push subscriptions: the same, one delivery per subscription
     push: bool = False
+    #: sign-ins (refresh token families) revoked because a refresh token was reused: their
+    #: access tokens are refused too (storage/tokens.py)
+    reused_families: frozenset[str] = frozenset()
 
 
 class Directory:
@@ -69,6 +72,7 @@ class Directory:
                 bool(row.synthetic),
                 bool(row.webhook_url),
                 bool(webhooks.subscription_ids(conn, account_id)),
+                tokens.reused_families(conn, account_id),
             )
         return info
 

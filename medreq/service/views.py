@@ -71,8 +71,8 @@ def tokens_view(access: str, refresh: str, expires_in: int, row: Any) -> TokenOu
     )
 
 
-def access_view(access: str, expires_in: int) -> AccessOut:
-    return AccessOut(access=access, token_type="bearer", expires_in=expires_in)
+def access_view(access: str, expires_in: int, refresh: str) -> AccessOut:
+    return AccessOut(access=access, refresh=refresh, token_type="bearer", expires_in=expires_in)
 
 
 def pharmacy_list(rows: Iterable[Any], online: set[int]) -> PharmacyListOut:

@@ -1,7 +1,7 @@
 """Storage: schema (`schema`), reads (`queries`), transactions (`store`), Alembic migrations."""
 
-from . import queries, throttle, webhooks
+from . import queries, throttle, tokens, webhooks
 from .queries import as_utc, utcnow
 from .store import Store, Tx
 
-__all__ = ["Store", "Tx", "as_utc", "queries", "throttle", "utcnow", "webhooks"]
+__all__ = ["Store", "Tx", "as_utc", "queries", "throttle", "tokens", "utcnow", "webhooks"]

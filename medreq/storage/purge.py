@@ -3,13 +3,18 @@
 Only the sandbox of synthetic accounts is ever purged (service/sandbox.py): a synthetic account
 can only exchange requests with other synthetic accounts, so every row removed here belongs to
 synthetic accounts. Children go before parents, so foreign keys hold at every step.
+
+The last row written is an `account_changes` row for the account just removed (that table has no
+foreign key since migration 0006): every worker polls it and closes the account's open sockets,
+as it does for a disabled account, instead of letting them answer `ping` and `resume`.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
+from .queries import utcnow
 from .schema import (
     account_changes,
     accounts,
@@ -22,6 +27,7 @@ from .schema import (
     revoked_tokens,
     webhook_deliveries,
 )
+from .tokens import refresh_families
 
 
 def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
@@ -49,6 +55,8 @@ def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     conn.execute(delete(revoked_tokens).where(revoked_tokens.c.account_id == account_id))
     conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.account_id == account_id))
     conn.execute(delete(push_subscriptions).where(push_subscriptions.c.account_id == account_id))
+    conn.execute(delete(refresh_families).where(refresh_families.c.account_id == account_id))
     conn.execute(delete(account_changes).where(account_changes.c.account_id == account_id))
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
+    conn.execute(insert(account_changes).values(account_id=account_id, created_at=utcnow()))
     return media

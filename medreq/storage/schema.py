@@ -7,7 +7,9 @@
 - idempotency_keys: first response per (account, key) (beyond: Idempotency-Key).
 - read_marks: how far each party has read a request's events (beyond: read receipts).
 - revoked_tokens: refresh tokens given back with logout, kept until they expire.
-- account_changes: revocations (disable, password change), polled by every worker.
+- account_changes: revocations (disable, password change, a removed account), polled by every
+  worker; no foreign key, so a removed account's change outlives it.
+- refresh_families (storage/tokens.py): one row per sign-in, for refresh token rotation.
 - webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (§6).
 - push_subscriptions: browsers' Web Push subscriptions (§6).
 - login_guards: the wrong-guess back-off of names that are not an account's (unknown usernames,
@@ -160,7 +162,7 @@ account_changes = Table(
     "account_changes",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("account_id", Id, nullable=False),  # no foreign key: it may name a removed account
     Column("created_at", DateTime(timezone=True), nullable=False),
     sqlite_autoincrement=True,
 )

@@ -258,7 +258,13 @@ def _paths() -> dict[str, Any]:
         },
         "/auth/refresh": {
             "post": _op(
-                "A new access token", 200, "AccessOut", *JSON_BODY, 401, body=_json("RefreshIn"), auth=False
+                "New access and refresh tokens (the refresh token sent is used up)",
+                200,
+                "AccessOut",
+                *JSON_BODY,
+                401,
+                body=_json("RefreshIn"),
+                auth=False,
             )
         },
         "/auth/logout": {

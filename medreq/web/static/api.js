@@ -44,16 +44,30 @@ async function request(method, path, { json, form, auth = true, headers = {} } =
   return body;
 }
 
-/** New access token from the refresh token; one at a time. */
+/** One refresh at a time across this origin's tabs (Web Locks, where the browser has them). */
+function oneAtATime(fn) {
+  return navigator.locks ? navigator.locks.request("medreq.refresh", fn) : fn();
+}
+
+/**
+ * New access and refresh tokens; one refresh at a time. The refresh token sent is used up (sent
+ * again, the server revokes the sign-in), so the new one is kept at once, and a refresh token
+ * another tab has used up already is replaced by that tab's answer, never sent (session.js).
+ */
 export function refreshNow() {
   if (!refreshing) {
     refreshing = (async () => {
       try {
-        const body = await request("POST", "/auth/refresh", { json: { refresh: session.data.refresh }, auth: false });
-        if (body.refresh) session.data.refresh = body.refresh; // a server that rotates refresh tokens
-        session.setAccess(body.access, body.expires_in);
-        scheduleRefresh();
-        return true;
+        const renewed = await oneAtATime(async () => {
+          const used = session.data && session.data.refresh;
+          if (!used) return false; // signed out meanwhile
+          if (await session.fromOtherTab(used)) return Boolean(session.data);
+          const body = await request("POST", "/auth/refresh", { json: { refresh: used }, auth: false });
+          session.rotated(used, body);
+          return true;
+        });
+        if (renewed) scheduleRefresh();
+        return renewed;
       } catch (error) {
         if (error.status === 401) {
           onExpired();
@@ -82,6 +96,8 @@ export function scheduleRefresh() {
 }
 
 export function stopRefresh() { clearTimeout(refreshTimer); }
+
+session.onAdopt(() => scheduleRefresh()); // tokens from another tab: refresh when they age
 
 /** An authenticated call; on 401 renew the token once and retry. */
 export async function call(method, path, options = {}) {
