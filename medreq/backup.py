@@ -1,6 +1,7 @@
 """`medreq db backup` and `medreq db restore`: one archive with the database and the media.
 
-The archive is a gzipped tar, private (0600) like the data it holds:
+The archive is a gzipped tar, private (0600) like the data it holds, and so is every member in it
+(0600, whatever the mode on disk: a manual `tar x` keeps the modes it finds):
 
 - `medreq.db`: a copy made with SQLite's online backup API, consistent at one instant even
   while a server writes (readers and the backup do not block writers in WAL mode);
@@ -106,10 +107,10 @@ def backup(settings: Settings, file: Path) -> Summary:
         media_bytes = 0
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
-            tar.add(copy, arcname=DB_NAME)
+            tar.add(copy, arcname=DB_NAME, filter=_private)
             for path in files:
                 with contextlib.suppress(FileNotFoundError):  # pruned meanwhile: not needed
-                    tar.add(path, arcname=f"media/{path.relative_to(media).as_posix()}")
+                    tar.add(path, arcname=f"media/{path.relative_to(media).as_posix()}", filter=_private)
                     media_bytes += path.stat().st_size
         os.replace(partial, file)
         return Summary(file, copy.stat().st_size, len(files), media_bytes)
@@ -175,6 +176,13 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.mode = 0o600
     info.mtime = int(time.time())
     tar.addfile(info, io.BytesIO(data))
+
+
+def _private(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Every member owner-only (0600, a folder 0700), whatever the mode on disk: a manual
+    `tar x` keeps the archive's modes, and patients' data must not come out world-readable."""
+    member.mode = 0o700 if member.isdir() else 0o600
+    return member
 
 
 def _revision(conn: sqlite3.Connection) -> str | None:

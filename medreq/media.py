@@ -58,6 +58,8 @@ ALLOWED_NAMES: dict[Kind, str] = {
     "image": "JPEG, PNG, WebP or PDF",
     "audio": "WebM, Ogg, MP3, M4A/MP4 or WAV",
 }
+#: every media response: nothing loads, nothing runs, and the document has no origin of its own
+MEDIA_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}\.(jpg|png|webp|pdf|webm|ogg|mp3|m4a|wav)$")
 SNIFF_BYTES = 8192
 
@@ -181,6 +183,21 @@ class MediaStore:
     @staticmethod
     def content_type(name: str) -> str:
         return CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+    @staticmethod
+    def response_headers(name: str) -> dict[str, str]:
+        """Headers of a served file: what a patient uploaded is never a page of ours. A sandbox
+        policy that allows nothing (a file opened on its own runs no script, loads nothing and has
+        no origin), and a PDF as a download: browsers' PDF viewers run the document's script and
+        follow its links, and Chromium shows no PDF inside a sandbox (docs/security.md)."""
+        headers = {
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": MEDIA_POLICY,
+        }
+        if name.endswith(".pdf"):
+            headers["Content-Disposition"] = f'attachment; filename="prescription-{name}"'
+        return headers
 
     # --- signed URLs --------------------------------------------------------------------------
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
 STATIC = Path(__file__).parent / "static"
@@ -205,11 +206,29 @@ async def protocol(request: Request) -> Response:
     )
 
 
+STATIC_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+class ConsoleFiles(StaticFiles):
+    """The console's files (`/static/…`), each with the pages' common headers and a policy that
+    allows nothing to a file opened on its own (an SVG, a script shown as text), and no frame.
+    The console page itself is only `/`: `/static/index.html` redirects there, so it never runs
+    without the console's policy or where another site could frame it."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if PurePosixPath(path).name == "index.html":
+            return RedirectResponse("/", status_code=308, headers=COMMON_HEADERS)
+        response = await super().get_response(path, scope)
+        for name, value in {**COMMON_HEADERS, "Content-Security-Policy": STATIC_POLICY}.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
 routes: list[BaseRoute] = [
     Route("/", console, methods=["GET"]),
     Route("/sw.js", service_worker, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
     Route("/docs/protocol", protocol, methods=["GET"]),
     Mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui"),
-    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    Mount("/static", ConsoleFiles(directory=STATIC), name="static"),
 ]

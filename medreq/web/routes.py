@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..auth import bearer_token
+from ..media import MediaStore
 from ..protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
@@ -229,9 +230,7 @@ async def media(request: Request) -> Response:
         caller_token=lambda: bearer_token(request.headers.get("authorization")),
     )
     return FileResponse(
-        found.path,
-        media_type=found.content_type,
-        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        found.path, media_type=found.content_type, headers=MediaStore.response_headers(found.path.name)
     )
 
 
