@@ -62,7 +62,8 @@ def prune(
         try:
             await store.migrate()
             files = media_store(settings)  # finds the files to remove; it signs no link here
-            report = await run_prune(store, files, event_days=events, media_days=media)
+            horizon = max(settings.access_token_ttl, settings.refresh_token_ttl)
+            report = await run_prune(store, files, event_days=events, media_days=media, changes_horizon=horizon)
             return report.as_dict()
         finally:
             await store.close()

@@ -155,6 +155,7 @@ class MedreqService:
                     event_days=settings.event_retention_days,
                     media_days=settings.media_retention_days,
                     interval=settings.prune_interval,
+                    changes_horizon=max(settings.access_token_ttl, settings.refresh_token_ttl),
                 ),
                 name="medreq-prune",
             ),
