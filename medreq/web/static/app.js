@@ -4,6 +4,7 @@
 import { api, ApiError, scheduleRefresh, stopRefresh, whenSessionExpires } from "./api.js";
 import { askForNotifications, chime, notificationsAllowed, notify, unlockSound } from "./alerts.js";
 import { disablePush, enablePush } from "./push.js";
+import { askToSignInAgain, hideDevices, showDevices } from "./devices.js";
 import { DetailView } from "./detail.js";
 import { Live } from "./live.js";
 import { session } from "./session.js";
@@ -123,8 +124,11 @@ async function signOut(message) {
   $("who").textContent = "";
   $("sign-out").hidden = true;
   $("conn").hidden = true;
+  hideDevices();
   showSignIn(message);
 }
+
+$("devices-reauth").addEventListener("click", () => signOut("Sign in with your password, then turn notifications on again."));
 
 whenSessionExpires(() => signOut("Your session has ended. Please sign in again."));
 
@@ -147,7 +151,9 @@ async function enterConsole() {
     $("pending-title").focus();
     return;
   }
-  if (notificationsAllowed()) enablePush().catch(() => {}); // granted before: subscribe again quietly
+  // granted before: subscribe again quietly (a sign-in too old to add it stays quiet here)
+  const resubscribed = notificationsAllowed() ? enablePush().catch(() => {}) : Promise.resolve();
+  resubscribed.then(() => { if (session.data) showDevices(); });
   live = new Live({ onEvent, onState: showConnection, onResync: () => loadRequests() });
   live.start();
   if (account.role === "patient") {
@@ -433,8 +439,16 @@ async function turnOnAlerts(button, { sound }) {
   const permission = await askForNotifications();
   button.hidden = permission === "granted";
   let background = "unsupported";
-  if (permission === "granted") background = await enablePush().catch(() => "unsupported");
+  if (permission === "granted") {
+    background = await enablePush().catch((error) => (error.code === "reauthentication_required" ? "reauthenticate" : "unsupported"));
+  }
   const what = sound ? "Sound and notifications are" : "Notifications are";
+  if (background === "reauthenticate") {
+    toast(`${what} on while this page is open. To get them while it is closed, sign in again.`);
+    askToSignInAgain();
+    return;
+  }
+  if (background === "on") showDevices();
   if (permission !== "granted") toast(sound ? "Sound is on; notifications are blocked by the browser." : "Notifications are blocked by the browser.");
   else if (background === "on") toast(`${what} on, also while this page is closed.`);
   else toast(`${what} on while this page is open (this browser cannot receive them when it is closed).`);

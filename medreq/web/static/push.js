@@ -14,7 +14,8 @@ function keyBytes(base64url) {
 
 /**
  * Subscribe this browser and tell the server. Resolves to "on", or "unsupported" when the
- * browser has no service workers or no push service (it still gets in-tab notifications).
+ * browser has no service workers or no push service (it still gets in-tab notifications);
+ * rejects with the server's ApiError (403 `reauthentication_required`: a sign-in too old).
  */
 export async function enablePush() {
   if (!pushSupported()) return "unsupported";
@@ -40,6 +41,18 @@ export async function enablePush() {
   }
   await call("POST", "/push/subscriptions", { json: subscription.toJSON() });
   return "on";
+}
+
+/** This browser's push subscription endpoint, or null (none, or no push support). */
+export async function currentEndpoint() {
+  if (!pushSupported()) return null;
+  try {
+    const registration = await navigator.serviceWorker.getRegistration("/");
+    const subscription = registration && (await registration.pushManager.getSubscription());
+    return subscription ? subscription.endpoint : null;
+  } catch {
+    return null;
+  }
 }
 
 function sameKey(a, b) {
