@@ -299,6 +299,7 @@ def _remove(http: Any, host: str, tokens: dict[str, str]) -> bool:
             if refreshed.status_code != 200:
                 return False
             tokens["access"] = refreshed.json()["access"]
+            tokens["refresh"] = refreshed.json()["refresh"]  # the one sent is used up (rotation)
             continue
         wait = retry_after(response)
         if wait is None:
