@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 
 from medreq.cli import app
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, create_database, drop_database, require_service
 
 
 def test_account_create_then_login_over_http(server_factory: object) -> None:
@@ -219,3 +221,23 @@ def test_account_list_says_when_no_pharmacy_awaits_approval(server: ServerProces
     assert operator(*args, "--password-stdin", "--data-dir", data, cwd=tmp_path, stdin="lifecare-pw\n").returncode == 0
     listed = operator("account", "list", "--data-dir", data, cwd=tmp_path)
     assert "lifecare" in listed.stdout and "No " not in listed.stdout
+
+
+def test_an_operator_command_against_postgresql_leaves_nothing_in_its_folder(tmp_path: Path) -> None:
+    """`--database postgresql://…` from a folder with no server data: the command works and
+    leaves no ./medreq-data (no JWT secret of its own, no media folder) behind."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    url = asyncio.run(create_database())
+    try:
+        created = operator(
+            "account", "create", "--role", "patient", "--username", "bob", "--name", "Bob",
+            "--password-stdin", "--database", url, "--init", cwd=tmp_path, stdin="bob-password-1\n",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        disabled = operator("account", "disable", "bob", "--database", url, cwd=tmp_path)
+        assert disabled.returncode == 0, disabled.stderr
+        listed = operator("account", "list", "--status", "disabled", "--json", "--database", url, cwd=tmp_path)
+        assert [json.loads(line)["username"] for line in listed.stdout.splitlines()] == ["bob"]
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        asyncio.run(drop_database(url))

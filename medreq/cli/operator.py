@@ -12,6 +12,9 @@ Settings, SQLAlchemy and the service are imported when a command runs (issue 14)
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -80,8 +83,19 @@ def run_operator(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T
     async def run() -> T:
         from ..bootstrap import open_service
 
-        async with open_service(settings) as service:
-            return await action(service)
+        with contextlib.ExitStack() as stack:
+            here = settings
+            if not settings.data_dir.exists():
+                # against PostgreSQL from a folder that holds no server data: keep nothing here,
+                # neither a JWT secret nobody else signs with nor an empty media folder (a stray
+                # ./medreq-data was all such a command used to leave behind)
+                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="medreq-operator-"))
+                media = settings.media_dir
+                if media is None or media == settings.data_dir / "media":
+                    media = Path(scratch) / "media"
+                here = dataclasses.replace(settings, data_dir=Path(scratch), media_dir=media)
+            async with open_service(here) as service:
+                return await action(service)
 
     from sqlalchemy.exc import SQLAlchemyError
 
