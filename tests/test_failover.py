@@ -113,9 +113,13 @@ async def redis_set(scratch: Path) -> AsyncIterator[RedisSet]:
 
     def run(port: int, *args: str) -> None:
         with open(scratch / f"redis-{port}.log", "wb") as log:  # the process keeps its own copy
-            servers.procs[port] = subprocess.Popen([binary, *args], stdout=log, stderr=subprocess.STDOUT)
+            servers.procs[port] = subprocess.Popen(
+                [binary, *args], stdout=log, stderr=subprocess.STDOUT, cwd=scratch
+            )
 
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+    # --dir: a replica writes the master's snapshot to disk when it syncs (dump.rdb), even with
+    # --save '': into the scratch dir, not the folder pytest runs in
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(scratch)]
     try:
         run(servers.master, "--port", str(servers.master), *common)
         await _until(lambda: _ping(servers.master), "the Redis master to start")
