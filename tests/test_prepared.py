@@ -144,9 +144,16 @@ def cycle(tx: Tx, run: Run) -> tuple[list[Any], list[int]]:
         },
     )
     delivery_id = results[-1][0]["id"]
-    step(webhooks.CLAIM_DUE, {"now": ANSWERED, "until": ANSWERED + timedelta(seconds=20), "limit": 10})
-    assert [(row["id"], row["attempts"]) for row in results[-1]] == [(delivery_id, 1)]
-    step(webhooks.CLAIM_DUE, {"now": ANSWERED, "until": ANSWERED, "limit": 10})  # leased: not due
+    due = {"now": ANSWERED, "per_target": webhooks.PER_TARGET, "scan": 10}
+    step(webhooks.CANDIDATES, due)
+    assert [row["id"] for row in results[-1]] == [delivery_id]
+    # the lease itself is a plain statement (its id list expands), the same on both paths
+    leased = tx.conn.execute(
+        webhooks.CLAIM_CHOSEN, {"ids": [delivery_id], "now": ANSWERED, "until": ANSWERED + timedelta(seconds=20)}
+    ).all()
+    assert [(row.id, row.attempts) for row in leased] == [(delivery_id, 1)]
+    step(webhooks.CANDIDATES, due)  # leased: not due
+    assert results[-1] == []
     step(webhooks.WEBHOOK_TARGET, {"id": patient.id})
     delivery = {"where_id": delivery_id, "status": "delivered", "last_status": 200, "payload": None}
     step(webhooks.RECORD_OUTCOME, {**delivery, "where_attempts": 0, "delivered_at": ANSWERED})  # stale
