@@ -26,6 +26,7 @@ from .accounts import Accounts
 class MediaFile:
     path: Path
     content_type: str
+    headers: dict[str, str]  # what it is served with (MediaStore.response_headers)
 
 
 class Delivery:
@@ -86,4 +87,4 @@ class Delivery:
                 raise Forbidden("only the request's patient and pharmacy may read this file") from None
         if path is None:
             raise NotFound("no such file")
-        return MediaFile(path, self._media.content_type(name))
+        return MediaFile(path, self._media.content_type(name), self._media.response_headers(name))

@@ -9,7 +9,6 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..auth import bearer_token
-from ..media import MediaStore
 from ..protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
@@ -229,9 +228,7 @@ async def media(request: Request) -> Response:
         sig=request.query_params.get("sig"),
         caller_token=lambda: bearer_token(request.headers.get("authorization")),
     )
-    return FileResponse(
-        found.path, media_type=found.content_type, headers=MediaStore.response_headers(found.path.name)
-    )
+    return FileResponse(found.path, media_type=found.content_type, headers=found.headers)
 
 
 routes = [
