@@ -96,6 +96,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"tests/conftest.py QUICK names tests that do not exist: {sorted(wanted - found)}")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's default): two workers per core. Most of a test's time is spent
+    waiting on servers, sockets and browsers in other processes: with one worker per core the
+    whole suite kept 1.2 of 2 cores busy and took 315 s here, with two per core 1.7 cores and
+    226 s (the same tree, one after the other on a quiet machine; docs/benchmarks.md)."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the whole suite (in the xdist controller, once every worker is done): check all that
     the servers sent against the published documents, as tests/test_wire_contract.py does for what
