@@ -18,7 +18,9 @@ def test_rate_limits_are_on_by_default() -> None:
 
 
 def test_rest_calls_past_the_burst_get_429_with_retry_after(server_factory: object) -> None:
-    server: ServerProcess = server_factory(env={"MEDREQ_REST_RATE": "0.5", "MEDREQ_REST_BURST": "4"})  # type: ignore[operator]
+    # one call back every 20 s: at 0.5/s a loaded machine (two CI runs' worth of work on 2 cores)
+    # spaced the calls enough to refill the bucket, and the write below got 201
+    server: ServerProcess = server_factory(env={"MEDREQ_REST_RATE": "0.05", "MEDREQ_REST_BURST": "4"})  # type: ignore[operator]
     patient = make_account(server.url, "patient")
     pharmacy = make_account(server.url, "pharmacy")
     statuses = [httpx.get(f"{server.url}/auth/me", headers=patient.headers).status_code for _ in range(6)]
