@@ -5,7 +5,9 @@
   past the limit the copy stops with 413, so nothing large is ever held in memory.
 - Stored names are server-generated (`<22 url-safe chars>.<ext>`); a requested name that does
   not match that pattern is simply not found, which makes path traversal impossible.
-- URLs carry `?exp=<unix time>&sig=<HMAC-SHA256 of kind/name/exp>`.
+- URLs carry `?to=<account id>&exp=<unix time>&sig=<HMAC-SHA256 of kind/name/to/exp>`: a link is
+  issued to one account, and whoever fetches it is served only while that account may still see
+  the file (`service.delivery.Delivery.media_file` asks at every fetch).
 - Their base is `--public-url` when set; otherwise the address each client reached the server at
   (`for_client`, set per HTTP request and per socket by the web layer), so a server bound to
   0.0.0.0 hands a phone on the LAN links it can open, not `http://127.0.0.1:…`. Events are rendered
@@ -206,17 +208,19 @@ class MediaStore:
         kind: Kind,
         name: str | None,
         *,
+        to: int,
         now: float | None = None,
         base: str | None = None,
         ttl: int | None = None,
     ) -> str | None:
-        """A signed link, valid `ttl` seconds (default `url_ttl`); under `base`, else the current
-        client's base (see `for_client`)."""
+        """A signed link for account `to`, valid `ttl` seconds (default `url_ttl`); under `base`,
+        else the current client's base (see `for_client`)."""
         if not name:
             return None
         expires = int((now if now is not None else time.time()) + (self.url_ttl if ttl is None else ttl))
         base = base or self.client_base(_client_base.get())
-        return f"{base}/media/{URL_PREFIX[kind]}/{name}?exp={expires}&sig={self._sign(kind, name, expires)}"
+        sig = self._sign(kind, name, to, expires)
+        return f"{base}/media/{URL_PREFIX[kind]}/{name}?to={to}&exp={expires}&sig={sig}"
 
     def client_base(self, reached_at: str | None) -> str:
         """The base for links sent to a client that reached us at ``reached_at`` (or None)."""
@@ -232,22 +236,26 @@ class MediaStore:
             return text
         return text.replace(f'"{self.base_url}/media/', f'"{base}/media/')
 
-    def check_signature(self, kind: Kind, name: str, exp: str | None, sig: str | None) -> None:
-        """Raise Forbidden unless `sig` signs (kind, name, exp) and exp is in the future."""
-        if not exp or not sig:
+    def check_signature(self, kind: Kind, name: str, to: str | None, exp: str | None, sig: str | None) -> int:
+        """The account the link was issued to; Forbidden unless `sig` signs (kind, name, to, exp)
+        and exp is in the future. Whether that account may still see the file is the caller's
+        question (it needs the database)."""
+        if not to or not exp or not sig:
             raise Forbidden("a signed URL or a participant's token is required")
         try:
-            expires = int(exp)
+            account_id, expires = int(to), int(exp)
         except ValueError:
             raise Forbidden("invalid signature") from None
         # as bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500)
-        if not hmac.compare_digest(sig.encode(errors="replace"), self._sign(kind, name, expires).encode()):
+        expected = self._sign(kind, name, account_id, expires).encode()
+        if not hmac.compare_digest(sig.encode(errors="replace"), expected):
             raise Forbidden("invalid signature")
         if expires < time.time():
             raise Forbidden("signature expired")
+        return account_id
 
-    def _sign(self, kind: Kind, name: str, expires: int) -> str:
-        message = f"{kind}/{name}/{expires}".encode()
+    def _sign(self, kind: Kind, name: str, to: int, expires: int) -> str:
+        message = f"{kind}/{name}/{to}/{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
 

@@ -102,6 +102,11 @@ def split(url: str) -> tuple[str, str, str, str]:
     return parts.path, parts.path.rsplit("/", 1)[-1], query["exp"][0], query["sig"][0]
 
 
+def issued_to(url: str) -> str:
+    """The account a media link was issued to (its `to`)."""
+    return parse_qs(urlsplit(url).query)["to"][0]
+
+
 def bare(url: str) -> str:
     return url.split("?", 1)[0]
 
@@ -135,24 +140,31 @@ def test_signed_urls_open_without_a_token(scene: Scene) -> None:
 
 def test_tampered_signature_or_expiry_is_403(scene: Scene) -> None:
     path, _name, exp, sig = split(scene.image_url)
+    to = issued_to(scene.image_url)
     flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
     _, _, other_exp, other_sig = split(scene.other_image_url)
-    base = scene.server.url + path
+    base = f"{scene.server.url}{path}?to={to}&"
+    bare_base = scene.server.url + path
     cases = [
-        f"{base}?exp={exp}&sig={flipped}",
-        f"{base}?exp={exp}&sig={sig.upper()}",
-        f"{base}?exp={exp}&sig={sig[:-2]}",
-        f"{base}?exp={exp}&sig={sig}00",
-        f"{base}?exp={exp}&sig=",
-        f"{base}?exp={exp}&sig={other_sig}",  # another file's signature
-        f"{base}?exp={other_exp}&sig={other_sig}",
-        f"{base}?exp={int(exp) + 3600}&sig={sig}",  # extended expiry: the signature covers exp
-        f"{base}?exp=never&sig={sig}",
-        f"{base}?exp=&sig={sig}",
+        # the account it was issued to is signed: another participant's, none, or garbage
+        f"{bare_base}?to={scene.pharmacy.id}&exp={exp}&sig={sig}",
+        f"{bare_base}?exp={exp}&sig={sig}",
+        f"{bare_base}?to=&exp={exp}&sig={sig}",
+        f"{bare_base}?to=x{to}&exp={exp}&sig={sig}",
+        f"{base}exp={exp}&sig={flipped}",
+        f"{base}exp={exp}&sig={sig.upper()}",
+        f"{base}exp={exp}&sig={sig[:-2]}",
+        f"{base}exp={exp}&sig={sig}00",
+        f"{base}exp={exp}&sig=",
+        f"{base}exp={exp}&sig={other_sig}",  # another file's signature
+        f"{base}exp={other_exp}&sig={other_sig}",
+        f"{base}exp={int(exp) + 3600}&sig={sig}",  # extended expiry: the signature covers exp
+        f"{base}exp=never&sig={sig}",
+        f"{base}exp=&sig={sig}",
         # non-ASCII signatures: hmac.compare_digest raised TypeError on them (a 500, found by schemathesis)
-        f"{base}?exp={exp}&sig={sig[:-1]}%C3%A9",
-        f"{base}?exp={exp}&sig=%F3%82%83%BF",
-        f"{base}?exp=2&sig=c%F3%82%83%BF%28%3A",
+        f"{base}exp={exp}&sig={sig[:-1]}%C3%A9",
+        f"{base}exp={exp}&sig=%F3%82%83%BF",
+        f"{base}exp=2&sig=c%F3%82%83%BF%28%3A",
     ]
     for url in cases:
         error = assert_refused(httpx.get(url))
@@ -162,6 +174,7 @@ def test_tampered_signature_or_expiry_is_403(scene: Scene) -> None:
 
 def test_tampered_name_is_refused(scene: Scene) -> None:
     path, name, exp, sig = split(scene.image_url)
+    to = issued_to(scene.image_url)
     folder = path.rsplit("/", 1)[0]
     _, other_name, _, _ = split(scene.other_image_url)
     stem, ext = name.rsplit(".", 1)
@@ -172,16 +185,17 @@ def test_tampered_name_is_refused(scene: Scene) -> None:
         other_name,  # a real file, but not the one signed
     ]
     for candidate in renamed:
-        response = httpx.get(f"{scene.server.url}{folder}/{candidate}?exp={exp}&sig={sig}")
+        response = httpx.get(f"{scene.server.url}{folder}/{candidate}?to={to}&exp={exp}&sig={sig}")
         assert_refused(response, (403, 404))
         assert response.content != png(4, 4)
     # the other real file with this signature must be refused as forbidden, not served
-    assert httpx.get(f"{scene.server.url}{folder}/{other_name}?exp={exp}&sig={sig}").status_code == 403
+    assert httpx.get(f"{scene.server.url}{folder}/{other_name}?to={to}&exp={exp}&sig={sig}").status_code == 403
     # an image's signature does not open the same name in the audio collection, and vice versa
     _audio_path, audio_name, audio_exp, audio_sig = split(scene.audio_url)
+    audio_to = issued_to(scene.audio_url)
     swapped = [
-        f"{scene.server.url}/media/pharmacy-audio/{name}?exp={exp}&sig={sig}",
-        f"{scene.server.url}/media/prescriptions/{audio_name}?exp={audio_exp}&sig={audio_sig}",
+        f"{scene.server.url}/media/pharmacy-audio/{name}?to={to}&exp={exp}&sig={sig}",
+        f"{scene.server.url}/media/prescriptions/{audio_name}?to={audio_to}&exp={audio_exp}&sig={audio_sig}",
     ]
     for url in swapped:
         assert_refused(httpx.get(url), (403, 404))
@@ -257,11 +271,11 @@ def raw_get(server: ServerProcess, target: str, headers: dict[str, str] | None =
     return int(head.split(b" ", 2)[1]), body
 
 
-def forged_sig(server: ServerProcess, kind: str, name: str, exp: int) -> str:
+def forged_sig(server: ServerProcess, kind: str, name: str, to: int, exp: int) -> str:
     """A signature made with the server's own key: what an attacker with a valid signer would have."""
     secret = (server.data_dir / "jwt-secret").read_text().strip()
     key = hashlib.sha256(b"medreq-media\0" + secret.encode()).digest()
-    return hmac.new(key, f"{kind}/{name}/{exp}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, f"{kind}/{name}/{to}/{exp}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def test_path_tricks_never_reach_the_database_or_the_secret(scene: Scene) -> None:
@@ -297,8 +311,8 @@ def test_path_tricks_never_reach_the_database_or_the_secret(scene: Scene) -> Non
     auths: list[tuple[str, dict[str, str]]] = [
         ("", {}),
         ("", scene.patient.headers),
-        (f"?exp={exp}&sig={sig}", {}),
-        (f"?exp={exp}&sig={sig}", scene.patient.headers),
+        (f"?to={scene.patient.id}&exp={exp}&sig={sig}", {}),
+        (f"?to={scene.patient.id}&exp={exp}&sig={sig}", scene.patient.headers),
     ]
     for target in targets:
         for query, headers in auths:
@@ -316,8 +330,8 @@ def test_even_a_valid_signature_cannot_name_a_file_outside_the_store(scene: Scen
     exp = int(time.time()) + 600
     names = ["..", "...", "medreq.db", "jwt-secret", "medreq.db-wal", ".upload-0000"]
     for name in names:
-        sig = forged_sig(server, "image", name, exp)
-        status, body = raw_get(server, f"/media/prescriptions/{name}?exp={exp}&sig={sig}")
+        sig = forged_sig(server, "image", name, scene.patient.id, exp)
+        status, body = raw_get(server, f"/media/prescriptions/{name}?to={scene.patient.id}&exp={exp}&sig={sig}")
         assert status == 404, (name, status, body[:200])
         assert b"SQLite format 3" not in body
         assert secret not in body
@@ -325,7 +339,8 @@ def test_even_a_valid_signature_cannot_name_a_file_outside_the_store(scene: Scen
     _path, real_name, _exp, _sig = split(scene.image_url)
     status, body = raw_get(
         server,
-        f"/media/prescriptions/{real_name}?exp={exp}&sig={forged_sig(server, 'image', real_name, exp)}",
+        f"/media/prescriptions/{real_name}?to={scene.patient.id}&exp={exp}"
+        f"&sig={forged_sig(server, 'image', real_name, scene.patient.id, exp)}",
     )
     assert status == 200
     assert body == scene.image

@@ -5,8 +5,9 @@ Every worker runs one. It claims due rows (`storage.webhooks.claim`: a lease, wi
 on PostgreSQL), checks each account is still offline (a connected account had the event on its
 socket: the row is marked `skipped`) and its URL still a permitted target, and POSTs the event as
 JSON, signed ``X-Medreq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``: the whole event
-(its media links valid `WEBHOOK_LINK_TTL`), or for an account that chose `thin` webhooks its ids
-only (type, event_id, request_id).
+(its media links issued to the account and valid `WEBHOOK_LINK_TTL`; a `new_request` whose request
+was CANCELLED before it went out `events.withdrawn`), or for an account that chose `thin` webhooks
+its ids only (type, event_id, request_id).
 A Web Push row is the same event's ids encrypted for one browser subscription (`webpush`), POSTed
 to its push service; a 404 or 410 from it means the subscription is gone: it is removed.
 A 2xx is `delivered`; anything else (status, timeout, refused connection) is retried after
@@ -45,8 +46,9 @@ from ..config import Settings
 from ..hub import Hub
 from ..media import MediaStore
 from ..outbound import OutboundClient, PostError, TargetRefused
+from ..protocol import Event
 from ..protocol.errors import Invalid
-from ..storage import Store, Tx, utcnow, webhooks
+from ..storage import Store, Tx, queries, utcnow, webhooks
 from ..storage.webhooks import Claimed
 from ..webpush import notification
 from . import events
@@ -221,7 +223,8 @@ class Deliverer:
                 text = notification(claimed.payload)
             else:
                 ttl = min(WEBHOOK_LINK_TTL, self._media.url_ttl)
-                text = events.render(claimed.payload, self._media, ttl=ttl)
+                payload = await self._current(claimed)
+                text = events.render(payload, self._media, to=claimed.account_id, ttl=ttl)
             body = text.encode()
             headers = {
                 "Content-Type": "application/json",
@@ -246,6 +249,18 @@ class Deliverer:
             await self._push.forget_subscription(claimed.account_id, claimed.subscription_id)
             return Outcome(claimed, "failed", http_status=status, error="push subscription expired")
         return self._retry_or_fail(claimed, status, error)
+
+    async def _current(self, claimed: Claimed) -> str:
+        """The stored event as it may be sent now: a `new_request` whose request was CANCELLED
+        meanwhile is `withdrawn` (no phone, no prescription; one read, for `new_request`s only)."""
+        payload = claimed.payload
+        if not payload.startswith(events.NEW_REQUEST_PREFIX):
+            return payload
+        event_id = Event.model_validate_json(payload).event_id or 0
+        cancelled = await self._store.read(
+            lambda c: queries.cancelled_new_requests(c, claimed.account_id, event_id, event_id)
+        )
+        return events.withdrawn(payload) if cancelled else payload
 
     def _retry_or_fail(self, claimed: Claimed, status: int | None, error: str) -> Outcome:
         if claimed.attempts >= self.settings.webhook_max_attempts:

@@ -4,7 +4,10 @@ Builders return an `Event`: the protocol model of the event (`medreq.protocol.ev
 fields, lacking only the per-account `event_id`; `Tx.append_event` stores `event.build(event_id)`
 in the transaction of the change, and `Outbox` publishes it to the hub once that committed.
 Stored events name their media as ``media:<kind>:<name>``; `render` swaps those for freshly
-signed URLs whenever an event is sent, so a replayed event never carries an expired link.
+signed URLs, issued to the account the event is for, whenever an event is sent, so a replayed
+event never carries an expired link. A `new_request` replayed or sent by webhook once its request
+is CANCELLED is sent `withdrawn`: without the patient's phone and prescription (§8, "Minimum
+necessary").
 """
 
 from __future__ import annotations
@@ -41,16 +44,29 @@ def media_ref(kind: str, name: str | None) -> str | None:
     return f"media:{kind}:{name}" if name else None
 
 
-def render(text: str, media: MediaStore, *, ttl: int | None = None) -> str:
-    """The stored event text with its media references turned into signed URLs under the
-    configured base (a socket `rebase`s them to the address its client used), valid `ttl`
-    seconds (default: the media store's)."""
+def render(text: str, media: MediaStore, *, to: int, ttl: int | None = None) -> str:
+    """The stored event text with its media references turned into URLs signed for account `to`
+    (the one the event is for), under the configured base (a socket `rebase`s them to the address
+    its client used), valid `ttl` seconds (default: the media store's)."""
     if '"media:' not in text:
         return text
     return _MEDIA_REF.sub(
-        lambda m: json.dumps(media.url(m.group(1), m.group(2), base=media.base_url, ttl=ttl)),  # type: ignore[arg-type]
+        lambda m: json.dumps(media.url(m.group(1), m.group(2), to=to, base=media.base_url, ttl=ttl)),  # type: ignore[arg-type]
         text,
     )
+
+
+#: the start of every stored `new_request` (the model's first field is `type`)
+NEW_REQUEST_PREFIX = '{"type":"new_request",'
+
+
+def withdrawn(text: str) -> str:
+    """A stored `new_request` as its pharmacy gets it once the request is CANCELLED: no phone,
+    no prescription (any other event is returned as is)."""
+    if not text.startswith(NEW_REQUEST_PREFIX):
+        return text
+    event = NewRequestEvent.model_validate_json(text)
+    return to_text(event.model_copy(update={"patient_phone": None, "image_url": None}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +189,7 @@ class Outbox:
         pending, self._pending = self._pending, []
         metrics.events_stored(len(pending))  # counted once committed: a rolled-back one never publishes
         for account_id, event_id, text in pending:
-            await self._hub.publish(account_id, event_id, render(text, self._media))
+            await self._hub.publish(account_id, event_id, render(text, self._media, to=account_id))
         metrics.events_published(len(pending))
         if self.queued_deliveries and self._bell is not None:
             self._bell.set()

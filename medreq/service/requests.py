@@ -101,7 +101,7 @@ class Requests:
 
         row, created, unread = await self._store.write(create)
         await outbox.publish()
-        return request_created(row, self._media, unread=unread), created
+        return request_created(row, self._media, unread=unread, viewer=caller.id), created
 
     async def _create_fast(
         self, fast: FastPath, caller: Caller, form: RequestForm, image: StoredMedia | None, key: str | None
@@ -125,7 +125,7 @@ class Requests:
         self._core.stored(outbox, [event], [stored])
         self._remember_patient(row.id, caller.id)
         await outbox.publish()
-        return request_created(await self._core.record(row), self._media, unread=0), True
+        return request_created(await self._core.record(row), self._media, unread=0, viewer=caller.id), True
 
     @staticmethod
     def _new_request(caller: Caller, form: RequestForm, image: StoredMedia | None, now: Any) -> dict[str, Any]:
@@ -224,7 +224,7 @@ class Requests:
         if done is None:
             raise await self._core.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(done[0], self._media, unread=done[1])
+        return request_view(done[0], self._media, unread=done[1], viewer=caller.id)
 
     async def _respond_fast(
         self,
@@ -264,7 +264,7 @@ class Requests:
         self._patients.pop(request_id, None)  # answered: never again
         self._core.stored(outbox, [to_patient, to_caller], stored)
         await outbox.publish()
-        return request_view(await self._core.record(row), self._media, unread=unread)
+        return request_view(await self._core.record(row), self._media, unread=unread, viewer=caller.id)
 
     async def cancel(self, caller: Caller, request_id: int) -> RequestOut:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
@@ -293,7 +293,7 @@ class Requests:
         if done is None:
             raise await self._core.why_unchanged(caller, request_id)
         await outbox.publish()
-        return request_view(done[0], self._media, unread=done[1])
+        return request_view(done[0], self._media, unread=done[1], viewer=caller.id)
 
     async def list_requests(self, caller: Caller, query: ListQuery) -> RequestListOut:
         """The caller's requests, newest first: a patient's own, or those addressed to a pharmacy."""
@@ -309,10 +309,10 @@ class Requests:
         rows, unread = await self._store.read(read)
         page = rows[: query.limit]
         next_cursor = encode_cursor(page[-1].id) if len(rows) > query.limit else None
-        return request_list(page, self._media, unread, next_cursor)
+        return request_list(page, self._media, unread, next_cursor, viewer=caller.id)
 
     async def request_detail(self, caller: Caller, request_id: int) -> RequestDetailOut:
         row = await self._core.visible_request(caller, request_id)
         unread = await self._store.read(lambda c: queries.unread_count(c, caller.id, request_id))
         thread = await self._store.read(lambda c: queries.thread(c, request_id))
-        return request_detail_view(row, self._media, unread=unread, thread=thread)
+        return request_detail_view(row, self._media, unread=unread, viewer=caller.id, thread=thread)

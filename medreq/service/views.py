@@ -108,28 +108,36 @@ def push_subscription_view(row: Any) -> PushSubscriptionOut:
 # (measured: loadtests/serialize_cost.py).
 
 
-def request_view(row: Any, media: MediaStore, *, unread: int) -> RequestOut:
-    """`<Request>`; `unread` is the caller's count (`queries.unread_counts`), so each caller's own."""
-    return RequestOut.model_validate(_request_fields(row, media, unread))
+def request_view(row: Any, media: MediaStore, *, unread: int, viewer: int) -> RequestOut:
+    """`<Request>` as account `viewer` (the caller) sees it; `unread` is the caller's count
+    (`queries.unread_counts`), so each caller's own."""
+    return RequestOut.model_validate(_request_fields(row, media, unread, viewer))
 
 
-def _request_fields(row: Any, media: MediaStore, unread: int) -> dict[str, Any]:
+def _request_fields(row: Any, media: MediaStore, unread: int, viewer: int) -> dict[str, Any]:
+    # minimum necessary (docs/protocol.md §8): once CANCELLED, for whatever reason, the pharmacy
+    # no longer gets the patient's phone or any file (`delivery.may_see` refuses its old links)
+    withheld = row.status == "CANCELLED" and viewer != row.patient_id
     response = None
     if row.status in ("ACCEPTED", "REJECTED"):
         response = {
             "status": row.status,
             "message": row.response_message,
-            "audio_url": media.url("audio", row.response_audio_name),
+            "audio_url": None if withheld else media.url("audio", row.response_audio_name, to=viewer),
             "responded_at": stamp(row.responded_at),
         }
     return {
         "id": row.id,
-        "patient": {"id": row.patient_id, "name": row.patient_name, "phone": row.patient_phone},
+        "patient": {
+            "id": row.patient_id,
+            "name": row.patient_name,
+            "phone": None if withheld else row.patient_phone,
+        },
         "pharmacy": {"id": row.pharmacy_id, "name": row.pharmacy_name},  # no phone: not sent
         "quantity": row.quantity,
         "medicine_name": row.medicine_name,
         "note": row.note,
-        "image_url": media.url("image", row.image_name),
+        "image_url": None if withheld else media.url("image", row.image_name, to=viewer),
         "status": row.status,
         "response": response,
         "created_at": iso(row.created_at),
@@ -139,20 +147,20 @@ def _request_fields(row: Any, media: MediaStore, unread: int) -> dict[str, Any]:
 
 
 def request_detail_view(
-    row: Any, media: MediaStore, *, unread: int, thread: Iterable[Any]
+    row: Any, media: MediaStore, *, unread: int, viewer: int, thread: Iterable[Any]
 ) -> RequestDetailOut:
     """`<Request>` with its message thread."""
-    fields = _request_fields(row, media, unread)
+    fields = _request_fields(row, media, unread, viewer)
     fields["messages"] = [_message_fields(m) for m in thread]
     return RequestDetailOut.model_validate(fields)
 
 
-def request_created(row: Any, media: MediaStore, *, unread: int) -> RequestCreatedOut:
+def request_created(row: Any, media: MediaStore, *, unread: int, viewer: int) -> RequestCreatedOut:
     return RequestCreatedOut.model_validate(
         {
             "message": "Medicine request sent successfully",
             "request_id": row.id,
-            "data": _request_fields(row, media, unread),
+            "data": _request_fields(row, media, unread, viewer),
         }
     )
 
@@ -162,9 +170,9 @@ def response_sent(request: RequestOut) -> ResponseSentOut:
 
 
 def request_list(
-    rows: Iterable[Any], media: MediaStore, unread: dict[int, int], next_cursor: str | None
+    rows: Iterable[Any], media: MediaStore, unread: dict[int, int], next_cursor: str | None, *, viewer: int
 ) -> RequestListOut:
-    results = [_request_fields(row, media, unread[row.id]) for row in rows]
+    results = [_request_fields(row, media, unread[row.id], viewer) for row in rows]
     return RequestListOut.model_validate({"results": results, "next": next_cursor})
 
 

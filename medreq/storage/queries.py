@@ -149,8 +149,24 @@ def thread(conn: Connection, request_id: int) -> Sequence[Any]:
 
 def request_by_media(conn: Connection, kind: str, name: str) -> Any:
     column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
-    query = select(medicine_requests.c.id, medicine_requests.c.patient_id, medicine_requests.c.pharmacy_id)
+    r = medicine_requests.c
+    query = select(r.id, r.patient_id, r.pharmacy_id, r.status)
     return conn.execute(query.where(column == name)).first()
+
+
+def cancelled_new_requests(conn: Connection, account_id: int, first: int, last: int) -> set[int]:
+    """Of the account's events `first`..`last`, the `new_request`s of requests now CANCELLED."""
+    query = (
+        select(events.c.event_id)
+        .select_from(events.join(medicine_requests, medicine_requests.c.id == events.c.request_id))
+        .where(
+            events.c.account_id == account_id,
+            events.c.event_id.between(first, last),
+            events.c.type == "new_request",
+            medicine_requests.c.status == "CANCELLED",
+        )
+    )
+    return set(conn.execute(query).scalars())
 
 
 def events_after(

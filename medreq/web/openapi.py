@@ -228,6 +228,7 @@ def _paths() -> dict[str, Any]:
     media["parameters"] = [
         {"name": "prefix", "in": "path", "required": True, "schema": {"enum": sorted(KIND_BY_PREFIX)}},
         {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/]+$"}},
+        {"name": "to", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "exp", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
     ]

@@ -224,6 +224,7 @@ async def media(request: Request) -> Response:
     found = await service_of(request).media_file(
         request.path_params["prefix"],
         request.path_params["name"],
+        to=request.query_params.get("to"),
         exp=request.query_params.get("exp"),
         sig=request.query_params.get("sig"),
         caller_token=lambda: bearer_token(request.headers.get("authorization")),
