@@ -33,7 +33,7 @@ def test_unread_badge_and_pharmacy_presence(browser: Any, server: ServerProcess)
 
     patient_page = new_page(browser, server)
     sign_in(patient_page, patient.username, patient.password)
-    option = patient_page.locator(f'#nr-pharmacy option[value="{shop.id}"]')
+    option = patient_page.locator(f'#nr-pharmacy-list [data-pharmacy-id="{shop.id}"]')
     expect(option).to_have_text("LifeCare Pharmacy")  # offline
 
     pharmacy_page = new_page(browser, server, pharmacy=True)

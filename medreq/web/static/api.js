@@ -123,5 +123,7 @@ export const api = {
   create: (form, key) => call("POST", "/medicine/request/", { form, headers: { "Idempotency-Key": key } }),
   respond: (form) => call("POST", "/medicine/response/", { form }),
   cancel: (id) => call("POST", `/medicine/request/${id}/cancel/`),
+  choose: (id) => call("POST", `/medicine/request/${id}/choose/`),
+  group: (group) => call("GET", `/medicine/request/?group=${encodeURIComponent(String(group))}&limit=100`),
   message: (id, text) => call("POST", `/medicine/request/${id}/messages/`, { json: { text } }),
 };

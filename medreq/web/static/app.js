@@ -5,14 +5,22 @@ import { api, ApiError, scheduleRefresh, stopRefresh, whenSessionExpires } from 
 import { askForNotifications, chime, notificationsAllowed, notify, unlockSound } from "./alerts.js";
 import { disablePush, enablePush } from "./push.js";
 import { askToSignInAgain, hideDevices, showDevices } from "./devices.js";
-import { DetailView } from "./detail.js";
+import { DetailView, requestBadge } from "./detail.js";
+import { GroupView } from "./group.js";
 import { Live } from "./live.js";
 import { session } from "./session.js";
 import { state } from "./state.js";
 import { $, announce, el, missingFields, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
 
 /** The events the server counts as unread (docs/protocol.md, unread counts). */
-const UNREAD_TYPES = ["new_request", "pharmacy_response", "message", "request_cancelled"];
+const UNREAD_TYPES = ["new_request", "pharmacy_response", "message", "request_cancelled", "request_chosen"];
+
+/**
+ * How many pharmacies one request may go to: the server's default. A server configured lower
+ * answers 422 past its own limit, and the form shows its words under the list.
+ */
+const MAX_PHARMACIES = 5;
+let maxPharmacies = MAX_PHARMACIES; // lowered when the server says it takes fewer
 
 let live = null;
 let detail = null;
@@ -120,7 +128,7 @@ async function signOut(message) {
   closeDetail(false);
   session.clear();
   state.reset();
-  for (const id of ["p-list", "ph-list", "nr-pharmacy"]) $(id).replaceChildren();
+  for (const id of ["p-list", "ph-list", "nr-pharmacy-list"]) $(id).replaceChildren();
   $("who").textContent = "";
   $("sign-out").hidden = true;
   $("conn").hidden = true;
@@ -179,7 +187,7 @@ function foldNewRequest(folded) {
 $("nr-fold").addEventListener("click", () => {
   const folded = $("nr-fold").getAttribute("aria-expanded") === "true";
   foldNewRequest(folded);
-  if (!folded) $("nr-pharmacy").focus();
+  if (!folded) (document.querySelector("#nr-pharmacy-list input:not(:disabled)") || $("nr-medicine")).focus();
 });
 
 function showConnection(connection) {
@@ -189,14 +197,19 @@ function showConnection(connection) {
   badge.textContent = CONNECTION_TEXT[connection];
 }
 
+/** The pharmacies to tick, each marked when it is online (a live connection: it answers fast). */
 async function loadPharmacies() {
-  const select = $("nr-pharmacy");
+  const list = $("nr-pharmacy-list");
   try {
     const { results } = await api.pharmacies();
-    select.replaceChildren(
-      el("option", { value: "" }, results.length ? "Choose a pharmacy" : "No pharmacy available yet"),
-      ...results.map((p) => el("option", { value: p.id, dataset: { name: p.name } }, pharmacyLabel(p.name, p.online === true))),
-    );
+    list.replaceChildren(...results.map((p) => el(
+      "li", {},
+      el("label", { class: "choice" },
+        el("input", { type: "checkbox", name: "pharmacy", value: p.id }),
+        el("span", { dataset: { pharmacyId: p.id, name: p.name } }, pharmacyLabel(p.name, p.online === true))),
+    )));
+    if (!results.length) list.append(el("li", { class: "muted" }, "No pharmacy available yet."));
+    limitPicks();
   } catch (error) {
     toast(error.message);
   }
@@ -208,9 +221,32 @@ function pharmacyLabel(name, online) {
 
 /** A `presence` event: a pharmacy of a pending request came or went; relabel it in place. */
 function showPresence(event) {
-  const option = document.querySelector(`#nr-pharmacy option[value="${Number(event.pharmacy_id)}"]`);
-  if (option) option.textContent = pharmacyLabel(option.dataset.name, event.online === true);
+  const label = document.querySelector(`#nr-pharmacy-list [data-pharmacy-id="${Number(event.pharmacy_id)}"]`);
+  if (label) label.textContent = pharmacyLabel(label.dataset.name, event.online === true);
 }
+
+/** Up to `maxPharmacies` ticked: the rest wait, disabled, until one is unticked. */
+function limitPicks() {
+  const boxes = [...document.querySelectorAll("#nr-pharmacy-list input")];
+  const ticked = boxes.filter((box) => box.checked).length;
+  for (const box of boxes) box.disabled = !box.checked && ticked >= maxPharmacies;
+  const hint = $("nr-pharmacies-hint");
+  if (ticked > maxPharmacies) hint.textContent = `${ticked} ticked, but one request can go to at most ${maxPharmacies}: untick ${ticked - maxPharmacies}.`;
+  else if (ticked === maxPharmacies && ticked > 1) hint.textContent = `${ticked} ticked, the most one request can go to. Each gets it; you then choose one of those that accept.`;
+  else if (ticked > 1) hint.textContent = `${ticked} ticked: each gets the request, and you choose one of those that accept.`;
+  else if (maxPharmacies > 1) hint.textContent = `Tick one, or up to ${maxPharmacies} to ask them all at once: you then choose one of those that accept.`;
+  else hint.textContent = "Tick the pharmacy to ask.";
+}
+
+/** A server that takes fewer pharmacies per request than the default says so in its 422. */
+function learnLimit(error) {
+  const found = error && error.status === 422 && error.fields && /at most (\d+)/.exec(String(error.fields.pharmacy || ""));
+  if (!found) return;
+  maxPharmacies = Math.max(1, Number(found[1]));
+  limitPicks();
+}
+
+$("nr-pharmacy-list").addEventListener("change", limitPicks);
 
 async function loadRequests(more = false) {
   try {
@@ -232,7 +268,10 @@ function listIds() {
 function renderList() {
   const [listId, emptyId] = listIds();
   const patient = state.account.role === "patient";
-  const items = state.sortedRequests().map((req) => {
+  const entries = patient ? state.listEntries() : state.sortedRequests().map((request) => ({ request }));
+  const items = entries.map((entry) => {
+    if (entry.group !== undefined) return groupItem(entry);
+    const req = entry.request;
     const unread = state.unread.get(req.id) || 0;
     const title = req.medicine_name || `Request #${req.id}`;
     const who = patient ? req.pharmacy.name : req.patient.name;
@@ -246,8 +285,8 @@ function renderList() {
         },
         el("span", { class: "req-title" }, title),
         el("span", { class: "req-sub" }, `${who} · ×${req.quantity} · `, timeEl(req.created_at)),
-        statusBadge(req.status),
-        unread ? el("span", { class: "unread" }, el("span", { class: "visually-hidden" }, `${unread} new`), el("span", { "aria-hidden": "true" }, String(unread))) : null,
+        requestBadge(req),
+        unreadBadge(unread),
       ),
     );
   });
@@ -256,6 +295,82 @@ function renderList() {
   }
   $(listId).replaceChildren(...items);
   $(emptyId).hidden = state.requests.size > 0;
+}
+
+function unreadBadge(unread) {
+  if (!unread) return null;
+  return el("span", { class: "unread" }, el("span", { class: "visually-hidden" }, `${unread} new`), el("span", { "aria-hidden": "true" }, String(unread)));
+}
+
+/** A request to several pharmacies: one entry, with how it stands (what one chose, how many accepted). */
+function groupItem({ group, members }) {
+  const first = members[0];
+  const asked = Math.max(first.asked_pharmacies || 0, members.length);
+  const unread = members.reduce((sum, req) => sum + (state.unread.get(req.id) || 0), 0);
+  const current = state.selectedGroup === group || members.some((req) => req.id === state.selected);
+  const chosen = members.find((req) => req.chosen);
+  const accepted = members.filter((req) => req.status === "ACCEPTED").length;
+  let badge;
+  if (chosen) badge = el("span", { class: "badge badge-chosen", dataset: { status: "CHOSEN" } }, "Chosen");
+  else if (accepted) badge = el("span", { class: "badge badge-accepted", dataset: { status: "ACCEPTED" } }, `${accepted} accepted`);
+  else if (members.some((req) => req.status === "PENDING")) badge = statusBadge("PENDING");
+  else if (members.every((req) => req.status === "CANCELLED")) badge = statusBadge("CANCELLED");
+  else badge = statusBadge("REJECTED");
+  const who = chosen ? chosen.pharmacy.name : `${asked} pharmacies`;
+  return el(
+    "li", {},
+    el(
+      "button", {
+        type: "button", class: "req req-group", dataset: { group },
+        "aria-current": current ? "true" : false,
+        onclick: () => openGroup(group),
+      },
+      el("span", { class: "req-title" }, first.medicine_name || `Request #${first.id}`),
+      el("span", { class: "req-sub" }, `${who} · ×${first.quantity} · `, timeEl(first.created_at)),
+      badge,
+      unreadBadge(unread),
+    ),
+  );
+}
+
+/** The patient's request to several pharmacies, every answer in one panel (group.js). */
+async function openGroup(group) {
+  const container = $("p-detail");
+  try {
+    for (const req of (await api.group(group)).results) state.put(req); // every member, however old
+  } catch (error) {
+    toast(error.message);
+    return;
+  }
+  if (!state.groupMembers(group).length) return;
+  if (detail) detail.destroy();
+  state.selected = null;
+  state.selectedGroup = group;
+  container.hidden = false;
+  for (const box of ["p-nothing", "ph-nothing"]) $(box).hidden = true;
+  document.body.dataset.detail = "open";
+  detail = new GroupView(container, group, {
+    live,
+    onClose: () => closeDetail(true),
+    onOpen: (id) => openDetail(id),
+    onChanged: () => { renderList(); if (detail) detail.update(); },
+  });
+  renderList();
+  revealTop(container);
+  detail.heading.focus();
+  detail.markRead();
+}
+
+/** Fetch a group's requests again (another tab chose, say), once however many events say so. */
+const groupsRefreshing = new Set();
+function refreshGroup(group) {
+  if (groupsRefreshing.has(group)) return;
+  groupsRefreshing.add(group);
+  api.group(group).then((body) => {
+    for (const req of body.results) state.put(req);
+    renderList();
+    if (detail) detail.update();
+  }, () => {}).finally(() => groupsRefreshing.delete(group));
 }
 
 async function openDetail(id) {
@@ -268,11 +383,16 @@ async function openDetail(id) {
   }
   if (detail) detail.destroy();
   state.selected = id;
+  state.selectedGroup = null;
   state.unread.delete(id);
   container.hidden = false;
   for (const box of ["p-nothing", "ph-nothing"]) $(box).hidden = true;
   document.body.dataset.detail = "open";
-  detail = new DetailView(container, id, { live, onClose: () => closeDetail(true), onChanged: () => { renderList(); detail && detail.update(); } });
+  const req = state.requests.get(id);
+  const group = state.account.role === "patient" ? req.group ?? null : null;
+  // a request of a group closes back to all its answers
+  const onClose = group !== null ? () => openGroup(group) : () => closeDetail(true);
+  detail = new DetailView(container, id, { live, onClose, onChanged: () => { renderList(); detail && detail.update(); } });
   renderList();
   revealTop(container); // its top, with the phone's "Back to the list", below the top bar
   detail.heading.focus();
@@ -281,9 +401,12 @@ async function openDetail(id) {
 
 function closeDetail(restoreFocus) {
   const id = state.selected;
+  const known = id ? state.requests.get(id) : null;
+  const group = state.selectedGroup ?? (known && known.group !== undefined ? known.group : null);
   if (detail) detail.destroy();
   detail = null;
   state.selected = null;
+  state.selectedGroup = null;
   delete document.body.dataset.detail;
   for (const box of ["p-detail", "ph-detail"]) {
     $(box).hidden = true;
@@ -292,8 +415,10 @@ function closeDetail(restoreFocus) {
   for (const box of ["p-nothing", "ph-nothing"]) $(box).hidden = false;
   if (!state.account) return;
   renderList();
-  if (restoreFocus && id) {
-    const button = document.querySelector(`[data-request-id="${id}"]`);
+  if (restoreFocus && (id || group !== null)) {
+    const button = group !== null && state.account.role === "patient"
+      ? document.querySelector(`.req[data-group="${CSS.escape(String(group))}"]`)
+      : document.querySelector(`.req[data-request-id="${id}"]`);
     if (button) button.focus();
   }
 }
@@ -322,17 +447,22 @@ function onEvent(event) {
     api.request(id).then((req) => { state.put(req); renderList(); }, () => {});
     return;
   }
+  // an open group shows each pharmacy's answer and closing, but not its messages
+  const inGroup = Boolean(detail && detail.group !== undefined && detail.has(id));
   const unreadKind = UNREAD_TYPES.includes(event.type);
-  if (unreadKind && !open) {
+  if (unreadKind && !open && !(inGroup && event.type !== "message")) {
     state.unread.set(id, (state.unread.get(id) || 0) + 1);
   }
-  if (event.type === "request_updated" && !state.requests.get(id).response && event.status !== "CANCELLED") {
+  const group = state.account.role === "patient" ? state.requests.get(id).group ?? null : null;
+  if (event.type === "request_updated" && group !== null) {
+    refreshGroup(group); // a choice closes the others (and says which one) in one go
+  } else if (event.type === "request_updated" && !state.requests.get(id).response && event.status !== "CANCELLED") {
     api.request(id).then((req) => { state.put(req); renderList(); if (detail && detail.id === id) detail.update(); }, () => {});
   }
   alertFor(event);
   renderList();
-  if (open) {
-    if (event.type === "message") detail.showTyping(false);
+  if (open || inGroup) {
+    if (open && event.type === "message") detail.showTyping(false);
     detail.update();
     // only what counts as unread is worth a receipt: answering our own `read` event (or a
     // `typing`) with another `read` made an endless receipt loop until the rate limit hit
@@ -351,7 +481,13 @@ function alertFor(event) {
     const verb = event.status === "ACCEPTED" ? "accepted" : "rejected";
     announce(`${event.pharmacy_name} ${verb} your request${req.medicine_name ? ` for ${req.medicine_name}` : ""}`);
   } else if (event.type === "request_cancelled") {
-    announce(`${req.patient.name} cancelled request ${req.id}`);
+    announce(event.reason === "another_pharmacy_chosen"
+      ? `${req.patient.name} chose another pharmacy for request ${req.id}`
+      : `${req.patient.name} cancelled request ${req.id}`);
+  } else if (event.type === "request_chosen") {
+    chime();
+    notify(`${req.patient.name} chose your offer`, `Request ${req.id}`, `request-${req.id}`, () => openDetail(req.id));
+    announce(`${req.patient.name} chose your offer for request ${req.id}`);
   } else if (event.type === "message" && event.from !== state.account.id && !(detail && detail.id === req.id)) {
     announce(`New message on request ${req.id}`);
   }
@@ -410,19 +546,25 @@ $("new-request").addEventListener("submit", async (event) => {
   try {
     const body = await api.create(data, idempotencyKey);
     idempotencyKey = null;
-    state.put(body.data);
+    const grouped = body.group !== null && body.group !== undefined;
+    for (const req of grouped && Array.isArray(body.requests) ? body.requests : [body.data]) state.put(req);
     form.reset();
+    limitPicks();
     showPreview(null);
     showFormError(form, $("nr-error"), null);
     renderList();
     // the form folds away and the new request is shown, and focused, in the list
     foldNewRequest(true);
-    const sent = document.querySelector(`#p-list [data-request-id="${body.data.id}"]`);
+    const sent = grouped
+      ? document.querySelector(`#p-list [data-group="${CSS.escape(String(body.group))}"]`)
+      : document.querySelector(`#p-list [data-request-id="${body.data.id}"]`);
     if (sent) sent.focus();
-    announce(`Request sent to ${body.data.pharmacy.name}`);
-    toast(`Request sent to ${body.data.pharmacy.name}.`);
+    const to = grouped ? `${state.groupMembers(body.group).length} pharmacies` : body.data.pharmacy.name;
+    announce(`Request sent to ${to}`);
+    toast(`Request sent to ${to}.`);
   } catch (error) {
     if (error.status && error.status < 500) idempotencyKey = null;
+    learnLimit(error);
     showFormError(form, $("nr-error"), error);
   } finally {
     button.disabled = false;

@@ -6,10 +6,91 @@ import { api } from "./api.js";
 import { recordingSupported, VoiceRecorder } from "./recorder.js";
 import { session } from "./session.js";
 import { state } from "./state.js";
-import { announce, el, statusBadge, timeEl, toast } from "./ui.js";
+import { announce, el, showFormError, statusBadge, timeEl, toast } from "./ui.js";
 
 const TYPING_IDLE_MS = 2500;
 const TYPING_SHOWN_MS = 8000;
+
+/** A request's badge: its status, or "Chosen" for the accepted request its patient chose. */
+export function requestBadge(req) {
+  if (req.chosen && req.status === "ACCEPTED") {
+    return el("span", { class: "badge badge-chosen", dataset: { status: "CHOSEN" } }, "Chosen");
+  }
+  return statusBadge(req.status);
+}
+
+/** A price as the patient's browser writes money ("€12.50"), or as given when it cannot. */
+export function money(price, currency) {
+  if (price === null || price === undefined || price === "") return null;
+  if (!currency) return String(price);
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(Number(price));
+  } catch {
+    return `${price} ${currency}`;
+  }
+}
+
+/** The offer an answer carries (price, when ready), as a small list; null without one. */
+export function offerTerms(response) {
+  if (!response) return null;
+  const terms = [];
+  const price = money(response.price, response.currency);
+  if (price) terms.push(["Price", price]);
+  if (response.ready_at) terms.push(["Ready", timeEl(response.ready_at)]);
+  if (!terms.length) return null;
+  return el("dl", { class: "facts offer-terms" }, ...terms.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+/** What a pharmacy answered: its words, its voice message and its offer. */
+export function answerBody(req) {
+  const response = req.response;
+  const parts = [];
+  if (response.message) parts.push(el("blockquote", { class: "answer-text" }, response.message));
+  if (response.audio_url) {
+    parts.push(el("p", { class: "audio-label", id: `voice-${req.id}` }, "Voice message"));
+    parts.push(el("audio", { controls: true, preload: "auto", src: response.audio_url, "aria-labelledby": `voice-${req.id}`, class: "voice" }));
+  }
+  const terms = offerTerms(response);
+  if (terms) parts.push(terms);
+  return parts;
+}
+
+/**
+ * Why a closed request is closed, in words for whoever is reading (null while open). A request of
+ * a group closes when its patient chooses another pharmacy (docs/protocol.md, choosing one).
+ */
+export function closedText(req, role) {
+  if (role === "patient") {
+    if (req.chosen) return `You chose ${req.pharmacy.name}.`;
+    if (req.status !== "CANCELLED") return null;
+    const chosen = req.group !== null && req.group !== undefined ? state.groupMembers(req.group).find((r) => r.chosen) : null;
+    if (chosen) return `Closed: you chose ${chosen.pharmacy.name}.`;
+    if (req.cancel_reason === "another_pharmacy_chosen") return "Closed: you chose another pharmacy.";
+    return "You cancelled this request.";
+  }
+  if (req.chosen) return "The patient chose your offer: expect them.";
+  if (req.status !== "CANCELLED") return null;
+  return req.cancel_reason === "another_pharmacy_chosen"
+    ? "The patient chose another pharmacy."
+    : "The patient cancelled this request.";
+}
+
+/** The prescription: an image, a PDF as a link, or why there is none to show. */
+export function prescriptionNode(req, role) {
+  if (!req.image_url) {
+    const text = role === "pharmacy" && req.status === "CANCELLED"
+      ? "The prescription is no longer shown: this request is closed."
+      : "No prescription image (medicine named instead).";
+    return el("p", { class: "muted" }, text);
+  }
+  const label = `Prescription for request ${req.id}`;
+  if (/\.pdf(\?|$)/.test(new URL(req.image_url, location.href).pathname)) {
+    return el("a", { href: req.image_url, target: "_blank", rel: "noopener", class: "pdf-link" },
+      el("span", { class: "pdf-icon", "aria-hidden": "true" }, "PDF"), "PDF prescription — open");
+  }
+  return el("a", { href: req.image_url, target: "_blank", rel: "noopener", class: "rx-link" },
+    el("img", { src: req.image_url, alt: label, class: "rx" }));
+}
 
 export class DetailView {
   /** ctx: { live, onClose, onChanged } */
@@ -60,27 +141,33 @@ export class DetailView {
       this.threadList, this.typingLine, composer,
     );
 
+    // a patient's request that went to several pharmacies leads back to all their answers
+    const grouped = this.role === "patient" && req.group !== null && req.group !== undefined;
+    const toGroup = grouped
+      ? el("p", {}, el("button", { type: "button", class: "link", onclick: () => this.ctx.onClose() }, "See every pharmacy's answer"))
+      : null;
     this.container.replaceChildren(
-      el("button", { type: "button", class: "link back", onclick: () => this.ctx.onClose() }, "← Back to the list"),
-      this.heading, this.status, this.facts, this.prescription, this.answer, this.actions, this.thread,
+      el("button", { type: "button", class: "link back", onclick: () => this.ctx.onClose() }, grouped ? "← Back to all answers" : "← Back to the list"),
+      ...[this.heading, this.status, toGroup, this.facts, this.prescription, this.answer, this.actions, this.thread].filter(Boolean),
     );
-    this.renderPrescription();
     if (this.role === "pharmacy") this.buildAnswerForm();
   }
 
   update() {
     const req = this.request;
-    this.status.replaceChildren("Status: ", statusBadge(req.status));
+    this.status.replaceChildren("Status: ", requestBadge(req));
     const facts = [["Quantity", String(req.quantity)]];
     if (this.role === "patient") facts.unshift(["Pharmacy", req.pharmacy.name]);
     else {
       facts.unshift(["Patient", req.patient.name]);
       if (req.patient.phone) facts.push(["Phone", req.patient.phone]);
+      if (req.asked_pharmacies > 1) facts.push(["Asked", `${req.asked_pharmacies} pharmacies at once; the patient chooses one`]);
     }
     if (req.medicine_name) facts.push(["Medicine", req.medicine_name]);
     if (req.note) facts.push(["Note", req.note]);
     facts.push(["Sent", timeEl(req.created_at)]);
     this.facts.replaceChildren(...facts.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+    this.renderPrescription();
     this.renderAnswer();
     this.renderActions();
     this.renderThread();
@@ -88,22 +175,14 @@ export class DetailView {
 
   renderPrescription() {
     const req = this.request;
-    if (!req.image_url) {
-      this.prescription.replaceChildren(el("p", { class: "muted" }, "No prescription image (medicine named instead)."));
-      return;
-    }
-    const label = `Prescription for request ${req.id}`;
-    if (/\.pdf(\?|$)/.test(new URL(req.image_url, location.href).pathname)) {
-      this.prescription.replaceChildren(
-        el("a", { href: req.image_url, target: "_blank", rel: "noopener", class: "pdf-link" },
-          el("span", { class: "pdf-icon", "aria-hidden": "true" }, "PDF"), "PDF prescription — open"),
-      );
-      return;
-    }
-    this.prescription.replaceChildren(
-      el("a", { href: req.image_url, target: "_blank", rel: "noopener", class: "rx-link" },
-        el("img", { src: req.image_url, alt: label, class: "rx" })),
-    );
+    // once closed, a pharmacy no longer sees the prescription: it goes at once (and its link stops working)
+    // by the file, not its link: a request fetched again comes with a freshly signed link to the
+    // same file, and an image replaced while it loads is a broken one
+    const file = req.image_url ? new URL(req.image_url, location.href).pathname : "";
+    const key = `${file}|${req.status}`;
+    if (this.prescriptionKey === key) return;
+    this.prescriptionKey = key;
+    this.prescription.replaceChildren(prescriptionNode(req, this.role));
   }
 
   renderAnswer() {
@@ -114,28 +193,21 @@ export class DetailView {
       this.answerForm = null;
       if (this.recorder) this.recorder.stop();
     }
+    const closed = closedText(req, this.role);
     if (!response) {
-      let text = null;
-      if (req.status === "CANCELLED") {
-        text = this.role === "patient" ? "You cancelled this request." : "The patient cancelled this request.";
-      } else if (this.role === "patient") {
-        text = "Waiting for the pharmacy's answer…";
-      }
+      let text = closed;
+      if (!text && this.role === "patient") text = "Waiting for the pharmacy's answer…";
       this.answer.hidden = !text;
-      this.answer.replaceChildren(...(text ? [el("p", { class: "muted" }, text)] : []));
+      this.answer.replaceChildren(...(text ? [el("p", { class: "muted closed-note" }, text)] : []));
       this.answerKey = null;
       return;
     }
     this.answer.hidden = false;
     const who = this.role === "patient" ? req.pharmacy.name : "You";
     const verb = response.status === "ACCEPTED" ? "accepted" : "rejected";
-    const parts = [el("h3", {}, "Answer"), el("p", {}, `${who} ${verb} this request at `, timeEl(response.responded_at), ".")];
-    if (response.message) parts.push(el("blockquote", { class: "answer-text" }, response.message));
-    if (response.audio_url) {
-      parts.push(el("p", { class: "audio-label", id: `voice-${req.id}` }, "Voice message"));
-      parts.push(el("audio", { controls: true, preload: "auto", src: response.audio_url, "aria-labelledby": `voice-${req.id}`, class: "voice" }));
-    }
-    const key = JSON.stringify(response);
+    const parts = [el("h3", {}, "Answer"), el("p", {}, `${who} ${verb} this request at `, timeEl(response.responded_at), "."), ...answerBody(req)];
+    if (closed) parts.push(el("p", { class: req.chosen ? "chosen-note" : "muted closed-note" }, closed));
+    const key = JSON.stringify([response, closed]);
     if (this.answerKey !== key) {
       this.answerKey = key;
       this.answer.replaceChildren(...parts);
@@ -182,6 +254,22 @@ export class DetailView {
     this.discardButton = el("button", { type: "button", class: "link", hidden: true, onclick: () => this.discardVoice() }, "Remove the recording");
     this.answerError = el("p", { class: "form-error", role: "alert" });
     const submit = (status) => (event) => { event.preventDefault(); this.sendAnswer(status, message.value); };
+    // an offer, so a patient who asked several pharmacies compares like with like (all optional)
+    const offer = el(
+      "fieldset", { class: "offer-fields" },
+      el("legend", {}, "If you accept, your offer ", el("span", { class: "muted" }, "(optional)")),
+      el("div", { class: "offer-row" },
+        el("div", {},
+          el("label", { for: "answer-price" }, "Price"),
+          el("input", { id: "answer-price", name: "price", inputmode: "decimal", autocomplete: "off", maxlength: "12", "aria-describedby": "answer-price-hint" })),
+        el("div", {},
+          el("label", { for: "answer-currency" }, "Currency"),
+          el("input", { id: "answer-currency", name: "currency", maxlength: "3", autocomplete: "off", "aria-describedby": "answer-price-hint", class: "currency" })),
+        el("div", {},
+          el("label", { for: "answer-ready" }, "Ready for pickup"),
+          el("input", { id: "answer-ready", name: "ready_at", type: "datetime-local" }))),
+      el("p", { id: "answer-price-hint", class: "hint" }, "Price like 12.50; currency in three letters (EUR), else the server's own."),
+    );
     const voiceRow = recordingSupported()
       ? el("div", { class: "voice-row" }, this.recordButton, this.voiceClock, this.voicePreview, this.discardButton)
       : el("p", { class: "hint" }, "This browser cannot record audio.");
@@ -189,7 +277,7 @@ export class DetailView {
       "form", { class: "answer-form", "aria-labelledby": "answer-title", onsubmit: submit("ACCEPTED") },
       el("h3", { id: "answer-title" }, "Answer"),
       el("label", { for: "answer-text" }, "Message to the patient"),
-      message, voiceRow, this.answerError,
+      message, voiceRow, offer, this.answerError,
       el("div", { class: "row" },
         el("button", { type: "submit", class: "accept" }, "Accept"),
         el("button", { type: "button", class: "danger", onclick: submit("REJECTED") }, "Reject")),
@@ -246,6 +334,15 @@ export class DetailView {
     form.append("request_id", String(this.id));
     form.append("status", status);
     if (text.trim()) form.append("text_message", text.trim());
+    const fields = this.answerForm.elements;
+    const price = fields.price.value.trim().replace(",", ".");
+    if (status === "ACCEPTED" && price) form.append("price", price);
+    const currency = fields.currency.value.trim().toUpperCase();
+    if (status === "ACCEPTED" && price && currency) form.append("currency", currency);
+    const ready = fields.ready_at.value; // the pharmacy's local time, sent with its offset (UTC)
+    if (status === "ACCEPTED" && ready && !Number.isNaN(new Date(ready).getTime())) {
+      form.append("ready_at", new Date(ready).toISOString().replace("Z", "+00:00"));
+    }
     if (this.voiceBlob) form.append("audio", this.voiceBlob, this.recorder.fileName());
     const buttons = this.answerForm.querySelectorAll("button");
     buttons.forEach((b) => { b.disabled = true; });
@@ -256,7 +353,7 @@ export class DetailView {
       this.ctx.onChanged(this.id);
       this.heading.focus();
     } catch (error) {
-      this.answerError.textContent = error.message;
+      showFormError(this.answerForm, this.answerError, error);
       buttons.forEach((b) => { b.disabled = false; });
     }
   }

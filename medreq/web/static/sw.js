@@ -12,7 +12,9 @@ const TEXT = {
     e.status === "ACCEPTED" ? "Your request was accepted" : "Your request was answered",
     `The pharmacy answered request #${e.request_id}.`,
   ],
-  request_cancelled: (e) => ["Request cancelled", `Request #${e.request_id} was cancelled by the patient.`],
+  // the push carries no reason: the patient cancelled, or chose another pharmacy of those asked
+  request_cancelled: (e) => ["Request closed", `The patient closed request #${e.request_id}.`],
+  request_chosen: (e) => ["Your offer was chosen", `The patient chose you for request #${e.request_id}.`],
   message: (e) => ["New message", `A new message about request #${e.request_id}.`],
 };
 

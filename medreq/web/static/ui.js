@@ -65,6 +65,7 @@ export function timeEl(iso) {
 
 /** The words a form field goes by: its label's own text ("Phone", not "Phone (optional)"). */
 function labelText(input) {
+  if (input.tagName === "FIELDSET") return input.querySelector("legend").textContent.trim();
   const label = input.labels && input.labels[0];
   const own = label ? [...label.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("") : "";
   return own.trim() || input.name;
@@ -82,6 +83,10 @@ export function missingFields(form) {
   const fields = {};
   for (const input of form.querySelectorAll("[required]")) {
     if (!String(input.value).trim()) fields[input.name] = input.dataset.missing || `Enter ${labelText(input).toLowerCase()}.`;
+  }
+  // a group of checkboxes (`<fieldset data-field-for>`): at least one ticked
+  for (const group of form.querySelectorAll("fieldset[data-field-for][data-missing]")) {
+    if (!group.querySelector("input:checked")) fields[group.dataset.fieldFor] = group.dataset.missing;
   }
   return Object.keys(fields).length ? fields : null;
 }
@@ -112,7 +117,8 @@ export function showFormError(form, errorLine, error, { sentences = false } = {}
   let first = null;
   let placed = 0;
   for (const [name, text] of Object.entries(error.fields || {})) {
-    const input = form.elements.namedItem(name);
+    // a field of several inputs (checkboxes sharing a name) answers for itself as its fieldset
+    const input = form.querySelector(`fieldset[data-field-for="${name}"]`) || form.elements.namedItem(name);
     if (!input || !input.setAttribute || !input.id) {
       const what = name.replace(/_/g, " ");
       unplaced.push(sentences ? text : `${what.charAt(0).toUpperCase()}${what.slice(1)}: ${text}.`);
@@ -120,7 +126,7 @@ export function showFormError(form, errorLine, error, { sentences = false } = {}
     }
     const line = el("p", { class: "field-error", id: `${input.id}-error` }, sentences ? text : fieldSentence(input, text));
     input.after(line);
-    input.setAttribute("aria-invalid", "true");
+    if (input.tagName !== "FIELDSET") input.setAttribute("aria-invalid", "true"); // not a group's attribute
     input.setAttribute("aria-describedby", [line.id, input.getAttribute("aria-describedby")].filter(Boolean).join(" "));
     first = first || input;
     placed += 1;
@@ -128,5 +134,5 @@ export function showFormError(form, errorLine, error, { sentences = false } = {}
   if (!placed) errorLine.textContent = error.message;
   else if (unplaced.length) errorLine.textContent = unplaced.join(" ");
   else if (placed > 1) errorLine.textContent = `${placed} fields need a change: see the message under each.`;
-  if (first) first.focus();
+  if (first) (first.tagName === "FIELDSET" ? first.querySelector("input:not(:disabled)") || first : first).focus();
 }
