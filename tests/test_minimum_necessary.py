@@ -6,6 +6,7 @@ patient's own links keep working. A disabled account's links stop too."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -20,7 +21,16 @@ from typer.testing import CliRunner
 
 from medreq.cli import app
 
-from .conftest import Account, ServerProcess, make_account, png, wav
+from .conftest import (
+    Account,
+    ServerProcess,
+    create_database,
+    drop_database,
+    make_account,
+    png,
+    require_service,
+    wav,
+)
 from .test_webhooks import FAST, set_webhook, until
 from .wire import open_ws, post_request, post_response, recv_json
 
@@ -34,6 +44,21 @@ def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The same on PostgreSQL, whose fast path (storage/pgfast.py) creates requests and replays
+    events with statements of its own."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    url = asyncio.run(create_database())
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("minimum-pg") / "data", env={**FAST, "MEDREQ_DATABASE_URL": url}
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    asyncio.run(drop_database(url))
 
 
 class HeldReceiver:
@@ -127,10 +152,18 @@ async def socket_events(server: ServerProcess, account: Account, want: int) -> l
         return [await recv_json(ws) for _ in range(want)]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_server(request: pytest.FixtureRequest) -> ServerProcess:
+    server: ServerProcess = request.getfixturevalue(
+        "fast_server" if request.param == "sqlite" else "pg_server"
+    )
+    return server
+
+
 async def test_cancelled_request_withdraws_phone_and_prescription_from_its_pharmacy(
-    fast_server: ServerProcess,
+    either_server: ServerProcess,
 ) -> None:
-    server = fast_server
+    server = either_server
     patient = make_account(server.url, "patient", name="Maria Patient", phone=PHONE)
     pharmacy = make_account(server.url, "pharmacy", name="Corner Pharmacy")
     image = png(5, 5)
