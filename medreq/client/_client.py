@@ -10,7 +10,7 @@ URLs and tokens both sides use live in one `_tokens.Session`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -209,7 +209,7 @@ class MedreqClient:
 
     async def create_request(
         self,
-        pharmacy: int,
+        pharmacy: int | Sequence[int],
         quantity: int,
         image: FileInput | None = None,
         *,
@@ -220,9 +220,13 @@ class MedreqClient:
         filename: str | None = None,
         progress: Progress | None = None,
     ) -> RequestCreatedOut:
-        """``POST /medicine/request/`` (multipart); ``image`` is streamed, never read whole."""
+        """``POST /medicine/request/`` (multipart); ``image`` is streamed, never read whole.
+
+        ``pharmacy``: one id, or several (docs/protocol.md §8): one request per pharmacy, all in
+        one ``group``; the answer's ``requests`` holds them in the order named (``request_id``
+        and ``data`` are the first). An ``idempotency_key`` covers the whole group."""
+        pharmacies = [pharmacy] if isinstance(pharmacy, int) else list(pharmacy)
         fields = {
-            "pharmacy": pharmacy,
             "quantity": quantity,
             "patient": patient,
             "medicine_name": medicine_name,
@@ -233,9 +237,17 @@ class MedreqClient:
             RequestCreatedOut,
             "POST",
             "/medicine/request/",
-            build=_multipart(fields, "image", image, filename, progress),
+            build=_multipart(fields, "image", image, filename, progress, repeated={"pharmacy": pharmacies}),
             headers=headers,
         )
+
+    async def choose(self, request_id: int) -> RequestOut:
+        """``POST /medicine/request/{id}/choose/`` (the patient, on an ``ACCEPTED`` request of a
+        group): the request comes back with ``chosen`` true, and every other open request of its
+        group is cancelled (``cancel_reason`` ``another_pharmacy_chosen``). Choosing the same
+        request again is fine; another one of the group once one is chosen is `Conflict`."""
+        body = await self._json("POST", f"/medicine/request/{int(request_id)}/choose/")
+        return RequestOut.model_validate(body.get("data", body))
 
     async def respond(
         self,
@@ -246,9 +258,21 @@ class MedreqClient:
         audio: FileInput | None = None,
         filename: str | None = None,
         progress: Progress | None = None,
+        price: str | None = None,
+        currency: str | None = None,
+        ready_at: str | None = None,
     ) -> ResponseSentOut:
-        """``POST /medicine/response/`` (multipart), as the addressed pharmacy."""
-        fields = {"request_id": request_id, "status": status, "text_message": text_message}
+        """``POST /medicine/response/`` (multipart), as the addressed pharmacy; an offer may come
+        with it (docs/protocol.md §8): ``price`` a decimal string (``"12.50"``), ``currency``
+        ISO 4217, ``ready_at`` ISO 8601 (when it can be picked up)."""
+        fields = {
+            "request_id": request_id,
+            "status": status,
+            "text_message": text_message,
+            "price": price,
+            "currency": currency,
+            "ready_at": ready_at,
+        }
         return await self._call(
             ResponseSentOut,
             "POST",
@@ -257,23 +281,32 @@ class MedreqClient:
         )
 
     async def list_requests(
-        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        *,
+        group: int | None = None,
     ) -> RequestListOut:
-        """One page of ``GET /medicine/request/`` (newest first)."""
-        params = {
-            k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None
-        }
+        """One page of ``GET /medicine/request/`` (newest first); ``group``: only that group's."""
+        query = {"status": status, "limit": limit, "cursor": cursor, "group": group}
+        params = {k: v for k, v in query.items() if v is not None}
         return await self._call(RequestListOut, "GET", "/medicine/request/", params=params)
 
     async def iter_requests(
-        self, status: str | None = None, *, limit: int | None = None, page_size: int = 50
+        self,
+        status: str | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 50,
+        group: int | None = None,
     ) -> AsyncIterator[RequestOut]:
         """Every request (or the first ``limit``), following the ``next`` cursors."""
         cursor: str | None = None
         seen = 0
         while limit is None or seen < limit:
             size = page_size if limit is None else max(1, min(page_size, limit - seen))
-            page = await self.list_requests(status=status, limit=size, cursor=cursor)
+            page = await self.list_requests(status=status, limit=size, cursor=cursor, group=group)
             for item in page.results:
                 if limit is not None and seen >= limit:
                     return
@@ -426,9 +459,17 @@ def _multipart(
     source: FileInput | None,
     filename: str | None,
     progress: Progress | None,
+    *,
+    repeated: dict[str, list[int]] | None = None,
 ) -> Build:
+    """The multipart body: ``repeated`` fields first, one part per value (``pharmacy=1``,
+    ``pharmacy=2``), then ``fields``, then the file."""
+
     def build(stack: ExitStack) -> dict[str, Any]:
-        files: list[tuple[str, Any]] = list(form_fields(fields))
+        files: list[tuple[str, Any]] = [
+            (name, (None, str(value))) for name, values in (repeated or {}).items() for value in values
+        ]
+        files += form_fields(fields)
         if source is not None:
             files.append((file_field, open_file(stack, source, filename, progress)))
         return {"files": files}

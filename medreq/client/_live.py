@@ -160,12 +160,21 @@ class LiveConnection:
     # --- sending --------------------------------------------------------------------------------
 
     async def respond(
-        self, request_id: int, status: Literal["ACCEPTED", "REJECTED"], message: str | None = None
+        self,
+        request_id: int,
+        status: Literal["ACCEPTED", "REJECTED"],
+        message: str | None = None,
+        *,
+        price: str | None = None,
+        currency: str | None = None,
+        ready_at: str | None = None,
     ) -> RequestOut:
-        """Answer a request over the socket (as ``POST /medicine/response/``); the updated request."""
-        reply = await self._request(
-            {"type": "response", "request_id": request_id, "status": status, "message": message}
-        )
+        """Answer a request over the socket (as ``POST /medicine/response/``, with an optional
+        offer: ``price``, ``currency``, ``ready_at``); the updated request."""
+        offer = {"price": price, "currency": currency, "ready_at": ready_at}
+        frame: dict[str, Any] = {"type": "response", "request_id": request_id, "status": status}
+        frame |= {"message": message} | {k: v for k, v in offer.items() if v is not None}
+        reply = await self._request(frame)
         return RequestOut.model_validate(reply["data"])
 
     async def send_message(self, request_id: int, text: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ need the async API (`MedreqClient.connect`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -88,7 +88,7 @@ class SyncMedreqClient:
         self._run(self.client.remove_push_subscription(subscription_id))
 
     def create_request(
-        self, pharmacy: int, quantity: int, image: FileInput | None = None, **kwargs: Any
+        self, pharmacy: int | Sequence[int], quantity: int, image: FileInput | None = None, **kwargs: Any
     ) -> RequestCreatedOut:
         return self._run(self.client.create_request(pharmacy, quantity, image, **kwargs))
 
@@ -101,23 +101,46 @@ class SyncMedreqClient:
         audio: FileInput | None = None,
         filename: str | None = None,
         progress: Progress | None = None,
+        price: str | None = None,
+        currency: str | None = None,
+        ready_at: str | None = None,
     ) -> ResponseSentOut:
         return self._run(
             self.client.respond(
-                request_id, status, text_message, audio=audio, filename=filename, progress=progress
+                request_id,
+                status,
+                text_message,
+                audio=audio,
+                filename=filename,
+                progress=progress,
+                price=price,
+                currency=currency,
+                ready_at=ready_at,
             )
         )
 
-    def list_requests(
-        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
-    ) -> RequestListOut:
-        return self._run(self.client.list_requests(status, limit, cursor))
+    def choose(self, request_id: int) -> RequestOut:
+        return self._run(self.client.choose(request_id))
 
-    def iter_requests(self, status: str | None = None, *, limit: int | None = None) -> Iterator[RequestOut]:
+    def list_requests(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        *,
+        group: int | None = None,
+    ) -> RequestListOut:
+        return self._run(self.client.list_requests(status, limit, cursor, group=group))
+
+    def iter_requests(
+        self, status: str | None = None, *, limit: int | None = None, group: int | None = None
+    ) -> Iterator[RequestOut]:
         cursor: str | None = None
         seen = 0
         while limit is None or seen < limit:
-            page = self.list_requests(status, None if limit is None else min(100, limit - seen), cursor)
+            page = self.list_requests(
+                status, None if limit is None else min(100, limit - seen), cursor, group=group
+            )
             for item in page.results[: None if limit is None else limit - seen]:
                 seen += 1
                 yield item
