@@ -118,6 +118,13 @@ def bench(
     image: bool = typer.Option(
         False, "--image", help="cycle: every request carries a 32 KB prescription photo (PNG)."
     ),
+    pharmacies: int = typer.Option(
+        1,
+        min=1,
+        max=5,
+        help="cycle: also run cycles asking this many pharmacies at once (all accept, the patient chooses) "
+        "and compare their server CPU with single-pharmacy cycles.",
+    ),
     events: int = typer.Option(5000, help="webhook: events to deliver."),
     as_json: Annotated[bool, json_option("Print the results as JSON on stdout (default: tables).")] = False,
 ) -> None:
@@ -141,13 +148,20 @@ def bench(
         if name == "notify":
             results[name] = benchmarks.run_notify(rate_list, seconds)
         elif name == "cycle":
-            results[name] = benchmarks.run_cycle(workers, processes, seconds, webhook=webhook, image=image)
+            results[name] = benchmarks.run_cycle(
+                workers, processes, seconds, webhook=webhook, image=image, pharmacies=pharmacies
+            )
         elif name == "webhook":
             results[name] = benchmarks.run_webhook(events, workers // 2 or 1)
         else:
             results[name] = benchmarks.run_idle(connections, per_account, processes, hold, modes)
         if not as_json:
             out.print(bench_table(results[name]))
+            if results[name].get("group_vs_single_cpu") is not None:
+                out.print(
+                    f"server CPU per group cycle ({pharmacies} pharmacies, a choice) = "
+                    f"[bold]{results[name]['group_vs_single_cpu']:g}×[/bold] a single-pharmacy cycle's"
+                )
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
     else:

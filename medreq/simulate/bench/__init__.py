@@ -2,7 +2,8 @@
 
 - ``notify``: request → pharmacy notification latency at fixed offered rates (open loop);
 - ``cycle``: full request → notify → WS answer → patient cycles per second (closed loop) and
-  the server's own CPU time per cycle;
+  the server's own CPU time per cycle; with ``pharmacies`` > 1, then the same with every request
+  asked of that many pharmacies and a choice (`group`), on the same server, and the ratio;
 - ``webhook``: the deliverer's throughput to a local receiver, and each event's latency;
 - ``idle``: idle authenticated WebSockets held by one server: RSS per connection, heartbeat,
   delivery latency to one of them — with WebSocket compression off and on.
@@ -24,6 +25,7 @@ from typing import Any
 
 from ..server import ServerProcess, raise_fd_limit, tree_cpu_seconds
 from .cycle import bench_cycle
+from .group import bench_group_cycle
 from .idle import bench_idle
 from .notify import bench_notify
 from .webhook import WEBHOOK_ENV, bench_webhook
@@ -67,10 +69,13 @@ def run_cycle(
     webhook: bool = False,
     image: bool = False,
     meter: Callable[[int], float] = tree_cpu_seconds,
+    pharmacies: int = 1,
 ) -> dict[str, Any]:
     """`meter(pid)`: the server's cumulative cost, read at both ends of the measured window
     (the CPU seconds of it and its workers); loadtests/ pass their own to sample more over the
-    same window."""
+    same window. ``pharmacies`` > 1: after the single-pharmacy cycles, group cycles (each request
+    asked of that many, all accept, the patient chooses) on the same server, and
+    ``group_vs_single_cpu``: a group cycle's server CPU over a single one's."""
     with ServerProcess(env=WEBHOOK_ENV if webhook else None) as server:
         result = bench_cycle(
             server.url,
@@ -82,7 +87,20 @@ def run_cycle(
             image=image,
             meter=meter,
         )
-    return {"benchmark": "cycle", "results": [result]}
+        if pharmacies <= 1:
+            return {"benchmark": "cycle", "results": [result]}
+        group = bench_group_cycle(
+            server.url,
+            server.pid,
+            pharmacies=pharmacies,
+            workers=workers,
+            processes=processes,
+            seconds=seconds,
+            meter=meter,
+        )
+    single_ms, group_ms = result["server_cpu_ms_per_cycle"], group["server_cpu_ms_per_cycle"]
+    ratio = round(group_ms / single_ms, 2) if single_ms else None
+    return {"benchmark": "cycle", "results": [result, group], "group_vs_single_cpu": ratio}
 
 
 def run_webhook(events: int, concurrency: int) -> dict[str, Any]:

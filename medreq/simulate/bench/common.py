@@ -64,12 +64,16 @@ class RawHTTP:
             self._writer.close()
 
 
-def multipart(fields: dict[str, str], image: bytes | None = None) -> tuple[bytes, str]:
-    """A multipart/form-data body of plain fields (and an `image` PNG), and its Content-Type."""
+def multipart(
+    fields: dict[str, str] | list[tuple[str, str]], image: bytes | None = None
+) -> tuple[bytes, str]:
+    """A multipart/form-data body of plain fields (pairs when a name repeats: ``pharmacy``) and
+    an `image` PNG, and its Content-Type."""
     boundary = "b" + uuid.uuid4().hex
+    pairs = list(fields.items()) if isinstance(fields, dict) else fields
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
+        for name, value in pairs
     ]
     if image is not None:
         parts.append(
