@@ -9,6 +9,7 @@ secret exists: generated once and persisted in the data dir, never hard-coded.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -43,6 +44,10 @@ class Settings:
     media_url_ttl: int = 24 * 3600
     max_image_bytes: int = 10 * 1024 * 1024
     max_audio_bytes: int = 10 * 1024 * 1024
+    # docs/protocol.md §8: the most pharmacies one request may ask at once (a repeated `pharmacy`),
+    # and the currency of an answer's price when the pharmacy names none (ISO 4217)
+    max_pharmacies_per_request: int = 5
+    default_currency: str = "EUR"
     open_registration: bool = True
     # pharmacies that register themselves: open (active at once), approval (pending until an
     # operator approves them: a look-alike must not receive patients' data) or closed
@@ -155,6 +160,10 @@ class Settings:
         if self.pharmacy_registration not in PHARMACY_REGISTRATION:
             choices = ", ".join(PHARMACY_REGISTRATION)
             raise ValueError(f"pharmacy registration must be one of {choices}, not {self.pharmacy_registration!r}")
+        if self.max_pharmacies_per_request < 1:
+            raise ValueError(f"max pharmacies per request must be at least 1, not {self.max_pharmacies_per_request}")
+        if not re.fullmatch(r"[A-Z]{3}", self.default_currency):
+            raise ValueError(f"default currency must be an ISO 4217 code like EUR, not {self.default_currency!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

@@ -28,18 +28,19 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[object, tuple[float, float]] = {}  # key → (tokens, last refill)
 
-    def hit(self, key: object) -> None:
-        """Take one token for `key`, or raise RateLimited with the seconds until one is free."""
+    def hit(self, key: object, cost: float = 1.0) -> None:
+        """Take `cost` tokens (one call: one) for `key`, or raise RateLimited with the seconds
+        until they are free."""
         if not self.enabled:
             return
         now = self._clock()
         tokens, last = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
+        if tokens < cost:
             self._buckets[key] = (tokens, now)
             metrics.rate_limited(self.name)
-            raise RateLimited("rate limit exceeded, slow down", retry_after=(1.0 - tokens) / self.rate)
-        self._buckets[key] = (tokens - 1.0, now)
+            raise RateLimited("rate limit exceeded, slow down", retry_after=(cost - tokens) / self.rate)
+        self._buckets[key] = (tokens - cost, now)
         if len(self._buckets) > 100_000:
             self._forget_full(now)
 

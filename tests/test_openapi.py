@@ -96,7 +96,7 @@ def test_limits_come_from_the_models() -> None:
 def _limits(prop: dict[str, Any]) -> dict[str, Any]:
     """A property's bounds, looking through `anyOf: [X, null]` (an optional field)."""
     options = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
-    keys = ("minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern", "enum", "const")
+    keys = ("minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern", "enum", "const", "maxItems")
     return {key: option[key] for option in options for key in keys if key in option}
 
 

@@ -157,6 +157,23 @@ async def _scene(server: ServerProcess, patient: Account, pharmacy: Account) -> 
                 server, pharmacy, request_id=third["request_id"], status="REJECTED", text_message="No"
             )
             await _drain(pws, hws)
+            # §8: two pharmacies at once, an offer, a choice (request_chosen, request_cancelled's reason)
+            other = make_account(server.url, "pharmacy", name="Other")
+            group = httpx.post(
+                f"{server.url}/medicine/request/",
+                data={"pharmacy": [str(pharmacy.id), str(other.id)], "quantity": "1", "medicine_name": "Zinc"},
+                headers=patient.headers,
+            ).json()
+            chosen = group["requests"][0]["id"]
+            await _drain(pws, hws)
+            httpx.post(
+                f"{server.url}/medicine/response/",
+                data={"request_id": str(chosen), "status": "ACCEPTED", "price": "4.5", "currency": "EUR"},
+                headers=pharmacy.headers,
+            )
+            httpx.post(f"{server.url}/medicine/request/{chosen}/choose/", headers=patient.headers)
+            httpx.get(f"{server.url}/medicine/request/?group={group['group']}", headers=patient.headers)
+            await _drain(pws, hws)
         await _drain(pws)  # presence: the pharmacy went offline
     for account in (patient, pharmacy):
         httpx.get(f"{server.url}/medicine/request/", headers=account.headers)

@@ -123,6 +123,12 @@ def serve(
         show_default="256",
         help="Open connections per client address, 0 for none (behind a proxy).",
     ),
+    max_pharmacies_per_request: int | None = typer.Option(
+        None,
+        envvar="MEDREQ_MAX_PHARMACIES_PER_REQUEST",
+        show_default="5",
+        help="Pharmacies a patient may ask at once with one request.",
+    ),
 ) -> None:
     """Run the medreq server: REST, WebSockets and media.
 
@@ -146,6 +152,7 @@ def serve(
             rate_limit_enabled=rate_limit,
             max_connections=max_connections,
             max_connections_per_client=max_connections_per_client,
+            max_pharmacies_per_request=max_pharmacies_per_request,
             log_level=log_level,
             log_format=log_format,
             cors_origins=",".join(cors_origin) if cors_origin else None,

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from .fields import CorrelationId, Outbound
+from .fields import CancelReason, CorrelationId, Outbound
 from .rest import ErrorDetail, MessageOut, RequestOut
 
 OPTIONAL_ON_THE_WIRE = ("trace_id",)
@@ -69,6 +69,8 @@ class NewRequestEvent(TypedEvent):
     note: str | None = None
     #: a signed link to the prescription, or null
     image_url: str | None = None
+    #: how many pharmacies the patient asked at once (1 for a single request; docs/protocol.md §8)
+    asked_pharmacies: int = 1
 
 
 class PharmacyResponseEvent(TypedEvent):
@@ -82,10 +84,15 @@ class PharmacyResponseEvent(TypedEvent):
     audio_url: str | None = None
     pharmacy_id: int | None = None
     pharmacy_name: str | None = None
+    #: the offer (docs/protocol.md §8), each null when not given
+    price: str | None = None
+    currency: str | None = None
+    ready_at: str | None = None
 
 
 class RequestUpdatedEvent(TypedEvent):
-    """To the account that answered or cancelled a request, on all its connections."""
+    """To the account that answered, cancelled or chose a request, on all its connections (for a
+    choice, one per request it changed: the chosen one and each it cancelled)."""
 
     type: Literal["request_updated"] = "request_updated"
     request_id: int
@@ -93,11 +100,20 @@ class RequestUpdatedEvent(TypedEvent):
 
 
 class RequestCancelledEvent(TypedEvent):
-    """To a pharmacy: the patient cancelled a pending request."""
+    """To a pharmacy: the patient cancelled a pending request, or chose another pharmacy of its group."""
 
     type: Literal["request_cancelled"] = "request_cancelled"
     request_id: int
     patient_id: int | None = None
+    #: patient_cancelled, or another_pharmacy_chosen (docs/protocol.md §8)
+    reason: CancelReason | None = None
+
+
+class RequestChosenEvent(TypedEvent):
+    """To a pharmacy: the patient chose its accepted answer among the pharmacies it asked."""
+
+    type: Literal["request_chosen"] = "request_chosen"
+    request_id: int
 
 
 class MessageEvent(TypedEvent):
@@ -154,6 +170,7 @@ ServerEvent = Annotated[
     | PharmacyResponseEvent
     | RequestUpdatedEvent
     | RequestCancelledEvent
+    | RequestChosenEvent
     | MessageEvent
     | TypingEvent
     | ReadEvent
@@ -226,6 +243,7 @@ ServerFrame = Annotated[
     | PharmacyResponseEvent
     | RequestUpdatedEvent
     | RequestCancelledEvent
+    | RequestChosenEvent
     | MessageEvent
     | TypingEvent
     | ReadEvent

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -25,6 +26,7 @@ Role = Literal["patient", "pharmacy"]
 Status = Literal["PENDING", "ACCEPTED", "REJECTED", "CANCELLED"]
 Answer = Literal["ACCEPTED", "REJECTED"]
 AccountStatus = Literal["active", "pending", "disabled"]
+CancelReason = Literal["patient_cancelled", "another_pharmacy_chosen"]
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
 MAX_ID = 2**63 - 1  # ids are 64-bit in every store; a bigger one names nothing
@@ -79,6 +81,41 @@ PageLimit = Annotated[int, Field(ge=1, le=100), BeforeValidator(_plain_int)]
 CorrelationId = str | int | None
 """A client message's `id`, echoed as `ref` in its reply."""
 
+# --- an answer's offer (docs/protocol.md §8) -------------------------------------------------------
+
+_PRICE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
+READY_AT_SKEW = timedelta(minutes=1)  # a clock a little behind the server's is not "in the past"
+
+
+def _price(value: Any) -> Any:
+    """A decimal string ≥ 0 with at most 2 places, given back with exactly two ("12.5" → "12.50")."""
+    if not isinstance(value, str) or not _PRICE.fullmatch(value):
+        raise PydanticCustomError(
+            "price", "must be a decimal string like 12.50 (digits, at most 2 places, not negative)"
+        )
+    whole, _, cents = value.partition(".")
+    return f"{int(whole)}.{cents.ljust(2, '0')}"
+
+
+def _ready_at(value: Any) -> Any:
+    """An ISO 8601 time with its UTC offset, not in the past; given back in UTC."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise PydanticCustomError("ready_at", "must be an ISO 8601 date and time with its offset")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("ready_at", "must be an ISO 8601 date and time with its offset") from None
+    if when.tzinfo is None:
+        raise PydanticCustomError("ready_at", "must carry its UTC offset (e.g. +00:00)")
+    if when < datetime.now(UTC) - READY_AT_SKEW:
+        raise PydanticCustomError("ready_at", "must not be in the past")
+    return when.astimezone(UTC).isoformat()
+
+
+Price = Annotated[str, BeforeValidator(_price), Field(max_length=12, examples=["12.50"])]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
+ReadyAt = Annotated[str, BeforeValidator(_ready_at), Field(max_length=40, examples=["2026-12-03T17:00:00+00:00"])]
+
 
 class Inbound(BaseModel):
     """What a client sends: unknown fields ignored, text stripped."""
@@ -123,7 +160,8 @@ def validation_error(exc: ValidationError) -> Invalid:
     """One §1 `validation_error` from pydantic's list of errors."""
     fields: dict[str, str] = {}
     for err in exc.errors(include_url=False):
-        name = ".".join(str(part) for part in err["loc"]) or "body"
+        # a list's items are named by the list (`pharmacy`, repeated in a form), not by position
+        name = ".".join(str(part) for part in err["loc"] if not isinstance(part, int)) or "body"
         fields.setdefault(name, _describe(err))
     first_name, first_text = next(iter(fields.items()))
     return Invalid(f"{first_name}: {first_text}", fields=fields)

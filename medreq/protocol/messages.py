@@ -10,7 +10,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
-from .fields import MAX_ID, Answer, CorrelationId, DbId, Inbound, Text
+from .fields import MAX_ID, Answer, CorrelationId, Currency, DbId, Inbound, Price, ReadyAt, Text
 
 
 class WsIn(Inbound):
@@ -31,6 +31,10 @@ class ResponseIn(WsIn):
     request_id: DbId
     status: Answer
     message: Text | None = Field(default=None, max_length=2000)
+    #: the offer, as on `POST /medicine/response/` (docs/protocol.md §8)
+    price: Price | None = None
+    currency: Currency | None = None
+    ready_at: ReadyAt | None = None
 
 
 class ResumeIn(WsIn):

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from .codes import ErrorCode
 from .fields import (
     USERNAME_PATTERN,
     AccountStatus,
     Answer,
+    CancelReason,
+    Currency,
     FormId,
     Inbound,
     Line,
     Outbound,
     PageLimit,
+    Price,
     Quantity,
+    ReadyAt,
     Role,
     Status,
     Text,
@@ -187,8 +191,17 @@ class PharmacyListOut(Outbound):
 # --- §3 medicine requests ----------------------------------------------------------------------
 
 
+MAX_PHARMACIES = 100
+"""The most pharmacies a form may name, whatever the server allows (its limit is configured)."""
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
 class RequestForm(Inbound):
-    pharmacy: FormId
+    #: the pharmacies to ask, in order; the form field repeated (docs/protocol.md §8)
+    pharmacy: Annotated[list[FormId], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_PHARMACIES)]
     quantity: Quantity
     patient: FormId | None = None
     medicine_name: Line | None = Field(default=None, max_length=200)
@@ -199,6 +212,11 @@ class ResponseForm(Inbound):
     request_id: FormId
     status: Answer
     text_message: Text | None = Field(default=None, max_length=2000)
+    #: the offer (docs/protocol.md §8): a decimal string with at most 2 places, its ISO 4217
+    #: currency (default: the server's), when it can be picked up (ISO 8601, not in the past)
+    price: Price | None = None
+    currency: Currency | None = None
+    ready_at: ReadyAt | None = None
 
 
 class MessageBody(Inbound):
@@ -207,6 +225,8 @@ class MessageBody(Inbound):
 
 class ListQuery(Inbound):
     status: Status | None = None
+    #: the requests of one group (docs/protocol.md §8)
+    group: FormId | None = None
     limit: PageLimit = 20
     cursor: Line | None = Field(default=None, max_length=100)
 
@@ -222,6 +242,10 @@ class ResponseOut(Outbound):
     message: str | None = None
     audio_url: str | None = None
     responded_at: str
+    #: the offer (docs/protocol.md §8), each null when not given
+    price: str | None = None
+    currency: str | None = None
+    ready_at: str | None = None
 
 
 class RequestOut(Outbound):
@@ -238,6 +262,12 @@ class RequestOut(Outbound):
     updated_at: str
     #: the caller's events of this request after its last `read` mark (docs/protocol.md §5)
     unread: int = 0
+    #: docs/protocol.md §8: the request's group (null for a single request, and always for a
+    #: pharmacy), how many pharmacies were asked, whether the patient chose it, why it was cancelled
+    group: int | None = None
+    asked_pharmacies: int = 1
+    chosen: bool = False
+    cancel_reason: CancelReason | None = None
 
 
 class MessageOut(Outbound):
@@ -257,8 +287,12 @@ class RequestDetailOut(RequestOut):
 
 class RequestCreatedOut(Outbound):
     message: str
+    #: the first request's id, and the first request
     request_id: int
     data: RequestOut
+    #: docs/protocol.md §8: the group (null for one pharmacy) and every request, in the order named
+    group: int | None = None
+    requests: list[RequestOut] = []
 
 
 class ResponseSentOut(Outbound):

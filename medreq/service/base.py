@@ -54,6 +54,17 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """What an answer may offer (docs/protocol.md §8), each validated by the transport's model:
+    a price (a decimal string with two places), its ISO 4217 currency (None: the server's
+    default, when there is a price), when it is ready (ISO 8601 in UTC)."""
+
+    price: str | None = None
+    currency: str | None = None
+    ready_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """The few bounds a transport applies before it calls the service: the largest upload it
     should read (the service checks it again while saving) and a socket's slow-consumer bounds."""
@@ -63,6 +74,9 @@ class Limits:
     ws_queue_size: int
     ws_max_unsent: int
     ws_send_timeout: float
+    #: docs/protocol.md §8: pharmacies one request may ask, and an offer's currency when none is named
+    max_pharmacies_per_request: int = 5
+    default_currency: str = "EUR"
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -72,6 +86,8 @@ class Limits:
             ws_queue_size=settings.ws_queue_size,
             ws_max_unsent=settings.ws_max_unsent,
             ws_send_timeout=settings.ws_send_timeout,
+            max_pharmacies_per_request=settings.max_pharmacies_per_request,
+            default_currency=settings.default_currency,
         )
 
 

@@ -39,6 +39,7 @@ from ..storage import Store
 from . import retention
 from .accounts import Accounts
 from .base import Core, Limits
+from .choice import Choice
 from .conversation import Conversation
 from .deliverer import Deliverer
 from .delivery import Delivery
@@ -71,6 +72,7 @@ class MedreqService:
         throttle = Throttle(settings, store, tokens.fingerprint)
         accounts = Accounts(settings, store, tokens, directory, throttle)
         requests = Requests(core, store, media, directory, self.limits)
+        choice = Choice(core, store, media)
         conversation = Conversation(core, store, hub)
         delivery = Delivery(store, hub, media, accounts)
         presence = Presence(store, hub, directory)
@@ -103,6 +105,7 @@ class MedreqService:
         self.create_request = requests.create_request
         self.respond = requests.respond
         self.cancel = requests.cancel
+        self.choose = choice.choose
         self.list_requests = requests.list_requests
         self.request_detail = requests.request_detail
         # --- the thread (§3–§4) ----------------------------------------------------------------

@@ -109,7 +109,7 @@ class Delivery:
             raise NotFound("no such file")
 
         def read(c: Connection) -> tuple[Any, Any]:
-            return queries.request_by_media(c, kind, name), queries.account(c, account_id)
+            return queries.request_by_media(c, kind, name, account_id), queries.account(c, account_id)
 
         owner, account = await self._store.read(read)
         if not may_see(owner, account):

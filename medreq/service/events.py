@@ -29,15 +29,21 @@ from ..protocol import (
     PresenceEvent,
     ReadEvent,
     RequestCancelledEvent,
+    RequestChosenEvent,
     RequestUpdatedEvent,
     TargetAddedEvent,
     TypedEvent,
     TypingEvent,
     to_text,
 )
+from ..storage import as_utc
 from ..tracing import current_trace_id
 
 _MEDIA_REF = re.compile(r'"media:(image|audio):([A-Za-z0-9_.-]+)"')
+
+
+def iso(value: Any) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def media_ref(kind: str, name: str | None) -> str | None:
@@ -102,6 +108,7 @@ def new_request(row: Any, timestamp: str) -> Event:
         "medicine_name": row.medicine_name,
         "note": row.note,
         "image_url": media_ref("image", row.image_name),
+        "asked_pharmacies": row.asked_pharmacies,
     }
     return Event(NewRequestEvent, "new_request", timestamp, fields, row.id)
 
@@ -114,6 +121,9 @@ def pharmacy_response(row: Any, timestamp: str) -> Event:
         "audio_url": media_ref("audio", row.response_audio_name),
         "pharmacy_id": row.pharmacy_id,
         "pharmacy_name": row.pharmacy_name,
+        "price": row.response_price,
+        "currency": row.response_currency,
+        "ready_at": iso(row.response_ready_at),
     }
     return Event(PharmacyResponseEvent, "pharmacy_response", timestamp, fields, row.id)
 
@@ -123,9 +133,15 @@ def request_updated(request_id: int, status: str, timestamp: str) -> Event:
     return Event(RequestUpdatedEvent, "request_updated", timestamp, fields, request_id)
 
 
-def request_cancelled(request_id: int, patient_id: int, timestamp: str) -> Event:
-    fields = {"request_id": request_id, "patient_id": patient_id}
+def request_cancelled(request_id: int, patient_id: int, reason: str, timestamp: str) -> Event:
+    """To the pharmacy: `reason` is patient_cancelled or another_pharmacy_chosen (§8)."""
+    fields = {"request_id": request_id, "patient_id": patient_id, "reason": reason}
     return Event(RequestCancelledEvent, "request_cancelled", timestamp, fields, request_id)
+
+
+def request_chosen(request_id: int, timestamp: str) -> Event:
+    """To the pharmacy whose accepted answer the patient chose among its group (§8)."""
+    return Event(RequestChosenEvent, "request_chosen", timestamp, {"request_id": request_id}, request_id)
 
 
 def message(request_id: int, sender_id: int, text: str, message_id: int, timestamp: str) -> Event:
@@ -135,7 +151,7 @@ def message(request_id: int, sender_id: int, text: str, message_id: int, timesta
 
 #: events worth a notification on a device (Web Push); the rest (`request_updated` echoes the
 #: account's own answer, `read`, `typing`, `presence`) only matter to an open app
-NOTIFYING = frozenset({"new_request", "pharmacy_response", "request_cancelled", "message"})
+NOTIFYING = frozenset({"new_request", "pharmacy_response", "request_cancelled", "request_chosen", "message"})
 
 
 def notifies(event: Event, account_id: int) -> bool:

@@ -8,6 +8,7 @@ happen."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,10 +17,10 @@ from sqlalchemy.engine import Connection
 from ..media import Kind, MediaStore, StoredMedia
 from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
 from ..protocol.errors import Forbidden, Invalid
-from ..storage import Store, Tx, queries, utcnow
+from ..storage import Store, Tx, groups, queries, utcnow
 from ..storage.pgfast import ROW_ID_MARK, FastPath
 from . import events
-from .base import Caller, Core, Limits, Upload
+from .base import Caller, Core, Limits, Offer, Upload
 from .directory import Directory
 from .views import (
     decode_cursor,
@@ -30,6 +31,8 @@ from .views import (
     request_list,
     request_view,
 )
+
+PATIENT_CANCELLED = "patient_cancelled"
 
 
 class Requests:
@@ -78,45 +81,55 @@ class Requests:
     ) -> tuple[RequestCreatedOut, bool]:
         await self._check_can_request(caller, form, has_image=image is not None)
         fast = self._store.fast
-        if fast is not None and not (idempotency_key and await fast.idempotent_request(caller.id, idempotency_key)):
+        single = len(form.pharmacy) == 1
+        if (
+            fast is not None
+            and single
+            and not (idempotency_key and await fast.idempotent_request(caller.id, idempotency_key))
+        ):
             done = await self._create_fast(fast, caller, form, image, idempotency_key)
             if done is not None:
                 return done
             # the key was stored meanwhile by a concurrent retry: the plain path replays that request
         outbox = self._core.outbox()
 
-        def create(tx: Tx) -> tuple[Any, bool, int]:
+        def create(tx: Tx) -> tuple[list[Any], bool, list[int]]:
             if idempotency_key:
                 existing = tx.idempotent_request(caller.id, idempotency_key)
-                if existing is not None:
-                    unread = queries.unread_count(tx.conn, caller.id, existing)
-                    return queries.request(tx.conn, existing), False, unread
+                if existing is not None:  # the whole group the key was first used for
+                    first = queries.request(tx.conn, existing)
+                    rows = list(queries.group_requests(tx.conn, first.group_id)) if first.group_id else [first]
+                    return rows, False, [queries.unread_count(tx.conn, caller.id, row.id) for row in rows]
             now = utcnow()
-            inserted = tx.insert_request(self._new_request(caller, form, image, now))
+            group_id = None if single else groups.insert_group(tx.conn, caller.id, now)
+            rows = []
+            for pharmacy_id in form.pharmacy:
+                values = self._new_request(caller, form, image, now, pharmacy_id=pharmacy_id, group_id=group_id)
+                rows.append(self._core.named(tx.conn, tx.insert_request(values)))
             if idempotency_key:
-                tx.remember_idempotency_key(caller.id, idempotency_key, inserted.id)
-            row = self._core.named(tx.conn, inserted)
-            self._core.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
-            return row, True, 0  # a new request has no events for its patient yet
+                tx.remember_idempotency_key(caller.id, idempotency_key, rows[0].id)
+            for row in rows:
+                self._core.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
+            return rows, True, [0] * len(rows)  # a new request has no events for its patient yet
 
-        row, created, unread = await self._store.write(create)
+        rows, created, unread = await self._store.write(create)
         await outbox.publish()
-        return request_created(row, self._media, unread=unread, viewer=caller.id), created
+        return request_created(rows, self._media, unread=unread, viewer=caller.id), created
 
     async def _create_fast(
         self, fast: FastPath, caller: Caller, form: RequestForm, image: StoredMedia | None, key: str | None
     ) -> tuple[RequestCreatedOut, bool] | None:
-        """`_create`'s new request as one statement (storage/pgfast.py)."""
+        """`_create`'s new request (to one pharmacy) as one statement (storage/pgfast.py)."""
         outbox = self._core.outbox()
         now = utcnow()
-        values = self._new_request(caller, form, image, now)
+        values = self._new_request(caller, form, image, now, pharmacy_id=form.pharmacy[0], group_id=None)
         patient = await self._directory.get(caller.id)
         assert patient is not None  # `_check_can_request`
         draft = SimpleNamespace(
             **values, id=ROW_ID_MARK, patient_name=patient.name, patient_phone=patient.phone
         )
         event = await self._core.hot_event(
-            form.pharmacy, events.new_request(draft, iso(now) or ""), row_key="request_id"
+            values["pharmacy_id"], events.new_request(draft, iso(now) or ""), row_key="request_id"
         )
         done = await fast.create_request(values, event, idempotency_key=key)
         if done is None:
@@ -125,31 +138,49 @@ class Requests:
         self._core.stored(outbox, [event], [stored])
         self._remember_patient(row.id, caller.id)
         await outbox.publish()
-        return request_created(await self._core.record(row), self._media, unread=0, viewer=caller.id), True
+        record = await self._core.record(row)
+        return request_created([record], self._media, unread=[0], viewer=caller.id), True
 
     @staticmethod
-    def _new_request(caller: Caller, form: RequestForm, image: StoredMedia | None, now: Any) -> dict[str, Any]:
+    def _new_request(
+        caller: Caller,
+        form: RequestForm,
+        image: StoredMedia | None,
+        now: Any,
+        *,
+        pharmacy_id: int,
+        group_id: int | None,
+    ) -> dict[str, Any]:
         return {
             "patient_id": caller.id,
-            "pharmacy_id": form.pharmacy,
+            "pharmacy_id": pharmacy_id,
             "quantity": form.quantity,
             "medicine_name": form.medicine_name or None,
             "note": form.note or None,
-            "image_name": image.name if image else None,
+            "image_name": image.name if image else None,  # one file for the whole group
             "status": "PENDING",
             "created_at": now,
             "updated_at": now,
+            "group_id": group_id,
+            "asked_pharmacies": len(form.pharmacy),
         }
 
-    @staticmethod
-    def _answer(status: str, message: str | None, audio: StoredMedia | None, now: Any) -> dict[str, Any]:
-        """The columns an answer sets, on either path."""
+    def _answer(
+        self, status: str, message: str | None, audio: StoredMedia | None, offer: Offer | None, now: Any
+    ) -> dict[str, Any]:
+        """The columns an answer sets, on either path; a price without a currency is in the
+        server's default currency (docs/protocol.md §8)."""
+        offer = offer or Offer()
+        currency = offer.currency or (self._limits.default_currency if offer.price is not None else None)
         return {
             "status": status,
             "response_message": message or None,
             "response_audio_name": audio.name if audio else None,
             "responded_at": now,
             "updated_at": now,
+            "response_price": offer.price,
+            "response_currency": currency,
+            "response_ready_at": datetime.fromisoformat(offer.ready_at) if offer.ready_at else None,
         }
 
     def _remember_patient(self, request_id: int, patient_id: int) -> None:
@@ -167,16 +198,27 @@ class Requests:
                 "image: is required unless medicine_name is given",
                 fields={"image": "is required unless medicine_name is given"},
             )
-        pharmacy = await self._directory.get(form.pharmacy)
+        limit = self._limits.max_pharmacies_per_request
+        if len(form.pharmacy) > limit:
+            text = f"at most {limit} pharmacies per request"
+            raise Invalid(f"pharmacy: {text}, not {len(form.pharmacy)}", fields={"pharmacy": text})
         caller_info = await self._directory.get(caller.id)
-        if (
-            pharmacy is None
-            or pharmacy.role != "pharmacy"
-            or not pharmacy.is_active
-            or caller_info is None
-            or pharmacy.synthetic != caller_info.synthetic  # the simulation sandbox (service/sandbox.py)
-        ):
-            raise Invalid("pharmacy: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
+        seen: set[int] = set()
+        for pharmacy_id in form.pharmacy:
+            if pharmacy_id in seen:
+                raise Invalid(
+                    f"pharmacy {pharmacy_id}: named more than once", fields={"pharmacy": "named more than once"}
+                )
+            seen.add(pharmacy_id)
+            pharmacy = await self._directory.get(pharmacy_id)
+            if (
+                pharmacy is None
+                or pharmacy.role != "pharmacy"
+                or not pharmacy.is_active  # unknown, pending approval or disabled alike
+                or caller_info is None
+                or pharmacy.synthetic != caller_info.synthetic  # the simulation sandbox (service/sandbox.py)
+            ):
+                raise Invalid(f"pharmacy {pharmacy_id}: no such pharmacy", fields={"pharmacy": "no such pharmacy"})
 
     async def respond(
         self,
@@ -185,23 +227,30 @@ class Requests:
         status: str,
         message: str | None = None,
         audio: Upload | None = None,
+        offer: Offer | None = None,
     ) -> RequestOut:
-        """Answer a pending request addressed to the caller: the patient gets
-        `pharmacy_response`, every connection of the pharmacy `request_updated`."""
+        """Answer a pending request addressed to the caller, with an optional `offer` (§8): the
+        patient gets `pharmacy_response`, every connection of the pharmacy `request_updated`."""
         stored = await self._save("audio", "audio", audio, self._limits.max_audio_bytes)
         try:
-            return await self._respond(caller, request_id, status, message, stored)
+            return await self._respond(caller, request_id, status, message, stored, offer)
         except BaseException:
             self._media.discard(stored)
             raise
 
     async def _respond(
-        self, caller: Caller, request_id: int, status: str, message: str | None, audio: StoredMedia | None
+        self,
+        caller: Caller,
+        request_id: int,
+        status: str,
+        message: str | None,
+        audio: StoredMedia | None,
+        offer: Offer | None,
     ) -> RequestOut:
         if not caller.is_pharmacy:
             raise Forbidden("only pharmacies can answer requests")
         if self._store.fast is not None:
-            return await self._respond_fast(self._store.fast, caller, request_id, status, message, audio)
+            return await self._respond_fast(self._store.fast, caller, request_id, status, message, audio, offer)
         outbox = self._core.outbox()
 
         def answer(tx: Tx) -> tuple[Any, int] | None:
@@ -210,7 +259,7 @@ class Requests:
                 request_id,
                 only_if_status="PENDING",
                 only_if={"pharmacy_id": caller.id},
-                **self._answer(status, message, audio, now),
+                **self._answer(status, message, audio, offer, now),
             )
             if changed is None:
                 return None
@@ -234,6 +283,7 @@ class Requests:
         status: str,
         message: str | None,
         audio: StoredMedia | None,
+        offer: Offer | None,
     ) -> RequestOut:
         """`_respond` as one statement (storage/pgfast.py). The statement names the patient its
         event is for, so the patient is known first: remembered from the request's creation on
@@ -245,7 +295,7 @@ class Requests:
         outbox = self._core.outbox()
         now = utcnow()
         stamp = iso(now) or ""
-        values = self._answer(status, message, audio, now)
+        values = self._answer(status, message, audio, offer, now)
         draft = SimpleNamespace(**values, id=request_id, pharmacy_id=caller.id, pharmacy_name=pharmacy.name)
         to_patient = await self._core.hot_event(patient_id, events.pharmacy_response(draft, stamp))
         to_caller = await self._core.hot_event(caller.id, events.request_updated(request_id, status, stamp))
@@ -279,13 +329,15 @@ class Requests:
                 only_if_status="PENDING",
                 only_if={"patient_id": caller.id},
                 status="CANCELLED",
+                cancel_reason=PATIENT_CANCELLED,
                 updated_at=now,
             )
             if changed is None:
                 return None
             row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
-            self._core.emit(tx, outbox, row.pharmacy_id, events.request_cancelled(row.id, caller.id, stamp))
+            cancelled = events.request_cancelled(row.id, caller.id, PATIENT_CANCELLED, stamp)
+            self._core.emit(tx, outbox, row.pharmacy_id, cancelled)
             self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
             return row, queries.unread_count(tx.conn, caller.id, row.id)
 
@@ -301,8 +353,10 @@ class Requests:
         owner = {"patient_id": caller.id} if caller.is_patient else {"pharmacy_id": caller.id}
 
         def read(c: Connection) -> tuple[Sequence[Any], dict[int, int]]:
+            if query.group is not None and not caller.is_patient:
+                return [], {}  # a pharmacy's requests show no group (§8)
             rows = queries.requests(
-                c, **owner, status=query.status, before_id=before_id, limit=query.limit + 1
+                c, **owner, status=query.status, group_id=query.group, before_id=before_id, limit=query.limit + 1
             )
             return rows, queries.unread_counts(c, caller.id, [row.id for row in rows[: query.limit]])
 

@@ -7,7 +7,9 @@
 - Media of requests closed (answered or cancelled) longer than `media_retention_days` ago
   (default 0: kept) are deleted and the request's `image_url`/`audio_url` become null.
   Files go first, then the names: a crash in between leaves a name whose file is gone
-  (served 404, pruned again next time), never a file nobody points to.
+  (served 404, pruned again next time), never a file nobody points to. A prescription the
+  requests of a group share (docs/protocol.md §8) is removed with the last request that names
+  it: until then only the pruned requests forget its name.
 - Never what is still wanted, however old: no event of a request still PENDING, no event that
   counts as unread (after its account's read mark), and no media of a request whose patient has
   not read all of it (an unheard voice reply stays, and so does its unread count).
@@ -35,7 +37,7 @@ from sqlalchemy import and_, delete, exists, func, not_, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..media import Kind, MediaStore
-from ..storage import Store, Tx, tokens, utcnow
+from ..storage import Store, Tx, queries, tokens, utcnow
 from ..storage.queries import UNREAD_TYPES
 from ..storage.schema import account_changes, accounts, events, medicine_requests, read_marks
 
@@ -85,9 +87,10 @@ async def prune(
     if media_days > 0:
         cutoff = now - timedelta(days=media_days)
         while True:
-            rows = await store.read(lambda conn: _closed_with_media(conn, cutoff))
+            rows, shared = await store.read(lambda conn: _closed_with_media(conn, cutoff))
             for row in rows:
-                _remove_file(media, "image", row.image_name, report)
+                if row.image_name not in shared:
+                    _remove_file(media, "image", row.image_name, report)
                 _remove_file(media, "audio", row.response_audio_name, report)
             ids = [row.id for row in rows]
             if ids:
@@ -130,7 +133,9 @@ def _delete_changes(tx: Tx, cutoff: datetime) -> int:
     return int(tx.conn.execute(delete(account_changes).where(c.id.in_(old))).rowcount)
 
 
-def _closed_with_media(conn: Connection, cutoff: datetime) -> list[Any]:
+def _closed_with_media(conn: Connection, cutoff: datetime) -> tuple[list[Any], set[str]]:
+    """A batch of requests whose media are past retention, and the prescriptions among theirs
+    that another request still names (kept until that one goes too)."""
     r = medicine_requests.c
     # the patient has not caught up on it: an unheard voice reply stays with its unread mark
     unread = exists().where(events.c.request_id == r.id, events.c.account_id == r.patient_id, _unread(events))
@@ -145,7 +150,9 @@ def _closed_with_media(conn: Connection, cutoff: datetime) -> list[Any]:
         .order_by(r.id)
         .limit(BATCH)
     )
-    return list(conn.execute(query))
+    rows = list(conn.execute(query))
+    names = sorted({row.image_name for row in rows if row.image_name})
+    return rows, queries.image_in_use(conn, names, besides=[row.id for row in rows])
 
 
 def _forget_media(tx: Tx, *, ids: list[int]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -125,6 +125,9 @@ def _request_fields(row: Any, media: MediaStore, unread: int, viewer: int) -> di
             "message": row.response_message,
             "audio_url": None if withheld else media.url("audio", row.response_audio_name, to=viewer),
             "responded_at": stamp(row.responded_at),
+            "price": row.response_price,
+            "currency": row.response_currency,
+            "ready_at": iso(row.response_ready_at),
         }
     return {
         "id": row.id,
@@ -143,6 +146,11 @@ def _request_fields(row: Any, media: MediaStore, unread: int, viewer: int) -> di
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
         "unread": unread,
+        # §8: only the patient learns the group; a pharmacy never learns who else was asked
+        "group": row.group_id if viewer == row.patient_id else None,
+        "asked_pharmacies": row.asked_pharmacies,
+        "chosen": bool(row.chosen),  # SQLite's raw path reads 0/1
+        "cancel_reason": row.cancel_reason,
     }
 
 
@@ -155,12 +163,19 @@ def request_detail_view(
     return RequestDetailOut.model_validate(fields)
 
 
-def request_created(row: Any, media: MediaStore, *, unread: int, viewer: int) -> RequestCreatedOut:
+def request_created(
+    rows: Sequence[Any], media: MediaStore, *, unread: Sequence[int], viewer: int
+) -> RequestCreatedOut:
+    """The 201 of `POST /medicine/request/`: the first request in `data`, all of them (in the
+    order the pharmacies were named) in `requests`, and their group (null for one pharmacy)."""
+    requests = [_request_fields(row, media, count, viewer) for row, count in zip(rows, unread, strict=True)]
     return RequestCreatedOut.model_validate(
         {
             "message": "Medicine request sent successfully",
-            "request_id": row.id,
-            "data": _request_fields(row, media, unread, viewer),
+            "request_id": rows[0].id,
+            "data": requests[0],
+            "group": rows[0].group_id,
+            "requests": requests,
         }
     )
 

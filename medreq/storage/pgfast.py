@@ -151,7 +151,9 @@ ANSWER_REQUEST = f"""
 WITH req AS (
     UPDATE medicine_requests
     SET status = $status, response_message = $response_message,
-        response_audio_name = $response_audio_name, responded_at = $now, updated_at = $now
+        response_audio_name = $response_audio_name, responded_at = $now, updated_at = $now,
+        response_price = $response_price, response_currency = $response_currency,
+        response_ready_at = $response_ready_at
     WHERE id = $request AND status = $only_if_status AND pharmacy_id = $caller AND patient_id = $other
     RETURNING *
 ), counter AS (
@@ -354,6 +356,9 @@ class FastPath:
                 "status": values["status"],
                 "response_message": values["response_message"],
                 "response_audio_name": values["response_audio_name"],
+                "response_price": values["response_price"],
+                "response_currency": values["response_currency"],
+                "response_ready_at": values["response_ready_at"],
                 "now": values["updated_at"],
                 "type": to_patient.type,
                 "type2": to_caller.type,

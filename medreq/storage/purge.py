@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
-from .queries import utcnow
+from .queries import image_in_use, utcnow
 from .schema import (
     account_changes,
     accounts,
@@ -24,6 +24,7 @@ from .schema import (
     messages,
     push_subscriptions,
     read_marks,
+    request_groups,
     revoked_tokens,
     webhook_deliveries,
 )
@@ -32,15 +33,16 @@ from .tokens import refresh_families
 
 def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     """Delete the account, its requests (either side), their messages, read marks, idempotency
-    keys and events (the other party's too); the (kind, name) of their media files."""
+    keys, events (the other party's too) and groups; the (kind, name) of their media files that
+    no remaining request names (a group's requests share one prescription: docs/protocol.md §8)."""
     requests = medicine_requests.c
     mine = select(requests.id).where(or_(requests.patient_id == account_id, requests.pharmacy_id == account_id))
-    media: list[tuple[str, str]] = []
+    media: dict[tuple[str, str], None] = {}  # in order, each once
     for image, audio in conn.execute(
         select(requests.image_name, requests.response_audio_name).where(requests.id.in_(mine))
     ):
-        media += [("image", image)] if image else []
-        media += [("audio", audio)] if audio else []
+        media.update({("image", image): None} if image else {})
+        media.update({("audio", audio): None} if audio else {})
     conn.execute(delete(messages).where(or_(messages.c.request_id.in_(mine), messages.c.sender_id == account_id)))
     conn.execute(
         delete(read_marks).where(or_(read_marks.c.request_id.in_(mine), read_marks.c.account_id == account_id))
@@ -52,6 +54,9 @@ def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     )
     conn.execute(delete(events).where(or_(events.c.request_id.in_(mine), events.c.account_id == account_id)))
     conn.execute(delete(medicine_requests).where(requests.id.in_(mine)))
+    # a patient's groups; a pharmacy's removal leaves the other pharmacies' requests of a group
+    conn.execute(delete(request_groups).where(request_groups.c.patient_id == account_id))
+    shared = image_in_use(conn, [name for kind, name in media if kind == "image"], besides=[])
     conn.execute(delete(revoked_tokens).where(revoked_tokens.c.account_id == account_id))
     conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.account_id == account_id))
     conn.execute(delete(push_subscriptions).where(push_subscriptions.c.account_id == account_id))
@@ -59,4 +64,4 @@ def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     conn.execute(delete(account_changes).where(account_changes.c.account_id == account_id))
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
     conn.execute(insert(account_changes).values(account_id=account_id, created_at=utcnow()))
-    return media
+    return [(kind, name) for kind, name in media if not (kind == "image" and name in shared)]

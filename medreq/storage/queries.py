@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal, select
+from sqlalchemy import and_, bindparam, func, literal, or_, select
 from sqlalchemy.engine import Connection
 
 from .prepared import Prepared
@@ -119,6 +119,7 @@ def requests(
     patient_id: int | None = None,
     pharmacy_id: int | None = None,
     status: str | None = None,
+    group_id: int | None = None,
     before_id: int | None = None,
     limit: int = 20,
 ) -> Sequence[Any]:
@@ -126,6 +127,8 @@ def requests(
     conditions = []
     if patient_id is not None:
         conditions.append(medicine_requests.c.patient_id == patient_id)
+    if group_id is not None:
+        conditions.append(medicine_requests.c.group_id == group_id)
     if pharmacy_id is not None:
         conditions.append(medicine_requests.c.pharmacy_id == pharmacy_id)
     if status is not None:
@@ -142,16 +145,43 @@ def requests(
     return conn.execute(query).all()
 
 
+def group_requests(conn: Connection, group_id: int) -> Sequence[Any]:
+    """The requests of a group with their parties' names, in the order they were created (the
+    order their pharmacies were named)."""
+    query = (
+        select(*REQUEST_COLUMNS)
+        .select_from(REQUEST_FROM)
+        .where(medicine_requests.c.group_id == group_id)
+        .order_by(medicine_requests.c.id)
+    )
+    return conn.execute(query).all()
+
+
+def image_in_use(conn: Connection, names: Sequence[str], *, besides: Sequence[int]) -> set[str]:
+    """Of the prescription `names`, those a request other than `besides` still names (a group's
+    requests share one file: it is removed with the last of them)."""
+    if not names:
+        return set()
+    r = medicine_requests.c
+    query = select(r.image_name).where(r.image_name.in_(list(names)), r.id.not_in(list(besides))).distinct()
+    return {str(name) for name in conn.execute(query).scalars()}
+
+
 def thread(conn: Connection, request_id: int) -> Sequence[Any]:
     query = select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
     return conn.execute(query).all()
 
 
-def request_by_media(conn: Connection, kind: str, name: str) -> Any:
+def request_by_media(conn: Connection, kind: str, name: str, account_id: int | None = None) -> Any:
+    """The request that names a file (`id`, `patient_id`, `pharmacy_id`, `status`). A group's
+    requests share one prescription (docs/protocol.md §8): with `account_id`, the one that account
+    takes part in comes first."""
     column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
     r = medicine_requests.c
-    query = select(r.id, r.patient_id, r.pharmacy_id, r.status)
-    return conn.execute(query.where(column == name)).first()
+    query = select(r.id, r.patient_id, r.pharmacy_id, r.status).where(column == name)
+    if account_id is not None:
+        query = query.order_by(or_(r.patient_id == account_id, r.pharmacy_id == account_id).desc(), r.id)
+    return conn.execute(query.limit(1)).first()
 
 
 def cancelled_new_requests(conn: Connection, account_id: int, first: int, last: int) -> set[int]:
@@ -187,7 +217,7 @@ def events_after(
 
 # What `unread` counts: news from the other party. An account's own echoes (`request_updated`
 # after it answered or cancelled) and read receipts are not something left to read.
-UNREAD_TYPES = ("new_request", "pharmacy_response", "request_cancelled", "message")
+UNREAD_TYPES = ("new_request", "pharmacy_response", "request_cancelled", "request_chosen", "message")
 
 
 # One request's count, on the hot path (every answer, cancel and replayed create returns the

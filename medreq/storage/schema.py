@@ -1,7 +1,11 @@
 """Tables. SQLAlchemy Core; the Alembic migrations in `migrations/` create exactly these.
 
 - accounts: both roles; `last_event_id` is the per-account event counter (§4 event_id).
-- medicine_requests: a request and its answer (one answer per request).
+- request_groups: one row per "ask several pharmacies at once" (docs/protocol.md §8): the
+  group's id, its patient and the request chosen (null until one is). Choosing locks this row,
+  so concurrent choices of one group run one after the other on every database.
+- medicine_requests: a request and its answer (one answer per request); `group_id` names its
+  group (null for a single request), several of which share one prescription `image_name`.
 - messages: the thread on a request (beyond: detail endpoint, messages).
 - events: every stored event, per account, in event_id order (§5 replay).
 - idempotency_keys: first response per (account, key) (beyond: Idempotency-Key).
@@ -77,6 +81,17 @@ accounts = Table(
 )
 Index("ix_accounts_role", accounts.c.role, accounts.c.id)
 
+request_groups = Table(
+    "request_groups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("patient_id", Id, ForeignKey("accounts.id"), nullable=False),
+    # no foreign key: medicine_requests refers to this table (a cycle would order neither first)
+    Column("chosen_request_id", Id),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
 medicine_requests = Table(
     "medicine_requests",
     metadata,
@@ -86,13 +101,25 @@ medicine_requests = Table(
     Column("quantity", Integer, nullable=False),
     Column("medicine_name", String(200)),
     Column("note", Text),
-    Column("image_name", String(64), unique=True),
+    # shared by the requests of a group (stored once); not unique since migration 0007
+    Column("image_name", String(64)),
     Column("status", String(16), nullable=False),
     Column("response_message", Text),
     Column("response_audio_name", String(64), unique=True),
     Column("responded_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # §8: the group (null: a single request), how many pharmacies it asked, whether the patient
+    # chose it, why it was cancelled (patient_cancelled | another_pharmacy_chosen)
+    Column("group_id", Id, ForeignKey("request_groups.id")),
+    Column("asked_pharmacies", Integer, nullable=False, server_default="1"),
+    Column("chosen", Boolean, nullable=False, server_default=false()),
+    Column("cancel_reason", String(32)),
+    # §8: the answer's offer: a price as a decimal string with two places, its ISO 4217
+    # currency, and when it can be picked up
+    Column("response_price", String(20)),
+    Column("response_currency", String(3)),
+    Column("response_ready_at", DateTime(timezone=True)),
     sqlite_autoincrement=True,
 )
 Index("ix_requests_patient", medicine_requests.c.patient_id, medicine_requests.c.id)
@@ -103,6 +130,8 @@ Index(
     medicine_requests.c.status,
     medicine_requests.c.id,
 )
+Index("ix_requests_group", medicine_requests.c.group_id, medicine_requests.c.id)
+Index("ix_requests_image_name", medicine_requests.c.image_name)
 
 messages = Table(
     "messages",

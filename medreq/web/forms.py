@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from tempfile import SpooledTemporaryFile
 from typing import Any
 
@@ -72,13 +72,22 @@ class FilePart:
 
 
 class Form(dict[str, "str | FilePart"]):
-    """A read form: each name's last value, a text or a file. As a `with` block it closes its
-    files' spools at the end (a file the service did not read, as when a field was invalid, or
-    one a later part of the same name replaced)."""
+    """A read form: each name's last value, a text or a file, and every text value of a name in
+    order (`texts`, for a repeated field: `pharmacy`, docs/protocol.md §8). As a `with` block it
+    closes its files' spools at the end (a file the service did not read, as when a field was
+    invalid, or one a later part of the same name replaced)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, items: Iterable[tuple[str, str | FilePart]] = ()) -> None:
+        super().__init__()
         self.files: list[FilePart] = []  # every file part read, in order
+        self.texts: dict[str, list[str]] = {}
+        for name, value in items:
+            self.put(name, value)
+
+    def put(self, name: str, value: str | FilePart) -> None:
+        self[name] = value
+        if isinstance(value, str):
+            self.texts.setdefault(name, []).append(value)
 
     def __enter__(self) -> Form:
         return self
@@ -131,6 +140,15 @@ def form_fields(form: Form, *names: str) -> dict[str, Any]:
         if value != "":
             fields[name] = value
     return fields
+
+
+def form_values(form: Form, name: str) -> list[str] | None:
+    """Every non-empty text value of a repeated field, in order; None when it was not sent (a
+    file where text belongs is an error, as in `form_fields`)."""
+    if isinstance(form.get(name), FilePart):
+        raise Invalid(f"{name}: must be a text field", fields={name: "must be a text field"})
+    values = [value for value in form.texts.get(name, ()) if value != ""]
+    return values or None
 
 
 def form_file(form: Form, name: str) -> Upload | None:
@@ -228,7 +246,7 @@ class _MultipartReader:
         self._text += data[start:end]
 
     def _part_end(self) -> None:
-        self.form[self._name] = self._file if self._file is not None else self._decode(self._text)
+        self.form.put(self._name, self._file if self._file is not None else self._decode(self._text))
 
     def _decode(self, raw: bytes | bytearray) -> str:
         """As Starlette decodes form text: the declared charset, Latin-1 when that fails."""

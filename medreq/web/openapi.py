@@ -393,6 +393,18 @@ def _paths() -> dict[str, Any]:
             "parameters": [_request_id()],
             "post": _op("Cancel a pending request (its patient)", 200, "RequestOut", 403, 404, 409),
         },
+        "/medicine/request/{request_id}/choose/": {
+            "parameters": [_request_id()],
+            "post": _op(
+                "Choose one ACCEPTED request of a group (its patient); the group's other open requests "
+                "are cancelled (docs/protocol.md §8)",
+                200,
+                "RequestOut",
+                403,
+                404,
+                409,
+            ),
+        },
         "/medicine/request/{request_id}/messages/": {
             "parameters": [_request_id()],
             "post": _op(

@@ -31,8 +31,9 @@ from ..protocol import (
     validation_error,
 )
 from ..protocol.errors import Invalid, NotFound
+from ..service import Offer
 from . import convertors  # noqa: F401  (registers the `id` convertor used below)
-from .forms import form_fields, form_file, read_form
+from .forms import form_fields, form_file, form_values, read_form
 from .http import JSONResponse, authenticate, limit_anonymous, read_json, service_of
 
 
@@ -156,9 +157,15 @@ async def create_request(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
     with await read_form(request, file_limit=service.limits.max_image_bytes) as form:
-        data = parse(RequestForm, form_fields(form, "pharmacy", "quantity", "patient", "medicine_name", "note"))
+        fields = form_fields(form, "quantity", "patient", "medicine_name", "note")
+        pharmacies = form_values(form, "pharmacy")  # repeated: several pharmacies at once (§8)
+        if pharmacies is not None:
+            fields["pharmacy"] = pharmacies
+        data = parse(RequestForm, fields)
         image = form_file(form, "image")
         key = _idempotency_key(request)
+        if len(data.pharmacy) > 1:  # rate limits count one request per pharmacy
+            request.app.state.rest_limiter.hit(caller.id, cost=len(data.pharmacy) - 1)
         body, _created = await service.create_request(caller, data, image, idempotency_key=key)
     return JSONResponse(body, status_code=201)
 
@@ -178,6 +185,12 @@ async def cancel_request(request: Request) -> Response:
     caller = await authenticate(request)
     request_id = _request_id(request)
     return JSONResponse(await service_of(request).cancel(caller, request_id))
+
+
+async def choose_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    request_id = _request_id(request)
+    return JSONResponse(await service_of(request).choose(caller, request_id))
 
 
 async def post_message(request: Request) -> Response:
@@ -211,9 +224,11 @@ async def respond(request: Request) -> Response:
     caller = await authenticate(request)
     service = service_of(request)
     with await read_form(request, file_limit=service.limits.max_audio_bytes) as form:
-        data = parse(ResponseForm, form_fields(form, "request_id", "status", "text_message"))
+        fields = form_fields(form, "request_id", "status", "text_message", "price", "currency", "ready_at")
+        data = parse(ResponseForm, fields)
         audio = form_file(form, "audio")
-        view = await service.respond(caller, data.request_id, data.status, data.text_message, audio)
+        offer = Offer(price=data.price, currency=data.currency, ready_at=data.ready_at)
+        view = await service.respond(caller, data.request_id, data.status, data.text_message, audio, offer)
     return JSONResponse(ResponseSentOut(message="Response sent successfully", data=view))
 
 
@@ -255,6 +270,7 @@ routes = [
     Route("/medicine/request/", list_requests, methods=["GET"]),
     Route("/medicine/request/{request_id:id}/", request_detail, methods=["GET"]),
     Route("/medicine/request/{request_id:id}/cancel/", cancel_request, methods=["POST"]),
+    Route("/medicine/request/{request_id:id}/choose/", choose_request, methods=["POST"]),
     Route("/medicine/request/{request_id:id}/messages/", post_message, methods=["POST"]),
     Route("/medicine/response/", respond, methods=["POST"]),
     Route("/media/{prefix}/{name}", media, methods=["GET"]),

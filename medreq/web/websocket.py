@@ -47,7 +47,7 @@ from ..protocol import (
 )
 from ..protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited, Unavailable
 from ..protocol.errors import Invalid as InvalidInput
-from ..service import MedreqService
+from ..service import MedreqService, Offer
 from . import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
     json_limits,
@@ -176,7 +176,8 @@ class Endpoint:
         if isinstance(message, PingIn):
             connection.pong(ref)
         elif isinstance(message, ResponseIn):
-            view = await service.respond(caller, message.request_id, message.status, message.message)
+            offer = Offer(price=message.price, currency=message.currency, ready_at=message.ready_at)
+            view = await service.respond(caller, message.request_id, message.status, message.message, None, offer)
             connection.reply(AckFrame(type="ack", ref=ref, request_id=message.request_id, data=view))
         elif isinstance(message, ResumeIn):
             connection.catch_up(message.after, ref, ack=True)
