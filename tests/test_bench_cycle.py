@@ -65,3 +65,16 @@ def test_a_meter_passed_to_run_cycle_is_read_at_both_ends_of_the_window() -> Non
     result = out["results"][0]
     assert len(reads) == 2 and reads[0] == reads[1]
     assert result["cycles"] > 0 and result["server_cpu_s"] > 0
+
+
+def test_bench_group_cycle_counts_only_groups_whose_every_event_arrived() -> None:
+    """`medreq bench cycle --pharmacies 3`'s second half: a request to 3 pharmacies, all accept,
+    the patient chooses; a cycle counts once the chosen pharmacy got `request_chosen` and the
+    other two `request_cancelled` (docs/protocol.md §8), none lost, no error."""
+    from medreq.simulate.bench.group import bench_group_cycle
+
+    with ServerProcess() as server:
+        result = bench_group_cycle(server.url, server.pid, pharmacies=3, workers=2, processes=1, warmup=0.5, seconds=1.5)
+    assert result["pharmacies_per_request"] == 3
+    assert result["cycles"] > 0 and result["server_cpu_ms_per_cycle"] > 0
+    assert (result["lost"], result["errors"]) == (0, 0)

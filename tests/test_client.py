@@ -52,6 +52,7 @@ EXPECTED_API = {
     "RateLimited",
     "ReadEvent",
     "RequestCancelledEvent",
+    "RequestChosenEvent",
     "RequestCreatedOut",
     "RequestDetail",
     "RequestListOut",

@@ -235,3 +235,63 @@ def test_shipped_scenarios_that_go_past_a_default_server_say_so() -> None:
         fits = scenario.connections < 200 and scenario.server.max_connections_per_client is None
         assert fits or scenario.server.max_connections_per_client == 0, path.name
         assert scenario.connections < 1000 or not scenario.server.rate_limit, path.name
+
+
+def test_shopping_around_against_a_default_server_delivers_each_choice_exactly_once(server_factory: Any) -> None:
+    """scenarios/shopping-around.toml (docs/protocol.md §8) against a default server, rate limits
+    on: every request goes to 3 pharmacies, each gets its `new_request` once; the patient takes the
+    first acceptance, the chosen pharmacy gets `request_chosen` once and every other open one
+    `request_cancelled` once, across reconnect churn."""
+    server: ServerProcess = server_factory()
+    path = str(ROOT / "scenarios" / "shopping-around.toml")
+    result = CliRunner().invoke(app, ["simulate", path, "--url", server.url, "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert (report["lost"], report["duplicated"], report["unexpected"]) == (0, 0, 0)
+    counts = report["counts"]
+    assert counts["groups"] > 0
+    assert counts["sent"] == counts["created"] == counts["delivered"] == 3 * counts["groups"]
+    assert 0 < counts["chosen"] == counts["chosen_delivered"] <= counts["groups"]
+    assert 0 < counts["cancels_owed"] == counts["cancel_delivered"]
+    assert counts["failed_choices"] == counts["failed_answers"] == 0
+    assert counts["voluntary_drops"] > 0  # it churns, and still loses nothing
+    assert report["accounts"] == {"synthetic": 11, "removed": 11}
+
+
+def test_the_ledger_catches_a_lost_a_duplicated_and_a_misdirected_choice_event() -> None:
+    """The accounting the shopping-around run relies on would fail if the server lost, repeated or
+    misrouted a `request_chosen` or `request_cancelled`."""
+    from medreq.simulate.ledger import Ledger
+
+    ledger = Ledger()
+    group = ledger.request_started("k1", patient_id=1, pharmacy_ids=[10, 11, 12])
+    ledger.request_created(group, [100, 101, 102])
+    for pharmacy, request_id in ((10, 100), (11, 101), (12, 102)):
+        assert ledger.request_delivered(pharmacy, request_id, "sim:k1", asked_pharmacies=3) is not None
+    accepted, _open, rejected = group.members
+    ledger.answer_confirmed(accepted, "ACCEPTED")
+    ledger.answer_confirmed(rejected, "REJECTED")
+    assert ledger.in_flight() == 2  # the two answers, not yet at the patient
+    ledger.choice_confirmed(group, accepted)
+    assert ledger.lost() == {"requests": 0, "answers": 2, "chosen": 1, "cancelled": 1}
+    ledger.chosen_delivered(10, 100)
+    ledger.cancel_delivered(11, 101, "another_pharmacy_chosen")
+    ledger.cancel_delivered(11, 101, "another_pharmacy_chosen")  # a second one: duplicated
+    ledger.cancel_delivered(12, 102, "another_pharmacy_chosen")  # to the rejected one: misdirected
+    assert ledger.lost()["chosen"] == ledger.lost()["cancelled"] == 0
+    assert ledger.duplicated() == {"requests": 0, "answers": 0, "chosen": 0, "cancelled": 1}
+    assert ledger.misdirected() == 1
+    assert ledger.cancel_delivered(11, 101, "patient_cancelled") is None  # the patients never cancel
+    assert ledger.request_delivered(10, 100, "sim:k1", asked_pharmacies=1) is None  # a repeat
+    assert ledger.unexpected == 2  # the wrong reason, and a count that told the pharmacy 1 of 3
+
+
+def test_a_scenario_cannot_ask_more_pharmacies_than_it_has(tmp_path: Path) -> None:
+    bad = tmp_path / "greedy.toml"
+    bad.write_text(
+        'name = "greedy"\nduration = 5\n[patients]\ncount = 2\n[pharmacies]\ncount = 2\n'
+        '[arrivals]\nrate = 1\n[requests]\npharmacies = 3\nchoose = "first_accepted"\n'
+    )
+    with pytest.raises(ScenarioError, match=r"requests.pharmacies \(3\) is more than pharmacies.count \(2\)"):
+        load_scenario(bad)

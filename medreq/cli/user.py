@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from .app import app
-from .user_output import echo_json, out, pharmacies_table, requests_table, status_text
+from .user_output import created_text, echo_json, out, pharmacies_table, requests_table, status_text
 from .user_session import JsonOption, ProfileOption, json_option, load_profile, run, session
 
 if TYPE_CHECKING:
@@ -170,7 +171,13 @@ def pharmacies(profile: ProfileOption = "default", as_json: JsonOption = False) 
 
 @app.command(rich_help_panel="Requests")
 def request(
-    pharmacy: Annotated[int, typer.Option("--pharmacy", help="Pharmacy id (see `medreq pharmacies`).")],
+    pharmacy: Annotated[
+        list[int],
+        typer.Option(
+            "--pharmacy",
+            help="Pharmacy id (see `medreq pharmacies`); repeat it to ask several at once, then `medreq choose`.",
+        ),
+    ],
     quantity: Annotated[int, typer.Option("--quantity", "-q", help="1-1000.")],
     image: Annotated[
         Path | None,
@@ -196,9 +203,11 @@ def request(
     profile: ProfileOption = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """Send a medicine request (as a patient); prints the request id.
+    """Send a medicine request (as a patient); prints the request id. Asked of several pharmacies,
+    prints the group and each pharmacy's request id; choose one answer with `medreq choose`.
 
     Example: [cyan]medreq request --pharmacy 2 --quantity 5 --image rx.jpg --medicine "Amoxicillin 500mg" --wait[/]
+    ·   [cyan]medreq request --pharmacy 2 --pharmacy 3 --pharmacy 4 -q 1 --medicine Salbutamol[/]
     """
     if image is None and not medicine:
         raise typer.BadParameter("give --image or --medicine (or both)", param_hint="--image")
@@ -220,17 +229,17 @@ def request(
 
 def _sender(
     client: "MedreqClient",
-    pharmacy: int,
+    pharmacy: list[int],
     quantity: int,
     image: Path | None,
     medicine: str | None,
     note: str | None,
     idempotency_key: str | None,
     as_json: bool,
-) -> Callable[[], Awaitable[int]]:
+) -> Callable[[], Awaitable[list[int]]]:
     from .user_upload import upload_progress
 
-    async def send() -> int:
+    async def send() -> list[int]:
         with upload_progress(image) as progress:
             created = await client.create_request(
                 pharmacy,
@@ -244,13 +253,37 @@ def _sender(
         if as_json:
             echo_json(created.model_dump())
         else:
-            data = created.data
-            out.print(
-                f"Request [bold]{created.request_id}[/] sent to {data.pharmacy.name} ({status_text(data.status)})"
-            )
-        return created.request_id
+            out.print(created_text(created), soft_wrap=True)
+        return [r.id for r in created.requests] or [created.request_id]
 
     return send
+
+
+@app.command(rich_help_panel="Requests")
+def choose(
+    request_id: Annotated[int, typer.Argument(help="The accepted request to take (see `medreq requests --group`).")],
+    profile: ProfileOption = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Choose one accepted answer of a request sent to several pharmacies (as the patient): the
+    other pharmacies' open requests of its group are cancelled, and they are told so.
+
+    Example: [cyan]medreq choose 124[/]
+    """
+
+    async def main() -> None:
+        async with session(profile) as (client, _):
+            chosen = await client.choose(request_id)
+        if as_json:
+            echo_json(chosen.model_dump())
+        else:
+            out.print(
+                f"Chose request [bold]{chosen.id}[/] at {escape(chosen.pharmacy.name)} "
+                f"({status_text(chosen.status)}); the group's other open requests are cancelled",
+                soft_wrap=True,
+            )
+
+    run(main)
 
 
 @app.command(rich_help_panel="Requests")
@@ -265,12 +298,21 @@ def respond(
             "--audio", exists=True, dir_okay=False, readable=True, help="Voice reply: WebM/Ogg/MP3/M4A/WAV."
         ),
     ] = None,
+    price: Annotated[str | None, typer.Option("--price", help="Your offer's price, e.g. 12.50.")] = None,
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="ISO 4217 code, e.g. EUR (default: the server's).")
+    ] = None,
+    ready_at: Annotated[
+        str | None,
+        typer.Option("--ready-at", help="When it can be picked up: ISO 8601 with offset, e.g. 2026-03-01T17:00+01:00."),
+    ] = None,
     profile: ProfileOption = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """Answer a pending request (as its pharmacy).
+    """Answer a pending request (as its pharmacy), with an offer if you like (price, pick-up time).
 
     Example: [cyan]medreq respond 123 --accept --message "Ready after 5 pm" --audio reply.webm[/]
+    ·   [cyan]medreq respond 124 --accept --price 12.50 --currency EUR --ready-at 2026-03-01T17:00+01:00[/]
     """
     if accept == reject:
         raise typer.BadParameter("give exactly one of --accept or --reject", param_hint="--accept/--reject")
@@ -281,7 +323,16 @@ def respond(
 
         async with session(profile) as (client, _):
             with upload_progress(audio) as progress:
-                sent = await client.respond(request_id, status, message, audio=audio, progress=progress)
+                sent = await client.respond(
+                    request_id,
+                    status,
+                    message,
+                    audio=audio,
+                    progress=progress,
+                    price=price,
+                    currency=currency,
+                    ready_at=ready_at,
+                )
         if as_json:
             echo_json(sent.model_dump())
         else:
@@ -293,6 +344,10 @@ def respond(
 @app.command("requests", rich_help_panel="Requests")
 def list_requests(
     status: Annotated[StatusFilter | None, typer.Option("--status", help="Only this status.")] = None,
+    group: Annotated[
+        int | None,
+        typer.Option("--group", "-g", min=1, help="Only the requests of this group (one ask of several)."),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="At most N requests (follows pages).")
     ] = 20,
@@ -302,11 +357,13 @@ def list_requests(
     """List your requests, newest first (a patient's own, or those sent to a pharmacy).
 
     Example: [cyan]medreq requests --status PENDING --limit 50[/]   ·   [cyan]medreq requests --json | jq .[/]
+    ·   [cyan]medreq requests --group 7[/] (every pharmacy's answer to one ask, to choose from)
     """
 
     async def main() -> None:
         async with session(profile) as (client, saved):
-            found = [r async for r in client.iter_requests(status.value if status else None, limit=limit)]
+            wanted = status.value if status else None
+            found = [r async for r in client.iter_requests(wanted, limit=limit, group=group)]
         if as_json:
             echo_json([r.model_dump() for r in found])
         else:

@@ -149,30 +149,42 @@ def _print_event(event: Event, as_json: bool) -> None:
 
 async def wait_for_answer(
     client: MedreqClient,
-    send: Callable[[], Awaitable[int]],
+    send: Callable[[], Awaitable[list[int]]],
     save_audio: Path | None,
     seconds: float | None,
     as_json: bool,
 ) -> None:
-    """Connect, send the request, print the pharmacy's answer when it comes."""
+    """Connect, send the request, print each pharmacy's answer as it comes (every pharmacy's,
+    when it went to several)."""
+    answered = 0
     try:
         async with asyncio.timeout(seconds), client.connect() as conn:
-            request_id = await send()
-            with _waiting(request_id, seconds):
-                event = await _next_answer(client, conn, request_id)
-            _print_event(event, as_json)
-            if save_audio is not None and event.audio_url:
-                path = await client.download_to(event.audio_url, save_audio)
-                err.print(f"audio saved to {path}")
+            waiting = set(await send())
+            total = len(waiting)
+            with _waiting(sorted(waiting), seconds):
+                while waiting:
+                    event = await _next_answer(client, conn, waiting)
+                    waiting.discard(event.request_id)
+                    answered += 1
+                    _print_event(event, as_json)
+                    if save_audio is not None and event.audio_url:
+                        path = await client.download_to(event.audio_url, save_audio)
+                        err.print(f"audio saved to {path}")
     except TimeoutError:
+        if answered:
+            raise CommandTimeout(f"{total - answered} of {total} pharmacies did not answer within {seconds:g}s") from None
         raise CommandTimeout(f"no answer from the pharmacy within {seconds:g}s") from None
 
 
 @contextmanager
-def _waiting(request_id: int, seconds: float | None) -> Iterator[None]:
+def _waiting(request_ids: list[int], seconds: float | None) -> Iterator[None]:
     """A spinner with the time waited on a terminal; one line on stderr otherwise."""
     limit = f", giving up after {seconds:g}s" if seconds else ""
-    text = f"waiting for the pharmacy's answer to request {request_id}{limit} (Ctrl-C to stop)"
+    if len(request_ids) == 1:
+        what = f"the pharmacy's answer to request {request_ids[0]}"
+    else:
+        what = f"the pharmacies' answers to requests {', '.join(map(str, request_ids))}"
+    text = f"waiting for {what}{limit} (Ctrl-C to stop)"
     if not err.is_terminal:
         err.print(text + "…")
         yield
@@ -192,7 +204,10 @@ def _waiting(request_id: int, seconds: float | None) -> Iterator[None]:
             ticker.cancel()
 
 
-async def _next_answer(client: MedreqClient, conn: LiveConnection, request_id: int) -> PharmacyResponseEvent:
+async def _next_answer(
+    client: MedreqClient, conn: LiveConnection, request_ids: set[int]
+) -> PharmacyResponseEvent:
+    """The next answer to one of ``request_ids`` (read over REST after a reconnect)."""
     seen_reconnects = 0
     while True:
         try:
@@ -201,11 +216,12 @@ async def _next_answer(client: MedreqClient, conn: LiveConnection, request_id: i
             if conn.reconnects == seen_reconnects:
                 continue
             seen_reconnects = conn.reconnects
-            answer = await _answer_from_rest(client, request_id)
-            if answer is None:
-                continue
-            event = answer
-        if isinstance(event, PharmacyResponseEvent) and event.request_id == request_id:
+            for request_id in sorted(request_ids):
+                answer = await _answer_from_rest(client, request_id)
+                if answer is not None:
+                    return answer
+            continue
+        if isinstance(event, PharmacyResponseEvent) and event.request_id in request_ids:
             return event
 
 
@@ -223,4 +239,7 @@ async def _answer_from_rest(client: MedreqClient, request_id: int) -> PharmacyRe
         pharmacy_name=request.pharmacy.name,
         pharmacy_id=request.pharmacy.id,
         timestamp=request.response.responded_at,
+        price=request.response.price,
+        currency=request.response.currency,
+        ready_at=request.response.ready_at,
     )

@@ -13,12 +13,17 @@ from rich.table import Table
 from .console import console
 
 if TYPE_CHECKING:  # the client is imported when a command runs (user_session's docstring)
-    from medreq.client import Event, MedreqError, PharmacyOut, RequestOut
+    from medreq.client import Event, MedreqError, PharmacyOut, RequestCreatedOut, RequestOut
 
 out = console()
 err = console(stderr=True)
 
 STATUS_STYLE = {"PENDING": "yellow", "ACCEPTED": "green", "REJECTED": "red", "CANCELLED": "dim"}
+#: why a request was cancelled (`cancel_reason`, `request_cancelled`'s `reason`), in words
+CANCEL_REASONS = {
+    "patient_cancelled": "cancelled by the patient",
+    "another_pharmacy_chosen": "the patient chose another pharmacy",
+}
 
 
 class CommandError(Exception):
@@ -47,6 +52,32 @@ def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
 
 
+def request_status(request: RequestOut) -> str:
+    """The status cell: ``ACCEPTED ✓ chosen``, ``CANCELLED (the patient chose another pharmacy)``."""
+    text = status_text(request.status)
+    if request.chosen:
+        text += " [bold green]✓ chosen[/]"
+    if request.status == "CANCELLED" and request.cancel_reason == "another_pharmacy_chosen":
+        text += f" [dim]({escape(CANCEL_REASONS[request.cancel_reason])})[/]"
+    return text
+
+
+def created_text(created: RequestCreatedOut) -> str:
+    """What `medreq request` prints: the request id, or the group and each pharmacy's request."""
+    if created.group is None:
+        data = created.data
+        return f"Request [bold]{created.request_id}[/] sent to {escape(data.pharmacy.name)} ({status_text(data.status)})"
+    lines = [f"Request group [bold]{escape(str(created.group))}[/] sent to {len(created.requests)} pharmacies:"]
+    lines += [
+        f"  request [bold]{r.id}[/] → {escape(r.pharmacy.name)} ({status_text(r.status)})" for r in created.requests
+    ]
+    lines.append(
+        f"[dim]`medreq requests --group {escape(str(created.group))}` shows their answers; "
+        "`medreq choose REQUEST_ID` takes one.[/]"
+    )
+    return "\n".join(lines)
+
+
 def age(timestamp: str | None, now: datetime | None = None) -> str:
     """``timestamp`` as "42s", "5m", "3h", "2d" ago ("?" when unreadable)."""
     try:
@@ -71,7 +102,9 @@ def pharmacies_table(pharmacies: list[PharmacyOut]) -> Table:
 
 def requests_table(requests: list[RequestOut], role: str | None) -> Table:
     other = {"patient": "Pharmacy", "pharmacy": "Patient"}.get(role or "", "Patient → Pharmacy")
-    table = Table("ID", other, "Qty", "Medicine", "Status", "Age", "Unread", title="Medicine requests")
+    grouped = any(request.group is not None for request in requests)
+    columns = ["ID", *(["Group"] if grouped else []), other, "Qty", "Medicine", "Status", "Age", "Unread"]
+    table = Table(*columns, title="Medicine requests")
     for request in requests:
         if role == "patient":
             party = request.pharmacy.name
@@ -79,12 +112,14 @@ def requests_table(requests: list[RequestOut], role: str | None) -> Table:
             party = request.patient.name + (f" ({request.patient.phone})" if request.patient.phone else "")
         else:
             party = f"{request.patient.name} → {request.pharmacy.name}"
+        group = [escape(str(request.group)) if request.group is not None else ""] if grouped else []
         table.add_row(
             str(request.id),
+            *group,
             escape(party),
             str(request.quantity),
             escape(request.medicine_name or ("prescription image" if request.image_url else "")),
-            status_text(request.status),
+            request_status(request),
             age(request.created_at),
             f"[bold yellow]{request.unread}[/]" if request.unread else "",
         )
@@ -106,6 +141,7 @@ def _describe(event: Event) -> str:
         PresenceEvent,
         ReadEvent,
         RequestCancelledEvent,
+        RequestChosenEvent,
         RequestUpdatedEvent,
         TypingEvent,
     )
@@ -116,14 +152,22 @@ def _describe(event: Event) -> str:
         what = f"{event.quantity} × {event.medicine_name}" if event.medicine_name else f"qty {event.quantity}"
         note = f" · note: {event.note}" if event.note else ""
         image = f" · image: {event.image_url}" if event.image_url else ""
-        return f"request {event.request_id} from {who}{phone} · {what}{note}{image}"
+        asked = event.asked_pharmacies
+        shopping = f" · asked {asked} pharmacies, the patient picks one" if asked and asked > 1 else ""
+        return f"request {event.request_id} from {who}{phone} · {what}{note}{image}{shopping}"
     if isinstance(event, PharmacyResponseEvent):
         who = event.pharmacy_name or f"pharmacy {event.pharmacy_id}"
         message = f": {event.message}" if event.message else ""
+        price = f" · {event.price} {event.currency or ''}".rstrip() if event.price is not None else ""
+        ready = f" · ready {_when(event.ready_at)}" if event.ready_at else ""
         audio = f" · audio: {event.audio_url}" if event.audio_url else ""
-        return f"request {event.request_id} {event.status} by {who}{message}{audio}"
+        return f"request {event.request_id} {event.status} by {who}{message}{price}{ready}{audio}"
     if isinstance(event, RequestCancelledEvent):
+        if event.reason == "another_pharmacy_chosen":
+            return f"request {event.request_id} cancelled: {CANCEL_REASONS[event.reason]}"
         return f"request {event.request_id} cancelled by the patient"
+    if isinstance(event, RequestChosenEvent):
+        return f"request {event.request_id} chosen: the patient takes your offer"
     if isinstance(event, MessageEvent):
         return f"request {event.request_id} · from {event.from_}: {event.text}"
     if isinstance(event, TypingEvent):
@@ -136,6 +180,16 @@ def _describe(event: Event) -> str:
         return f"request {event.request_id} is now {event.status}"
     extra = {k: v for k, v in event.raw.items() if k not in ("type", "event_id", "timestamp")}
     return json.dumps(extra, ensure_ascii=False)
+
+
+def _when(timestamp: str | None) -> str:
+    """A time to come, in local time: ``17:30`` today, else ``2026-02-25 17:30``."""
+    try:
+        when = datetime.fromisoformat(str(timestamp)).astimezone()
+    except ValueError:
+        return str(timestamp)
+    same_day = when.date() == datetime.now().astimezone().date()
+    return when.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
 
 
 def _clock(timestamp: str | None) -> str:

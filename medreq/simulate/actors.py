@@ -2,8 +2,10 @@
 
 An actor keeps its WebSocket open for the whole run (closing and reopening it with
 ``?after=<last event_id handled>`` when it churns) and reports what it sees to the `Ledger`.
-Patients post requests when the arrival process says so; pharmacies answer each new request
-once, after a think time, over the WebSocket or over REST (always REST with audio).
+Patients post requests when the arrival process says so (to one pharmacy, or to several at
+once: then they choose the first acceptance they hear of); pharmacies answer each new request
+once, after a think time, over the WebSocket or over REST (always REST with audio), unless the
+patient chose another pharmacy meanwhile.
 Every retry loop is bounded by attempts and by the run's hard deadline.
 """
 
@@ -27,10 +29,12 @@ from medreq.client import (
     NewRequestEvent,
     PharmacyResponseEvent,
     RateLimited,
+    RequestCancelledEvent,
+    RequestChosenEvent,
     TransportError,
 )
 
-from .ledger import NOTE_PREFIX, Ledger, RequestRecord
+from .ledger import NOTE_PREFIX, Group, Ledger, RequestRecord
 from .limits import connection_refusal
 from .media import PRESCRIPTIONS, VOICE_REPLY
 from .scenario import Scenario
@@ -167,12 +171,23 @@ class Patient(Actor):
 
     def handle(self, event: object) -> None:
         if isinstance(event, PharmacyResponseEvent):
-            self.state.ledger.answer_delivered(self.id, event.request_id)
+            record = self.state.ledger.answer_delivered(self.id, event.request_id)
+            group = record.group if record is not None else None
+            if (
+                record is not None
+                and group is not None
+                and len(group.members) > 1
+                and event.status == "ACCEPTED"
+                and self.state.scenario.requests.choose == "first_accepted"
+                and not group.choosing
+            ):
+                group.choosing = True
+                self.state.spawn(self.choose(group, record))
 
-    async def post(self, pharmacy_id: int) -> None:
+    async def post(self, pharmacy_ids: list[int]) -> None:
         state, ledger, spec = self.state, self.state.ledger, self.state.scenario.requests
         key = state.next_key()
-        record = ledger.request_started(key, self.id, pharmacy_id)
+        group = ledger.request_started(key, self.id, pharmacy_ids)
         with_image = self.rng.random() < spec.image_share
         image = self.rng.choice(PRESCRIPTIONS) if with_image else None
         for attempt in range(MAX_ATTEMPTS):
@@ -180,7 +195,7 @@ class Patient(Actor):
                 break
             try:
                 created = await self.client.create_request(
-                    pharmacy_id,
+                    pharmacy_ids,
                     self.rng.randint(1, spec.quantity_max),
                     image,
                     medicine_name=None if with_image else self.rng.choice(MEDICINES),
@@ -198,9 +213,34 @@ class Patient(Actor):
                 ledger.error(exc.code)
                 break
             else:
-                ledger.request_created(record, created.request_id)
+                ledger.request_created(group, [r.id for r in created.requests] or [created.request_id])
                 return
-        ledger.request_failed(record)
+        ledger.request_failed(group)
+
+    async def choose(self, group: Group, record: RequestRecord) -> None:
+        """Take ``record``'s accepted answer; a retry of a choice whose fate is unknown is
+        answered 200 again (choosing the same request twice is allowed)."""
+        state, ledger = self.state, self.state.ledger
+        request_id = record.request_id
+        assert request_id is not None
+        for attempt in range(MAX_ATTEMPTS):
+            if state.remaining() <= 0:
+                break
+            try:
+                await self.client.choose(request_id)
+            except RateLimited as exc:
+                ledger.error(exc.code)
+                await state.pause(max(0.05, exc.retry_after))
+            except TransportError as exc:
+                ledger.error(exc.code)
+                await state.pause(FAST_BACKOFF.delay(attempt))
+            except MedreqError as exc:
+                ledger.error(f"choose_{exc.code}")
+                break
+            else:
+                ledger.choice_confirmed(group, record)
+                return
+        ledger.choice_failed()
 
 
 class Pharmacy(Actor):
@@ -211,14 +251,22 @@ class Pharmacy(Actor):
         self.answering = asyncio.Semaphore(state.scenario.pharmacy.max_concurrent_answers)
 
     def handle(self, event: object) -> None:
+        ledger = self.state.ledger
         if isinstance(event, NewRequestEvent):
-            record = self.state.ledger.request_delivered(self.id, event.request_id, event.note)
+            record = ledger.request_delivered(self.id, event.request_id, event.note, event.asked_pharmacies)
             if record is not None:
                 self.state.spawn(self.answer(record))
+        elif isinstance(event, RequestChosenEvent):
+            ledger.chosen_delivered(self.id, event.request_id)
+        elif isinstance(event, RequestCancelledEvent):
+            ledger.cancel_delivered(self.id, event.request_id, event.reason)
 
     async def answer(self, record: RequestRecord) -> None:
         state, ledger, spec = self.state, self.state.ledger, self.state.scenario.pharmacy
         await state.pause(spec.think_time.sample(self.rng))
+        if record.cancel_deliveries:  # the patient chose another pharmacy while we thought
+            ledger.answer_superseded(record)
+            return
         status: Literal["ACCEPTED", "REJECTED"] = (
             "ACCEPTED" if self.rng.random() < spec.accept_ratio else "REJECTED"
         )
@@ -245,7 +293,13 @@ class Pharmacy(Actor):
                             filename="reply.wav" if with_audio else None,
                         )
                 except Conflict as exc:
-                    if attempt > 0:  # an earlier attempt, whose fate was unknown, did apply
+                    # no longer pending: the patient chose another pharmacy, or an earlier
+                    # attempt whose fate was unknown did apply; the request says which
+                    outcome = await self._settled(request_id, status)
+                    if outcome == "superseded":
+                        ledger.answer_superseded(record)
+                        return
+                    if outcome == "confirmed" and attempt > 0:
                         ledger.answer_confirmed(record, status)
                         return
                     ledger.error(exc.code)
@@ -266,3 +320,24 @@ class Pharmacy(Actor):
                         ledger.counts["answered_with_audio"] += 1
                     return
             ledger.answer_failed(record)
+
+    async def _settled(self, request_id: int, status: str) -> Literal["superseded", "confirmed", "other"]:
+        """Why an answer got 409: its request is cancelled, or already carries this answer."""
+        for attempt in range(MAX_ATTEMPTS):
+            if self.state.remaining() <= 0:
+                break
+            try:
+                request = await self.client.get_request(request_id)
+            except RateLimited as exc:
+                await self.state.pause(max(0.05, exc.retry_after))
+            except TransportError:
+                await self.state.pause(FAST_BACKOFF.delay(attempt))
+            except MedreqError:
+                break
+            else:
+                if request.status == "CANCELLED":
+                    return "superseded"
+                if request.response is not None and request.response.status == status:
+                    return "confirmed"
+                return "other"
+        return "other"

@@ -41,7 +41,11 @@ class Report:
 
     @property
     def failed(self) -> int:
-        return self.counts.get("failed_requests", 0) + self.counts.get("failed_answers", 0)
+        return (
+            self.counts.get("failed_requests", 0)
+            + self.counts.get("failed_answers", 0)
+            + self.counts.get("failed_choices", 0)
+        )
 
     @property
     def ok(self) -> bool:
@@ -74,7 +78,7 @@ class Report:
 
     def render(self) -> Group:
         verdict = (
-            Text("OK: every request and answer arrived exactly once", style="bold green")
+            Text("OK: every request and answer (and choice) arrived exactly once", style="bold green")
             if self.ok
             else Text(
                 f"FAILED: lost {self.lost_total}, duplicated {self.duplicated_total}, "
@@ -158,6 +162,16 @@ def build_report(
         "redelivered_dropped_by_client": state.redelivered_dropped,
         "rate_limited_waits": ledger.errors["rate_limited"],
     }
+    if scenario.requests.pharmacies > 1:  # asking several pharmacies at once (docs/protocol.md §8)
+        counts |= {
+            "groups": ledger.counts["groups"],
+            "chosen": ledger.counts["chosen"],
+            "chosen_delivered": ledger.counts["chosen_delivered"],
+            "cancels_owed": ledger.cancels_owed(),
+            "cancel_delivered": ledger.counts["cancel_delivered"],
+            "answers_superseded": ledger.counts["answers_superseded"],
+            "failed_choices": ledger.counts["failed_choices"],
+        }
     notes = []
     if ledger.skipped:
         notes.append(
@@ -178,7 +192,7 @@ def build_report(
         counts=counts,
         lost=ledger.lost(),
         duplicated=ledger.duplicated(),
-        unexpected=ledger.unexpected,
+        unexpected=ledger.unexpected + ledger.misdirected(),
         latency_ms={
             "request_to_pharmacy": ledger.notify_latency.summary(),
             "created_to_pharmacy": ledger.notify_after_201.summary(),

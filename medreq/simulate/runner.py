@@ -268,7 +268,8 @@ async def _arrivals(state: RunState, patients: list[Patient], pharmacies: list[i
             state.ledger.skipped += 1
             continue
         sent += 1
-        task = asyncio.create_task(rng.choice(patients).post(rng.choice(pharmacies)))
+        asked = rng.sample(pharmacies, state.scenario.requests.pharmacies)
+        task = asyncio.create_task(rng.choice(patients).post(asked))
         posting.add(task)
         task.add_done_callback(posting.discard)
         state.tasks.add(task)

@@ -5,6 +5,7 @@
     [patients]    count = 4
     [pharmacies]  count = 2
     [arrivals]    process = "poisson", rate = 4, ramp_up = 1
+    [requests]    pharmacies = 3, choose = "first_accepted"   # ask 3 at once, take the first yes
     [pharmacy]    accept_ratio = 0.8, audio_share = 0.2, ws_share = 0.7
                   think_time = { distribution = "exponential", mean = 0.3 }
     [churn]       share = 0.2, mode = "reconnect", interval = 2, offline = [0.1, 0.5]
@@ -110,6 +111,13 @@ class Arrivals(_Strict):
 class Requests(_Strict):
     image_share: float = Field(default=0.5, ge=0, le=1, description="share sent with a PNG prescription")
     quantity_max: int = Field(default=10, ge=1, le=1_000)
+    pharmacies: int = Field(
+        default=1, ge=1, le=5, description="pharmacies each request is asked of at once (a group when > 1)"
+    )
+    choose: Literal["first_accepted", "none"] = Field(
+        default="first_accepted",
+        description="how the patient chooses among a group's answers: the first acceptance it hears of, or never",
+    )
 
 
 class PharmacyBehaviour(_Strict):
@@ -169,6 +177,15 @@ class Scenario(_Strict):
     pharmacy: PharmacyBehaviour = PharmacyBehaviour()
     churn: Churn = Churn()
     server: ServerNeeds = ServerNeeds()
+
+    @model_validator(mode="after")
+    def _enough_pharmacies(self) -> Scenario:
+        if self.requests.pharmacies > self.pharmacies.count:
+            raise ValueError(
+                f"requests.pharmacies ({self.requests.pharmacies}) is more than pharmacies.count "
+                f"({self.pharmacies.count})"
+            )
+        return self
 
     @property
     def connections(self) -> int:

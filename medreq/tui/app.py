@@ -31,6 +31,7 @@ from medreq.client import (
     MessageEvent,
     NewRequestEvent,
     RequestCancelledEvent,
+    RequestChosenEvent,
     RequestDetail,
     RequestOut,
     RequestUpdatedEvent,
@@ -166,8 +167,14 @@ class InboxScreen(Screen[None]):
             form = self.answer_form
             if form is not None and form.request.id == changed:
                 form.answered_elsewhere(status)
-            if isinstance(event, RequestCancelledEvent):
+            if isinstance(event, RequestCancelledEvent) and event.reason == "another_pharmacy_chosen":
+                self.notice(f"Request #{changed} was cancelled: the patient chose another pharmacy")
+            elif isinstance(event, RequestCancelledEvent):
                 self.notice(f"Request #{changed} was cancelled by the patient", severity="warning")
+        elif isinstance(event, RequestChosenEvent) and changed is not None:
+            self.details.pop(changed, None)
+            self.app.bell()
+            self.notice(f"Request #{changed}: the patient chose your offer, prepare it", title="Chosen")
         elif isinstance(event, MessageEvent) and changed is not None:
             selected = self.selected()
             if selected is None or selected.id != changed:  # else it shows in the thread

@@ -19,6 +19,7 @@ from medreq.client import (
     NewRequestEvent,
     ReadEvent,
     RequestCancelledEvent,
+    RequestChosenEvent,
     RequestOut,
     RequestUpdatedEvent,
     TypingEvent,
@@ -104,6 +105,10 @@ class Inbox:
         known = self.requests.get(request.id)
         if known is not None and known.status != "PENDING" and request.status == "PENDING":
             return False  # an older read: an answered request never goes back to PENDING
+        if known is not None and known.status == "CANCELLED" and request.status != "CANCELLED":
+            return False  # nor a cancelled one to open (the choice of another pharmacy came live)
+        if known is not None and known.chosen and not request.chosen:
+            return False  # nor a chosen one to not chosen
         self.requests[request.id] = request
         return known is None
 
@@ -119,12 +124,25 @@ class Inbox:
             self.requests[event.request_id] = _from_new_request(event, self.clock())
             self.fresh.add(event.request_id)
             return event.request_id
-        if isinstance(event, RequestUpdatedEvent | RequestCancelledEvent):
-            status = "CANCELLED" if isinstance(event, RequestCancelledEvent) else event.status
+        if isinstance(event, RequestCancelledEvent):
             known = self.requests.get(event.request_id)
-            if known is None or status not in STATUSES or known.status == status:
+            reason = event.reason or "patient_cancelled"
+            if known is None or (known.status == "CANCELLED" and known.cancel_reason == reason):
                 return None
-            self.requests[event.request_id] = known.model_copy(update={"status": status})
+            update = {"status": "CANCELLED", "cancel_reason": reason, "chosen": False}
+            self.requests[event.request_id] = known.model_copy(update=update)
+            return event.request_id
+        if isinstance(event, RequestChosenEvent):
+            known = self.requests.get(event.request_id)
+            if known is None or known.chosen:
+                return None
+            self.requests[event.request_id] = known.model_copy(update={"chosen": True})
+            return event.request_id
+        if isinstance(event, RequestUpdatedEvent):
+            known = self.requests.get(event.request_id)
+            if known is None or event.status not in STATUSES or known.status == event.status:
+                return None
+            self.requests[event.request_id] = known.model_copy(update={"status": event.status})
             return event.request_id
         if isinstance(event, MessageEvent):
             known = self.requests.get(event.request_id)
@@ -238,4 +256,5 @@ def _from_new_request(event: NewRequestEvent, now: datetime) -> RequestOut:
         created_at=stamp,
         updated_at=stamp,
         unread=1,  # the new_request itself
+        asked_pharmacies=event.asked_pharmacies,
     )

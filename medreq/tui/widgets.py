@@ -27,8 +27,22 @@ MEDICINE_MAX = 40
 PATIENT_MAX = 28
 
 
+#: why a request was cancelled (`cancel_reason`, `request_cancelled`'s `reason`), in words
+CANCEL_REASONS = {
+    "patient_cancelled": "the patient cancelled it",
+    "another_pharmacy_chosen": "the patient chose another pharmacy",
+}
+
+
 def status_text(status: str) -> Text:
     return Text(status.title(), style=STATUS_STYLE.get(status, ""))
+
+
+def request_status(request: RequestOut) -> Text:
+    """The table's status cell: "Chosen" for the accepted answer the patient took."""
+    if request.chosen and request.status == "ACCEPTED":
+        return Text("Chosen", style="bold green")
+    return status_text(request.status)
 
 
 class HeaderBar(Static):
@@ -105,7 +119,7 @@ class RequestTable(DataTable[Any]):
                     request.medicine_name or "(prescription)", style=style, overflow="ellipsis", no_wrap=True
                 ),
                 Text(age(request.created_at, now), style=style),
-                status_text(request.status),
+                request_status(request),
                 key=str(request.id),
             )
         if selected is not None and str(selected) in self.rows:
@@ -160,9 +174,20 @@ class DetailPane(Static):
             lines.append("Answer    ")
             lines.append_text(status_text(answer.status))
             lines.append(f" {_when(answer.responded_at, now)}: {answer.message or '(no message)'}")
+            if answer.price is not None:
+                lines.append(f" · {answer.price} {answer.currency or ''}".rstrip())
+            if answer.ready_at:
+                lines.append(f" · ready {_when(answer.ready_at, now)}")
             if answer.audio_url:
                 lines.append("  ♪ audio")
             lines.append("\n")
+        if shown.asked_pharmacies > 1 and request.status in ("PENDING", "ACCEPTED"):
+            lines.append(f"Asked     {shown.asked_pharmacies} pharmacies: the patient picks one\n", style="dim")
+        if request.chosen and request.status == "ACCEPTED":
+            lines.append("Chosen    the patient chose your offer: prepare it\n", style="bold green")
+        reason = request.cancel_reason or (shown.cancel_reason if shown.status == "CANCELLED" else None)
+        if request.status == "CANCELLED" and reason:
+            lines.append(f"Cancelled {CANCEL_REASONS.get(reason, reason)}\n", style="bold")
         if request.unread:
             lines.append(f"Unread    {request.unread} new\n", style="bold yellow")
         lines.rstrip()
