@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -249,6 +249,44 @@ async def drop_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; Redis must be up too (servers on one
+    database share a Redis hub)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("Redis", "127.0.0.1", 6379)
+    url = await create_database()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
+def cluster_env() -> dict[str, str]:
+    """Settings both `cluster` servers get besides the shared ones (a test file may override it)."""
+    return {}
+
+
+@pytest.fixture
+def cluster(
+    postgres_url: str, tmp_path: Path, cluster_env: dict[str, str]
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two servers sharing the database, the Redis hub, the JWT secret and the media volume."""
+    shared = {
+        "MEDREQ_DATABASE_URL": postgres_url,
+        "MEDREQ_REDIS_URL": REDIS_URL,
+        "MEDREQ_JWT_SECRET": "test-cluster-secret-" + tmp_path.name,
+        "MEDREQ_MEDIA_DIR": str(tmp_path / "shared-media"),
+        **cluster_env,
+    }
+    first = ServerProcess(tmp_path / "a", env=shared)
+    second = ServerProcess(tmp_path / "b", env=shared)
+    first.start()  # one at a time: the first applies the migrations
+    second.start()
+    yield first, second
+    first.stop()
+    second.stop()
 
 
 T = TypeVar("T")

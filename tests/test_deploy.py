@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +25,7 @@ from .conftest import (
     IN_CI,
     REDIS_URL,
     ServerProcess,
-    create_database,
-    drop_database,
     make_account,
-    require_service,
 )
 from .wire import close_code, error_code, open_ws, post_request, recv_json
 
@@ -111,13 +108,6 @@ http {{
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
-    url = await create_database()
-    yield url
-    await drop_database(url)
 
 
 async def test_seed_flow_through_nginx_to_two_servers(postgres_url: str, tmp_path: Path) -> None:

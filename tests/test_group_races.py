@@ -18,7 +18,6 @@ import httpx
 
 from .conftest import Account, ServerProcess, make_account
 from .test_request_groups import ask, choose
-from .test_scale_out import cluster, postgres_url  # noqa: F401 (the two-server fixtures)
 from .wire import open_ws, post_response, recv_json
 
 GROUPS = 8  # groups per test: enough interleavings, each round a few requests per server
@@ -54,7 +53,7 @@ def all_or_nothing(requests: dict[int, dict[str, Any]]) -> bool:
     return len(chosen) == 1 and chosen[0]["status"] == "ACCEPTED" and by_choice == others
 
 
-def test_two_choices_at_once_on_two_servers_one_wins(cluster: tuple[ServerProcess, ServerProcess]) -> None:  # noqa: F811
+def test_two_choices_at_once_on_two_servers_one_wins(cluster: tuple[ServerProcess, ServerProcess]) -> None:
     a, b = cluster
     patient = make_account(a.url, "patient")
     first, second = make_account(a.url, "pharmacy"), make_account(b.url, "pharmacy")
@@ -72,7 +71,7 @@ def test_two_choices_at_once_on_two_servers_one_wins(cluster: tuple[ServerProces
 
 
 def test_an_answer_racing_a_choice_is_either_in_before_it_or_refused(
-    cluster: tuple[ServerProcess, ServerProcess],  # noqa: F811
+    cluster: tuple[ServerProcess, ServerProcess],
 ) -> None:
     a, b = cluster
     patient = make_account(a.url, "patient")
@@ -115,7 +114,7 @@ async def patient_history(server: ServerProcess, patient: Account) -> list[dict[
 
 
 def test_a_worker_killed_in_a_burst_of_choices_leaves_every_group_all_or_nothing(
-    cluster: tuple[ServerProcess, ServerProcess],  # noqa: F811
+    cluster: tuple[ServerProcess, ServerProcess],
 ) -> None:
     a, b = cluster
     patient = make_account(b.url, "patient")

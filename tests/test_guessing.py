@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
-from .conftest import REDIS_URL, ServerProcess, create_database, drop_database, make_account, require_service
+from .conftest import REDIS_URL, ServerProcess, make_account
 
 GUESSES = 300
 ALLOWANCE = 5
@@ -119,13 +117,6 @@ async def test_right_passwords_clear_the_series(server_factory: object) -> None:
 # --- two servers, one PostgreSQL ------------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
-    url = await create_database()
-    yield url
-    await drop_database(url)
 
 
 async def test_parallel_guesses_on_two_servers_over_postgresql_share_one_hold(

@@ -15,11 +15,8 @@ import pytest
 from .conftest import (
     REDIS_URL,
     ServerProcess,
-    create_database,
-    drop_database,
     eventually,
     make_account,
-    require_service,
 )
 from .wire import open_ws, post_request, recv_json
 
@@ -184,13 +181,6 @@ def test_rate_limit_refusals_are_counted(server_factory: Any) -> None:
     assert metric(scrape(server).text, "medreq_rate_limited_total", transport="rest") == codes.count(429)
 
 
-@pytest.fixture
-async def postgres_url() -> Any:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
-    url = await create_database()
-    yield url
-    await drop_database(url)
 
 
 async def test_metrics_sum_every_worker(postgres_url: str, tmp_path: Path, png_bytes: bytes) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 
 from .conftest import REDIS_URL, Account, ServerProcess, make_account
-from .test_scale_out import postgres_url  # noqa: F401 (a fresh PostgreSQL database)
 from .wire import assert_silent, open_ws, post_request, recv_json
 
 
@@ -50,7 +49,7 @@ async def test_pharmacy_presence_reaches_its_pending_patients_only(
 
 
 async def test_presence_across_workers_and_a_killed_worker_expires(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     tmp_path: Path,
 ) -> None:
     ttl = 1.5

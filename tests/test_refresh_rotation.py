@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ import pytest
 from medreq.client import MedreqClient, ProfileStore
 from medreq.simulate.accounts import Account
 
-from .conftest import REDIS_URL, ServerProcess, create_database, drop_database, eventually, make_account
-from .conftest import require_service as require
+from .conftest import ServerProcess, eventually, make_account
 from .wire import close_code, error_code, open_ws
+
+pytestmark = pytest.mark.shared_server
 
 
 def refresh(server: ServerProcess, token: str) -> httpx.Response:
@@ -176,30 +176,11 @@ async def test_two_commands_of_one_profile_never_send_a_used_refresh_token(
 # --- several workers on PostgreSQL ------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require("PostgreSQL", "127.0.0.1", 5432)
-    require("Redis", "127.0.0.1", 6379)
-    url = await create_database()
-    yield url
-    await drop_database(url)
 
 
 @pytest.fixture
-def cluster(postgres_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    shared = {
-        "MEDREQ_DATABASE_URL": postgres_url,
-        "MEDREQ_REDIS_URL": REDIS_URL,
-        "MEDREQ_JWT_SECRET": "test-rotation-secret-" + tmp_path.name,
-        "MEDREQ_RATE_LIMIT_ENABLED": "false",
-    }
-    first = ServerProcess(tmp_path / "a", env=shared)
-    second = ServerProcess(tmp_path / "b", env=shared)
-    first.start()
-    second.start()
-    yield first, second
-    first.stop()
-    second.stop()
+def cluster_env() -> dict[str, str]:
+    return {"MEDREQ_RATE_LIMIT_ENABLED": "false"}
 
 
 async def test_on_two_postgresql_workers_one_of_thirty_concurrent_uses_wins(

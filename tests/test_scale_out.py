@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from medreq.cli import app
@@ -17,40 +15,10 @@ from medreq.cli import app
 from .conftest import (
     REDIS_URL,
     ServerProcess,
-    create_database,
-    drop_database,
     make_account,
     png,
-    require_service,
 )
 from .wire import close_code, open_ws, post_request, recv_json
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
-    url = await create_database()
-    yield url
-    await drop_database(url)
-
-
-@pytest.fixture
-def cluster(postgres_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two servers sharing the database, the Redis hub, the JWT secret and the media volume."""
-    shared = {
-        "MEDREQ_DATABASE_URL": postgres_url,
-        "MEDREQ_REDIS_URL": REDIS_URL,
-        "MEDREQ_JWT_SECRET": "test-cluster-secret-" + tmp_path.name,
-        "MEDREQ_MEDIA_DIR": str(tmp_path / "shared-media"),
-    }
-    first = ServerProcess(tmp_path / "a", env=shared)
-    second = ServerProcess(tmp_path / "b", env=shared)
-    first.start()  # one at a time: the first applies the migrations
-    second.start()
-    yield first, second
-    first.stop()
-    second.stop()
 
 
 async def test_request_posted_on_one_server_reaches_pharmacy_on_another(
