@@ -22,7 +22,7 @@ from medreq.cli import app
 from .conftest import Account, ServerProcess
 from .wire import post_request, post_response
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.shared_server, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
@@ -82,6 +82,7 @@ def make_requests(server: ServerProcess, patient: Account, pharmacy: Account, co
     return ids
 
 
+@pytest.mark.own_server
 def test_listen_resumes_across_server_and_cli_restarts_exactly_once(
     env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -188,6 +189,7 @@ def test_piped_output_is_not_wrapped(
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.own_server
 def test_listen_waits_for_a_server_that_is_not_up_yet(
     env: dict[str, str], server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -210,6 +212,7 @@ def test_listen_waits_for_a_server_that_is_not_up_yet(
     assert "Traceback" not in err and "error" not in err
 
 
+@pytest.mark.own_server
 def test_listen_no_retry_fails_at_once_saying_what_to_check(
     env: dict[str, str], server: ServerProcess, pharmacy: Account
 ) -> None:
@@ -224,6 +227,7 @@ def test_listen_no_retry_fails_at_once_saying_what_to_check(
     assert lines[0].endswith(f"(is `medreq serve` running at {server.url}?)"), lines[0]
 
 
+@pytest.mark.own_server
 def test_listen_on_a_terminal_keeps_one_status_line_updated_in_place(
     env: dict[str, str], server: ServerProcess, pharmacy: Account
 ) -> None:
@@ -269,6 +273,7 @@ def test_listen_on_a_terminal_keeps_one_status_line_updated_in_place(
     assert b"Traceback" not in screen
 
 
+@pytest.mark.own_server
 def test_a_rest_command_against_a_stopped_server_says_what_to_check(
     env: dict[str, str], server: ServerProcess, pharmacy: Account
 ) -> None:

@@ -26,6 +26,8 @@ from medreq.tui.screens import AnswerScreen, LoginScreen, WaitScreen
 from .conftest import Account, ServerProcess
 from .wire import open_ws, post_request, post_response, recv_json
 
+pytestmark = pytest.mark.shared_server
+
 FAST = Backoff(initial=0.1, factor=2.0, maximum=0.5, jitter=0.0)
 
 
@@ -224,6 +226,7 @@ class FirstRetryLate(Backoff):
         return 10.0 if attempt == 0 else 0.2
 
 
+@pytest.mark.own_server
 async def test_reconnect_after_restart_shows_every_request(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
@@ -413,6 +416,7 @@ class CountingBackend(Backend):
         return await super().resume()
 
 
+@pytest.mark.own_server
 async def test_the_inbox_waits_for_an_unreachable_server_and_opens_when_it_answers(
     server: ServerProcess, patient: Account, pharmacy: Account
 ) -> None:
