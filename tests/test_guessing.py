@@ -9,9 +9,11 @@ and every count below is exact."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -32,18 +34,33 @@ GUARDED = {
 async def burst(
     urls: list[str], count: int, send: str, body: dict[str, str] | None = None, **headers: str
 ) -> Counter[int]:
-    """`count` requests at once, spread over `urls` (servers); the statuses answered."""
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=count), timeout=60) as client:
+    """`count` requests at once, each on a connection of its own, spread over `urls` (servers);
+    the statuses answered. Plain HTTP/1.1 on asyncio streams: httpx's pool with 300 connections
+    open at once cost 2.3 s of the test's CPU per burst against 0.2 s of the server's."""
+    payload = json.dumps(body).encode() if body is not None else b""
 
-        async def one(i: int) -> int:
-            url = urls[i % len(urls)]
-            response = await client.request(send, url, json=body, headers=headers)
-            if response.status_code == 429:
-                assert int(response.headers["retry-after"]) > 500
-                assert response.json()["error"]["code"] == "rate_limited"
-            return response.status_code
+    async def one(i: int) -> int:
+        parts = urlsplit(urls[i % len(urls)])
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            lines = [f"{send} {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            if body is not None:
+                lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+            answer = await asyncio.wait_for(reader.read(), 60)  # until the server closes
+        finally:
+            writer.close()
+        head, _, text = answer.partition(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        if status == 429:
+            found = {k.strip().lower(): v.strip() for k, v in (f.split(":", 1) for f in fields)}
+            assert int(found["retry-after"]) > 500
+            assert json.loads(text)["error"]["code"] == "rate_limited"
+        return status
 
-        return Counter(await asyncio.gather(*(one(i) for i in range(count))))
+    return Counter(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 def login(server: ServerProcess, username: str, password: str) -> httpx.Response:
