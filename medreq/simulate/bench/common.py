@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -132,3 +134,37 @@ class CPUMeter:
             "server_cpu_s": tree_cpu_seconds(self.server_pid) - self._server0,
             "generator_cpu_s": cpu_seconds(os.getpid()) - self._self0,
         }
+
+
+def run_generators(
+    target: Callable[..., None],
+    args: Callable[[int, float, Any], tuple[Any, ...]],
+    *,
+    workers: int,
+    processes: int,
+    head_start: float,
+    warmup: float,
+    seconds: float,
+    server_pid: int,
+    meter: Callable[[int], float],
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Start up to `processes` load generators sharing `workers` between them, each running
+    ``target(*args(its workers, start_at, results queue))`` and putting one report on the queue;
+    they all begin at ``start_at`` (now + `head_start`, time for every process to set up). The
+    server is measured with `meter` over the `seconds` after `warmup`. Returns the generators'
+    reports, the server's cost over the window and the window's length."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+    start_at = time.time() + head_start
+    procs = [ctx.Process(target=target, args=args(n, start_at, results), daemon=True) for n in share if n]
+    for proc in procs:
+        proc.start()
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    server0, t0 = meter(server_pid), time.monotonic()
+    time.sleep(seconds)
+    server_cost, wall = meter(server_pid) - server0, time.monotonic() - t0
+    parts = [results.get(timeout=60 + seconds) for _ in procs]
+    for proc in procs:
+        proc.join(10)
+    return parts, server_cost, wall

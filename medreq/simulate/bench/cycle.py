@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from ...samples import photo
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds, tree_cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, open_ws, post_request
+from .common import RawHTTP, host_port, open_ws, post_request, run_generators
 from .webhook import WebhookReceiver, set_webhooks
 
 
@@ -49,28 +48,17 @@ def bench_cycle(
 
     `meter(pid)` reads the server's cumulative cost, read at both ends of the measured window: CPU
     seconds by default; `loadtests/instructions.py` passes callgrind's instruction count."""
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
-    start_at = time.time() + 8.0 + 0.02 * workers  # every process set up by then
-    procs = [
-        ctx.Process(
-            target=_generator,
-            args=(base_url, n, start_at, warmup, seconds, webhook, image, results),
-            daemon=True,
-        )
-        for n in share
-        if n
-    ]
-    for proc in procs:
-        proc.start()
-    time.sleep(max(0.0, start_at + warmup - time.time()))
-    server0, t0 = meter(server_pid), time.monotonic()
-    time.sleep(seconds)
-    server_cpu, wall = meter(server_pid) - server0, time.monotonic() - t0
-    parts = [results.get(timeout=60 + seconds) for _ in procs]
-    for proc in procs:
-        proc.join(10)
+    parts, server_cpu, wall = run_generators(
+        _generator,
+        lambda n, start_at, results: (base_url, n, start_at, warmup, seconds, webhook, image, results),
+        workers=workers,
+        processes=processes,
+        head_start=8.0 + 0.02 * workers,
+        warmup=warmup,
+        seconds=seconds,
+        server_pid=server_pid,
+        meter=meter,
+    )
     cycles = sum(p["cycles"] for p in parts)
     latencies = [x for p in parts for x in p["latencies"]]
     generator_cpu = sum(p["cpu_s"] for p in parts)
@@ -78,7 +66,7 @@ def bench_cycle(
         "patients": "offline, webhook" if webhook else "connected",
         "image_bytes": len(photo()) if image else 0,
         "workers": workers,
-        "processes": len(procs),
+        "processes": len(parts),
         "seconds": round(wall, 2),
         "cycles": cycles,
         "cycles_per_s": round(cycles / wall, 1),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from ..accounts import Account, create_accounts
 from ..server import cpu_seconds, tree_cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, multipart, open_ws
+from .common import RawHTTP, host_port, multipart, open_ws, run_generators
 
 
 def bench_group_cycle(
@@ -36,32 +35,23 @@ def bench_group_cycle(
     meter: Callable[[int], float] = tree_cpu_seconds,
 ) -> dict[str, Any]:
     """Run the generator processes; the server's CPU per group cycle over the measured window."""
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    share = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
-    start_at = time.time() + 8.0 + 0.05 * workers * pharmacies  # every process set up by then
-    procs = [
-        ctx.Process(
-            target=_generator, args=(base_url, n, pharmacies, start_at, warmup, seconds, results), daemon=True
-        )
-        for n in share
-        if n
-    ]
-    for proc in procs:
-        proc.start()
-    time.sleep(max(0.0, start_at + warmup - time.time()))
-    server0, t0 = meter(server_pid), time.monotonic()
-    time.sleep(seconds)
-    server_cpu, wall = meter(server_pid) - server0, time.monotonic() - t0
-    parts = [results.get(timeout=60 + seconds) for _ in procs]
-    for proc in procs:
-        proc.join(10)
+    parts, server_cpu, wall = run_generators(
+        _generator,
+        lambda n, start_at, results: (base_url, n, pharmacies, start_at, warmup, seconds, results),
+        workers=workers,
+        processes=processes,
+        head_start=8.0 + 0.05 * workers * pharmacies,
+        warmup=warmup,
+        seconds=seconds,
+        server_pid=server_pid,
+        meter=meter,
+    )
     cycles = sum(p["cycles"] for p in parts)
     generator_cpu = sum(p["cpu_s"] for p in parts)
     return {
         "pharmacies_per_request": pharmacies,
         "workers": workers,
-        "processes": len(procs),
+        "processes": len(parts),
         "seconds": round(wall, 2),
         "cycles": cycles,
         "cycles_per_s": round(cycles / wall, 1),
