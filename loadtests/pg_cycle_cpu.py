@@ -28,12 +28,11 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from medreq.simulate import bench
-from medreq.simulate.bench import cycle
+from medreq.simulate import bench, server
 from medreq.simulate.server import process_tree
 
-_server_cpu = cycle.tree_cpu_seconds  # the server and its workers
-_process_cpu = cycle.cpu_seconds
+_server_cpu = server.tree_cpu_seconds  # the server and its workers
+_process_cpu = server.cpu_seconds
 
 
 def _cpu(pid: int) -> float | None:

@@ -136,6 +136,15 @@ class CPUMeter:
         }
 
 
+async def own_cpu_over(measure_from: float, measure_to: float, window: list[float]) -> None:
+    """This process's CPU seconds at both ends of the measured window (wall-clock times),
+    appended to `window`: a generator's own cost over exactly what the server is measured on."""
+    await asyncio.sleep(max(0.0, measure_from - time.time()))
+    window.append(cpu_seconds(os.getpid()))
+    await asyncio.sleep(max(0.0, measure_to - time.time()))
+    window.append(cpu_seconds(os.getpid()))
+
+
 def run_generators(
     target: Callable[..., None],
     args: Callable[[int, float, Any], tuple[Any, ...]],

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ...samples import photo
 from ..accounts import Account, create_accounts
-from ..server import cpu_seconds, tree_cpu_seconds
+from ..server import tree_cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, open_ws, post_request, run_generators
+from .common import RawHTTP, host_port, open_ws, own_cpu_over, post_request, run_generators
 from .webhook import WebhookReceiver, set_webhooks
 
 
@@ -175,13 +174,7 @@ async def _generate(
 
     window: list[float] = []
 
-    async def meter() -> None:  # this process's CPU over exactly the measured window
-        await asyncio.sleep(max(0.0, measure_from - time.time()))
-        window.append(cpu_seconds(os.getpid()))
-        await asyncio.sleep(max(0.0, measure_to - time.time()))
-        window.append(cpu_seconds(os.getpid()))
-
-    await asyncio.gather(meter(), *(worker(p, h) for p, h in pairs))
+    await asyncio.gather(own_cpu_over(measure_from, measure_to, window), *(worker(p, h) for p, h in pairs))
     for task in readers:
         task.cancel()
     for ws in sockets:

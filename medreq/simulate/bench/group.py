@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..accounts import Account, create_accounts
-from ..server import cpu_seconds, tree_cpu_seconds
+from ..server import tree_cpu_seconds
 from ..stats import summary
-from .common import RawHTTP, host_port, multipart, open_ws, run_generators
+from .common import RawHTTP, host_port, multipart, open_ws, own_cpu_over, run_generators
 
 
 def bench_group_cycle(
@@ -174,14 +173,9 @@ async def _generate(
 
     window: list[float] = []
 
-    async def meter() -> None:  # this process's CPU over exactly the measured window
-        await asyncio.sleep(max(0.0, measure_from - time.time()))
-        window.append(cpu_seconds(os.getpid()))
-        await asyncio.sleep(max(0.0, measure_to - time.time()))
-        window.append(cpu_seconds(os.getpid()))
-
     groups = [shops[i * pharmacies : (i + 1) * pharmacies] for i in range(workers)]
-    await asyncio.gather(meter(), *(worker(p, g) for p, g in zip(patients, groups, strict=True)))
+    workers_done = (worker(p, g) for p, g in zip(patients, groups, strict=True))
+    await asyncio.gather(own_cpu_over(measure_from, measure_to, window), *workers_done)
     for task in readers:
         task.cancel()
     for ws in sockets:
