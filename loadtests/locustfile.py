@@ -44,8 +44,8 @@ from locust import HttpUser, User, between, events, task
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from medreq.samples import png
 from medreq.simulate.accounts import Account, NewAccount, Role, sign_up
+from medreq.simulate.samples import png
 
 sys.path.insert(0, str(Path(__file__).parent))
 SHAPE = os.environ.get("MEDREQ_SHAPE", "").strip().lower()

@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medreq import metrics
 from medreq.config import Settings
-from medreq.logs import log_config
 from medreq.protocol import TokenIn
+from medreq.telemetry import metrics
+from medreq.telemetry.logs import log_config
 from medreq.web.app import create_app
 
 SETUPS = {"off": ("text", ""), "metrics": ("text", "t"), "logs": ("json", ""), "on": ("json", "t")}

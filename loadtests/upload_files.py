@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from medreq.media import MediaStore
-from medreq.samples import photo
+from medreq.simulate.samples import photo
 
 IMAGE = photo()
 

@@ -9,7 +9,7 @@ removes the data dir it created (only that: never one that existed). `medreq db 
 the same lock exclusively, so it never swaps the data under a running server.
 
 uvicorn's own shutdown closes WebSockets with 1012; the protocol (docs/protocol.md) asks for
-1001 ("going away"). That is the WebSocket protocol class's doing (`web/ws_guard.py`, given to
+1001 ("going away"). That is the WebSocket protocol class's doing (`web/guard/websocket.py`, given to
 uvicorn in `uvicorn_config`): on shutdown it lets the app close each socket with 1001 after
 what it already queued, so a plain `uvicorn.Server` does it, in a worker process too.
 """
@@ -33,15 +33,15 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import multiprocess
 
-from .backup import LOCK_FILE
 from .config import ENV_PREFIX, Settings
 from .files import open_private_lock
-from .logs import log_config
-from .metrics import MULTIPROC_ENV
 from .storage import Store
+from .storage.backup import LOCK_FILE
+from .telemetry.logs import log_config
+from .telemetry.metrics import MULTIPROC_ENV
 from .web import create_app
-from .web.http_guard import GuardedHttpProtocol
-from .web.ws_guard import GuardedWebSocketProtocol
+from .web.guard.http import GuardedHttpProtocol
+from .web.guard.websocket import GuardedWebSocketProtocol
 
 log = logging.getLogger("medreq")
 

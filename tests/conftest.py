@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import pytest
 
 import medreq
-from medreq.samples import png, wav
 from medreq.simulate import server as medreq_server
 from medreq.simulate.accounts import Account, Role, create_account
+from medreq.simulate.samples import png, wav
 from medreq.simulate.server import free_port
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

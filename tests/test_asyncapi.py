@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from medreq.protocol import CLIENT_MESSAGE_TYPES, EVENT_TYPES, SERVER_FRAME_MODELS, CloseCode
-from medreq.web.asyncapi import document, message_type
-from medreq.web.openapi import spec
+from medreq.web.rest.asyncapi import document, message_type
+from medreq.web.rest.openapi import spec
 
 from .conftest import ServerProcess
 

@@ -10,8 +10,8 @@ import time
 
 import filetype
 
-from medreq.samples import photo
 from medreq.simulate.bench.cycle import bench_cycle
+from medreq.simulate.samples import photo
 from medreq.simulate.server import ServerProcess, cpu_seconds, process_tree, tree_cpu_seconds
 
 

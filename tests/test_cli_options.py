@@ -13,7 +13,7 @@ from rich.style import Style
 from typer.testing import CliRunner
 
 from medreq.cli import app
-from medreq.samples import png, wav
+from medreq.simulate.samples import png, wav
 
 from .conftest import Account, ServerProcess
 

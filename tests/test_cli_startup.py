@@ -37,7 +37,7 @@ HEAVY = (
     "medreq.web",
     "medreq.server",
     "medreq.bootstrap",
-    "medreq.backup",
+    "medreq.storage.backup",
     "medreq.config",
     "medreq.simulate",
     "medreq.tui",

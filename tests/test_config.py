@@ -59,7 +59,7 @@ def test_jwt_secret_is_generated_once_and_private(tmp_path: Path) -> None:
 def test_transport_limits_come_from_the_environment_and_stay_below_the_fd_limit() -> None:
     import resource
 
-    from medreq.web.admission import TransportLimits
+    from medreq.web.guard.admission import TransportLimits
 
     env = {
         "MEDREQ_MAX_HEADER_BYTES": "4096",

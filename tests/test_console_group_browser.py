@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from medreq.samples import wav
 from medreq.simulate.accounts import Account
+from medreq.simulate.samples import wav
 
 from .browser import ALERT_SPIES, artifacts_dir, hidden_but_shown, launch_browser, prescription_png
 from .conftest import ServerProcess, make_account

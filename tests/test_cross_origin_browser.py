@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from medreq.samples import png, wav
+from medreq.simulate.samples import png, wav
 from medreq.simulate.server import free_port
 
 from .browser import launch_browser

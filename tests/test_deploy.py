@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medreq.samples import png
+from medreq.simulate.samples import png
 from medreq.simulate.server import free_port
 
 from .conftest import (

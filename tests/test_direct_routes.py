@@ -1,4 +1,4 @@
-"""The direct route table (`web/direct.py`) against Starlette's stack: the same answers.
+"""The direct route table (`web/rest/direct.py`) against Starlette's stack: the same answers.
 
 One app, two ways in: as served (parameterless REST routes looked up directly) and with
 `MedreqApp.http` pointed at the Starlette application itself, as before the table existed.
@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 
 from medreq.config import Settings
 from medreq.protocol import TokenIn
-from medreq.web import direct
 from medreq.web.app import MedreqApp, create_app
+from medreq.web.rest import direct
 
 
 async def _lifespan(app: MedreqApp) -> asyncio.Queue[dict[str, Any]]:
@@ -90,7 +90,7 @@ def _same(a: httpx.Response, b: httpx.Response, *, ignore: tuple[str, ...] = ())
 
 
 def test_the_table_holds_the_parameterless_routes_only() -> None:
-    from medreq.web import routes
+    from medreq.web.rest import routes
 
     table = direct.DirectRoutes(None, routes.routes).table  # type: ignore[arg-type]
     assert ("POST", "/medicine/request/") in table

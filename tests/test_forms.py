@@ -1,4 +1,4 @@
-"""`web/forms.py` reads multipart forms with python-multipart's parser and callbacks of its own
+"""`web/rest/forms.py` reads multipart forms with python-multipart's parser and callbacks of its own
 instead of Starlette's `MultiPartParser`: the same forms must come out as Starlette reads them,
 under the same limits, however the body is cut into chunks (the served cases, each with its §1
 error and an unchanged database, are in test_input_rules.py and test_request_validation.py)."""
@@ -17,9 +17,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from medreq.protocol.errors import Invalid, PayloadTooLarge, UnsupportedMediaType
-from medreq.samples import photo
-from medreq.web import forms
-from medreq.web.forms import (
+from medreq.simulate.samples import photo
+from medreq.web.rest import forms
+from medreq.web.rest.forms import (
     MAX_FIELDS,
     MAX_FORM_FIELD,
     SPOOL_BYTES,

@@ -1,4 +1,4 @@
-"""One timer for every socket's next ping (web/heartbeat.py); the wire heartbeat itself is
+"""One timer for every socket's next ping (web/guard/heartbeat.py); the wire heartbeat itself is
 tested on real sockets in test_websocket.py and test_protection.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from medreq.web.heartbeat import TICK, Heartbeat, heartbeat_for
+from medreq.web.guard.heartbeat import TICK, Heartbeat, heartbeat_for
 
 
 class Socket:

@@ -1,4 +1,4 @@
-"""The HTTP guard's header and body timers (web/http_guard.py), on the protocol object itself.
+"""The HTTP guard's header and body timers (web/guard/http.py), on the protocol object itself.
 
 The deadlines are tested end to end in test_protection.py (slowloris, a trickled body, an idle
 connection); here: a request that arrives whole arms no timer, one that does not arms the
@@ -16,7 +16,7 @@ from uvicorn.server import ServerState
 from medreq.config import Settings
 from medreq.server import uvicorn_config
 from medreq.web.app import create_app
-from medreq.web.http_guard import GuardedHttpProtocol
+from medreq.web.guard.http import GuardedHttpProtocol
 
 
 class Transport(asyncio.Transport):

@@ -1,4 +1,4 @@
-"""The tallies in front of prometheus-client (medreq/metrics.py) render what it would have."""
+"""The tallies in front of prometheus-client (medreq/telemetry/metrics.py) render what it would have."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from medreq import metrics
+from medreq.telemetry import metrics
 
 BUCKETS = (0.001, 0.005, 0.1, 1.0)
 # on a bound, between bounds, zero, past the last bound (+Inf), repeated, several label sets

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from medreq.netguard import check_target, is_public
-from medreq.outbound import OutboundClient, TargetRefused
 from medreq.protocol.errors import Invalid
+from medreq.service.outbound.http import OutboundClient, TargetRefused
+from medreq.service.outbound.netguard import check_target, is_public
 from medreq.simulate.accounts import Account
 
 from .conftest import ServerProcess, make_account

@@ -257,8 +257,8 @@ def test_an_access_line_is_what_the_json_formatter_writes(restored_logging: None
     import logging
     import logging.config
 
-    from medreq import tracing
-    from medreq.logs import AccessLog, JsonFormatter, log_config
+    from medreq.telemetry import tracing
+    from medreq.telemetry.logs import AccessLog, JsonFormatter, log_config
 
     logging.config.dictConfig(log_config("info", "json"))
     [handler] = logging.getLogger("medreq").handlers
@@ -291,7 +291,7 @@ def test_an_http_access_line_is_the_general_line_for_its_fields(restored_logging
     import logging
     import logging.config
 
-    from medreq.logs import AccessLog, log_config
+    from medreq.telemetry.logs import AccessLog, log_config
 
     logging.config.dictConfig(log_config("info", "json"))
     [handler] = logging.getLogger("medreq").handlers
@@ -317,7 +317,7 @@ def test_an_http_access_line_is_the_general_line_for_its_fields(restored_logging
 def test_uvicorn_builds_no_access_line_it_would_drop() -> None:
     """Above info, uvicorn's access logger gets no handler: with one, uvicorn builds every
     request's line arguments even when the level drops the line."""
-    from medreq.logs import log_config
+    from medreq.telemetry.logs import log_config
 
     for level, fmt, handlers in [("info", "text", ["access"]), ("warning", "text", []), ("info", "json", [])]:
         assert log_config(level, fmt)["loggers"]["uvicorn.access"]["handlers"] == handlers, (level, fmt)

@@ -11,8 +11,8 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from medreq.protocol import ERROR_WIRE, MAX_ID, LogoutIn, PasswordIn, RequestForm, ResponseForm
-from medreq.web import routes as rest_routes
-from medreq.web.openapi import spec
+from medreq.web.rest import routes as rest_routes
+from medreq.web.rest.openapi import spec
 
 from .conftest import ServerProcess
 

@@ -1,4 +1,4 @@
-"""The deliverer's HTTP client (`medreq.outbound`): keep-alive, retry of a connection the receiver
+"""The deliverer's HTTP client (`medreq.service.outbound.http`): keep-alive, retry of a connection the receiver
 closed while idle, SSRF refusal at connect time, no redirects, deadlines, TLS verification."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from medreq.outbound import MAX_RESPONSE_BODY, OutboundClient, PostError, TargetRefused
 from medreq.protocol.errors import Invalid
+from medreq.service.outbound.http import MAX_RESPONSE_BODY, OutboundClient, PostError, TargetRefused
 
 Answer = Callable[[bytes], bytes | None]  # request head + body -> raw response (None: say nothing)
 

@@ -72,7 +72,7 @@ def test_docs_link_the_protocol_reference_rendered_as_html(server: ServerProcess
 
 
 def test_markdown_rendering_escapes_html_and_drops_unsafe_links() -> None:
-    from medreq.web.pages import render_markdown
+    from medreq.web.rest.pages import render_markdown
 
     shown = render_markdown(
         "# Errors\n\n## Errors\n\n<script>alert(1)</script>\n\n"

@@ -28,7 +28,8 @@ from starlette.routing import BaseRoute, Mount
 from medreq import protocol
 from medreq.config import Settings
 from medreq.protocol.errors import ERRORS_BY_CODE
-from medreq.web import create_app, websocket
+from medreq.web import create_app
+from medreq.web.socket import endpoint as websocket
 
 from . import test_readme
 from .conftest import ServerProcess

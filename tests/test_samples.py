@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 import medreq.cli.samples  # noqa: F401  (registers `samples` on the app)
 from medreq.cli.app import app
-from medreq.samples import _BLUE, _FONT, _INK, _PEN, prescription
+from medreq.simulate.samples import _BLUE, _FONT, _INK, _PEN, prescription
 
 
 def decode(png: bytes) -> tuple[int, int, list[bytes]]:
-    """Width, height and RGB rows of a PNG written by medreq.samples (8-bit RGB, filter 0)."""
+    """Width, height and RGB rows of a PNG written by medreq.simulate.samples (8-bit RGB, filter 0)."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     chunks: dict[bytes, bytes] = {}
     at = 8

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
-from medreq.web import routes as rest_routes
+from medreq.web.rest import routes as rest_routes
 
 from .conftest import Account, ServerProcess, create_database, drop_database, make_account, require_service
 from .wire import post_request

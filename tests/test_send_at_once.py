@@ -16,8 +16,8 @@ from starlette.websockets import WebSocketState
 from medreq.config import Settings
 from medreq.protocol import AckFrame
 from medreq.web import wire_record
-from medreq.web.connection import Connection
-from medreq.web.ws_guard import EXTENSION
+from medreq.web.guard.websocket import EXTENSION
+from medreq.web.socket.connection import Connection
 
 from .test_slow_consumer import CLAIMS, Service
 

@@ -15,8 +15,8 @@ from medreq.auth import Claims
 from medreq.config import Settings
 from medreq.protocol import CloseCode
 from medreq.service import Limits
-from medreq.web.connection import Connection
-from medreq.web.ws_guard import EXTENSION
+from medreq.web.guard.websocket import EXTENSION
+from medreq.web.socket.connection import Connection
 
 
 class StuckSocket:
@@ -102,7 +102,7 @@ async def test_a_full_queue_drops_with_1013() -> None:
 def test_the_kernel_is_asked_whenever_the_bound_could_be_over(monkeypatch: Any) -> None:
     """`unsent_over` skips the SIOCOUTQ `ioctl` only while the last reading plus every frame
     written since (four bytes a character, plus a header) cannot pass the limit."""
-    from medreq.web import ws_guard
+    from medreq.web.guard import websocket as ws_guard
 
     class Transport:
         def is_closing(self) -> bool:

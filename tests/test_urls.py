@@ -1,4 +1,4 @@
-"""medreq/urls.py: libpq's multi-host PostgreSQL URLs and ``redis+sentinel://`` URLs are read,
+"""medreq/config/urls.py: libpq's multi-host PostgreSQL URLs and ``redis+sentinel://`` URLs are read,
 and a URL the server could not use is refused at start with what is wrong, creating nothing."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from medreq.config import Settings
+from medreq.config.urls import SentinelURL, libpq_url, parse_sentinel_url, postgres_url
 from medreq.simulate.server import free_port
-from medreq.urls import SentinelURL, libpq_url, parse_sentinel_url, postgres_url
 
 SERVE = (sys.executable, "-P", "-m", "medreq", "serve")
 

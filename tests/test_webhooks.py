@@ -327,7 +327,7 @@ async def test_one_transaction_records_a_batch_and_claims_the_next(
 ) -> None:
     """The deliverer's round: the outcomes of the batch it sent are recorded in the transaction
     that claims the next batch, and a deliverer stopping records what it sent before it ends."""
-    from medreq.outbound import OutboundClient
+    from medreq.service.outbound.http import OutboundClient
     from medreq.storage import Store, webhooks
 
     patient = await account(service, "patient", "pat")

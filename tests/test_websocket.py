@@ -226,7 +226,7 @@ async def test_shutdown_finishes_an_in_flight_upload(
 
 
 def test_a_refused_messages_id_is_found_without_parsing_it() -> None:
-    from medreq.web.websocket import EARLY_ID_WINDOW, _early_ref
+    from medreq.web.socket.endpoint import EARLY_ID_WINDOW, _early_ref
 
     assert _early_ref('{"type":"ping","id":7}') == 7
     assert _early_ref('{"id": "abc-1", "type":"ping"}') == "abc-1"

@@ -1,5 +1,5 @@
 """What keeps an idle socket small: the lean stand-ins for asyncio.Queue and asyncio.Event
-(web/ws_lean.py), and the frame parser restarted without the handshake (web/ws_guard.py)."""
+(web/guard/lean.py), and the frame parser restarted without the handshake (web/guard/websocket.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-from medreq.web.ws_guard import _drop_handshake_parser
-from medreq.web.ws_lean import Flag, Inbox
+from medreq.web.guard.lean import Flag, Inbox
+from medreq.web.guard.websocket import _drop_handshake_parser
 
 HANDSHAKE = (
     b"GET /ws/user/1/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -91,8 +91,8 @@ def backup(
 
     Example: [bold]medreq db backup /backups/medreq-$(date +%F).tar.gz[/bold]
     """
-    from ..backup import BackupError, postgres_instructions
-    from ..backup import backup as run_backup
+    from ..storage.backup import BackupError, postgres_instructions
+    from ..storage.backup import backup as run_backup
 
     settings = _settings(data_dir, database, media_dir)
     if not settings.is_sqlite:
@@ -120,8 +120,8 @@ def restore(
     The replaced files are kept in DATA_DIR/pre-restore-<time>/.
     Example: [bold]medreq db restore /backups/medreq-2026-11-28.tar.gz[/bold]
     """
-    from ..backup import BackupError, postgres_instructions
-    from ..backup import restore as run_restore
+    from ..storage.backup import BackupError, postgres_instructions
+    from ..storage.backup import restore as run_restore
 
     settings = _settings(data_dir, database, media_dir)
     if not settings.is_sqlite:

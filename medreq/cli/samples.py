@@ -6,13 +6,15 @@ from typing import Annotated
 
 import typer
 
-from .. import samples
 from .app import app
 
-FILES: dict[str, Callable[[], bytes]] = {
-    "prescription.png": samples.prescription,
-    "reply.wav": lambda: samples.wav(1.0),
-}
+
+def sample_files() -> dict[str, Callable[[], bytes]]:
+    """The files and what draws them; imported here, not at the top: `medreq.simulate` would cost
+    every `medreq --help` its start-up (tests/test_cli_startup.py)."""
+    from ..simulate import samples
+
+    return {"prescription.png": samples.prescription, "reply.wav": lambda: samples.wav(1.0)}
 
 
 @app.command("samples", rich_help_panel="Requests")
@@ -27,7 +29,7 @@ def write_samples(
     Example: [cyan]medreq samples .[/]   then   [cyan]medreq request --pharmacy 2 --quantity 5 --image prescription.png[/]
     """
     directory.mkdir(parents=True, exist_ok=True)
-    for name, make in FILES.items():
+    for name, make in sample_files().items():
         path = directory / name
         if path.exists() and not force:
             typer.echo(f"kept {path} (exists; --force to overwrite)")

@@ -37,8 +37,8 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from .. import metrics
-from ..urls import SENTINEL_SCHEME, parse_sentinel_url
+from ..config.urls import SENTINEL_SCHEME, parse_sentinel_url
+from ..telemetry import metrics
 from .base import PresenceListener, Sink
 from .memory import MemoryHub, notify
 from .presence import CHUNK, RedisPresence

@@ -7,7 +7,7 @@
 - `events`: server → client WebSocket frames (`ServerEvent`, `ServerFrame`: unions on `type`).
 
 The server builds its answers and events from these models, the client parses with them, and
-`/openapi.json` (`medreq.web.openapi`) and `/asyncapi.json` (`medreq.web.asyncapi`) are generated
+`/openapi.json` (`medreq.web.rest.openapi`) and `/asyncapi.json` (`medreq.web.rest.asyncapi`) are generated
 from them.
 """
 

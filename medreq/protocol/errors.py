@@ -20,7 +20,7 @@
 Each class names its code; its HTTP `status` and WebSocket `close` code come from the one
 mapping of code → status → close code, `codes.ERROR_WIRE` beside this module. The HTTP layer maps
 `status` to the response status (431 and 503 are written by the
-connection guard in `medreq.web.http_guard`, before any request reaches the app); the WebSocket layer sends
+connection guard in `medreq.web.guard.http`, before any request reaches the app); the WebSocket layer sends
 `{"type": "error", "error": ...}` and keeps the connection open, or closes with `close` when the
 error ends the socket. Both use `body()`,
 so no endpoint invents its own error shape. The client raises the same classes.

@@ -4,6 +4,6 @@ webhooks, push, sandbox); `medreq.bootstrap` assembles it."""
 
 from .base import Caller, Limits, Offer, Upload
 from .core import MedreqService
-from .delivery import MediaFile
+from .live import MediaFile
 
 __all__ = ["Caller", "Limits", "MediaFile", "MedreqService", "Offer", "Upload"]

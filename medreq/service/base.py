@@ -105,7 +105,7 @@ class Core:
         self._hub = hub
         self._media = media
         self._directory = directory
-        self._bell = bell  # wakes the deliverer (service/deliverer.py) after a commit that queued rows
+        self._bell = bell  # wakes the deliverer (service/outbound/deliverer.py) after a commit that queued rows
 
     def outbox(self) -> Outbox:
         return Outbox(self._hub, self._media, self._bell)

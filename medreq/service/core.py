@@ -41,15 +41,15 @@ from .accounts import Accounts
 from .base import Core, Limits
 from .choice import Choice
 from .conversation import Conversation
-from .deliverer import Deliverer
-from .delivery import Delivery
 from .directory import Directory
+from .live import Delivery
+from .outbound.deliverer import Deliverer
+from .outbound.push import Push
+from .outbound.webhooks import Webhooks
 from .presence import Presence
-from .push import Push
 from .requests import Requests
 from .sandbox import Sandbox
 from .throttle import Throttle
-from .webhooks import Webhooks
 
 
 class MedreqService:

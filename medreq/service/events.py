@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import metrics
 from ..hub import Hub
 from ..media import MediaStore
 from ..protocol import (
@@ -37,7 +36,8 @@ from ..protocol import (
     to_text,
 )
 from ..storage import as_utc
-from ..tracing import current_trace_id
+from ..telemetry import metrics
+from ..telemetry.tracing import current_trace_id
 
 _MEDIA_REF = re.compile(r'"media:(image|audio):([A-Za-z0-9_.-]+)"')
 

@@ -3,7 +3,7 @@
 - Events older than `event_retention_days` (default 90) are deleted, except each account's
   latest (`accounts.last_event_id`), so its counter keeps counting from where it was and a
   replay can tell a pruned range from an empty one: `?after=N` (or `resume`) below the oldest
-  kept event gets `{"type":"resync_required","oldest_event_id"}` first (web/connection.py).
+  kept event gets `{"type":"resync_required","oldest_event_id"}` first (web/socket/connection.py).
 - Media of requests closed (answered or cancelled) longer than `media_retention_days` ago
   (default 0: kept) are deleted and the request's `image_url`/`audio_url` become null.
   Files go first, then the names: a crash in between leaves a name whose file is gone

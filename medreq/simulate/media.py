@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..samples import png, wav
+from .samples import png, wav
 
 __all__ = ["PRESCRIPTIONS", "VOICE_REPLY", "png", "wav"]
 

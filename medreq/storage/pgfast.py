@@ -43,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from ..urls import libpq_url
+from ..config.urls import libpq_url
 from .outage import unavailable_while_switching
 from .queries import UNREAD_TYPES
 from .schema import medicine_requests, messages

@@ -13,17 +13,20 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from .. import metrics
 from ..bootstrap import build_service
 from ..config import Settings
 from ..protocol.errors import NotFound
-from ..ratelimit import RateLimiter
 from ..service import MedreqService
-from . import connection, observe, openapi, pages, routes, sessions, websocket
+from ..telemetry import metrics
+from . import observe
 from .cors import with_cors
-from .direct import DirectRoutes
 from .http import EXCEPTION_HANDLERS, error_response
 from .origin import client_base_url
+from .ratelimit import RateLimiter
+from .rest import openapi, pages, routes
+from .rest.direct import DirectRoutes
+from .socket import connection, sessions
+from .socket import endpoint as websocket
 
 log = logging.getLogger("medreq")
 

@@ -13,7 +13,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .. import tracing
 from ..auth import bearer_token
 from ..protocol import dumps, parse, to_json
 from ..protocol.errors import (
@@ -29,6 +28,7 @@ from ..protocol.errors import (
 )
 from ..protocol.errors import Invalid as InvalidInput
 from ..service import Caller, MedreqService
+from ..telemetry import tracing
 from . import json_limits, wire_record
 
 log = logging.getLogger("medreq.http")

@@ -18,11 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import metrics, tracing
 from ..auth import bearer_token
-from ..logs import AccessLog
 from ..protocol import CloseCode
 from ..protocol.errors import NotFound
+from ..telemetry import metrics, tracing
+from ..telemetry.logs import AccessLog
 from .http import service_of
 
 access = AccessLog()

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ...samples import photo
 from ..accounts import Account, create_accounts
+from ..samples import photo
 from ..server import tree_cpu_seconds
 from ..stats import summary
 from .common import RawHTTP, host_port, open_ws, own_cpu_over, post_request, run_generators

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .files import make_private_dir, open_private_lock
+from ..config import Settings
+from ..files import make_private_dir, open_private_lock
 
 FORMAT = 1
 LOCK_FILE = "server.lock"

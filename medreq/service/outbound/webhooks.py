@@ -19,15 +19,15 @@ import time
 from math import ceil
 from typing import Any
 
-from ..netguard import check_target
-from ..protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
-from ..protocol.errors import Conflict, RateLimited, ReauthenticationRequired, Unauthorized
-from ..protocol.rest import WebhookPayload
-from ..storage import Store, Tx, as_utc, utcnow, webhooks
-from . import events
-from .base import Caller, Core
-from .directory import Directory
-from .views import delivery_view, iso, webhook_account_view
+from ...protocol import WebhookAccountOut, WebhookDeliveryListOut, WebhookDeliveryOut, dumps
+from ...protocol.errors import Conflict, RateLimited, ReauthenticationRequired, Unauthorized
+from ...protocol.rest import WebhookPayload
+from ...storage import Store, Tx, as_utc, utcnow, webhooks
+from .. import events
+from ..base import Caller, Core
+from ..directory import Directory
+from ..views import delivery_view, iso, webhook_account_view
+from .netguard import check_target
 
 SECRET_PREFIX = "whsec_"
 #: how recent a password sign-in must be to add a place the account's events go (seconds)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import metrics
-from .protocol.errors import RateLimited
+from ..protocol.errors import RateLimited
+from ..telemetry import metrics
 
 
 class RateLimiter:

@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from .. import metrics
 from ..hub import Hub, Sink
 from ..media import KIND_BY_PREFIX, MediaStore
 from ..protocol.errors import Forbidden, NotFound
 from ..storage import Store, queries
+from ..telemetry import metrics
 from . import events
 from .accounts import Accounts
 

@@ -21,9 +21,9 @@ import logging
 import time
 from collections.abc import Iterable
 
-from ..protocol import CloseCode
-from ..protocol.errors import MedreqError
-from ..service import MedreqService
+from ...protocol import CloseCode
+from ...protocol.errors import MedreqError
+from ...service import MedreqService
 from .connection import Connection
 
 log = logging.getLogger("medreq.ws")

@@ -7,9 +7,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .. import __version__
-from ..auth import bearer_token
-from ..protocol import (
+from ... import __version__
+from ...auth import bearer_token
+from ...protocol import (
     IDEMPOTENCY_KEY,
     MAX_ID,
     DeliveriesQuery,
@@ -30,11 +30,11 @@ from ..protocol import (
     parse,
     validation_error,
 )
-from ..protocol.errors import Invalid, NotFound
-from ..service import Offer
-from . import convertors  # noqa: F401  (registers the `id` convertor used below)
+from ...protocol.errors import Invalid, NotFound
+from ...service import Offer
+from .. import convertors  # noqa: F401  (registers the `id` convertor used below)
+from ..http import JSONResponse, authenticate, limit_anonymous, read_json, service_of
 from .forms import form_fields, form_file, form_values, read_form
-from .http import JSONResponse, authenticate, limit_anonymous, read_json, service_of
 
 
 async def health(request: Request) -> Response:

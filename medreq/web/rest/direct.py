@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .http import handle_exception
+from ..http import handle_exception
 
 
 class DirectRoutes:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .files import create_private_file
+from ...files import create_private_file
 
 KEY_FILE = "vapid-private.pem"
 #: seconds a push service keeps a message for a device that is offline

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .files import create_private_file, make_private_dir
+from ..files import create_private_file, make_private_dir
 from .urls import check_redis_url, postgres_url
 
 ENV_PREFIX = "MEDREQ_"

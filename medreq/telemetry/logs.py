@@ -27,7 +27,7 @@ from typing import Any
 
 import uvicorn.config
 
-from .config import LOG_FORMATS
+from ..config import LOG_FORMATS
 from .tracing import current_trace_id
 
 REDACTED = "[redacted]"
@@ -224,12 +224,12 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": "medreq.logs.RedactSecrets"}}
+    config["filters"] = {"redact": {"()": "medreq.telemetry.logs.RedactSecrets"}}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["loggers"]["medreq"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     if fmt == "json":
-        config["formatters"] = {name: {"()": "medreq.logs.JsonFormatter"} for name in config["formatters"]}
+        config["formatters"] = {name: {"()": "medreq.telemetry.logs.JsonFormatter"} for name in config["formatters"]}
     if fmt == "json" or level.lower() in QUIETER_THAN_ACCESS:
         # JSON: one access line per request, medreq's (it knows the route, account and trace id).
         # Above info: none. uvicorn builds its line's arguments (the client's address, the path

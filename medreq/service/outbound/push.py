@@ -15,17 +15,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..netguard import check_target
-from ..protocol import PushSubscriptionIn, PushSubscriptionListOut, PushSubscriptionOut, VapidKeyOut
-from ..protocol.errors import Invalid, NotFound
-from ..storage import Store, Tx, webhooks
-from ..webpush import KEY_FILE, VapidKeys
-from . import events
-from .base import Caller, Core
-from .directory import Directory
-from .views import push_subscription_view
+from ...config import Settings
+from ...protocol import PushSubscriptionIn, PushSubscriptionListOut, PushSubscriptionOut, VapidKeyOut
+from ...protocol.errors import Invalid, NotFound
+from ...storage import Store, Tx, webhooks
+from .. import events
+from ..base import Caller, Core
+from ..directory import Directory
+from ..views import push_subscription_view
+from .netguard import check_target
 from .webhooks import now, require_recent_sign_in
+from .webpush import KEY_FILE, VapidKeys
 
 
 def _key(value: str, name: str, size: int) -> str:

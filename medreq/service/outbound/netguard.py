@@ -32,7 +32,7 @@ import re
 import socket
 from urllib.parse import urlsplit
 
-from .protocol.errors import Invalid
+from ...protocol.errors import Invalid
 
 MAX_URL = 2000
 #: plain visible ASCII: no space, no control character (a URL, a header name)

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import __version__
-from ..protocol import (
+from ... import __version__
+from ...protocol import (
     CLIENT_MESSAGE_MODELS,
     CLOSE_MEANINGS,
     ERROR_WIRE,
@@ -28,7 +28,7 @@ from ..protocol import (
     SERVER_FRAME_MODELS,
     TypedEvent,
 )
-from .http import JSONResponse
+from ..http import JSONResponse
 
 REF = "#/components/schemas/{model}"
 CHANNELS = {"user": ("patient", "/ws/user/{id}/"), "pharmacy": ("pharmacy", "/ws/pharmacy/{id}/")}

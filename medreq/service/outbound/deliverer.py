@@ -41,18 +41,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from .. import __version__
-from ..config import Settings
-from ..hub import Hub
-from ..media import MediaStore
-from ..outbound import OutboundClient, PostError, TargetRefused
-from ..protocol import Event
-from ..protocol.errors import Invalid
-from ..storage import Store, Tx, queries, utcnow, webhooks
-from ..storage.webhooks import Claimed
-from ..webpush import notification
-from . import events
+from ... import __version__
+from ...config import Settings
+from ...hub import Hub
+from ...media import MediaStore
+from ...protocol import Event
+from ...protocol.errors import Invalid
+from ...storage import Store, Tx, queries, utcnow, webhooks
+from ...storage.webhooks import Claimed
+from .. import events
+from .http import OutboundClient, PostError, TargetRefused
 from .push import Push
+from .webpush import notification
 
 log = logging.getLogger("medreq.webhooks")
 MAX_IN_FLIGHT = 128  # POSTs at once, all receivers together

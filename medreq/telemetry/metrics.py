@@ -52,7 +52,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .protocol import CLIENT_MESSAGE_TYPES
+from ..protocol import CLIENT_MESSAGE_TYPES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -25,9 +25,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .. import metrics
-from ..auth import Claims
-from ..protocol import (
+from ...auth import Claims
+from ...protocol import (
     AckFrame,
     CloseCode,
     ErrorDetail,
@@ -37,14 +36,12 @@ from ..protocol import (
     ResyncRequiredFrame,
     to_text,
 )
-from ..protocol.errors import MedreqError
-from ..service import Caller, MedreqService
-from . import (
-    convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
-    wire_record,
-    ws_guard,
-)
-from .ws_guard import SocketControl
+from ...protocol.errors import MedreqError
+from ...service import Caller, MedreqService
+from ...telemetry import metrics
+from .. import wire_record
+from ..guard import websocket as ws_guard
+from ..guard.websocket import SocketControl
 
 log = logging.getLogger("medreq.ws")
 

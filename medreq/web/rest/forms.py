@@ -34,8 +34,8 @@ from starlette.formparsers import FormParser, MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
 
-from ..protocol.errors import Invalid, MedreqError, PayloadTooLarge, UnsupportedMediaType
-from ..service import Upload
+from ...protocol.errors import Invalid, MedreqError, PayloadTooLarge, UnsupportedMediaType
+from ...service import Upload
 
 FORM_OVERHEAD = 256 * 1024  # room for the text fields and multipart framing around a file
 FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")

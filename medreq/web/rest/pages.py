@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 CONSOLE_PAGE = (STATIC / "index.html").read_text(encoding="utf-8")  # read once: no disk I/O per visit
 SERVICE_WORKER = (STATIC / "sw.js").read_text(encoding="utf-8")
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
@@ -139,7 +139,7 @@ async def docs(request: Request) -> Response:
     )
 
 
-PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+PROTOCOL_MD = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"
 PROTOCOL_POLICY = "; ".join(
     [
         "default-src 'none'",  # no script of any kind
@@ -198,7 +198,7 @@ def _protocol_html() -> str:
 async def protocol(request: Request) -> Response:
     """docs/protocol.md as a page (rendered once, on first visit)."""
     if not PROTOCOL_MD.is_file():
-        from ..protocol.errors import NotFound
+        from ...protocol.errors import NotFound
 
         raise NotFound("the protocol reference is not installed with this server (see docs/protocol.md)")
     return HTMLResponse(

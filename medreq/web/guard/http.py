@@ -30,8 +30,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..protocol import dumps
-from ..protocol.errors import HeadersTooLarge, InvalidJSON, MedreqError, Unavailable
+from ...protocol import dumps
+from ...protocol.errors import HeadersTooLarge, InvalidJSON, MedreqError, Unavailable
 from .admission import ConnectionGate, gate_for
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed

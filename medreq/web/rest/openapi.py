@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import __version__
-from ..media import CONTENT_TYPES, KIND_BY_PREFIX
-from ..protocol import (
+from ... import __version__
+from ...media import CONTENT_TYPES, KIND_BY_PREFIX
+from ...protocol import (
     ERROR_WIRE,
     AccessOut,
     AccountOut,
@@ -56,8 +56,8 @@ from ..protocol import (
     WebhookDeliveryOut,
     WebhookIn,
 )
+from ..http import JSONResponse
 from . import asyncapi
-from .http import JSONResponse
 
 REF = "#/components/schemas/{model}"
 INBOUND: list[type[BaseModel]] = [

@@ -46,7 +46,7 @@ from websockets.streams import StreamReader
 
 from .admission import ConnectionGate, gate_for
 from .heartbeat import Heartbeat, heartbeat_for
-from .ws_lean import Flag, Inbox
+from .lean import Flag, Inbox
 
 CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is reset
 READ_EVERY = 64  # `unsent_over` answers from its bound before the kernel is asked anyway
@@ -87,7 +87,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # an asyncio.Queue and Event hold five deques, 3.8 KB of an idle socket (ws_lean.py)
+        # an asyncio.Queue and Event hold five deques, 3.8 KB of an idle socket (lean.py)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()

@@ -27,9 +27,8 @@ from starlette.routing import Match, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .. import metrics
-from ..auth import bearer_token
-from ..protocol import (
+from ...auth import bearer_token
+from ...protocol import (
     CLIENT_MESSAGE,
     CLIENT_MESSAGE_TYPES,
     MAX_ID,
@@ -45,18 +44,19 @@ from ..protocol import (
     to_text,
     validation_error,
 )
-from ..protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited, Unavailable
-from ..protocol.errors import Invalid as InvalidInput
-from ..service import MedreqService, Offer
-from . import (
+from ...protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited, Unavailable
+from ...protocol.errors import Invalid as InvalidInput
+from ...service import MedreqService, Offer
+from ...telemetry import metrics
+from .. import (
     convertors,  # noqa: F401  (registers the `id` convertor of the routes below)
     json_limits,
     wire_record,
 )
+from ..cors import websocket_origin_allowed
+from ..observe import scope_header
+from ..origin import client_base_url
 from .connection import Connection, error_frame
-from .cors import websocket_origin_allowed
-from .observe import scope_header
-from .origin import client_base_url
 
 log = logging.getLogger("medreq.ws")
 

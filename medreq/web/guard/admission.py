@@ -7,7 +7,7 @@ the database cannot open a file. So the global cap sits `reserve` descriptors be
 RLIMIT_NOFILE: what is over it is answered 503 and closed, and existing sockets, the
 database, media files and the 503 answers themselves keep working.
 
-`TransportLimits` is what the uvicorn protocols in `http_guard` and `ws_guard` need from
+`TransportLimits` is what the uvicorn protocols in `guard.http` and `guard.websocket` need from
 `Settings`; `ConnectionGate` is shared by every connection of one server.
 """
 
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Settings
-from ..protocol.errors import Unavailable
+from ...config import Settings
+from ...protocol.errors import Unavailable
 
 log = logging.getLogger("medreq.limits")
 
