@@ -404,3 +404,10 @@ def test_every_settings_default_quoted_matches_the_code() -> None:
         assert value == default, (
             f"MEDREQ_{name.upper()}: the doc says {quoted.strip()!r}, the default is {default!r}"
         )
+
+
+def test_the_list_of_what_goes_beyond_names_every_event_and_message_marked_beyond() -> None:
+    beyond = set(re.findall(r"^#### `(\w+)` \(beyond\)$", DOC, re.M))
+    assert beyond & event_types() and beyond & client_message_types(), "no (beyond) headings found"
+    missing = sorted(beyond - _backticked(_section("7. Beyond the original design, in one list")))
+    assert not missing, f"§7 leaves out {missing}"
