@@ -6,6 +6,10 @@ error codes and their statuses from `protocol.ERROR_WIRE` and `medreq.protocol.e
 the one the HTTP layer writes itself), close codes from `protocol.CloseCode`, paths from the
 routes the app mounts.
 A new one in the code fails here until docs/protocol.md describes it.
+And what the page says is checked against the code: the events it says are not stored (where the
+service builds them without an event_id), what `unread` counts and Web Push sends, the fields of
+every example event, the method of every endpoint it names, the codes of its error table, and every
+`MEDREQ_…` default it quotes (`Settings`).
 
 The curl and `medreq.client` examples of its section 6 run on a fresh `medreq serve`, with the
 machinery of `test_readme.py` (same markers, same rules: each block exits 0, prints no error body).
@@ -14,6 +18,7 @@ machinery of `test_readme.py` (same markers, same rules: each block exits 0, pri
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import sys
@@ -28,6 +33,8 @@ from starlette.routing import BaseRoute, Mount
 from medreq import protocol
 from medreq.config import Settings
 from medreq.protocol.errors import ERRORS_BY_CODE
+from medreq.service.events import NOTIFYING
+from medreq.storage.queries import UNREAD_TYPES
 from medreq.web import create_app
 from medreq.web.socket import endpoint as websocket
 
@@ -219,3 +226,189 @@ def test_the_main_flow_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (work / "answer.wav").stat().st_size > 0
     assert (work / "answer-bob.wav").read_bytes() == (work / "reply.wav").read_bytes()
     assert "Traceback" not in server.log(), server.log()
+
+
+# --- what the doc says agrees with the code ----------------------------------------------------
+
+
+def _section(title: str) -> str:
+    """The doc's text under the heading `title`, up to the next heading of the same or a higher level."""
+    match = re.search(rf"^(#+) {re.escape(title)}\n", DOC, re.M)
+    assert match, f"no section {title!r}"
+    level = len(match[1])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(DOC, match.end())
+    return DOC[match.end() : end.start() if end else len(DOC)]
+
+
+def _backticked(text: str) -> set[str]:
+    return set(re.findall(r"`(\w+)`", text))
+
+
+def never_stored_events() -> set[str]:
+    """The events the service publishes without storing them, read from medreq/service/*.py.
+
+    A builder of service/events.py (named as its event type) is stored where the function that
+    calls it also calls `emit` or `hot_event`, and published unstored where that function builds
+    it with `.build(None)` (no event_id). Every event must be one or the other, never both."""
+    stored: set[str] = set()
+    unstored: set[str] = set()
+    for path in sorted((ROOT / "medreq" / "service").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            calls = [node for node in ast.walk(function) if isinstance(node, ast.Call)]
+            attributes = {call.func.attr for call in calls if isinstance(call.func, ast.Attribute)}
+            builds_unstored = any(
+                isinstance(call.func, ast.Attribute)
+                and call.func.attr == "build"
+                and [ast.unparse(arg) for arg in call.args] == ["None"]
+                for call in calls
+            )
+            for call in calls:
+                func = call.func
+                if not (isinstance(func, ast.Attribute) and ast.unparse(func.value) == "events"):
+                    continue
+                if func.attr not in event_types():
+                    continue
+                if attributes & {"emit", "hot_event"}:
+                    stored.add(func.attr)
+                if builds_unstored:
+                    unstored.add(func.attr)
+    assert not stored & unstored, f"both stored and not: {stored & unstored}"
+    assert stored | unstored == event_types(), f"built nowhere: {event_types() - stored - unstored}"
+    return unstored
+
+
+def test_the_events_said_not_stored_are_the_ones_the_code_does_not_store() -> None:
+    unstored = never_stored_events()
+    events_intro, *event_sections = re.split(r"^#### ", _section("Server → client events"), flags=re.M)
+    said = re.search(
+        r"((?:`\w+`(?:, | and )?)+) (?:is|are) the (?:one )?events? that (?:is|are) not stored", events_intro
+    )
+    assert said, "§4 no longer says which events are not stored"
+    assert _backticked(said[1]) == unstored, f"§4 says {said[1]}; the code does not store {sorted(unstored)}"
+    guarantee = _section("5. Delivery guarantee (beyond)")
+    said = re.search(r"Every event except ((?:`\w+`(?:, | and )?)+) is stored", guarantee)
+    assert said, "§5 no longer says which events are stored"
+    assert _backticked(said[1]) == unstored, f"§5 says {said[1]}; the code does not store {sorted(unstored)}"
+    sections = {re.match(r"`(\w+)`", text)[1]: text for text in event_sections}  # type: ignore[index]
+    for kind in event_types():
+        says_unstored = "Not stored" in sections[kind]
+        assert says_unstored == (kind in unstored), (
+            f"the section of {kind!r} says the wrong thing about storing it"
+        )
+
+
+def test_the_unread_count_and_web_push_kinds_are_the_codes() -> None:
+    unread = re.search(
+        r"`unread` \*\*\(beyond\)\*\*: how many of the caller's own events of this request \(([^)]*)\)", DOC
+    )
+    assert unread, "§3 no longer lists what `unread` counts"
+    assert _backticked(unread[1]) == set(UNREAD_TYPES)
+    push = re.search(r"sends each event worth a notification \(([^)]*)\)", DOC)
+    assert push, "§5 no longer lists the events sent by Web Push"
+    assert _backticked(push[1]) == set(NOTIFYING)
+
+
+def _example_events() -> list[dict[str, object]]:
+    """The event examples of §4's event sections (one JSON object a line, in ```json blocks)."""
+    found = []
+    for block in re.findall(r"```json\n(.*?)```", _section("Server → client events"), re.S):
+        for line in block.splitlines():
+            if line.startswith('{"type":'):
+                found.append(json.loads(line))
+    return found
+
+
+def test_every_example_event_has_the_fields_the_server_sends() -> None:
+    """The examples are what a server sends: every field of the event's model (`trace_id` aside,
+    which the page says it leaves out), and nothing else."""
+    models = {_type_of(model): model for model in protocol.SERVER_FRAME_MODELS}
+    examples = _example_events()
+    assert {example["type"] for example in examples} == event_types(), "an event has no example"
+    for example in examples:
+        model = models[str(example["type"])]
+        sent = {field.alias or name for name, field in model.model_fields.items()}
+        sent -= set(protocol.events.OPTIONAL_ON_THE_WIRE)
+        assert set(example) == sent, f"{example['type']}: the example has {sorted(set(example) ^ sent)} wrong"
+
+
+def test_every_endpoint_named_exists_with_that_method(tmp_path: Path) -> None:
+    app = create_app(Settings.load(env={}, data_dir=tmp_path / "data"), migrate=False)
+    methods: dict[str, set[str]] = {}
+    for route in app.app.routes:
+        path, allowed = getattr(route, "path", None), getattr(route, "methods", None)
+        if isinstance(path, str) and allowed:
+            plain = re.sub(r"\{\w+(?::\w+)?\}", "{}", path)
+            methods.setdefault(plain, set()).update(allowed)
+    named = set(re.findall(r"`(GET|POST|PUT|DELETE|PATCH) (/[^`\s?]*)", DOC))
+    assert len(named) > 20
+    for method, path in sorted(named):
+        plain = re.sub(r"\{\w+\}|(?<=/)\d+(?=/)", "{}", path)  # {id}, or an example id: /medicine/request/12/
+        assert method in methods.get(plain, set()), (
+            f"docs/protocol.md names {method} {path}: the app has no such route"
+        )
+
+
+def test_every_error_code_in_the_table_exists() -> None:
+    table = set(re.findall(r"^\| `(\w+)` \| \d{3} \|", DOC, re.M))
+    assert table, "no error table"
+    unknown = table - set(error_codes()) - {"headers_too_large", "unavailable"}
+    assert not unknown, f"the error table names codes the code does not have: {sorted(unknown)}"
+
+
+_UNITS = {"KiB": 1024, "MiB": 1024 * 1024, "s": 1, "min": 60, "h": 3600, "days": 24 * 3600}
+_VALUE = r"(\d[\d,]*(?:\.\d+)?)(?:\s*(KiB|MiB|s|min|h|days)\b)?|`(?!MEDREQ_)([A-Za-z]\w*)`"
+
+
+def quoted_defaults() -> list[tuple[str, str, object]]:
+    """(option, as quoted, value) for every `MEDREQ_X` the doc names with a value: right after it,
+    `MEDREQ_X` (V) or `MEDREQ_X`, V; or right before its parentheses, V … (`MEDREQ_X`), in the
+    units of the Settings field (a *_days field counts days, every other duration seconds)."""
+    found: list[tuple[str, str, object]] = []
+    for match in re.finditer(r"`MEDREQ_(\w+)`", DOC):
+        name = match[1].lower()
+        after = re.match(rf"(?: \(|, )(?:{_VALUE})", DOC[match.end() :])
+        before = re.search(
+            rf"(?:{_VALUE})[^\d()`|;]{{0,40}}\((?:`MEDREQ_\w+`,\s*)*$",
+            DOC[max(0, match.start() - 120) : match.start()],
+        )
+        quoted = after or before
+        if quoted is None:
+            found.append((name, "", None))
+            continue
+        number, unit, word = quoted[1], quoted[2], quoted[3]
+        if word is not None:
+            found.append((name, quoted[0], word))
+            continue
+        value = float(number.replace(",", ""))
+        if unit and not (unit == "days" and name.endswith("_days")):
+            value *= _UNITS[unit]
+        found.append((name, quoted[0], value))
+    return found
+
+
+def test_every_settings_default_quoted_matches_the_code() -> None:
+    defaults = Settings()
+    found = quoted_defaults()
+    assert len([value for _, _, value in found if value is not None]) >= 25, "the parser found too little"
+    for name, quoted, value in found:
+        assert hasattr(defaults, name), f"docs/protocol.md names MEDREQ_{name.upper()}, which is no setting"
+        default = getattr(defaults, name)
+        if value is None:
+            # an option that is off, empty or automatic by default needs no figure
+            assert not default, (
+                f"docs/protocol.md names MEDREQ_{name.upper()} without its default ({default})"
+            )
+            continue
+        assert value == default, (
+            f"MEDREQ_{name.upper()}: the doc says {quoted.strip()!r}, the default is {default!r}"
+        )
+
+
+def test_the_list_of_what_goes_beyond_names_every_event_and_message_marked_beyond() -> None:
+    beyond = set(re.findall(r"^#### `(\w+)` \(beyond\)$", DOC, re.M))
+    assert beyond & event_types() and beyond & client_message_types(), "no (beyond) headings found"
+    missing = sorted(beyond - _backticked(_section("7. Beyond the original design, in one list")))
+    assert not missing, f"§7 leaves out {missing}"
