@@ -118,7 +118,7 @@ class MediaStore:
         leaves nothing behind, as the kernel frees a file that never had a name. Where the
         filesystem or OS has no unnamed files, a ``.upload-*`` file is renamed instead. Measured
         on ext4, a 32 KB upload: 57–63 µs of CPU into a named file and its rename, 49–51 µs
-        unnamed (loadtests/upload_files.py; docs/benchmarks.md, "What changed, each measured on
+        unnamed (loadtests/upload_files.py; docs/benchmarks-history.md, "What changed, each measured on
         its own")."""
         folder = self.root / URL_PREFIX[kind]
         tmp: Path | None = None

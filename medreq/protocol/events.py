@@ -8,7 +8,7 @@ text; the client parses them with `parse_event`, which keeps the exact object th
 its model, becomes a plain `Event`, so a newer server never breaks an older client.
 
 Every event field is always sent (`null` when empty; the schema lists them all as required)
-except `trace_id`, sent when the change that caused the event had one (docs/protocol.md §6).
+except `trace_id`, sent when the change that caused the event had one (docs/protocol.md §4).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class NewRequestEvent(TypedEvent):
     note: str | None = None
     #: a signed link to the prescription, or null
     image_url: str | None = None
-    #: how many pharmacies the patient asked at once (1 for a single request; docs/protocol.md §8)
+    #: how many pharmacies the patient asked at once (1 for a single request; docs/protocol.md §3 "Several pharmacies at once")
     asked_pharmacies: int = 1
 
 
@@ -84,7 +84,7 @@ class PharmacyResponseEvent(TypedEvent):
     audio_url: str | None = None
     pharmacy_id: int | None = None
     pharmacy_name: str | None = None
-    #: the offer (docs/protocol.md §8), each null when not given
+    #: the offer (docs/protocol.md §3 "Several pharmacies at once"), each null when not given
     price: str | None = None
     currency: str | None = None
     ready_at: str | None = None
@@ -105,7 +105,7 @@ class RequestCancelledEvent(TypedEvent):
     type: Literal["request_cancelled"] = "request_cancelled"
     request_id: int
     patient_id: int | None = None
-    #: patient_cancelled, or another_pharmacy_chosen (docs/protocol.md §8)
+    #: patient_cancelled, or another_pharmacy_chosen (docs/protocol.md §3 "Several pharmacies at once")
     reason: CancelReason | None = None
 
 

@@ -1,4 +1,4 @@
-"""Choosing one pharmacy's answer among a group (docs/protocol.md §8).
+"""Choosing one pharmacy's answer among a group (docs/protocol.md §3 "Several pharmacies at once").
 
 `POST /medicine/request/{id}/choose/`: in one transaction the request is marked `chosen` and
 every other request of its group still PENDING or ACCEPTED becomes CANCELLED with

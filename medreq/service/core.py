@@ -122,7 +122,7 @@ class MedreqService:
         self.client_base = media.client_base
         self.for_client = media.for_client
         self.rebase = media.rebase
-        # --- presence, webhooks, Web Push (§6) ---------------------------------------------------
+        # --- presence, webhooks, Web Push (§5) ---------------------------------------------------
         self.presence_changed = presence.presence_changed
         self.set_webhook = webhooks.set_webhook
         self.webhook_deliveries = webhooks.webhook_deliveries

@@ -174,7 +174,7 @@ def thread(conn: Connection, request_id: int) -> Sequence[Any]:
 
 def request_by_media(conn: Connection, kind: str, name: str, account_id: int | None = None) -> Any:
     """The request that names a file (`id`, `patient_id`, `pharmacy_id`, `status`). A group's
-    requests share one prescription (docs/protocol.md §8): with `account_id`, the one that account
+    requests share one prescription (docs/protocol.md §3 "Several pharmacies at once"): with `account_id`, the one that account
     takes part in comes first."""
     column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
     r = medicine_requests.c
@@ -249,7 +249,7 @@ def unread_count(conn: Connection, account_id: int, request_id: int) -> int:
 
 
 def unread_counts(conn: Connection, account_id: int, request_ids: Sequence[int]) -> dict[int, int]:
-    """Per request: the account's stored events of that request after its read mark (§6 unread).
+    """Per request: the account's stored events of that request after its read mark (docs/protocol.md §3, `unread`).
 
     One grouped query for a whole page, on the (account_id, request_id, event_id) index."""
     if not request_ids:

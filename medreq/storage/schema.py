@@ -1,7 +1,7 @@
 """Tables. SQLAlchemy Core; the Alembic migrations in `migrations/` create exactly these.
 
 - accounts: both roles; `last_event_id` is the per-account event counter (§4 event_id).
-- request_groups: one row per "ask several pharmacies at once" (docs/protocol.md §8): the
+- request_groups: one row per "ask several pharmacies at once" (docs/protocol.md §3 "Several pharmacies at once"): the
   group's id, its patient and the request chosen (null until one is). Choosing locks this row,
   so concurrent choices of one group run one after the other on every database.
 - medicine_requests: a request and its answer (one answer per request); `group_id` names its
@@ -14,8 +14,8 @@
 - account_changes: revocations (disable, password change, a removed account), polled by every
   worker; no foreign key, so a removed account's change outlives it.
 - refresh_families (storage/tokens.py): one row per sign-in, for refresh token rotation.
-- webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (§6).
-- push_subscriptions: browsers' Web Push subscriptions (§6).
+- webhook_deliveries: the persistent outbox of webhook and Web Push POSTs, their attempts (docs/protocol.md §5).
+- push_subscriptions: browsers' Web Push subscriptions (docs/protocol.md §5).
 - login_guards: the wrong-guess back-off of names that are not an account's (unknown usernames,
   the `/metrics` token), keyed by a keyed hash of the name (storage/throttle.py).
 

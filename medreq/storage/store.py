@@ -443,7 +443,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Statement journals (each group-commit SAVEPOINT's) stay in memory. Past 64 KiB SQLite spilled
     # them to /var/tmp/etilqs_*: page images of medical data outside the data dir, and a write
     # per page for each later change of the group. Measured: 0.474 -> 0.442 ms of server CPU per
-    # cycle (docs/benchmarks.md, "What changed, each measured on its own").
+    # cycle (docs/benchmarks-history.md, "What changed, each measured on its own").
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()

@@ -27,7 +27,7 @@ tallied in plain numbers on the event loop's thread (`Counts`, `Observations`) a
 prometheus-client by `flush`: at every scrape, and every second in each `--workers` worker
 (so a scrape sees another worker's counts at most about a second late). prometheus-client
 takes a lock per increment and walks a histogram's buckets in Python: counted with callgrind
-(docs/benchmarks.md), a REST request's latency cost 10,400 instructions that way and 3,900
+(docs/benchmarks-history.md), a REST request's latency cost 10,400 instructions that way and 3,900
 as a tally (a dict lookup and a bisect); metrics and JSON logs on went from +5.4 % to +3.4 %
 of a full cycle.
 """

@@ -35,7 +35,7 @@ log = logging.getLogger("medreq")
 # (a ping's frames, its pong deadline, a /health connection) were caught alive by young
 # collections, promoted, and counted towards full collections, each of which walks every
 # socket's objects: 1-2.5 s with 18,000 sockets on this 2-core machine, every ~10 s, while
-# nothing else ran (docs/benchmarks.md, issue 14). At 10,000 a young collection stays near
+# nothing else ran (docs/benchmarks-history.md, issue 14). At 10,000 a young collection stays near
 # 10 ms and there was no full collection while 18,000 sockets idled; 50,000 made young
 # collections themselves take up to 300 ms.
 GC_THRESHOLDS = (10_000, 20, 10)
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Med
         # Modules, tables and compiled statements live as long as the process: move them out
         # of the collector's way, so a full collection with many sockets open stays short.
         # No gc.collect() first: it found ~280 unreachable objects among ~114,000 and took
-        # 55-60 ms of CPU before the server could accept (issue 14, docs/benchmarks.md); those
+        # 55-60 ms of CPU before the server could accept (issue 14, docs/benchmarks-history.md); those
         # few are frozen with the rest instead.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)

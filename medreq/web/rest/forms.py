@@ -6,7 +6,7 @@ own, not through Starlette's `MultiPartParser`, whose layer (an `UploadFile` and
 part, a `FormData`, an async write per file chunk, the `Request.stream()` wrapper) cost nearly
 as much as python-multipart itself: reading the bench's three-field form took 60.2 µs before,
 46.5 µs without that layer and 36.1 µs with the header fast path below; 97.2, 81.3 and 63.1 µs
-with a 32 KB PNG (docs/benchmarks.md, "Forms read without Starlette's multipart layer").
+with a 32 KB PNG (docs/benchmarks-history.md, "Forms read without Starlette's multipart layer").
 The rules are the same as before, each with its §1 error (tests/test_input_rules.py):
 
 - the declared Content-Length, then the bytes as they arrive, against the file limit plus
@@ -73,7 +73,7 @@ class FilePart:
 
 class Form(dict[str, "str | FilePart"]):
     """A read form: each name's last value, a text or a file, and every text value of a name in
-    order (`texts`, for a repeated field: `pharmacy`, docs/protocol.md §8). As a `with` block it
+    order (`texts`, for a repeated field: `pharmacy`, docs/protocol.md §3 "Several pharmacies at once"). As a `with` block it
     closes its files' spools at the end (a file the service did not read, as when a field was
     invalid, or one a later part of the same name replaced)."""
 
