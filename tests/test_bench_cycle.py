@@ -70,7 +70,7 @@ def test_a_meter_passed_to_run_cycle_is_read_at_both_ends_of_the_window() -> Non
 def test_bench_group_cycle_counts_only_groups_whose_every_event_arrived() -> None:
     """`medreq bench cycle --pharmacies 3`'s second half: a request to 3 pharmacies, all accept,
     the patient chooses; a cycle counts once the chosen pharmacy got `request_chosen` and the
-    other two `request_cancelled` (docs/protocol.md §3 "Several pharmacies at once"), none lost, no error."""
+    other two `request_cancelled` (docs/protocol.md §3, groups), none lost, no error."""
     from medreq.simulate.bench.group import bench_group_cycle
 
     with ServerProcess() as server:

@@ -1,4 +1,4 @@
-"""Asking several pharmacies at once from the CLI (docs/protocol.md §3 "Several pharmacies at once"): `medreq request` with
+"""Asking several pharmacies at once from the CLI (docs/protocol.md §3, groups): `medreq request` with
 `--pharmacy` repeated, `medreq requests --group`, `medreq choose`, and what `medreq listen`
 prints of `request_chosen` and `request_cancelled` with its reason; against a real server."""
 

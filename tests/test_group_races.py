@@ -1,4 +1,4 @@
-"""docs/protocol.md §3 "Several pharmacies at once" under contention: two servers over one PostgreSQL and one Redis.
+"""docs/protocol.md §3, groups under contention: two servers over one PostgreSQL and one Redis.
 
 Two choices at once, on different workers: exactly one wins. A pharmacy answering while the
 patient chooses another: its answer is in before the choice (and the choice then cancels it) or

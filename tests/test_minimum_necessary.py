@@ -1,4 +1,4 @@
-"""docs/protocol.md §3 "Several pharmacies at once" "Minimum necessary": once a request is CANCELLED, for whatever reason, its
+"""docs/protocol.md §3, groups "Minimum necessary": once a request is CANCELLED, for whatever reason, its
 pharmacy gets neither the patient's phone nor the prescription (REST detail and list, socket
 events and replays, webhooks), and every media link issued to it before stops opening: a link is
 issued to one account, and each fetch asks whether that account may still see the file. The

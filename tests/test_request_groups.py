@@ -1,4 +1,4 @@
-"""docs/protocol.md §3 "Several pharmacies at once": a patient asks several pharmacies at once, compares their offers and
+"""docs/protocol.md §3, groups: a patient asks several pharmacies at once, compares their offers and
 chooses one; the others are cancelled. Real server (SQLite), real sockets.
 
 The races between workers are in tests/test_group_races.py (PostgreSQL + Redis, two servers)."""

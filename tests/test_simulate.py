@@ -238,7 +238,7 @@ def test_shipped_scenarios_that_go_past_a_default_server_say_so() -> None:
 
 
 def test_shopping_around_against_a_default_server_delivers_each_choice_exactly_once(server_factory: Any) -> None:
-    """scenarios/shopping-around.toml (docs/protocol.md §3 "Several pharmacies at once") against a default server, rate limits
+    """scenarios/shopping-around.toml (docs/protocol.md §3, groups) against a default server, rate limits
     on: every request goes to 3 pharmacies, each gets its `new_request` once; the patient takes the
     first acceptance, the chosen pharmacy gets `request_chosen` once and every other open one
     `request_cancelled` once, across reconnect churn."""

@@ -1,4 +1,4 @@
-"""The inbox, live, when the patient asked several pharmacies at once (docs/protocol.md §3 "Several pharmacies at once"): a
+"""The inbox, live, when the patient asked several pharmacies at once (docs/protocol.md §3, groups): a
 request the patient chose elsewhere shows cancelled with its reason, one it chose shows chosen."""
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ class MedreqClient:
     ) -> RequestCreatedOut:
         """``POST /medicine/request/`` (multipart); ``image`` is streamed, never read whole.
 
-        ``pharmacy``: one id, or several (docs/protocol.md §3 "Several pharmacies at once"): one request per pharmacy, all in
+        ``pharmacy``: one id, or several (docs/protocol.md §3, groups): one request per pharmacy, all in
         one ``group``; the answer's ``requests`` holds them in the order named (``request_id``
         and ``data`` are the first). An ``idempotency_key`` covers the whole group."""
         pharmacies = [pharmacy] if isinstance(pharmacy, int) else list(pharmacy)
@@ -263,7 +263,7 @@ class MedreqClient:
         ready_at: str | None = None,
     ) -> ResponseSentOut:
         """``POST /medicine/response/`` (multipart), as the addressed pharmacy; an offer may come
-        with it (docs/protocol.md §3 "Several pharmacies at once"): ``price`` a decimal string (``"12.50"``), ``currency``
+        with it (docs/protocol.md §3, groups): ``price`` a decimal string (``"12.50"``), ``currency``
         ISO 4217, ``ready_at`` ISO 8601 (when it can be picked up)."""
         fields = {
             "request_id": request_id,

@@ -44,7 +44,7 @@ class Settings:
     media_url_ttl: int = 24 * 3600
     max_image_bytes: int = 10 * 1024 * 1024
     max_audio_bytes: int = 10 * 1024 * 1024
-    # docs/protocol.md §3 "Several pharmacies at once": the most pharmacies one request may ask at once (a repeated `pharmacy`),
+    # docs/protocol.md §3, groups: the most pharmacies one request may ask at once (a repeated `pharmacy`),
     # and the currency of an answer's price when the pharmacy names none (ISO 4217)
     max_pharmacies_per_request: int = 5
     default_currency: str = "EUR"

@@ -69,7 +69,7 @@ class NewRequestEvent(TypedEvent):
     note: str | None = None
     #: a signed link to the prescription, or null
     image_url: str | None = None
-    #: how many pharmacies the patient asked at once (1 for a single request; docs/protocol.md §3 "Several pharmacies at once")
+    #: how many pharmacies the patient asked at once (1 for a single request; docs/protocol.md §3, groups)
     asked_pharmacies: int = 1
 
 
@@ -84,7 +84,7 @@ class PharmacyResponseEvent(TypedEvent):
     audio_url: str | None = None
     pharmacy_id: int | None = None
     pharmacy_name: str | None = None
-    #: the offer (docs/protocol.md §3 "Several pharmacies at once"), each null when not given
+    #: the offer (docs/protocol.md §3, groups), each null when not given
     price: str | None = None
     currency: str | None = None
     ready_at: str | None = None
@@ -105,7 +105,7 @@ class RequestCancelledEvent(TypedEvent):
     type: Literal["request_cancelled"] = "request_cancelled"
     request_id: int
     patient_id: int | None = None
-    #: patient_cancelled, or another_pharmacy_chosen (docs/protocol.md §3 "Several pharmacies at once")
+    #: patient_cancelled, or another_pharmacy_chosen (docs/protocol.md §3, groups)
     reason: CancelReason | None = None
 
 

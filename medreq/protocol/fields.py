@@ -81,7 +81,7 @@ PageLimit = Annotated[int, Field(ge=1, le=100), BeforeValidator(_plain_int)]
 CorrelationId = str | int | None
 """A client message's `id`, echoed as `ref` in its reply."""
 
-# --- an answer's offer (docs/protocol.md §3 "Several pharmacies at once") -------------------------------------------------------
+# --- an answer's offer (docs/protocol.md §3, groups) -------------------------------------------------------
 
 _PRICE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 READY_AT_SKEW = timedelta(minutes=1)  # a clock a little behind the server's is not "in the past"

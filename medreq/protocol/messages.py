@@ -31,7 +31,7 @@ class ResponseIn(WsIn):
     request_id: DbId
     status: Answer
     message: Text | None = Field(default=None, max_length=2000)
-    #: the offer, as on `POST /medicine/response/` (docs/protocol.md §3 "Several pharmacies at once")
+    #: the offer, as on `POST /medicine/response/` (docs/protocol.md §3, groups)
     price: Price | None = None
     currency: Currency | None = None
     ready_at: ReadyAt | None = None

@@ -200,7 +200,7 @@ def _as_list(value: Any) -> Any:
 
 
 class RequestForm(Inbound):
-    #: the pharmacies to ask, in order; the form field repeated (docs/protocol.md §3 "Several pharmacies at once")
+    #: the pharmacies to ask, in order; the form field repeated (docs/protocol.md §3, groups)
     pharmacy: Annotated[list[FormId], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_PHARMACIES)]
     quantity: Quantity
     patient: FormId | None = None
@@ -212,7 +212,7 @@ class ResponseForm(Inbound):
     request_id: FormId
     status: Answer
     text_message: Text | None = Field(default=None, max_length=2000)
-    #: the offer (docs/protocol.md §3 "Several pharmacies at once"): a decimal string with at most 2 places, its ISO 4217
+    #: the offer (docs/protocol.md §3, groups): a decimal string with at most 2 places, its ISO 4217
     #: currency (default: the server's), when it can be picked up (ISO 8601, not in the past)
     price: Price | None = None
     currency: Currency | None = None
@@ -225,7 +225,7 @@ class MessageBody(Inbound):
 
 class ListQuery(Inbound):
     status: Status | None = None
-    #: the requests of one group (docs/protocol.md §3 "Several pharmacies at once")
+    #: the requests of one group (docs/protocol.md §3, groups)
     group: FormId | None = None
     limit: PageLimit = 20
     cursor: Line | None = Field(default=None, max_length=100)
@@ -242,7 +242,7 @@ class ResponseOut(Outbound):
     message: str | None = None
     audio_url: str | None = None
     responded_at: str
-    #: the offer (docs/protocol.md §3 "Several pharmacies at once"), each null when not given
+    #: the offer (docs/protocol.md §3, groups), each null when not given
     price: str | None = None
     currency: str | None = None
     ready_at: str | None = None
@@ -262,7 +262,7 @@ class RequestOut(Outbound):
     updated_at: str
     #: the caller's events of this request after its last `read` mark (docs/protocol.md §5)
     unread: int = 0
-    #: docs/protocol.md §3 "Several pharmacies at once": the request's group (null for a single request, and always for a
+    #: docs/protocol.md §3, groups: the request's group (null for a single request, and always for a
     #: pharmacy), how many pharmacies were asked, whether the patient chose it, why it was cancelled
     group: int | None = None
     asked_pharmacies: int = 1
@@ -290,7 +290,7 @@ class RequestCreatedOut(Outbound):
     #: the first request's id, and the first request
     request_id: int
     data: RequestOut
-    #: docs/protocol.md §3 "Several pharmacies at once": the group (null for one pharmacy) and every request, in the order named
+    #: docs/protocol.md §3, groups: the group (null for one pharmacy) and every request, in the order named
     group: int | None = None
     requests: list[RequestOut] = []
 

@@ -55,7 +55,7 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """What an answer may offer (docs/protocol.md §3 "Several pharmacies at once"), each validated by the transport's model:
+    """What an answer may offer (docs/protocol.md §3, groups), each validated by the transport's model:
     a price (a decimal string with two places), its ISO 4217 currency (None: the server's
     default, when there is a price), when it is ready (ISO 8601 in UTC)."""
 
@@ -74,7 +74,7 @@ class Limits:
     ws_queue_size: int
     ws_max_unsent: int
     ws_send_timeout: float
-    #: docs/protocol.md §3 "Several pharmacies at once": pharmacies one request may ask, and an offer's currency when none is named
+    #: docs/protocol.md §3, groups: pharmacies one request may ask, and an offer's currency when none is named
     max_pharmacies_per_request: int = 5
     default_currency: str = "EUR"
 

@@ -1,4 +1,4 @@
-"""Choosing one pharmacy's answer among a group (docs/protocol.md §3 "Several pharmacies at once").
+"""Choosing one pharmacy's answer among a group (docs/protocol.md §3, groups).
 
 `POST /medicine/request/{id}/choose/`: in one transaction the request is marked `chosen` and
 every other request of its group still PENDING or ACCEPTED becomes CANCELLED with

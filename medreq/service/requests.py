@@ -169,7 +169,7 @@ class Requests:
         self, status: str, message: str | None, audio: StoredMedia | None, offer: Offer | None, now: Any
     ) -> dict[str, Any]:
         """The columns an answer sets, on either path; a price without a currency is in the
-        server's default currency (docs/protocol.md §3 "Several pharmacies at once")."""
+        server's default currency (docs/protocol.md §3, groups)."""
         offer = offer or Offer()
         currency = offer.currency or (self._limits.default_currency if offer.price is not None else None)
         return {

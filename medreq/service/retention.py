@@ -8,7 +8,7 @@
   (default 0: kept) are deleted and the request's `image_url`/`audio_url` become null.
   Files go first, then the names: a crash in between leaves a name whose file is gone
   (served 404, pruned again next time), never a file nobody points to. A prescription the
-  requests of a group share (docs/protocol.md §3 "Several pharmacies at once") is removed with the last request that names
+  requests of a group share (docs/protocol.md §3, groups) is removed with the last request that names
   it: until then only the pruned requests forget its name.
 - Never what is still wanted, however old: no event of a request still PENDING, no event that
   counts as unread (after its account's read mark), and no media of a request whose patient has

@@ -115,7 +115,7 @@ def request_view(row: Any, media: MediaStore, *, unread: int, viewer: int) -> Re
 
 
 def _request_fields(row: Any, media: MediaStore, unread: int, viewer: int) -> dict[str, Any]:
-    # minimum necessary (docs/protocol.md §3 "Several pharmacies at once"): once CANCELLED, for whatever reason, the pharmacy
+    # minimum necessary (docs/protocol.md §3, groups): once CANCELLED, for whatever reason, the pharmacy
     # no longer gets the patient's phone or any file (`delivery.may_see` refuses its old links)
     withheld = row.status == "CANCELLED" and viewer != row.patient_id
     response = None

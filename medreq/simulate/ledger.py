@@ -11,7 +11,7 @@ can match a ``new_request`` even when it arrives before the ``201``. At the end:
   ``event_id`` deduplication, which at-least-once delivery makes legitimate);
 - unexpected: an event for a request the simulator never sent, or sent to the wrong account.
 
-A request asked of several pharmacies at once (docs/protocol.md §3 "Several pharmacies at once") is a `Group` of one record
+A request asked of several pharmacies at once (docs/protocol.md §3, groups) is a `Group` of one record
 per pharmacy, all with the same key: each pharmacy must get exactly one ``new_request`` (with
 ``asked_pharmacies`` the group's size); once the patient's choice is confirmed, the chosen
 pharmacy exactly one ``request_chosen``, and every other one still open at the choice (not

@@ -162,7 +162,7 @@ def build_report(
         "redelivered_dropped_by_client": state.redelivered_dropped,
         "rate_limited_waits": ledger.errors["rate_limited"],
     }
-    if scenario.requests.pharmacies > 1:  # asking several pharmacies at once (docs/protocol.md §3 "Several pharmacies at once")
+    if scenario.requests.pharmacies > 1:  # asking several pharmacies at once (docs/protocol.md §3, groups)
         counts |= {
             "groups": ledger.counts["groups"],
             "chosen": ledger.counts["chosen"],

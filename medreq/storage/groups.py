@@ -1,4 +1,4 @@
-"""A group's writes (docs/protocol.md §3 "Several pharmacies at once"): create it, and choose one of its requests.
+"""A group's writes (docs/protocol.md §3, groups): create it, and choose one of its requests.
 
 Choosing runs in one transaction (`Store.write`): it locks the group's row first
 (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transactions never run side by side), so

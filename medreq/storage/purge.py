@@ -34,7 +34,7 @@ from .tokens import refresh_families
 def purge_account(conn: Connection, account_id: int) -> list[tuple[str, str]]:
     """Delete the account, its requests (either side), their messages, read marks, idempotency
     keys, events (the other party's too) and groups; the (kind, name) of their media files that
-    no remaining request names (a group's requests share one prescription: docs/protocol.md §3 "Several pharmacies at once")."""
+    no remaining request names (a group's requests share one prescription: docs/protocol.md §3, groups)."""
     requests = medicine_requests.c
     mine = select(requests.id).where(or_(requests.patient_id == account_id, requests.pharmacy_id == account_id))
     media: dict[tuple[str, str], None] = {}  # in order, each once

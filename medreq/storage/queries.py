@@ -174,7 +174,7 @@ def thread(conn: Connection, request_id: int) -> Sequence[Any]:
 
 def request_by_media(conn: Connection, kind: str, name: str, account_id: int | None = None) -> Any:
     """The request that names a file (`id`, `patient_id`, `pharmacy_id`, `status`). A group's
-    requests share one prescription (docs/protocol.md §3 "Several pharmacies at once"): with `account_id`, the one that account
+    requests share one prescription (docs/protocol.md §3, groups): with `account_id`, the one that account
     takes part in comes first."""
     column = medicine_requests.c.image_name if kind == "image" else medicine_requests.c.response_audio_name
     r = medicine_requests.c

@@ -1,7 +1,7 @@
 """Tables. SQLAlchemy Core; the Alembic migrations in `migrations/` create exactly these.
 
 - accounts: both roles; `last_event_id` is the per-account event counter (§4 event_id).
-- request_groups: one row per "ask several pharmacies at once" (docs/protocol.md §3 "Several pharmacies at once"): the
+- request_groups: one row per "ask several pharmacies at once" (docs/protocol.md §3, groups): the
   group's id, its patient and the request chosen (null until one is). Choosing locks this row,
   so concurrent choices of one group run one after the other on every database.
 - medicine_requests: a request and its answer (one answer per request); `group_id` names its

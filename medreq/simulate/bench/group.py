@@ -1,4 +1,4 @@
-"""Benchmark 2b: the full cycle of a request asked of several pharmacies at once (docs/protocol.md §3 "Several pharmacies at once").
+"""Benchmark 2b: the full cycle of a request asked of several pharmacies at once (docs/protocol.md §3, groups).
 
 A group cycle: the patient POSTs one request to ``pharmacies`` pharmacies → each gets
 ``new_request`` and accepts over its WebSocket → the patient gets every ``pharmacy_response`` →

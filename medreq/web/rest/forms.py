@@ -73,7 +73,7 @@ class FilePart:
 
 class Form(dict[str, "str | FilePart"]):
     """A read form: each name's last value, a text or a file, and every text value of a name in
-    order (`texts`, for a repeated field: `pharmacy`, docs/protocol.md §3 "Several pharmacies at once"). As a `with` block it
+    order (`texts`, for a repeated field: `pharmacy`, docs/protocol.md §3, groups). As a `with` block it
     closes its files' spools at the end (a file the service did not read, as when a field was
     invalid, or one a later part of the same name replaced)."""
 

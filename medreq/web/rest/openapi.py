@@ -397,7 +397,7 @@ def _paths() -> dict[str, Any]:
             "parameters": [_request_id()],
             "post": _op(
                 "Choose one ACCEPTED request of a group (its patient); the group's other open requests "
-                "are cancelled (docs/protocol.md §3 "Several pharmacies at once")",
+                "are cancelled (docs/protocol.md §3, groups)",
                 200,
                 "RequestOut",
                 403,

@@ -1,4 +1,4 @@
-"""Asking several pharmacies at once (docs/protocol.md §3 "Several pharmacies at once").
+"""Asking several pharmacies at once (docs/protocol.md §3, groups).
 
 - request_groups: one row per group, with the request its patient chose (null until then).
 - medicine_requests: `group_id`, `asked_pharmacies`, `chosen`, `cancel_reason`, and the answer's
