@@ -2,10 +2,15 @@
 client's messages (`ack`, `pong`, `error`) and `resync_required`; all in one union, `ServerFrame`,
 told apart by `type`.
 
-The server builds events in `medreq.service.events` with `model_construct` and stores them as JSON
-text; the client parses them with `parse_event`, which keeps the exact object the server sent in
-`raw` (what ``medreq listen --json`` prints). An unknown type, or an event that does not match
-its model, becomes a plain `Event`, so a newer server never breaks an older client.
+The server builds events in `medreq.service.events`, each from a dict of its fields that
+tests/test_event_builders.py holds to exactly its model's (the models ignore unknown keys, so a
+misspelt one would send its field absent), and stores them as JSON text; the client parses them
+with `parse_event`, which keeps the exact object the server sent in `raw` (what
+``medreq listen --json`` prints). An unknown type, or an event that does not match its model,
+becomes a plain `Event`, so a newer server never breaks an older client.
+
+`UNREAD` names the events that are news from the other party: a request's `unread` counts them,
+Web Push notifies them, and the web console reads the set from its page (`web/rest/pages.py`).
 
 Every event field is always sent (`null` when empty; the schema lists them all as required)
 except `trace_id`, sent when the change that caused the event had one (docs/protocol.md §4).
@@ -180,6 +185,14 @@ ServerEvent = Annotated[
 ]
 EVENT_MODELS: tuple[type[TypedEvent], ...] = get_args(get_args(ServerEvent)[0])
 EVENT_TYPES: dict[str, type[Event]] = {model.model_fields["type"].default: model for model in EVENT_MODELS}
+
+UNREAD: frozenset[str] = frozenset(
+    {"new_request", "pharmacy_response", "request_cancelled", "request_chosen", "message"}
+)
+"""The events that are news from the other party: what a request's `unread` counts (docs/protocol.md
+§3), and what reaches an account's devices by Web Push (§5). An account's own echoes
+(`request_updated` after it answered, cancelled or chose), `read` receipts, `typing`, `presence`
+and `target_added` are nothing left to read."""
 
 
 # --- replies ---------------------------------------------------------------------------------

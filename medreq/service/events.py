@@ -35,6 +35,7 @@ from ..protocol import (
     TypingEvent,
     to_text,
 )
+from ..protocol.events import UNREAD
 from ..storage import as_utc
 from ..telemetry import metrics
 from ..telemetry.tracing import current_trace_id
@@ -149,9 +150,9 @@ def message(request_id: int, sender_id: int, text: str, message_id: int, timesta
     return Event(MessageEvent, "message", timestamp, fields, request_id)
 
 
-#: events worth a notification on a device (Web Push); the rest (`request_updated` echoes the
-#: account's own answer, `read`, `typing`, `presence`) only matter to an open app
-NOTIFYING = frozenset({"new_request", "pharmacy_response", "request_cancelled", "request_chosen", "message"})
+#: events worth a notification on a device (Web Push): those left unread; the rest (`request_updated`
+#: echoes the account's own answer, `read`, `typing`, `presence`) only matter to an open app
+NOTIFYING = UNREAD
 
 
 def notifies(event: Event, account_id: int) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, literal, or_, select
 from sqlalchemy.engine import Connection
 
+from ..protocol import UNREAD
 from .prepared import Prepared
 from .schema import (
     account_changes,
@@ -215,9 +216,9 @@ def events_after(
     return [(row.event_id, row.payload) for row in conn.execute(query)]
 
 
-# What `unread` counts: news from the other party. An account's own echoes (`request_updated`
-# after it answered or cancelled) and read receipts are not something left to read.
-UNREAD_TYPES = ("new_request", "pharmacy_response", "request_cancelled", "request_chosen", "message")
+# What `unread` counts: news from the other party (protocol.UNREAD), in a fixed order so that the
+# statements built from it read the same in every process.
+UNREAD_TYPES = tuple(sorted(UNREAD))
 
 
 # One request's count, on the hot path (every answer, cancel and replayed create returns the
