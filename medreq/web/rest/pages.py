@@ -30,8 +30,24 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
+from ...protocol import UNREAD
+
 STATIC = Path(__file__).parent.parent / "static"
-CONSOLE_PAGE = (STATIC / "index.html").read_text(encoding="utf-8")  # read once: no disk I/O per visit
+UNREAD_META = '<meta name="medreq-unread" content="">'
+
+
+def console_page(page: str) -> str:
+    """index.html with what the console takes from the protocol filled in: the events a request's
+    `unread` counts (`UNREAD`, in its `medreq-unread` meta tag; the page may run no inline script),
+    so the console counts live what the server counts stored."""
+    if UNREAD_META not in page:
+        raise ValueError(f"the console page lacks {UNREAD_META}")
+    unread = " ".join(sorted(UNREAD))
+    return page.replace(UNREAD_META, f'<meta name="medreq-unread" content="{unread}">')
+
+
+# read and filled once: no disk I/O nor work per visit
+CONSOLE_PAGE = console_page((STATIC / "index.html").read_text(encoding="utf-8"))
 SERVICE_WORKER = (STATIC / "sw.js").read_text(encoding="utf-8")
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
 

@@ -12,8 +12,9 @@ import { session } from "./session.js";
 import { state } from "./state.js";
 import { $, announce, el, missingFields, showFormError, showScreen, statusBadge, timeEl, toast } from "./ui.js";
 
-/** The events the server counts as unread (docs/protocol.md, unread counts). */
-const UNREAD_TYPES = ["new_request", "pharmacy_response", "message", "request_cancelled", "request_chosen"];
+/** The events the server counts as unread (docs/protocol.md, unread counts): the server writes its
+ * own set into the page (medreq.protocol.UNREAD), so the two cannot drift apart. */
+const UNREAD_TYPES = new Set(document.querySelector('meta[name="medreq-unread"]').content.split(" "));
 
 /**
  * How many pharmacies one request may go to: the server's default. A server configured lower
@@ -449,7 +450,7 @@ function onEvent(event) {
   }
   // an open group shows each pharmacy's answer and closing, but not its messages
   const inGroup = Boolean(detail && detail.group !== undefined && detail.has(id));
-  const unreadKind = UNREAD_TYPES.includes(event.type);
+  const unreadKind = UNREAD_TYPES.has(event.type);
   if (unreadKind && !open && !(inGroup && event.type !== "message")) {
     state.unread.set(id, (state.unread.get(id) || 0) + 1);
   }

@@ -6,6 +6,8 @@
 // it names the request by number and what happened, never a patient, phone or medicine
 // (medical data stays behind the sign-in). It does no fetching and keeps nothing.
 
+// One entry per event the server pushes: medreq.protocol.UNREAD, which tests/test_unread_set.py
+// holds these keys to (the set itself is not fetched: each kind needs its own words here anyway).
 const TEXT = {
   new_request: (e) => ["New medicine request", `Request #${e.request_id} is waiting for an answer.`],
   pharmacy_response: (e) => [
