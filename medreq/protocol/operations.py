@@ -324,7 +324,7 @@ OPERATIONS: dict[str, Operation] = _operations(
               tag="requests", status=200, answer=RequestOut, errors=(Forbidden, NotFound, Conflict)),
     Operation(name="choose", method="POST", path="/medicine/request/{request_id:id}/choose/",
               summary="Choose one ACCEPTED request of a group (its patient); the group's other open"
-              " requests are cancelled (docs/protocol.md §8)",
+              " requests are cancelled (docs/protocol.md §3, groups)",
               tag="requests", status=200, answer=RequestOut, errors=(Forbidden, NotFound, Conflict)),
     Operation(name="post_message", method="POST", path="/medicine/request/{request_id:id}/messages/",
               summary="A message in the request's thread (either party)",
