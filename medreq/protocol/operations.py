@@ -193,7 +193,7 @@ class Operation:
         """The HTTP statuses of `answers`, each once, in order."""
         return sorted({error.status for error in self.answers})
 
-    def url(self, **values: object) -> str:
+    def url(self, /, **values: object) -> str:
         """The path with its parameters filled in: `url(request_id=3)`. An id must be an int
         from 1 to 2^63-1; anything else is quoted as one path segment."""
         if set(values) != set(self.parameters):
@@ -347,7 +347,7 @@ CHANNELS: dict[str, Channel] = {
 """The WebSocket channels by name: a patient's socket and a pharmacy's."""
 
 
-def path(name: str, **values: object) -> str:
+def path(name: str, /, **values: object) -> str:
     """`OPERATIONS[name].url(**values)`: `path("cancel", request_id=3)` is `/medicine/request/3/cancel/`."""
     return OPERATIONS[name].url(**values)
 
