@@ -4,7 +4,10 @@
 - `codes`: `CloseCode` and `ERROR_WIRE`, the one mapping error code → HTTP status → close code;
 - `rest`: REST bodies, forms and queries, among them `RequestOut` (the `<Request>`);
 - `messages`: client → server WebSocket messages (`ClientMessage`, one union on `type`);
-- `events`: server → client WebSocket frames (`ServerEvent`, `ServerFrame`: unions on `type`).
+- `events`: server → client WebSocket frames (`ServerEvent`, `ServerFrame`: unions on `type`);
+- `operations`: every REST operation (`OPERATIONS`: method, path, bodies, answers, errors) and
+  WebSocket channel (`CHANNELS`), declared once; routes, `/openapi.json` and `/asyncapi.json` are
+  made from it, and a client builds its URLs with it (`path("cancel", request_id=3)`).
 
 The server builds its answers and events from these models, the client parses with them, and
 `/openapi.json` (`medreq.web.rest.openapi`) and `/asyncapi.json` (`medreq.web.rest.asyncapi`) are generated

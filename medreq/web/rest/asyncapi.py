@@ -28,10 +28,10 @@ from ...protocol import (
     SERVER_FRAME_MODELS,
     TypedEvent,
 )
+from ...protocol.operations import CHANNELS
 from ..http import JSONResponse
 
 REF = "#/components/schemas/{model}"
-CHANNELS = {"user": ("patient", "/ws/user/{id}/"), "pharmacy": ("pharmacy", "/ws/pharmacy/{id}/")}
 
 
 def message_type(model: type[BaseModel]) -> str:
@@ -58,7 +58,9 @@ def _schemas() -> dict[str, Any]:
 
 def _messages() -> dict[str, Any]:
     messages: dict[str, Any] = {}
-    for direction, models in (("server", SERVER_FRAME_MODELS), ("client", CLIENT_MESSAGE_MODELS)):
+    sends = [m for channel in CHANNELS.values() for m in channel.sends]
+    receives = [m for channel in CHANNELS.values() for m in channel.receives]
+    for direction, models in (("server", dict.fromkeys(sends)), ("client", dict.fromkeys(receives))):
         for model in models:
             messages[_message_name(model, direction)] = {
                 "name": message_type(model),
@@ -83,10 +85,13 @@ def _close_codes() -> list[dict[str, Any]]:
 
 def _channels() -> dict[str, Any]:
     channels: dict[str, Any] = {}
-    messages = {name: {"$ref": f"#/components/messages/{name}"} for name in _messages()}
-    for name, (role, address) in CHANNELS.items():
+    for name, channel in CHANNELS.items():
+        role = channel.role
+        names = [_message_name(m, "server") for m in channel.sends]
+        names += [_message_name(m, "client") for m in channel.receives]
+        messages = {name: {"$ref": f"#/components/messages/{name}"} for name in names}
         channels[name] = {
-            "address": address,
+            "address": channel.template,
             "title": f"A {role}'s live connection",
             "description": (
                 f"One {role} account's socket: `id` is its account id, the access token goes in the"
@@ -122,10 +127,10 @@ def _channels() -> dict[str, Any]:
 
 def _operations() -> dict[str, Any]:
     operations: dict[str, Any] = {}
-    for channel in CHANNELS:
+    for channel, declared in CHANNELS.items():
         for direction, action, models in (
-            ("server", "send", SERVER_FRAME_MODELS),
-            ("client", "receive", CLIENT_MESSAGE_MODELS),
+            ("server", "send", declared.sends),
+            ("client", "receive", declared.receives),
         ):
             for model in models:
                 name = _message_name(model, direction)

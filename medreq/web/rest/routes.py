@@ -1,6 +1,11 @@
-"""REST endpoints of docs/protocol.md §2–§3. Each parses, calls the service, renders; nothing more."""
+"""REST endpoints of docs/protocol.md §2–§3. Each parses, calls the service, renders; nothing more.
+
+Which method on which path reaches which handler is `medreq.protocol.operations.OPERATIONS`;
+`HANDLERS` here names each operation's handler, and `routes` is made from the two."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -31,10 +36,13 @@ from ...protocol import (
     validation_error,
 )
 from ...protocol.errors import Invalid, NotFound
+from ...protocol.operations import OPERATIONS
 from ...service import Offer
 from .. import convertors  # noqa: F401  (registers the `id` convertor used below)
 from ..http import JSONResponse, authenticate, limit_anonymous, read_json, service_of
 from .forms import form_fields, form_file, form_values, read_form
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def health(request: Request) -> Response:
@@ -247,31 +255,36 @@ async def media(request: Request) -> Response:
     return FileResponse(found.path, media_type=found.content_type, headers=found.headers)
 
 
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/auth/register", register, methods=["POST"]),
-    Route("/auth/token", token, methods=["POST"]),
-    Route("/auth/refresh", refresh, methods=["POST"]),
-    Route("/auth/logout", logout, methods=["POST"]),
-    Route("/auth/logout-all", logout_everywhere, methods=["POST"]),
-    Route("/auth/password", change_password, methods=["POST"]),
-    Route("/auth/me", me, methods=["GET"]),
-    Route("/auth/me", remove_me, methods=["DELETE"]),
-    Route("/auth/me", set_webhook, methods=["PUT"]),
-    Route("/auth/me/webhook-deliveries", webhook_deliveries, methods=["GET"]),
-    Route("/auth/me/webhook-test", test_webhook, methods=["POST"]),
-    Route("/push/vapid-public-key", vapid_public_key, methods=["GET"]),
-    Route("/push/subscriptions", add_push_subscription, methods=["POST"]),
-    Route("/push/subscriptions", remove_push_subscription, methods=["DELETE"]),
-    Route("/push/subscriptions", push_subscriptions, methods=["GET"]),
-    Route("/push/subscriptions/{subscription_id:id}", remove_push_subscription_by_id, methods=["DELETE"]),
-    Route("/pharmacies/", pharmacies, methods=["GET"]),
-    Route("/medicine/request/", create_request, methods=["POST"]),
-    Route("/medicine/request/", list_requests, methods=["GET"]),
-    Route("/medicine/request/{request_id:id}/", request_detail, methods=["GET"]),
-    Route("/medicine/request/{request_id:id}/cancel/", cancel_request, methods=["POST"]),
-    Route("/medicine/request/{request_id:id}/choose/", choose_request, methods=["POST"]),
-    Route("/medicine/request/{request_id:id}/messages/", post_message, methods=["POST"]),
-    Route("/medicine/response/", respond, methods=["POST"]),
-    Route("/media/{prefix}/{name}", media, methods=["GET"]),
-]
+HANDLERS: dict[str, Endpoint] = {
+    "health": health,
+    "register": register,
+    "token": token,
+    "refresh": refresh,
+    "logout": logout,
+    "logout_everywhere": logout_everywhere,
+    "change_password": change_password,
+    "me": me,
+    "remove_me": remove_me,
+    "set_webhook": set_webhook,
+    "webhook_deliveries": webhook_deliveries,
+    "test_webhook": test_webhook,
+    "vapid_public_key": vapid_public_key,
+    "add_push_subscription": add_push_subscription,
+    "remove_push_subscription": remove_push_subscription,
+    "push_subscriptions": push_subscriptions,
+    "remove_push_subscription_by_id": remove_push_subscription_by_id,
+    "pharmacies": pharmacies,
+    "create_request": create_request,
+    "list_requests": list_requests,
+    "request_detail": request_detail,
+    "cancel": cancel_request,
+    "choose": choose_request,
+    "post_message": post_message,
+    "respond": respond,
+    "media": media,
+}
+"""Each operation of `medreq.protocol.operations.OPERATIONS` (by name) → its handler."""
+assert HANDLERS.keys() == OPERATIONS.keys(), "an operation without a handler, or a handler without one"
+
+routes = [Route(op.path, HANDLERS[name], methods=[op.method]) for name, op in OPERATIONS.items()]
+"""The REST routes, in the table's order: a path or a method is written only there."""
