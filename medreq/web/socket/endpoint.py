@@ -46,6 +46,7 @@ from ...protocol import (
 )
 from ...protocol.errors import Forbidden, InvalidJSON, MedreqError, RateLimited, Unavailable
 from ...protocol.errors import Invalid as InvalidInput
+from ...protocol.operations import CHANNELS
 from ...service import MedreqService, Offer
 from ...telemetry import metrics
 from .. import (
@@ -99,7 +100,7 @@ class Endpoint:
             code = CloseCode.TRY_AGAIN_LATER if isinstance(exc, Unavailable) else CloseCode.UNAUTHORIZED
             await ws.close(code, exc.message)
             return None
-        if caller.id != ws.path_params["account_id"] or caller.role != self.role:
+        if caller.id != ws.path_params["id"] or caller.role != self.role:
             await ws.close(CloseCode.FORBIDDEN, "this socket belongs to another account")
             return None
         try:
@@ -293,14 +294,16 @@ async def unknown_path(ws: WebSocket) -> None:
     await ws.close(CloseCode.NOT_FOUND, "no such WebSocket endpoint")
 
 
-patient_endpoint = Endpoint("patient").handle
-pharmacy_endpoint = Endpoint("pharmacy").handle
+ENDPOINTS = {name: Endpoint(channel.role).handle for name, channel in CHANNELS.items()}
+patient_endpoint, pharmacy_endpoint = ENDPOINTS["user"], ENDPOINTS["pharmacy"]
 
+# each declared channel (medreq.protocol.operations), with and without its trailing slash
 routes = [
-    WebSocketRoute("/ws/user/{account_id:id}/", patient_endpoint),
-    WebSocketRoute("/ws/user/{account_id:id}", patient_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:id}/", pharmacy_endpoint),
-    WebSocketRoute("/ws/pharmacy/{account_id:id}", pharmacy_endpoint),
+    *(
+        WebSocketRoute(path, ENDPOINTS[name])
+        for name, channel in CHANNELS.items()
+        for path in (channel.path, channel.path.rstrip("/"))
+    ),
     WebSocketRoute("/{path:path}", unknown_path),
 ]
 
