@@ -19,6 +19,11 @@ from .service import MedreqService
 from .storage import Store
 
 
+def open_store(settings: Settings) -> Store:
+    """The store of the configured database, not migrated (the caller closes it)."""
+    return Store(settings.database_url, fast=settings.pg_fast_path)
+
+
 def media_store(settings: Settings) -> MediaStore:
     """The media store (its signing key derives from the JWT secret: see `ensure_secret`)."""
     return MediaStore(
@@ -46,7 +51,7 @@ def build_service(settings: Settings) -> MedreqService:
         refresh_ttl=settings.refresh_token_ttl,
     )
     return MedreqService(
-        settings, Store(settings.database_url, fast=settings.pg_fast_path), hub_for(settings), media_store(settings), tokens
+        settings, open_store(settings), hub_for(settings), media_store(settings), tokens
     )
 
 

@@ -33,9 +33,9 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import multiprocess
 
+from .bootstrap import open_store
 from .config import ENV_PREFIX, Settings
 from .files import open_private_lock
-from .storage import Store
 from .storage.backup import LOCK_FILE
 from .telemetry.logs import log_config
 from .telemetry.metrics import MULTIPROC_ENV
@@ -204,7 +204,7 @@ def _first_missing(path: Path) -> Path | None:
 
 
 async def _migrate(settings: Settings) -> None:
-    store = Store(settings.database_url)
+    store = open_store(settings)
     try:
         await store.migrate()
     finally:

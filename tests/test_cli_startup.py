@@ -98,6 +98,8 @@ def test_help_imports_no_heavy_module(args: list[str]) -> None:
     code, loaded, output = run_cli(*args)
     assert code in (0, 2), output  # 2: Click's exit for help shown because nothing was given
     assert "Usage: medreq" in output, output
+    if args == ["serve", "--help"]:  # its options are made from Settings' fields (issue 26)
+        loaded = [name for name in loaded if name.split(".")[:2] != ["medreq", "config"]]
     assert loaded == [], f"`medreq {' '.join(args)}` imported {loaded}"
 
 

@@ -59,7 +59,7 @@ def test_jwt_secret_is_generated_once_and_private(tmp_path: Path) -> None:
 def test_transport_limits_come_from_the_environment_and_stay_below_the_fd_limit() -> None:
     import resource
 
-    from medreq.web.guard.admission import TransportLimits
+    from medreq.config import Limits
 
     env = {
         "MEDREQ_MAX_HEADER_BYTES": "4096",
@@ -68,12 +68,12 @@ def test_transport_limits_come_from_the_environment_and_stay_below_the_fd_limit(
         "MEDREQ_FD_RESERVE": "100",
         "MEDREQ_MAX_CONNECTIONS_PER_CLIENT": "0",
     }
-    limits = TransportLimits.from_settings(Settings.load(env=env))
+    limits = Limits.of(Settings.load(env=env))
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert (limits.max_header_bytes, limits.header_timeout) == (4096, 2.5)
     assert limits.max_connections == soft - 100  # a configured cap above the ceiling is lowered
     assert limits.max_connections_per_client == 0
-    small = TransportLimits.from_settings(Settings.load(env={"MEDREQ_MAX_CONNECTIONS": "50"}))
+    small = Limits.of(Settings.load(env={"MEDREQ_MAX_CONNECTIONS": "50"}))
     assert small.max_connections == 50
     default = Settings.load(env={})
     assert (default.max_header_bytes, default.max_connections_per_client) == (16384, 256)

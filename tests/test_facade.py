@@ -21,7 +21,7 @@ from medreq.storage import Store
 WEB = Path(medreq.__file__).parent / "web"
 COLLABORATORS = {"store", "hub", "media", "settings", "tokens", "directory", "vapid"}
 # behind the façade: web/ must not import them (bootstrap assembles them); the `medreq.service`
-# package itself (the façade, `Caller`, `Upload`, `Limits`) is what web/ uses
+# package itself (the façade, `Caller`, `Upload`) is what web/ uses
 BEHIND = ("medreq.storage", "medreq.hub", "medreq.service.")
 
 

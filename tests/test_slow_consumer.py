@@ -12,9 +12,8 @@ from typing import Any
 from starlette.websockets import WebSocketState
 
 from medreq.auth import Claims
-from medreq.config import Settings
+from medreq.config import Limits, Settings
 from medreq.protocol import CloseCode
-from medreq.service import Limits
 from medreq.web.guard.websocket import EXTENSION
 from medreq.web.socket.connection import Connection
 

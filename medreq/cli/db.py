@@ -48,9 +48,8 @@ def prune(
     """
     import asyncio
 
-    from ..bootstrap import media_store
+    from ..bootstrap import media_store, open_store
     from ..service.retention import prune as run_prune
-    from ..storage import Store
 
     settings = _settings(data_dir, database, media_dir)
     require_database(settings)
@@ -58,7 +57,7 @@ def prune(
     media = settings.media_retention_days if media_days is None else media_days
 
     async def go() -> dict[str, int]:
-        store = Store(settings.database_url)
+        store = open_store(settings)
         try:
             await store.migrate()
             files = media_store(settings)  # finds the files to remove; it signs no link here

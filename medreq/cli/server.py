@@ -1,5 +1,8 @@
 """Operator commands: `medreq serve` and `medreq account …` (straight to the configured database).
 
+`serve`'s options are `Settings`' fields (config/settings.py, those declared with `option`
+metadata): a new setting is an option by its declaration alone.
+
 SQLAlchemy, the protocol's models and the server are imported by the commands that use them:
 registering these commands (for `medreq --help`, or any other command) must not cost their
 import (issue 14).
@@ -14,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
-from .app import Group, app
+from .app import Command, Group, app
 from .console import console
 from .operator import database_label, fail, load_settings, require_database, run_operator
-from .options import DatabaseOption, DataDirOption
+from .options import DatabaseOption, DataDirOption, settings_command
 
 if TYPE_CHECKING:
+    from typer._click import Parameter
+
     from ..config import Settings
     from ..protocol import RegisterIn
 
@@ -32,131 +38,43 @@ account_app = typer.Typer(
 app.add_typer(account_app, name="account")
 
 
-@app.command()
-def serve(
-    host: str | None = typer.Option(
-        None, envvar="MEDREQ_HOST", show_default="127.0.0.1", help="Interface to bind."
-    ),
-    port: int | None = typer.Option(None, envvar="MEDREQ_PORT", show_default="8000", help="Port."),
-    data_dir: Path | None = typer.Option(
-        None,
-        envvar="MEDREQ_DATA_DIR",
-        show_default="./medreq-data",
-        help="SQLite file, media and JWT secret.",
-    ),
-    database: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_DATABASE_URL",
-        show_default="SQLite in the data dir",
-        help="Database URL, e.g. postgresql://user@host/db.",
-    ),
-    redis: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_REDIS_URL",
-        show_default="in-process hub",
-        help="Redis URL for a hub shared by many workers/hosts.",
-    ),
-    media_dir: Path | None = typer.Option(
-        None, envvar="MEDREQ_MEDIA_DIR", show_default="DATA_DIR/media", help="Where uploads are stored."
-    ),
-    public_url: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_PUBLIC_URL",
-        show_default="the Host each request was sent to",
-        help="Base URL clients reach, for media links.",
-    ),
-    workers: int | None = typer.Option(
-        None, envvar="MEDREQ_WORKERS", show_default="1", help="Worker processes (needs PostgreSQL and Redis)."
-    ),
-    open_registration: bool | None = typer.Option(
-        None,
-        "--open-registration/--closed-registration",
-        envvar="MEDREQ_OPEN_REGISTRATION",
-        show_default="open",
-        help="Allow POST /auth/register.",
-    ),
-    pharmacy_registration: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_PHARMACY_REGISTRATION",
-        show_default="approval",
-        help="Self-registered pharmacies: open, approval (pending until `medreq account approve`) or closed.",
-    ),
-    trusted_proxy: list[str] | None = typer.Option(
-        None,
-        "--trusted-proxy",
-        metavar="ADDRESS",
-        help="A reverse proxy whose X-Forwarded-For/-Proto are believed; repeatable "
-        "(env MEDREQ_TRUSTED_PROXIES, comma-separated; default: none).",
-    ),
-    rate_limit: bool | None = typer.Option(
-        None,
-        "--rate-limit/--no-rate-limit",
-        envvar="MEDREQ_RATE_LIMIT_ENABLED",
-        show_default="on",
-        help="Per-account rate limits.",
-    ),
-    log_level: str | None = typer.Option(
-        None, envvar="MEDREQ_LOG_LEVEL", show_default="info", help="debug, info, warning, error."
-    ),
-    log_format: str | None = typer.Option(
-        None,
-        envvar="MEDREQ_LOG_FORMAT",
-        show_default="text",
-        help="text, or json: one JSON object per line.",
-    ),
-    cors_origin: list[str] | None = typer.Option(
-        None,
-        "--cors-origin",
-        metavar="ORIGIN",
-        help="Origin whose pages may call the API, e.g. http://localhost:5173; repeatable, '*' for any "
-        "(env MEDREQ_CORS_ORIGINS, comma-separated; default: same origin only).",
-    ),
-    max_connections: int | None = typer.Option(
-        None,
-        envvar="MEDREQ_MAX_CONNECTIONS",
-        show_default="the descriptor limit minus 256",
-        help="Open connections at most.",
-    ),
-    max_connections_per_client: int | None = typer.Option(
-        None,
-        envvar="MEDREQ_MAX_CONNECTIONS_PER_CLIENT",
-        show_default="256",
-        help="Open connections per client address, 0 for none (behind a proxy).",
-    ),
-    max_pharmacies_per_request: int | None = typer.Option(
-        None,
-        envvar="MEDREQ_MAX_PHARMACIES_PER_REQUEST",
-        show_default="5",
-        help="Pharmacies a patient may ask at once with one request.",
-    ),
-) -> None:
+class ServeCommand(Command):
+    """`medreq serve`, whose options are made from `Settings` (`options.settings_command`) the
+    first time they are asked for: by its help, its parsing or shell completion. Registering the
+    command, for `medreq --help` or any other command, imports no configuration (issue 14)."""
+
+    _made: TyperCommand | None = None
+    _params: "list[Parameter]"
+
+    @property
+    def params(self) -> "list[Parameter]":
+        if self._made is None:
+            self._made = settings_command(start)
+            self.callback = self._made.callback
+            self._params[:0] = self._made.params  # one list: Click appends and pops `--help` on it
+        return self._params
+
+    @params.setter
+    def params(self, params: "list[Parameter]") -> None:
+        self._params = params
+
+
+@app.command(cls=ServeCommand)
+def serve() -> None:
     """Run the medreq server: REST, WebSockets and media.
 
     Example: [bold]medreq serve --port 8000 --data-dir ./medreq-data[/bold]
     """
+    # replaced by `start`, with the options made from Settings, before anything runs (ServeCommand)
+    raise AssertionError("medreq serve runs through ServeCommand")
+
+
+def start(**options: Any) -> None:
+    """Load the settings (the options given, then `MEDREQ_*` variables, then defaults) and serve."""
     from ..config import Settings
 
     try:
-        settings = Settings.load(
-            host=host,
-            port=port,
-            data_dir=data_dir,
-            database_url=database,
-            redis_url=redis,
-            media_dir=media_dir,
-            public_url=public_url,
-            workers=workers,
-            open_registration=open_registration,
-            pharmacy_registration=pharmacy_registration,
-            trusted_proxies=",".join(trusted_proxy) if trusted_proxy else None,
-            rate_limit_enabled=rate_limit,
-            max_connections=max_connections,
-            max_connections_per_client=max_connections_per_client,
-            max_pharmacies_per_request=max_pharmacies_per_request,
-            log_level=log_level,
-            log_format=log_format,
-            cors_origins=",".join(cors_origin) if cors_origin else None,
-        )
+        settings = Settings.load(**options)
     except ValueError as exc:
         fail(f"configuration: {exc}", None, code=2)
     if settings.workers > 1 and (settings.is_sqlite or not settings.redis_url):

@@ -4,6 +4,11 @@
 was given (``None`` means "not given"), derives what is derived (database URL and
 media dir from the data dir, public URL from host and port) and makes sure the JWT
 secret exists: generated once and persisted in the data dir, never hard-coded.
+
+Every field is a setting, its variable ``MEDREQ_`` + its name in capitals. A field declared
+with `option` metadata is an option of `medreq serve` too: the command's options are made from
+these fields (`cli/server.py`), so a setting and its flag, help and shown default are written
+once, here: ``field(default=…, metadata=option(help, …))``.
 """
 
 from __future__ import annotations
@@ -23,17 +28,68 @@ ENV_PREFIX = "MEDREQ_"
 SECRET_FILE = "jwt-secret"
 PHARMACY_REGISTRATION = ("open", "approval", "closed")
 LOG_FORMATS = ("text", "json")
+OPTION = "medreq serve"  # the key of a field's `Option` in its metadata
+
+
+@dataclass(frozen=True)
+class Option:
+    """How `medreq serve` takes a setting: its help; its default as `--help` shows it (None: the
+    field's default); its flag (None: ``--`` + the name with dashes; a bool's ``--on/--off``);
+    and, for a comma-separated list, `each`: the metavar of a flag given once per item (its
+    variable stays comma-separated)."""
+
+    help: str
+    shown: str | None = None
+    flag: str | None = None
+    each: str | None = None
+
+
+def option(
+    help: str, *, shown: str | None = None, flag: str | None = None, each: str | None = None
+) -> dict[str, Option]:
+    """The metadata of a setting that is an option of `medreq serve` too (see `Option`):
+    ``field(default=…, metadata=option(…))``."""
+    return {OPTION: Option(help, shown, flag, each)}
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("medreq-data")
-    database_url: str = ""  # default: sqlite file in data_dir
-    media_dir: Path | None = None  # default: data_dir / "media"
-    public_url: str = ""  # default: http://host:port
-    redis_url: str = ""  # empty: in-process hub
+    host: str = field(default="127.0.0.1", metadata=option("Interface to bind."))
+    port: int = field(default=8000, metadata=option("Port."))
+    data_dir: Path = field(
+        default=Path("medreq-data"),
+        metadata=option(
+            "SQLite file, media and JWT secret.",
+            shown="./medreq-data",
+        ),
+    )
+    database_url: str = field(
+        default="",
+        metadata=option(
+            "Database URL, e.g. postgresql://user@host/db.",
+            flag="--database",
+            shown="SQLite in the data dir",
+        ),
+    )
+    redis_url: str = field(
+        default="",
+        metadata=option(
+            "Redis URL for a hub shared by many workers/hosts.",
+            flag="--redis",
+            shown="in-process hub",
+        ),
+    )
+    media_dir: Path | None = field(
+        default=None, metadata=option("Where uploads are stored.", shown="DATA_DIR/media")
+    )
+    # default: http://host:port, and media links follow the address each client used
+    public_url: str = field(
+        default="",
+        metadata=option(
+            "Base URL clients reach, for media links.",
+            shown="the Host each request was sent to",
+        ),
+    )
     # PostgreSQL: the hot transactions as one statement each on asyncpg (storage/pgfast.py);
     # off: every transaction through SQLAlchemy, as on SQLite (the path the fast one is tested against)
     pg_fast_path: bool = True
@@ -46,15 +102,37 @@ class Settings:
     max_audio_bytes: int = 10 * 1024 * 1024
     # docs/protocol.md §3, groups: the most pharmacies one request may ask at once (a repeated `pharmacy`),
     # and the currency of an answer's price when the pharmacy names none (ISO 4217)
-    max_pharmacies_per_request: int = 5
+    max_pharmacies_per_request: int = field(
+        default=5, metadata=option("Pharmacies a patient may ask at once with one request.")
+    )
     default_currency: str = "EUR"
-    open_registration: bool = True
+    open_registration: bool = field(
+        default=True,
+        metadata=option(
+            "Allow POST /auth/register.",
+            flag="--open-registration/--closed-registration",
+            shown="open",
+        ),
+    )
     # pharmacies that register themselves: open (active at once), approval (pending until an
     # operator approves them: a look-alike must not receive patients' data) or closed
-    pharmacy_registration: str = "approval"
+    pharmacy_registration: str = field(
+        default="approval",
+        metadata=option(
+            "Self-registered pharmacies: open, approval (pending until `medreq account approve`) or closed.",
+        ),
+    )
     # addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (comma-separated);
     # none by default, so a client cannot pick the address its rate limit is counted under
-    trusted_proxies: str = ""
+    trusted_proxies: str = field(
+        default="",
+        metadata=option(
+            "A reverse proxy whose X-Forwarded-For/-Proto are believed",
+            flag="--trusted-proxy",
+            each="ADDRESS",
+            shown="none",
+        ),
+    )
     # wrong passwords in a row before an account's logins are held back, and the longest hold
     login_max_failures: int = 5
     login_backoff_max: int = 900
@@ -64,8 +142,23 @@ class Settings:
     revocation_poll_interval: float = 1.0
     # origins whose pages may call the API (CORS) and open WebSockets, comma-separated;
     # empty: only pages this server serves itself. "*": any (never with credentials)
-    cors_origins: str = ""
-    rate_limit_enabled: bool = True
+    cors_origins: str = field(
+        default="",
+        metadata=option(
+            "Origin whose pages may call the API, e.g. http://localhost:5173, or '*' for any",
+            flag="--cors-origin",
+            each="ORIGIN",
+            shown="same origin only",
+        ),
+    )
+    rate_limit_enabled: bool = field(
+        default=True,
+        metadata=option(
+            "Per-account rate limits.",
+            flag="--rate-limit/--no-rate-limit",
+            shown="on",
+        ),
+    )
     # allow `"synthetic": true` on register: sandboxed accounts for simulations and load tests
     synthetic_accounts: bool = True
     # token bucket per account: sustained rate per second and burst size
@@ -90,11 +183,15 @@ class Settings:
     # idle keep-alive connection between requests (uvicorn's timeout_keep_alive)
     keep_alive_timeout: int = 5
     # open connections, HTTP and WebSocket; 0: the descriptor limit minus fd_reserve
-    max_connections: int = 0
+    max_connections: int = field(
+        default=0, metadata=option("Open connections at most.", shown="the descriptor limit minus 256")
+    )
     # descriptors kept free for the database, media, logs and the 503 answers themselves
     fd_reserve: int = 256
     # open connections from one client address; 0: no per-address cap (behind a proxy)
-    max_connections_per_client: int = 256
+    max_connections_per_client: int = field(
+        default=256, metadata=option("Open connections per client address, 0 for none (behind a proxy).")
+    )
     # a socket with more unsent bytes than this, or a send blocked this long, is dropped (1013)
     ws_max_unsent: int = 1024 * 1024
     ws_send_timeout: float = 30.0
@@ -119,10 +216,10 @@ class Settings:
     vapid_private_key: str = ""
     vapid_subject: str = "mailto:webpush@medreq.invalid"
     scrypt_n: int = 2**14
-    workers: int = 1
-    log_level: str = "info"
+    workers: int = field(default=1, metadata=option("Worker processes (needs PostgreSQL and Redis)."))
+    log_level: str = field(default="info", metadata=option("debug, info, warning, error."))
     # text (uvicorn's) or json: one JSON object per line, one access line per request (logs.py)
-    log_format: str = "text"
+    log_format: str = field(default="text", metadata=option("text, or json: one JSON object per line."))
     # bearer token that GET /metrics requires; empty: no /metrics at all (404)
     metrics_token: str = field(default="", repr=False)
     # stored events older than this many days are pruned (each account's latest is kept); 0: keep

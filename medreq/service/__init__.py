@@ -2,8 +2,8 @@
 transports use, composed of parts (accounts, requests, conversation, delivery, presence,
 webhooks, push, sandbox); `medreq.bootstrap` assembles it."""
 
-from .base import Caller, Limits, Offer, Upload
+from .base import Caller, Offer, Upload
 from .core import MedreqService
 from .live import MediaFile
 
-__all__ = ["Caller", "Limits", "MediaFile", "MedreqService", "Offer", "Upload"]
+__all__ = ["Caller", "MediaFile", "MedreqService", "Offer", "Upload"]

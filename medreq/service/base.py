@@ -1,4 +1,4 @@
-"""What the parts of the service share: the `Caller`, an `Upload`, the transports' `Limits`, and `Core`
+"""What the parts of the service share: the `Caller`, an `Upload`, an `Offer`, and `Core`
 (event emission through the outbox, request rows with their parties' names, and which requests
 a caller may see). Parts get a `Core` instead of inheriting from a common base."""
 
@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ..config import Settings
 from ..hub import Hub
 from ..media import MediaStore
 from ..protocol import dumps
@@ -62,33 +61,6 @@ class Offer:
     price: str | None = None
     currency: str | None = None
     ready_at: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The few bounds a transport applies before it calls the service: the largest upload it
-    should read (the service checks it again while saving) and a socket's slow-consumer bounds."""
-
-    max_image_bytes: int
-    max_audio_bytes: int
-    ws_queue_size: int
-    ws_max_unsent: int
-    ws_send_timeout: float
-    #: docs/protocol.md §3, groups: pharmacies one request may ask, and an offer's currency when none is named
-    max_pharmacies_per_request: int = 5
-    default_currency: str = "EUR"
-
-    @classmethod
-    def of(cls, settings: Settings) -> Limits:
-        return cls(
-            max_image_bytes=settings.max_image_bytes,
-            max_audio_bytes=settings.max_audio_bytes,
-            ws_queue_size=settings.ws_queue_size,
-            ws_max_unsent=settings.ws_max_unsent,
-            ws_send_timeout=settings.ws_send_timeout,
-            max_pharmacies_per_request=settings.max_pharmacies_per_request,
-            default_currency=settings.default_currency,
-        )
 
 
 class RequestRecord(SimpleNamespace):

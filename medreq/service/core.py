@@ -32,13 +32,13 @@ import contextlib
 from typing import Any
 
 from ..auth import TokenIssuer
-from ..config import Settings
+from ..config import Limits, Settings
 from ..hub import Hub
 from ..media import MediaStore
 from ..storage import Store
 from . import retention
 from .accounts import Accounts
-from .base import Core, Limits
+from .base import Core
 from .choice import Choice
 from .conversation import Conversation
 from .directory import Directory
@@ -64,6 +64,8 @@ class MedreqService:
         self._media = media
         self._running: list[asyncio.Task[Any]] = []
         self._serving = False
+        #: the one `Limits` object of this server: the service, the web layer and the uvicorn
+        #: protocols below it all read this one (config/limits.py)
         self.limits = Limits.of(settings)
 
         directory = Directory(store)
@@ -71,7 +73,7 @@ class MedreqService:
         core = Core(store, hub, media, directory, bell)
         throttle = Throttle(settings, store, tokens.fingerprint)
         accounts = Accounts(settings, store, tokens, directory, throttle)
-        requests = Requests(core, store, media, directory, self.limits)
+        requests = Requests(core, store, media, directory, self.limits, settings.default_currency)
         choice = Choice(core, store, media)
         conversation = Conversation(core, store, hub)
         delivery = Delivery(store, hub, media, accounts)

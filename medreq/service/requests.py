@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from ..config import Limits
 from ..media import Kind, MediaStore, StoredMedia
 from ..protocol import ListQuery, RequestCreatedOut, RequestDetailOut, RequestForm, RequestListOut, RequestOut
 from ..protocol.errors import Forbidden, Invalid
 from ..storage import Store, Tx, groups, queries, utcnow
 from ..storage.pgfast import ROW_ID_MARK, FastPath
 from . import events
-from .base import Caller, Core, Limits, Offer, Upload
+from .base import Caller, Core, Offer, Upload
 from .directory import Directory
 from .views import (
     decode_cursor,
@@ -37,13 +38,20 @@ PATIENT_CANCELLED = "patient_cancelled"
 
 class Requests:
     def __init__(
-        self, core: Core, store: Store, media: MediaStore, directory: Directory, limits: Limits
+        self,
+        core: Core,
+        store: Store,
+        media: MediaStore,
+        directory: Directory,
+        limits: Limits,
+        default_currency: str,
     ) -> None:
         self._core = core
         self._store = store
         self._media = media
         self._directory = directory
         self._limits = limits
+        self._default_currency = default_currency  # docs/protocol.md §3, groups: a price's, when none is named
         # request id → its patient (which never changes), for the fast path's answer statement,
         # which names whom its event is for; a miss costs one read
         self._patients: dict[int, int] = {}
@@ -171,7 +179,7 @@ class Requests:
         """The columns an answer sets, on either path; a price without a currency is in the
         server's default currency (docs/protocol.md §3, groups)."""
         offer = offer or Offer()
-        currency = offer.currency or (self._limits.default_currency if offer.price is not None else None)
+        currency = offer.currency or (self._default_currency if offer.price is not None else None)
         return {
             "status": status,
             "response_message": message or None,

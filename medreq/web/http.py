@@ -131,8 +131,8 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
     # Lenient on the declared type (curl -d says urlencoded), strict on the content.
     if request.headers.get("content-type", "").startswith("multipart/"):
         raise UnsupportedMediaType("body must be application/json")
-    settings = request.app.state.settings
-    limit = settings.max_json_body
+    limits = service_of(request).limits
+    limit = limits.max_json_body
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
@@ -144,7 +144,7 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
                 raise PayloadTooLarge(f"JSON body is larger than {limit} bytes")
     except ClientDisconnect:  # gone, or cut off by `body_timeout`: no answer reaches it
         raise InvalidJSON("body ended before its end") from None
-    data = json_limits.loads(body, max_depth=settings.max_json_depth)
+    data = json_limits.loads(body, max_depth=limits.max_json_depth)
     if not isinstance(data, dict):
         raise InvalidJSON("body must be a JSON object")
     return parse(model, data)

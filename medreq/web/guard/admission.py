@@ -7,19 +7,18 @@ the database cannot open a file. So the global cap sits `reserve` descriptors be
 RLIMIT_NOFILE: what is over it is answered 503 and closed, and existing sockets, the
 database, media files and the 503 answers themselves keep working.
 
-`TransportLimits` is what the uvicorn protocols in `guard.http` and `guard.websocket` need from
-`Settings`; `ConnectionGate` is shared by every connection of one server.
+`ConnectionGate` is shared by every connection of one server; it holds the server's `Limits`
+(config/limits.py), the very object its service holds, for the uvicorn protocols in `guard.http`
+and `guard.websocket` too.
 """
 
 from __future__ import annotations
 
 import logging
-import resource
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from ...config import Settings
+from ...config import Limits, Settings
 from ...protocol.errors import Unavailable
 
 log = logging.getLogger("medreq.limits")
@@ -28,40 +27,10 @@ RETRY_AFTER = 5  # seconds a refused client is told to wait
 LOG_EVERY = 10.0  # at most one "refused" warning per this many seconds
 
 
-@dataclass(frozen=True)
-class TransportLimits:
-    max_header_bytes: int
-    header_timeout: float
-    body_timeout: float
-    max_connections: int
-    max_connections_per_client: int  # 0: no cap
-    ws_max_unsent: int
-    ws_send_timeout: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TransportLimits:
-        return cls(
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout=settings.header_timeout,
-            body_timeout=settings.body_timeout,
-            max_connections=connection_cap(settings.max_connections, settings.fd_reserve),
-            max_connections_per_client=settings.max_connections_per_client,
-            ws_max_unsent=settings.ws_max_unsent,
-            ws_send_timeout=settings.ws_send_timeout,
-        )
-
-
-def connection_cap(configured: int, reserve: int) -> int:
-    """The global cap: `configured` (0: no preference), never within `reserve` of the fd limit."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    ceiling = max(1, soft - reserve) if soft != resource.RLIM_INFINITY else configured or 1_000_000
-    return min(configured, ceiling) if configured > 0 else ceiling
-
-
 class ConnectionGate:
     """Counts open connections per client address; says whether one more may come in."""
 
-    def __init__(self, limits: TransportLimits) -> None:
+    def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.per_client: dict[str, int] = {}
         self.refused = 0
@@ -118,20 +87,21 @@ class ConnectionGate:
 
 def gate_for(server_state: Any, config: Any) -> ConnectionGate:
     """The gate shared by every protocol instance of one uvicorn server (made on first use,
-    from the settings of the medreq app uvicorn loaded)."""
+    with the limits of the medreq app uvicorn loaded)."""
     gate: ConnectionGate | None = getattr(server_state, "medreq_gate", None)
     if gate is None:
-        gate = ConnectionGate(TransportLimits.from_settings(_settings_of(config.loaded_app)))
+        gate = ConnectionGate(_limits_of(config.loaded_app))
         server_state.medreq_gate = gate
     return gate
 
 
-def _settings_of(app: Any) -> Settings:
+def _limits_of(app: Any) -> Limits:
+    """The limits of the medreq service behind `app` (the defaults for another app)."""
     for _ in range(10):  # uvicorn wraps the app in a few middlewares
-        settings = getattr(getattr(app, "state", None), "settings", None)
-        if isinstance(settings, Settings):
-            return settings
+        limits = getattr(getattr(getattr(app, "state", None), "service", None), "limits", None)
+        if isinstance(limits, Limits):
+            return limits
         app = getattr(app, "app", None)
         if app is None:
             break
-    return Settings()
+    return Limits.of(Settings())

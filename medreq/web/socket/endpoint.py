@@ -153,14 +153,14 @@ class Endpoint:
                 # per connection, not per account: one flooding socket must not silence the
                 # account's other devices (REST stays per account)
                 app_state.ws_limiter.hit(("ws", id(connection)))
-                data = _decode(raw, app_state.settings.max_json_depth)
+                data = _decode(raw, connection.service.limits.max_json_depth)
                 ref = _ref(data.get("id"))
                 await self._handle(connection, _validate(data), ref)
                 metrics.ws_message(data["type"], "ok")
                 return 0
             except RateLimited as exc:
                 metrics.ws_message(None, exc.code)
-                if flood + 1 > app_state.settings.ws_flood_limit:
+                if flood + 1 > connection.service.limits.ws_flood_limit:
                     connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                     await connection.flush()
                     return -1
