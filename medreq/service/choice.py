@@ -34,6 +34,20 @@ class Choice:
         Choosing the chosen request again is answered the same; anything else is 409."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can choose it")
+        try:
+            row, unread, outbox = await self._choose(caller, request_id)
+        except Exception as exc:
+            if not groups.lost_a_race(exc):
+                raise
+            # PostgreSQL broke a lock cycle (or a serialization conflict) with a concurrent answer
+            # or cancel, rolling this choice back whole: once more, on what that one committed
+            row, unread, outbox = await self._choose(caller, request_id)
+        await outbox.publish()
+        return request_view(row, self._media, unread=unread, viewer=caller.id)
+
+    async def _choose(self, caller: Caller, request_id: int) -> tuple[Any, int, events.Outbox]:
+        """The choice's transaction; the chosen row, the caller's unread count on it, and the
+        events to publish (an outbox of its own: a rolled-back attempt's events never go out)."""
         outbox = self._core.outbox()
 
         def choose(tx: Tx) -> tuple[Any, int]:
@@ -81,5 +95,4 @@ class Choice:
             return chosen, queries.unread_count(tx.conn, caller.id, request_id)
 
         row, unread = await self._store.write(choose)
-        await outbox.publish()
-        return request_view(row, self._media, unread=unread, viewer=caller.id)
+        return row, unread, outbox

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
@@ -26,6 +27,11 @@ from .prepared import Prepared
 from .schema import medicine_requests, request_groups
 
 CANCELLABLE = ("PENDING", "ACCEPTED")
+#: what PostgreSQL rolls a transaction back with when it lost a race it can safely run again
+RACES_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,  # 40P01
+    asyncpg.exceptions.SerializationError,  # 40001
+)
 ANOTHER_CHOSEN = "another_pharmacy_chosen"
 
 INSERT_GROUP = Prepared(insert(request_groups).returning(request_groups.c.id))
@@ -78,3 +84,16 @@ def cancel_others(conn: Connection, group_id: int, chosen_id: int, now: datetime
         "updated_at": now,
     }
     return sorted(CANCEL_OTHERS.run(conn, params), key=lambda row: row.id)
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps: SQLAlchemy's DBAPIError has asyncpg's error as a cause)
+    is PostgreSQL rolling the transaction back to break a deadlock or a serialization conflict."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RACES_LOST):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
