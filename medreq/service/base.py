@@ -89,6 +89,23 @@ class Core:
         webhook outbox, in the same transaction (docs/protocol.md §5); the deliverer skips it if the
         account turns out to be connected on another worker when the row comes due."""
         event_id, text = tx.append_event(account_id, event)
+        self._emitted(tx, outbox, account_id, event, event_id, text)
+
+    def emit_all(self, tx: Tx, outbox: Outbox, sends: Sequence[tuple[int, events.Event]]) -> None:
+        """`emit` for several events of one change (a group's): each account's counter bumped once
+        and the events stored by one insert (`Tx.append_events`); published in the order given.
+        A single event takes `emit`'s statements, a little cheaper for one."""
+        if len(sends) == 1:
+            self.emit(tx, outbox, *sends[0])
+            return
+        for (account_id, event), (event_id, text) in zip(sends, tx.append_events(sends), strict=True):
+            self._emitted(tx, outbox, account_id, event, event_id, text)
+
+    def _emitted(
+        self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event, event_id: int, text: str
+    ) -> None:
+        """After an event is stored: publish it after the commit, and queue its webhook and push
+        rows when its account is offline here with either."""
         outbox.add(account_id, event_id, text)
         info = self._directory.get_in(tx.conn, account_id)
         if info is None or not (info.webhook or info.push) or self._hub.connected_here(account_id):

@@ -5,8 +5,9 @@ every other request of its group still PENDING or ACCEPTED becomes CANCELLED wit
 `another_pharmacy_chosen` (storage/groups.py says how concurrent choices and answers are kept
 apart). The chosen pharmacy gets `request_chosen`, each cancelled one `request_cancelled` with its
 `reason`, and the patient's connections `request_updated` for every request the choice changed.
-Events are stored in the order of their accounts' ids, so two choices touching the same
-pharmacies lock those accounts' counters in the same order (no deadlock on PostgreSQL).
+Events are stored in the order of their accounts' ids, all at once (`Core.emit_all`: a counter
+bump per account, one insert), and two choices touching the same pharmacies lock those
+accounts' counters in the same order (no deadlock on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -33,10 +34,24 @@ class Choice:
         Choosing the chosen request again is answered the same; anything else is 409."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can choose it")
+        try:
+            row, unread, outbox = await self._choose(caller, request_id)
+        except Exception as exc:
+            if not groups.lost_a_race(exc):
+                raise
+            # PostgreSQL broke a lock cycle (or a serialization conflict) with a concurrent answer
+            # or cancel, rolling this choice back whole: once more, on what that one committed
+            row, unread, outbox = await self._choose(caller, request_id)
+        await outbox.publish()
+        return request_view(row, self._media, unread=unread, viewer=caller.id)
+
+    async def _choose(self, caller: Caller, request_id: int) -> tuple[Any, int, events.Outbox]:
+        """The choice's transaction; the chosen row, the caller's unread count on it, and the
+        events to publish (an outbox of its own: a rolled-back attempt's events never go out)."""
         outbox = self._core.outbox()
 
         def choose(tx: Tx) -> tuple[Any, int]:
-            row = queries.request(tx.conn, request_id)
+            row = groups.request_row(tx.conn, request_id)
             if row is None or row.patient_id != caller.id:
                 raise NotFound(f"request {request_id} not found")
             if row.group_id is None:
@@ -59,13 +74,10 @@ class Choice:
                 updated_at=now,
             )
             if changed is None:
-                status = queries.request(tx.conn, request_id).status
+                status = groups.request_row(tx.conn, request_id).status
                 raise Conflict(f"request {request_id} is {status}: only an ACCEPTED request can be chosen")
             groups.set_chosen(tx.conn, row.group_id, request_id)
-            cancelled = [
-                self._core.named(tx.conn, other)
-                for other in groups.cancel_others(tx.conn, row.group_id, request_id, now)
-            ]
+            cancelled = groups.cancel_others(tx.conn, row.group_id, request_id, now)
             chosen = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
             sends: list[tuple[int, events.Event]] = [
@@ -78,12 +90,9 @@ class Choice:
                     (other.pharmacy_id, events.request_cancelled(other.id, caller.id, reason, stamp))
                 )
                 sends.append((caller.id, events.request_updated(other.id, "CANCELLED", stamp)))
-            for account_id, event in sorted(
-                sends, key=lambda send: send[0]
-            ):  # stable: each account's in order
-                self._core.emit(tx, outbox, account_id, event)
+            sends.sort(key=lambda send: send[0])  # stable: each account's in order
+            self._core.emit_all(tx, outbox, sends)
             return chosen, queries.unread_count(tx.conn, caller.id, request_id)
 
         row, unread = await self._store.write(choose)
-        await outbox.publish()
-        return request_view(row, self._media, unread=unread, viewer=caller.id)
+        return row, unread, outbox

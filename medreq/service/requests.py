@@ -116,8 +116,8 @@ class Requests:
                 rows.append(self._core.named(tx.conn, tx.insert_request(values)))
             if idempotency_key:
                 tx.remember_idempotency_key(caller.id, idempotency_key, rows[0].id)
-            for row in rows:
-                self._core.emit(tx, outbox, row.pharmacy_id, events.new_request(row, iso(now) or ""))
+            stamp = iso(now) or ""
+            self._core.emit_all(tx, outbox, [(row.pharmacy_id, events.new_request(row, stamp)) for row in rows])
             return rows, True, [0] * len(rows)  # a new request has no events for its patient yet
 
         rows, created, unread = await self._store.write(create)

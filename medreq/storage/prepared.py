@@ -64,6 +64,29 @@ class Prepared:
             return []
         return [self._record(row) for row in cursor.fetchall()]
 
+    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run a statement without RETURNING once per parameter set (each with the same keys), as
+        one ``executemany``: a group's events are one call instead of one per event."""
+        if not rows:
+            return
+        raw = _sqlite_connection(conn)
+        if raw is None:
+            self.run_many_plain(conn, rows)
+            return
+        keys = tuple(rows[0])
+        compiled = self._compiled.get(keys)
+        if compiled is None:
+            compiled = self._compile(conn, keys)
+        raw.executemany(
+            compiled.sql,
+            [[_bind({**compiled.constants, **params}[name]) for name in compiled.order] for params in rows],
+        )
+
+    def run_many_plain(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """`run_many` through SQLAlchemy's execution layer (its executemany)."""
+        if rows:
+            conn.execute(self.statement, list(rows))
+
     def run_plain(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
         """The statement through SQLAlchemy's execution layer (every database but SQLite)."""
         result = conn.execute(self.statement, params)
