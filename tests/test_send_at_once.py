@@ -111,7 +111,7 @@ async def test_in_order_events_and_replies_go_out_at_once_without_a_task(recorde
     conn.deliver(None, TYPING)  # not stored, not ordered
     conn.deliver(2, e(2))  # a duplicate: dropped
     conn.deliver(1, e(1))
-    assert conn.sender is None and conn.outbox is None
+    assert conn.sender is None and conn.queue is None
     assert sock.wire == [e(1), '{"type":"ack","ref":"r1"}', e(2), TYPING]
     assert sock.at_once == 4
     assert conn.last_sent == 2

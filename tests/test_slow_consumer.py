@@ -73,7 +73,7 @@ async def test_a_send_blocked_past_the_send_timeout_drops_with_1013() -> None:
     assert sock.dropped == []
     conn.deliver(2, "event two")
     assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
-    assert conn.outbox is None or not conn.outbox  # the queue is freed at once
+    assert conn.queue is None or not conn.queue  # the queue is freed at once
     conn.deliver(3, "event three")  # nothing more is queued for a dropped socket
     assert sock.dropped == [CloseCode.TRY_AGAIN_LATER]
     await conn.stop()

@@ -1,5 +1,5 @@
 """What the parts of the service share: the `Caller`, an `Upload`, an `Offer`, and `Core`
-(event emission through the outbox, request rows with their parties' names, and which requests
+(event emission through the pending, request rows with their parties' names, and which requests
 a caller may see). Parts get a `Core` instead of inheriting from a common base."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..storage import Store, Tx, queries, webhooks
 from ..storage.pgfast import EVENT_ID_MARK, HotEvent, Stored, Template
 from . import events
 from .directory import Directory
-from .events import Outbox
+from .events import PendingEvents
 
 
 @dataclass(frozen=True)
@@ -79,42 +79,42 @@ class Core:
         self._directory = directory
         self._bell = bell  # wakes the deliverer (service/outbound/deliverer.py) after a commit that queued rows
 
-    def outbox(self) -> Outbox:
-        return Outbox(self._hub, self._media, self._bell)
+    def pending_events(self) -> PendingEvents:
+        return PendingEvents(self._hub, self._media, self._bell)
 
-    def emit(self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event) -> None:
+    def emit(self, tx: Tx, pending: PendingEvents, account_id: int, event: events.Event) -> None:
         """Store `event` for `account_id` in this transaction; publish it after the commit.
 
         An account with a webhook and no live connection on this worker also gets a row in the
-        webhook outbox, in the same transaction (docs/protocol.md §5); the deliverer skips it if the
+        webhook pending, in the same transaction (docs/protocol.md §5); the deliverer skips it if the
         account turns out to be connected on another worker when the row comes due."""
         event_id, text = tx.append_event(account_id, event)
-        self._emitted(tx, outbox, account_id, event, event_id, text)
+        self._emitted(tx, pending, account_id, event, event_id, text)
 
-    def emit_all(self, tx: Tx, outbox: Outbox, sends: Sequence[tuple[int, events.Event]]) -> None:
+    def emit_all(self, tx: Tx, pending: PendingEvents, sends: Sequence[tuple[int, events.Event]]) -> None:
         """`emit` for several events of one change (a group's): each account's counter bumped once
         and the events stored by one insert (`Tx.append_events`); published in the order given.
         A single event takes `emit`'s statements, a little cheaper for one."""
         if len(sends) == 1:
-            self.emit(tx, outbox, *sends[0])
+            self.emit(tx, pending, *sends[0])
             return
         for (account_id, event), (event_id, text) in zip(sends, tx.append_events(sends), strict=True):
-            self._emitted(tx, outbox, account_id, event, event_id, text)
+            self._emitted(tx, pending, account_id, event, event_id, text)
 
     def _emitted(
-        self, tx: Tx, outbox: Outbox, account_id: int, event: events.Event, event_id: int, text: str
+        self, tx: Tx, pending: PendingEvents, account_id: int, event: events.Event, event_id: int, text: str
     ) -> None:
         """After an event is stored: publish it after the commit, and queue its webhook and push
         rows when its account is offline here with either."""
-        outbox.add(account_id, event_id, text)
+        pending.add(account_id, event_id, text)
         info = self._directory.get_in(tx.conn, account_id)
         if info is None or not (info.webhook or info.push) or self._hub.connected_here(account_id):
             return
         if info.webhook:
             webhooks.enqueue(tx.conn, account_id, event_id, event.type, text)
-            outbox.queued_deliveries = True
+            pending.queued_deliveries = True
         if info.push and events.notifies(event, account_id):
-            outbox.queued_deliveries = True
+            pending.queued_deliveries = True
             for subscription_id in webhooks.subscription_ids(tx.conn, account_id):
                 webhooks.enqueue(
                     tx.conn, account_id, event_id, event.type, text, channel="push", subscription_id=subscription_id
@@ -132,13 +132,13 @@ class Core:
         return HotEvent(account_id, event.type, template, webhook=info.webhook, push=push)
 
     @staticmethod
-    def stored(outbox: Outbox, hot: Sequence[HotEvent], stored: Sequence[Stored]) -> None:
+    def stored(pending: PendingEvents, hot: Sequence[HotEvent], stored: Sequence[Stored]) -> None:
         """What `emit` does after its insert, for events the fast path stored: published after
         the commit, and the deliverer woken if outbox rows were queued."""
         for event, done in zip(hot, stored, strict=True):
-            outbox.add(done.account_id, done.event_id, done.text)
+            pending.add(done.account_id, done.event_id, done.text)
             if event.webhook or event.push:
-                outbox.queued_deliveries = True
+                pending.queued_deliveries = True
 
     async def record(self, row: Any) -> RequestRecord:
         """`named` outside a transaction: the parties' names from the directory."""

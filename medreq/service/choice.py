@@ -35,20 +35,20 @@ class Choice:
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can choose it")
         try:
-            row, unread, outbox = await self._choose(caller, request_id)
+            row, unread, pending = await self._choose(caller, request_id)
         except Exception as exc:
             if not groups.lost_a_race(exc):
                 raise
             # PostgreSQL broke a lock cycle (or a serialization conflict) with a concurrent answer
             # or cancel, rolling this choice back whole: once more, on what that one committed
-            row, unread, outbox = await self._choose(caller, request_id)
-        await outbox.publish()
+            row, unread, pending = await self._choose(caller, request_id)
+        await pending.publish()
         return request_view(row, self._media, unread=unread, viewer=caller.id)
 
-    async def _choose(self, caller: Caller, request_id: int) -> tuple[Any, int, events.Outbox]:
+    async def _choose(self, caller: Caller, request_id: int) -> tuple[Any, int, events.PendingEvents]:
         """The choice's transaction; the chosen row, the caller's unread count on it, and the
-        events to publish (an outbox of its own: a rolled-back attempt's events never go out)."""
-        outbox = self._core.outbox()
+        events to publish (a `PendingEvents` of its own: a rolled-back attempt's events never go out)."""
+        pending = self._core.pending_events()
 
         def choose(tx: Tx) -> tuple[Any, int]:
             row = groups.request_row(tx.conn, request_id)
@@ -91,8 +91,8 @@ class Choice:
                 )
                 sends.append((caller.id, events.request_updated(other.id, "CANCELLED", stamp)))
             sends.sort(key=lambda send: send[0])  # stable: each account's in order
-            self._core.emit_all(tx, outbox, sends)
+            self._core.emit_all(tx, pending, sends)
             return chosen, queries.unread_count(tx.conn, caller.id, request_id)
 
         row, unread = await self._store.write(choose)
-        return row, unread, outbox
+        return row, unread, pending

@@ -23,25 +23,25 @@ class Conversation:
     async def post_message(self, caller: Caller, request_id: int, text: str) -> MessagePostedOut:
         """A thread message from one party; the other gets `message`."""
         other = await self._core.other_party(caller, request_id)
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
         fast = self._store.fast
         if fast is not None:  # one statement (storage/pgfast.py)
             now = utcnow()
             event = events.message(request_id, caller.id, text, ROW_ID_MARK, iso(now) or "")
             hot = await self._core.hot_event(other, event, row_key="message_id")
             row, done = await fast.post_message(request_id, sender_id=caller.id, text=text, created_at=now, event=hot)
-            self._core.stored(outbox, [hot], [done])
-            await outbox.publish()
+            self._core.stored(pending, [hot], [done])
+            await pending.publish()
             return message_posted(row)
 
         def post(tx: Tx) -> Any:
             stored = tx.insert_message(request_id=request_id, sender_id=caller.id, text=text)
             stamp = iso(stored.created_at) or ""
-            self._core.emit(tx, outbox, other, events.message(request_id, caller.id, text, stored.id, stamp))
+            self._core.emit(tx, pending, other, events.message(request_id, caller.id, text, stored.id, stamp))
             return stored
 
         stored = await self._store.write(post)
-        await outbox.publish()
+        await pending.publish()
         return message_posted(stored)
 
     async def typing(self, caller: Caller, request_id: int, state: str) -> None:
@@ -53,7 +53,7 @@ class Conversation:
     async def mark_read(self, caller: Caller, request_id: int, up_to_event_id: int) -> dict[str, Any]:
         """Record how far the caller has read a request's events; the other party gets `read`."""
         other = await self._core.other_party(caller, request_id)
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def mark(tx: Tx) -> int | None:
             if up_to_event_id > queries.last_event_id(tx.conn, caller.id):
@@ -61,7 +61,7 @@ class Conversation:
             stored = tx.set_read_mark(caller.id, request_id, up_to_event_id)
             if stored == up_to_event_id:
                 stamp = iso(utcnow()) or ""
-                self._core.emit(tx, outbox, other, events.read(request_id, caller.id, stored, stamp))
+                self._core.emit(tx, pending, other, events.read(request_id, caller.id, stored, stamp))
             return stored
 
         stored = await self._store.write(mark)
@@ -70,5 +70,5 @@ class Conversation:
                 "up_to_event_id: is beyond your last event",
                 fields={"up_to_event_id": "beyond your last event"},
             )
-        await outbox.publish()
+        await pending.publish()
         return {"up_to_event_id": stored}

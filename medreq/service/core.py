@@ -3,7 +3,7 @@
 It knows nothing of HTTP or WebSockets: transports parse input into `protocol` models,
 call a method with the authenticated `Caller`, and render the dict or the `MedreqError`.
 Every state change stores its events in the same transaction (`base.Core.emit`) and
-publishes them only after the commit (`events.Outbox`).
+publishes them only after the commit (`events.PendingEvents`).
 
 `MedreqService` is a façade over parts, each given only the collaborators it needs (as private
 attributes) and, where it changes requests, the shared `base.Core`::

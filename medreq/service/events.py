@@ -2,7 +2,7 @@
 
 Builders return an `Event`: the protocol model of the event (`medreq.protocol.events`) and its
 fields, lacking only the per-account `event_id`; `Tx.append_event` stores `event.build(event_id)`
-in the transaction of the change, and `Outbox` publishes it to the hub once that committed.
+in the transaction of the change, and `PendingEvents` publishes it to the hub once that committed.
 Stored events name their media as ``media:<kind>:<name>``; `render` swaps those for freshly
 signed URLs, issued to the account the event is for, whenever an event is sent, so a replayed
 event never carries an expired link. A `new_request` replayed or sent by webhook once its request
@@ -187,7 +187,7 @@ def read(request_id: int, reader_id: int, up_to: int, timestamp: str) -> Event:
     return Event(ReadEvent, "read", timestamp, fields, request_id)
 
 
-class Outbox:
+class PendingEvents:
     """Events stored in a transaction, published to the hub once it committed."""
 
     def __init__(self, hub: Hub, media: MediaStore, bell: asyncio.Event | None = None) -> None:

@@ -99,7 +99,7 @@ class Requests:
             if done is not None:
                 return done
             # the key was stored meanwhile by a concurrent retry: the plain path replays that request
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def create(tx: Tx) -> tuple[list[Any], bool, list[int]]:
             if idempotency_key:
@@ -117,18 +117,18 @@ class Requests:
             if idempotency_key:
                 tx.remember_idempotency_key(caller.id, idempotency_key, rows[0].id)
             stamp = iso(now) or ""
-            self._core.emit_all(tx, outbox, [(row.pharmacy_id, events.new_request(row, stamp)) for row in rows])
+            self._core.emit_all(tx, pending, [(row.pharmacy_id, events.new_request(row, stamp)) for row in rows])
             return rows, True, [0] * len(rows)  # a new request has no events for its patient yet
 
         rows, created, unread = await self._store.write(create)
-        await outbox.publish()
+        await pending.publish()
         return request_created(rows, self._media, unread=unread, viewer=caller.id), created
 
     async def _create_fast(
         self, fast: FastPath, caller: Caller, form: RequestForm, image: StoredMedia | None, key: str | None
     ) -> tuple[RequestCreatedOut, bool] | None:
         """`_create`'s new request (to one pharmacy) as one statement (storage/pgfast.py)."""
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
         now = utcnow()
         values = self._new_request(caller, form, image, now, pharmacy_id=form.pharmacy[0], group_id=None)
         patient = await self._directory.get(caller.id)
@@ -143,9 +143,9 @@ class Requests:
         if done is None:
             return None
         row, stored = done
-        self._core.stored(outbox, [event], [stored])
+        self._core.stored(pending, [event], [stored])
         self._remember_patient(row.id, caller.id)
-        await outbox.publish()
+        await pending.publish()
         record = await self._core.record(row)
         return request_created([record], self._media, unread=[0], viewer=caller.id), True
 
@@ -259,7 +259,7 @@ class Requests:
             raise Forbidden("only pharmacies can answer requests")
         if self._store.fast is not None:
             return await self._respond_fast(self._store.fast, caller, request_id, status, message, audio, offer)
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def answer(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
@@ -273,14 +273,14 @@ class Requests:
                 return None
             row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
-            self._core.emit(tx, outbox, row.patient_id, events.pharmacy_response(row, stamp))
-            self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, status, stamp))
+            self._core.emit(tx, pending, row.patient_id, events.pharmacy_response(row, stamp))
+            self._core.emit(tx, pending, caller.id, events.request_updated(row.id, status, stamp))
             return row, queries.unread_count(tx.conn, caller.id, row.id)
 
         done = await self._store.write(answer)
         if done is None:
             raise await self._core.why_unchanged(caller, request_id)
-        await outbox.publish()
+        await pending.publish()
         return request_view(done[0], self._media, unread=done[1], viewer=caller.id)
 
     async def _respond_fast(
@@ -300,7 +300,7 @@ class Requests:
         pharmacy = await self._directory.get(caller.id)
         if patient_id is None or pharmacy is None:
             raise await self._core.why_unchanged(caller, request_id)
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
         now = utcnow()
         stamp = iso(now) or ""
         values = self._answer(status, message, audio, offer, now)
@@ -320,15 +320,15 @@ class Requests:
             raise await self._core.why_unchanged(caller, request_id)
         row, stored, unread = done
         self._patients.pop(request_id, None)  # answered: never again
-        self._core.stored(outbox, [to_patient, to_caller], stored)
-        await outbox.publish()
+        self._core.stored(pending, [to_patient, to_caller], stored)
+        await pending.publish()
         return request_view(await self._core.record(row), self._media, unread=unread, viewer=caller.id)
 
     async def cancel(self, caller: Caller, request_id: int) -> RequestOut:
         """The patient withdraws a pending request; its pharmacy gets `request_cancelled`."""
         if not caller.is_patient:
             raise Forbidden("only the patient who sent a request can cancel it")
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def cancel(tx: Tx) -> tuple[Any, int] | None:
             now = utcnow()
@@ -345,14 +345,14 @@ class Requests:
             row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
             cancelled = events.request_cancelled(row.id, caller.id, PATIENT_CANCELLED, stamp)
-            self._core.emit(tx, outbox, row.pharmacy_id, cancelled)
-            self._core.emit(tx, outbox, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
+            self._core.emit(tx, pending, row.pharmacy_id, cancelled)
+            self._core.emit(tx, pending, caller.id, events.request_updated(row.id, "CANCELLED", stamp))
             return row, queries.unread_count(tx.conn, caller.id, row.id)
 
         done = await self._store.write(cancel)
         if done is None:
             raise await self._core.why_unchanged(caller, request_id)
-        await outbox.publish()
+        await pending.publish()
         return request_view(done[0], self._media, unread=done[1], viewer=caller.id)
 
     async def list_requests(self, caller: Caller, query: ListQuery) -> RequestListOut:

@@ -21,7 +21,7 @@ followed, since a redirect could lead to a private address the URL check never s
 backlog of its rows would hold every slot it could get. So no POST waits for another: each runs as
 its own task, at most `MAX_IN_FLIGHT` at once, and at most `PER_TARGET` of them to one target (an
 account's webhook, one push subscription); the claim takes no row of a target that has no room
-(its rows wait in the outbox, unleased, in order). A slow or hanging receiver delays its own
+(its rows wait in the pending, unleased, in order). A slow or hanging receiver delays its own
 account's deliveries and no one else's (docs/benchmarks.md, "One hanging receiver").
 Outcomes are recorded in the transaction that claims the next rows: a write transaction is most of
 a delivery's cost on SQLite, and a round that finds several POSTs finished records them at once.
@@ -97,7 +97,7 @@ class Deliverer:
         self._hub = hub
         self._media = media
         self._push = push  # the VAPID key, and forgetting subscriptions that are gone
-        self._bell = bell  # rung after a commit on this worker queued rows (`events.Outbox`)
+        self._bell = bell  # rung after a commit on this worker queued rows (`events.PendingEvents`)
         self.lease = self.settings.webhook_timeout + LEASE_MARGIN
         self._tasks: dict[asyncio.Task[Outcome], Claimed] = {}  # POSTs under way
         self._in_flight: dict[webhooks.Target, int] = {}  # of them, per target

@@ -63,7 +63,7 @@ class Push:
         )
         p256dh = _key(data.keys.p256dh, "p256dh", 65)
         auth = _key(data.keys.auth, "auth", 16)
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def save(tx: Tx) -> Any:
             saved = webhooks.save_subscription(tx.conn, caller.id, data.endpoint, p256dh, auth)
@@ -73,14 +73,14 @@ class Push:
             tx.note_account_change(caller.id)  # every worker's directory learns of it
             if new:
                 event = events.target_added("push", data.endpoint, row.id, now())
-                self._core.emit(tx, outbox, caller.id, event)
+                self._core.emit(tx, pending, caller.id, event)
             return row
 
         row = await self._store.write(save)
         self._directory.forget(caller.id)
         if row is None:
             raise Invalid("endpoint: is another account's subscription", fields={"endpoint": "taken"})
-        await outbox.publish()
+        await pending.publish()
         return push_subscription_view(row)
 
     async def push_subscriptions(self, caller: Caller) -> PushSubscriptionListOut:

@@ -72,19 +72,19 @@ class Webhooks:
             values.update(webhook_url=url or None, webhook_secret=secret)
         if payload is not None:
             values["webhook_payload"] = payload
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def change(tx: Tx) -> Any:
             row = tx.update_account(caller.id, **values)
             if row is not None and setting_url:
                 tx.note_account_change(caller.id)  # every worker's directory learns of the webhook
                 if url:  # set, not cleared
-                    self._core.emit(tx, outbox, caller.id, events.target_added("webhook", url, None, now()))
+                    self._core.emit(tx, pending, caller.id, events.target_added("webhook", url, None, now()))
             return row
 
         row = await self._store.write(change)
         self._directory.forget(caller.id)
-        await outbox.publish()
+        await pending.publish()
         if row is None:
             raise Unauthorized("account no longer exists")
         return webhook_account_view(row, with_secret=setting_url, secret=secret)
@@ -104,7 +104,7 @@ class Webhooks:
         """Queue a `webhook_test` delivery (no event_id) to the caller's webhook, connected or not;
         RateLimited within `TEST_INTERVAL` of the account's previous one."""
         body = dumps({"type": "webhook_test", "event_id": None, "timestamp": iso(utcnow())})
-        outbox = self._core.outbox()
+        pending = self._core.pending_events()
 
         def queue(tx: Tx) -> int:
             row = webhooks.lock_account(tx.conn, caller.id)  # one request at a time per account
@@ -120,11 +120,11 @@ class Webhooks:
                         f"one test delivery every {TEST_INTERVAL:g} s: try again in {ceil(wait)} s",
                         retry_after=wait,
                     )
-            outbox.queued_deliveries = True  # the deliverer is woken once this commits
+            pending.queued_deliveries = True  # the deliverer is woken once this commits
             return webhooks.enqueue(tx.conn, caller.id, None, "webhook_test", body)
 
         delivery_id = await self._store.write(queue)
-        await outbox.publish()
+        await pending.publish()
         rows = await self._store.read(lambda c: webhooks.for_account(c, caller.id, limit=1))
         [stored] = [r for r in rows if r.id == delivery_id] or rows
         return delivery_view(stored)

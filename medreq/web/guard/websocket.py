@@ -3,7 +3,7 @@
 Measured on the unguarded server (docs/security.md): a client that never reads stayed
 ESTABLISHED for as long as we watched, with megabytes queued. Where they wait: first in the
 kernel's send queue (autotuned up to `tcp_wmem`'s 4 MiB), then in the transport's buffer,
-then, since uvicorn's `send` waits for the transport to drain, in medreq's outbox. And every
+then, since uvicorn's `send` waits for the transport to drain, in the connection's queue. And every
 way uvicorn ends such a socket (the heartbeat's "keepalive ping timeout", the close after the
 app returns) calls `transport.close()`: asyncio and uvloop wait for their buffer to flush
 (never), and the kernel keeps an orphaned socket with its queue behind the FIN. Here:

@@ -52,11 +52,11 @@ class Connection:
     """One socket: the hub's sink, and the single writer of everything sent on it.
 
     An event or a reply is written at once when it can be (`_send_at_once`); the rest waits
-    in `outbox`, and a sender task exists only while something waits there, so an idle
+    in `queue`, and a sender task exists only while something waits there, so an idle
     connection costs no task beyond uvicorn's own, and no queue.
 
     A client too slow to keep up is dropped with 1013 (it resumes with `?after=`): when the
-    outbox holds `ws_queue_size` items, or the bytes it has not read yet (outbox + the
+    queue holds `ws_queue_size` items, or the bytes it has not read yet (queue + the
     transport's buffer + the kernel's send queue) pass `ws_max_unsent`, or one send has
     waited `ws_send_timeout` seconds. Without that, a client that never read kept its socket
     with 2.2 MB queued long after the server had let go of it (docs/security.md). The close
@@ -71,7 +71,7 @@ class Connection:
         "closing",
         "control",
         "last_sent",
-        "outbox",
+        "queue",
         "queue_size",
         "sender",
         "sending_since",
@@ -98,13 +98,13 @@ class Connection:
         self.base = service.client_base(base)
         self.last_sent = 0
         self.queue_size = queue_size
-        self.outbox: deque[tuple[str, Any, Any]] | None = None  # made on first use
+        self.queue: deque[tuple[str, Any, Any]] | None = None  # made on first use
         self.sender: asyncio.Task[None] | None = None
         self.closing = False
-        self.unsent = 0  # bytes of the texts waiting in the outbox
+        self.unsent = 0  # bytes of the texts waiting in the queue
         self.sending_since = 0.0  # loop time the current send started; 0 when none is waiting
         self.control: SocketControl | None = ws.scope.get("extensions", {}).get(ws_guard.EXTENSION)
-        if self.control is not None:  # a server shutdown closes through the outbox, with 1001
+        if self.control is not None:  # a server shutdown closes through the queue, with 1001
             self.control.on_shutdown = self.shutdown  # a bound method: a lambda's closure cost 136 B more
 
     # --- the hub's side -----------------------------------------------------------------------
@@ -130,7 +130,7 @@ class Connection:
     def deliver(self, event_id: int | None, text: str) -> None:
         if self.closing:
             return
-        if self.outbox is not None and len(self.outbox) >= self.queue_size:
+        if self.queue is not None and len(self.queue) >= self.queue_size:
             self.drop_slow()
             return
         self._enqueue(("event", event_id, text))
@@ -170,8 +170,8 @@ class Connection:
             return
         log.info("dropping a slow consumer (%d bytes unsent)", self.unsent + self.control.unsent_bytes())
         self.closing = True
-        if self.outbox is not None:
-            self.outbox.clear()
+        if self.queue is not None:
+            self.queue.clear()
         self.unsent = 0
         if self.sender is not None:
             self.sender.cancel()
@@ -180,15 +180,15 @@ class Connection:
     def _enqueue(self, item: tuple[str, Any, Any]) -> None:
         if self.sender is None and self._send_at_once(item):
             return
-        if self.outbox is None:
-            self.outbox = deque()
-        self.outbox.append(item)
+        if self.queue is None:
+            self.queue = deque()
+        self.queue.append(item)
         if isinstance(item[2], str):
             self.unsent += len(item[2])
         if self._too_slow():  # the kernel's queue is where a stuck client's data goes first
             self.drop_slow()
         elif self.sender is None:
-            self.sender = asyncio.create_task(self._drain(self.outbox))
+            self.sender = asyncio.create_task(self._drain(self.queue))
 
     def _send_at_once(self, item: tuple[str, Any, Any]) -> bool:
         """Send an event or a reply right here, without a sender task, when nothing is queued
@@ -243,10 +243,10 @@ class Connection:
         finally:
             self.sending_since = 0.0
 
-    async def _drain(self, outbox: deque[tuple[str, Any, Any]]) -> None:
+    async def _drain(self, queue: deque[tuple[str, Any, Any]]) -> None:
         try:
-            while outbox:
-                kind, arg, payload = outbox.popleft()
+            while queue:
+                kind, arg, payload = queue.popleft()
                 if isinstance(payload, str):
                     self.unsent -= len(payload)
                 if kind == "event":
@@ -262,22 +262,22 @@ class Connection:
                     if ack:
                         await self._send(to_text(AckFrame(type="ack", ref=ref, after=arg, replayed=replayed)))
                 elif kind == "close":
-                    outbox.clear()
+                    queue.clear()
                     if self.ws.application_state == WebSocketState.CONNECTED:
                         await self.ws.close(arg, payload)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closing = True  # the peer is gone; the receive loop sees the disconnect
-            outbox.clear()
+            queue.clear()
         except Exception:
             log.exception("websocket sender failed")
             self.closing = True
-            outbox.clear()
+            queue.clear()
             with contextlib.suppress(RuntimeError, OSError):
                 await self.ws.close(CloseCode.INTERNAL_ERROR)
         finally:
             self.sender = None
-            if not outbox:
-                self.outbox = None  # an idle connection keeps no queue
+            if not queue:
+                self.queue = None  # an idle connection keeps no queue
                 self.unsent = 0
 
     async def _send_event(self, event_id: int | None, text: str) -> None:
@@ -323,8 +323,8 @@ class Connection:
     async def stop(self) -> None:
         """After the socket ended: stop sending."""
         self.closing = True
-        if self.outbox is not None:
-            self.outbox.clear()
+        if self.queue is not None:
+            self.queue.clear()
         if self.sender is not None:
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
