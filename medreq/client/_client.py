@@ -35,10 +35,10 @@ from medreq.protocol import (
     WebhookDeliveryOut,
 )
 from medreq.protocol.errors import MedreqError, RateLimited, Unauthorized, error_from_body
+from medreq.protocol.events import Event
 
 from ._backoff import Backoff
 from ._errors import TransportError
-from ._events import Event
 from ._live import LiveConnection, StateCallback
 from ._tokens import Session, StoredTokens, TokenCallback
 from ._upload import FileInput, Progress, form_fields, open_file

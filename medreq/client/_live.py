@@ -41,10 +41,10 @@ from medreq.protocol.errors import (
     Unauthorized,
     error_from_body,
 )
+from medreq.protocol.events import Event, parse_event
 
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
-from ._events import Event, parse_event
 from ._tokens import Session, token_times
 
 log = logging.getLogger("medreq.client")
