@@ -25,6 +25,9 @@ from medreq.protocol import (
     ResponseSentOut,
     TokenOut,
 )
+
+# a request with its whole thread (``GET /medicine/request/{id}/``), under the client's old name
+from medreq.protocol import RequestDetailOut as RequestDetail
 from medreq.protocol.errors import (
     Conflict,
     Forbidden,
@@ -52,7 +55,7 @@ from medreq.protocol.events import (
 )
 
 from ._backoff import Backoff
-from ._client import MedreqClient, RequestDetail
+from ._client import MedreqClient
 from ._errors import ConnectionLost, TransportError
 from ._live import ConnectionState, LiveConnection
 from ._profiles import Profile, ProfileStore

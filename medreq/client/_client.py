@@ -26,6 +26,7 @@ from medreq.protocol import (
     PushSubscriptionListOut,
     PushSubscriptionOut,
     RequestCreatedOut,
+    RequestDetailOut,
     RequestListOut,
     RequestOut,
     ResponseSentOut,
@@ -45,12 +46,6 @@ from ._upload import FileInput, Progress, form_fields, open_file
 
 Build = Callable[[ExitStack], dict[str, Any]]
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class RequestDetail(RequestOut):
-    """A request with its whole message thread (``GET /medicine/request/{id}/``)."""
-
-    messages: list[dict[str, Any]] = []
 
 
 class MedreqClient:
@@ -316,8 +311,9 @@ class MedreqClient:
                 return
             cursor = page.next
 
-    async def get_request(self, request_id: int) -> RequestDetail:
-        return await self._call(RequestDetail, "GET", f"/medicine/request/{int(request_id)}/")
+    async def get_request(self, request_id: int) -> RequestDetailOut:
+        """A request with its whole message thread."""
+        return await self._call(RequestDetailOut, "GET", f"/medicine/request/{int(request_id)}/")
 
     async def cancel_request(self, request_id: int) -> RequestOut:
         body = await self._json("POST", f"/medicine/request/{int(request_id)}/cancel/")

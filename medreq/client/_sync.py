@@ -15,13 +15,14 @@ from medreq.protocol import (
     PharmacyOut,
     PushSubscriptionOut,
     RequestCreatedOut,
+    RequestDetailOut,
     RequestListOut,
     RequestOut,
     ResponseSentOut,
     TokenOut,
 )
 
-from ._client import MedreqClient, RequestDetail
+from ._client import MedreqClient
 from ._upload import FileInput, Progress
 
 _T = TypeVar("_T")
@@ -148,7 +149,7 @@ class SyncMedreqClient:
                 return
             cursor = page.next
 
-    def get_request(self, request_id: int) -> RequestDetail:
+    def get_request(self, request_id: int) -> RequestDetailOut:
         return self._run(self.client.get_request(request_id))
 
     def cancel_request(self, request_id: int) -> RequestOut:
