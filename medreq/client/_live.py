@@ -23,16 +23,32 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from medreq.protocol import ERROR_BY_CLOSE, REPLY_TYPES, CloseCode, RequestOut
+from medreq.protocol import (
+    ERROR_BY_CLOSE,
+    REPLY_TYPES,
+    AuthIn,
+    ClientMessage,
+    CloseCode,
+    MessageIn,
+    PingIn,
+    ReadIn,
+    RequestOut,
+    ResponseIn,
+    ResumeIn,
+    TypingIn,
+    to_text,
+    validation_error,
+)
 from medreq.protocol.errors import (
     ERRORS_BY_CODE,
     Forbidden,
@@ -43,6 +59,7 @@ from medreq.protocol.errors import (
 )
 from medreq.protocol.events import Event, parse_event
 
+from ._acks import Ack, MessageAck, ReadAck, ResponseAck, ResumeAck
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
 from ._tokens import Session, token_times
@@ -172,28 +189,38 @@ class LiveConnection:
         """Answer a request over the socket (as ``POST /medicine/response/``, with an optional
         offer: ``price``, ``currency``, ``ready_at``); the updated request."""
         offer = {"price": price, "currency": currency, "ready_at": ready_at}
-        frame: dict[str, Any] = {"type": "response", "request_id": request_id, "status": status}
-        frame |= {"message": message} | {k: v for k, v in offer.items() if v is not None}
-        reply = await self._request(frame)
+        with _invalid_as_medreq():
+            frame = ResponseIn(
+                type="response",
+                request_id=request_id,
+                status=status,
+                message=message,
+                **{k: v for k, v in offer.items() if v is not None},  # sent only when given
+            )
+        reply = cast(ResponseAck, await self._request(frame))
         return RequestOut.model_validate(reply["data"])
 
-    async def send_message(self, request_id: int, text: str) -> dict[str, Any]:
+    async def send_message(self, request_id: int, text: str) -> MessageAck:
         """Post a chat message on a request; the server's ``ack``."""
-        return await self._request({"type": "message", "request_id": request_id, "text": text})
+        with _invalid_as_medreq():
+            frame = MessageIn(type="message", request_id=request_id, text=text)
+        return cast(MessageAck, await self._request(frame))
 
-    async def read(self, request_id: int, up_to_event_id: int) -> dict[str, Any]:
+    async def read(self, request_id: int, up_to_event_id: int) -> ReadAck:
         """Tell the other party this account read the thread up to ``up_to_event_id``."""
-        return await self._request(
-            {"type": "read", "request_id": request_id, "up_to_event_id": up_to_event_id}
-        )
+        with _invalid_as_medreq():
+            frame = ReadIn(type="read", request_id=request_id, up_to_event_id=up_to_event_id)
+        return cast(ReadAck, await self._request(frame))
 
     async def typing(self, request_id: int, state: Literal["start", "stop"] = "start") -> bool:
         """Fire and forget (typing is never answered nor stored); False when offline."""
+        with _invalid_as_medreq():
+            frame = TypingIn(type="typing", request_id=request_id, state=state)
         ws = self._ws
         if ws is None:
             return False
         try:
-            await ws.send(json.dumps({"type": "typing", "request_id": request_id, "state": state}))
+            await ws.send(to_text(frame))
         except ConnectionClosed:
             return False
         return True
@@ -201,13 +228,15 @@ class LiveConnection:
     async def ping(self) -> float:
         """Round-trip time of an application ``ping`` in seconds."""
         start = time.monotonic()
-        await self._request({"type": "ping"})
+        await self._request(PingIn(type="ping"))
         return time.monotonic() - start
 
     async def resume(self, after: int) -> int:
         """Ask for every stored event after ``after`` again; how many the server replayed.
         Replayed events arrive through the iterator (those already seen are dropped)."""
-        reply = await self._request({"type": "resume", "after": after})
+        with _invalid_as_medreq():
+            frame = ResumeIn(type="resume", after=after)
+        reply = cast(ResumeAck, await self._request(frame))
         return int(reply.get("replayed", 0))
 
     async def _renew(self) -> None:
@@ -228,21 +257,26 @@ class LiveConnection:
             try:
                 await self.session.refresh_once(token)
                 fresh = self.session.access
-                await self._request({"type": "auth", "token": fresh})
+                if not fresh:
+                    raise Unauthorized("the refresh gave no access token")
+                with _invalid_as_medreq():
+                    frame = AuthIn(type="auth", token=fresh)
+                await self._request(frame)
                 self._socket_token = fresh
             except MedreqError as exc:
                 log.debug("in-band token renewal failed (%s); the socket will reconnect", exc)
 
-    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, message: ClientMessage) -> Ack:
         deadline = time.monotonic() + self.reply_timeout
         ref = next(self._ids)
+        text = to_text(message.model_copy(update={"id": ref}))
         try:
             while True:  # a frame that could not be sent was not applied: send it on the next link
                 ws = await self._wait_open(deadline)
                 future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
                 self._pending[ref] = future
                 try:
-                    await ws.send(json.dumps({**message, "id": ref}))
+                    await ws.send(text)
                     break
                 except ConnectionClosed:
                     await asyncio.sleep(0)
@@ -251,14 +285,14 @@ class LiveConnection:
                     reply = await future
             except TimeoutError:
                 raise TransportError(
-                    f"no answer to {message['type']!r} within {self.reply_timeout:g}s",
+                    f"no answer to {message.type!r} within {self.reply_timeout:g}s",
                     url=self.session.base_url,
                 ) from None
         finally:
             self._pending.pop(ref, None)
         if reply.get("type") == "error":
             raise error_from_body(reply)
-        return reply
+        return cast(Ack, reply)
 
     async def _wait_open(self, deadline: float) -> ClientConnection:
         while True:
@@ -388,7 +422,7 @@ class LiveConnection:
         """Ping until pong; frames before it (a replay) wait in `_early` until the socket is in use."""
         ref = f"open-{next(self._ids)}"
         self._early = []
-        await ws.send(json.dumps({"type": "ping", "id": ref}))
+        await ws.send(to_text(PingIn(type="ping", id=ref)))
         while True:
             frame = await ws.recv()
             data = _decode(frame)
@@ -443,6 +477,16 @@ class LiveConnection:
             self.state, self.retry_in = state, retry_in
             if self.on_state is not None:
                 self.on_state(state, retry_in)
+
+
+@contextlib.contextmanager
+def _invalid_as_medreq() -> Iterator[None]:
+    """A message the protocol's model refuses raises the `Invalid` the server would answer
+    (same fields, same text: the server judges with the same model), before anything is sent."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 def _loop_time(deadline: float) -> float:

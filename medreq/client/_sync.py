@@ -22,6 +22,7 @@ from medreq.protocol import (
     TokenOut,
 )
 
+from ._acks import MessagePosted
 from ._client import MedreqClient
 from ._upload import FileInput, Progress
 
@@ -155,7 +156,7 @@ class SyncMedreqClient:
     def cancel_request(self, request_id: int) -> RequestOut:
         return self._run(self.client.cancel_request(request_id))
 
-    def post_message(self, request_id: int, text: str) -> dict[str, Any]:
+    def post_message(self, request_id: int, text: str) -> MessagePosted:
         return self._run(self.client.post_message(request_id, text))
 
     def download(self, url: str) -> bytes:
