@@ -120,10 +120,26 @@ def test_a_live_only_stream_resumes_from_the_opening_pong() -> None:
     session = LiveSession()
     probe = session.probe()
     assert session.receive_opening(frame(type="pong", ref=probe.ref, last_event_id=41))
+    session.opened()
+    assert session.early() == []
     assert session.last_event_id == 41  # a drop before the first event resumes after 41
     probe = session.probe()
     session.receive_opening(frame(type="pong", ref=probe.ref, last_event_id=99))
+    session.opened()
+    session.early()
     assert session.last_event_id == 41  # known already: the pong does not move it
+
+
+def test_a_live_event_before_the_opening_pong_of_a_live_only_stream_is_not_lost() -> None:
+    # the server sent event 42 on the new socket before answering the probe, so the pong's
+    # mark counts it: adopting the mark first would drop the event as already seen
+    session = LiveSession()
+    probe = session.probe()
+    assert not session.receive_opening(new_request(42))
+    assert session.receive_opening(frame(type="pong", ref=probe.ref, last_event_id=42))
+    session.opened()
+    assert [getattr(item, "event_id", None) for item in session.early()] == [42]
+    assert (session.last_event_id, session.duplicates_dropped) == (42, 0)
 
 
 def test_only_a_socket_after_the_first_counts_as_a_reconnect() -> None:

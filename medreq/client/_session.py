@@ -81,6 +81,7 @@ class LiveSession:
         self._awaiting: set[int] = set()
         self._probe: str | None = None
         self._early: list[str | bytes] = []
+        self._mark: int | None = None  # ``last_event_id`` of the opening pong
         self._was_open = False
         self._attempt = 0
 
@@ -117,7 +118,8 @@ class LiveSession:
         """True for the probe's ``pong``: the socket is confirmed."""
         data = _decode(frame)
         if data is not None and data.get("type") == "pong" and data.get("ref") == self._probe:
-            self._adopt_high_water_mark(data)
+            mark = data.get("last_event_id")
+            self._mark = mark if isinstance(mark, int) and not isinstance(mark, bool) else None
             return True
         self._early.append(frame)
         return False
@@ -131,17 +133,19 @@ class LiveSession:
         self._attempt = 0
 
     def early(self) -> list[Event | Reply]:
-        """What came before the ``pong`` of the socket just opened, as `receive` would give it."""
-        early, self._early = self._early, []
-        return [item for item in map(self.receive, early) if item is not None]
+        """What came before the ``pong`` of the socket just opened, as `receive` would give it.
 
-    def _adopt_high_water_mark(self, data: dict[str, Any]) -> None:
-        """A stream that started live-only has no event id to resume from until its first
-        event; if the server says where the account's events stand (``last_event_id`` in the
-        opening ``pong``), start from there so a drop before the first event loses nothing."""
-        mark = data.get("last_event_id")
-        if self.last_event_id is None and isinstance(mark, int) and not isinstance(mark, bool):
-            self.last_event_id = mark
+        A stream that started live-only has no event id to resume from until its first event;
+        if the server says where the account's events stand (``last_event_id`` in the opening
+        ``pong``), it starts from there, so a drop before the first event loses nothing. Only
+        after the early frames: that mark counts the events sent before the ``pong``, which
+        would otherwise be dropped as already seen."""
+        early, self._early = self._early, []
+        items = [item for item in map(self.receive, early) if item is not None]
+        if self.last_event_id is None:
+            self.last_event_id = self._mark
+        self._mark = None
+        return items
 
     # --- receiving ------------------------------------------------------------------------------
 
