@@ -9,6 +9,8 @@
 
 Errors are the `medreq.protocol.errors` classes the server's error codes name (`Conflict`,
 `Unauthorized`, …), plus `TransportError` / `ConnectionLost` when the server cannot be reached.
+Events are the protocol's own models (`medreq.protocol.events`): each keeps what the server sent
+in ``raw``, and an unknown type becomes a plain `Event`, so a newer server never breaks this client.
 
 `ProfileStore` keeps saved logins (URL, tokens, last event id) where the ``medreq`` CLI and
 the inbox TUI find them, so a script can reuse a ``medreq login``.
@@ -23,6 +25,9 @@ from medreq.protocol import (
     ResponseSentOut,
     TokenOut,
 )
+
+# a request with its whole thread (``GET /medicine/request/{id}/``), under the client's old name
+from medreq.protocol import RequestDetailOut as RequestDetail
 from medreq.protocol.errors import (
     Conflict,
     Forbidden,
@@ -35,11 +40,7 @@ from medreq.protocol.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-
-from ._backoff import Backoff
-from ._client import MedreqClient, RequestDetail
-from ._errors import ConnectionLost, TransportError
-from ._events import (
+from medreq.protocol.events import (
     Event,
     MessageEvent,
     NewRequestEvent,
@@ -52,6 +53,10 @@ from ._events import (
     TypingEvent,
     parse_event,
 )
+
+from ._backoff import Backoff
+from ._client import MedreqClient
+from ._errors import ConnectionLost, TransportError
 from ._live import ConnectionState, LiveConnection
 from ._profiles import Profile, ProfileStore
 from ._sync import SyncMedreqClient

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +26,7 @@ from medreq.protocol import (
     PushSubscriptionListOut,
     PushSubscriptionOut,
     RequestCreatedOut,
+    RequestDetailOut,
     RequestListOut,
     RequestOut,
     ResponseSentOut,
@@ -35,22 +36,18 @@ from medreq.protocol import (
     WebhookDeliveryOut,
 )
 from medreq.protocol.errors import MedreqError, RateLimited, Unauthorized, error_from_body
+from medreq.protocol.events import Event
 
+from ._acks import MessagePosted
 from ._backoff import Backoff
 from ._errors import TransportError
-from ._events import Event
 from ._live import LiveConnection, StateCallback
+from ._routes import channel, route
 from ._tokens import Session, StoredTokens, TokenCallback
 from ._upload import FileInput, Progress, form_fields, open_file
 
 Build = Callable[[ExitStack], dict[str, Any]]
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class RequestDetail(RequestOut):
-    """A request with its whole message thread (``GET /medicine/request/{id}/``)."""
-
-    messages: list[dict[str, Any]] = []
 
 
 class MedreqClient:
@@ -137,17 +134,17 @@ class MedreqClient:
         body["phone"] = phone
         if synthetic:
             body["synthetic"] = True
-        return await self._call(AccountOut, "POST", "/auth/register", auth=False, json=body)
+        return await self._call(AccountOut, *route("register"), auth=False, json=body)
 
     async def remove_synthetic_account(self) -> None:
         """``DELETE /auth/me``: remove this synthetic account with all its requests and media."""
-        await self._send("DELETE", "/auth/me")
+        await self._send(*route("remove_me"))
         self.account = None
 
     async def login(self, username: str, password: str) -> TokenOut:
         """``POST /auth/token``: keep the tokens and the account for later calls."""
         body = {"username": username, "password": password}
-        tokens = await self._call(TokenOut, "POST", "/auth/token", auth=False, json=body)
+        tokens = await self._call(TokenOut, *route("token"), auth=False, json=body)
         self.account = tokens.account
         self.session.set_tokens(tokens.access, tokens.refresh)
         return tokens
@@ -159,7 +156,7 @@ class MedreqClient:
         if not self.refresh_token:
             raise Unauthorized("session expired and no refresh token: log in again")
         try:
-            body = await self._json("POST", "/auth/refresh", auth=False, json={"refresh": self.refresh_token})
+            body = await self._json(*route("refresh"), auth=False, json={"refresh": self.refresh_token})
         except Unauthorized as exc:
             raise Unauthorized(f"session expired, log in again ({exc.message})") from None
         access = str(body["access"])
@@ -167,7 +164,7 @@ class MedreqClient:
         return access
 
     async def me(self) -> AccountOut:
-        self.account = await self._call(AccountOut, "GET", "/auth/me")
+        self.account = await self._call(AccountOut, *route("me"))
         return self.account
 
     async def set_webhook(
@@ -178,31 +175,33 @@ class MedreqClient:
         body: dict[str, str | None] = {"webhook_url": url}
         if payload is not None:
             body["webhook_payload"] = payload
-        return await self._call(WebhookAccountOut, "PUT", "/auth/me", json=body)
+        return await self._call(WebhookAccountOut, *route("set_webhook"), json=body)
 
     async def webhook_deliveries(self, limit: int = 50) -> list[WebhookDeliveryOut]:
-        body = await self._call(WebhookDeliveryListOut, "GET", "/auth/me/webhook-deliveries", params={"limit": limit})
+        body = await self._call(
+            WebhookDeliveryListOut, *route("webhook_deliveries"), params={"limit": limit}
+        )
         return body.results
 
     async def test_webhook(self) -> WebhookDeliveryOut:
         """Queue a `webhook_test` delivery to the account's webhook."""
-        return await self._call(WebhookDeliveryOut, "POST", "/auth/me/webhook-test")
+        return await self._call(WebhookDeliveryOut, *route("test_webhook"))
 
     # --- §5 Web Push subscriptions --------------------------------------------------------------
 
     async def push_subscriptions(self) -> list[PushSubscriptionOut]:
         """``GET /push/subscriptions``: the browsers and devices that get this account's events
         as Web Push notifications, oldest first."""
-        body = await self._call(PushSubscriptionListOut, "GET", "/push/subscriptions")
+        body = await self._call(PushSubscriptionListOut, *route("push_subscriptions"))
         return body.results
 
     async def remove_push_subscription(self, subscription_id: int) -> None:
         """``DELETE /push/subscriptions/{id}``: nothing more is pushed to it (`NotFound` for an id
         that is not one of this account's)."""
-        await self._send("DELETE", f"/push/subscriptions/{int(subscription_id)}")
+        await self._send(*route("remove_push_subscription_by_id", subscription_id=subscription_id))
 
     async def pharmacies(self) -> list[PharmacyOut]:
-        body = await self._json("GET", "/pharmacies/")
+        body = await self._json(*route("pharmacies"))
         return [PharmacyOut.model_validate(item) for item in body["results"]]
 
     # --- §3 medicine requests -------------------------------------------------------------------
@@ -235,8 +234,7 @@ class MedreqClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return await self._call(
             RequestCreatedOut,
-            "POST",
-            "/medicine/request/",
+            *route("create_request"),
             build=_multipart(fields, "image", image, filename, progress, repeated={"pharmacy": pharmacies}),
             headers=headers,
         )
@@ -246,7 +244,7 @@ class MedreqClient:
         group): the request comes back with ``chosen`` true, and every other open request of its
         group is cancelled (``cancel_reason`` ``another_pharmacy_chosen``). Choosing the same
         request again is fine; another one of the group once one is chosen is `Conflict`."""
-        body = await self._json("POST", f"/medicine/request/{int(request_id)}/choose/")
+        body = await self._json(*route("choose", request_id=request_id))
         return RequestOut.model_validate(body.get("data", body))
 
     async def respond(
@@ -275,8 +273,7 @@ class MedreqClient:
         }
         return await self._call(
             ResponseSentOut,
-            "POST",
-            "/medicine/response/",
+            *route("respond"),
             build=_multipart(fields, "audio", audio, filename, progress),
         )
 
@@ -291,7 +288,7 @@ class MedreqClient:
         """One page of ``GET /medicine/request/`` (newest first); ``group``: only that group's."""
         query = {"status": status, "limit": limit, "cursor": cursor, "group": group}
         params = {k: v for k, v in query.items() if v is not None}
-        return await self._call(RequestListOut, "GET", "/medicine/request/", params=params)
+        return await self._call(RequestListOut, *route("list_requests"), params=params)
 
     async def iter_requests(
         self,
@@ -316,17 +313,18 @@ class MedreqClient:
                 return
             cursor = page.next
 
-    async def get_request(self, request_id: int) -> RequestDetail:
-        return await self._call(RequestDetail, "GET", f"/medicine/request/{int(request_id)}/")
+    async def get_request(self, request_id: int) -> RequestDetailOut:
+        """A request with its whole message thread."""
+        return await self._call(RequestDetailOut, *route("request_detail", request_id=request_id))
 
     async def cancel_request(self, request_id: int) -> RequestOut:
-        body = await self._json("POST", f"/medicine/request/{int(request_id)}/cancel/")
+        body = await self._json(*route("cancel", request_id=request_id))
         return RequestOut.model_validate(body.get("data", body))
 
-    async def post_message(self, request_id: int, text: str) -> dict[str, Any]:
+    async def post_message(self, request_id: int, text: str) -> MessagePosted:
         """``POST /medicine/request/{id}/messages/``: the server's answer, as sent."""
-        body = await self._json("POST", f"/medicine/request/{int(request_id)}/messages/", json={"text": text})
-        return dict(body)
+        body = await self._json(*route("post_message", request_id=request_id), json={"text": text})
+        return cast(MessagePosted, dict(body))
 
     async def download(self, url: str) -> bytes:
         """The bytes of a media URL (``image_url``, ``audio_url``)."""
@@ -398,8 +396,7 @@ class MedreqClient:
     async def ws_path(self) -> str:
         """``/ws/user/{id}/`` or ``/ws/pharmacy/{id}/`` for the logged-in account."""
         account = self.account or await self.me()
-        kind = "pharmacy" if account.role == "pharmacy" else "user"
-        return f"/ws/{kind}/{account.id}/"
+        return channel("pharmacy" if account.role == "pharmacy" else "user", account.id)
 
     # --- plumbing -------------------------------------------------------------------------------
 

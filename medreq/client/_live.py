@@ -4,7 +4,9 @@ The connection owns a reader task. It opens the socket (``?token=…&after=<last
 confirms it with a ``ping``/``pong`` round trip (the server closes 4401/4403/4404 before
 answering a bad one), then routes every frame: ``ack``/``pong``/``error`` replies resolve the
 sender's future by ``ref``; events go, deduplicated by ``event_id``, to the queue that
-``async for event in conn`` reads. When the socket drops, the task reconnects with backoff and
+``async for event in conn`` reads. What the stream knows (refs awaiting replies, the last event
+id, the early frames of a new socket, the link's state, the backoff) is a `_session.LiveSession`,
+which does no I/O; this module is the sockets, the tasks and the clock around it. When the socket drops, the task reconnects with backoff and
 jitter and resumes after the last event it saw, so the stream misses nothing and repeats
 nothing, while ``respond``/``send_message``/``read``/``ping`` wait for the link to come back
 (a frame already sent when the link broke raises `ConnectionLost`: its fate is unknown).
@@ -19,44 +21,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from medreq.protocol import ERROR_BY_CLOSE, REPLY_TYPES, CloseCode, RequestOut
-from medreq.protocol.errors import (
-    ERRORS_BY_CODE,
-    Forbidden,
-    MedreqError,
-    NotFound,
-    Unauthorized,
-    error_from_body,
+from medreq.protocol import (
+    AuthIn,
+    ClientMessage,
+    MessageIn,
+    PingIn,
+    ReadIn,
+    RequestOut,
+    ResponseIn,
+    ResumeIn,
+    TypingIn,
+    to_text,
+    validation_error,
 )
+from medreq.protocol.errors import Forbidden, MedreqError, NotFound, Unauthorized
+from medreq.protocol.events import Event
 
+from ._acks import Ack, MessageAck, ReadAck, ResponseAck, ResumeAck
 from ._backoff import Backoff
 from ._errors import ConnectionLost, TransportError
-from ._events import Event, parse_event
+from ._session import ConnectionState, LiveSession, Reply, close_error, ends_stream
 from ._tokens import Session, token_times
 
 log = logging.getLogger("medreq.client")
 
-#: "connecting" until the first socket opens, "open", "reconnecting" while it is down, "closed".
-ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 #: ``on_state(state, retry_in)``: ``retry_in`` is the pause before the next attempt, in seconds,
 #: or None (open, closed, or an attempt under way).
 StateCallback = Callable[[ConnectionState, float | None], None]
 _END = object()
 _RENEW_LEAD = 60.0  # renew a socket's token this long before it expires (or at 80 % of its life)
 _RENEW_MIN_WAIT = 0.5
+
+__all__ = ["ConnectionState", "LiveConnection", "StateCallback"]
 
 
 class LiveConnection:
@@ -75,35 +83,59 @@ class LiveConnection:
         retry_first: bool = False,
     ) -> None:
         self.session = session
-        # the last event received and queued for the reader, where this connection resumes
-        # after a drop; an event queued but not yet handed out counts too, so a caller that
-        # abandons the connection resumes a new one after the last event it handled
-        # (`medreq listen` saves that one; the simulator's actors keep `handled_through`)
-        self.last_event_id = after
-        self.backoff = backoff or Backoff()
+        self.stream = LiveSession(after=after, backoff=backoff)
         self.reply_timeout = reply_timeout
         self.open_timeout = open_timeout
         self.on_state = on_state
         self.retry_first = retry_first
-        self.state: ConnectionState = "connecting"
-        self.retry_in: float | None = None
-        self.reconnects = 0
-        self.duplicates_dropped = 0
-        self.last_error: MedreqError | None = None
         self._path = ""
         self._find_path = path
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._ws: ClientConnection | None = None
         self._open = asyncio.Event()
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._ids = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[Reply]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._early: list[str | bytes] = []
         self._latest: ClientConnection | None = None  # the newest socket, closed by aclose()
         self._closing = False
-        self._error: MedreqError | None = None
         self._socket_token: str | None = None  # the access token the server holds this socket to
         self._renewer: asyncio.Task[None] | None = None
+
+    # --- what the stream knows (`LiveSession`) --------------------------------------------------
+
+    @property
+    def last_event_id(self) -> int | None:
+        """The last event received and queued for the reader, where this connection resumes
+        after a drop (an event queued but not yet handed out counts too)."""
+        return self.stream.last_event_id
+
+    @last_event_id.setter
+    def last_event_id(self, value: int | None) -> None:
+        self.stream.last_event_id = value
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.stream.backoff
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.stream.state
+
+    @property
+    def retry_in(self) -> float | None:
+        return self.stream.retry_in
+
+    @property
+    def reconnects(self) -> int:
+        return self.stream.reconnects
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self.stream.duplicates_dropped
+
+    @property
+    def last_error(self) -> MedreqError | None:
+        """Why the last attempt to open a socket failed."""
+        return self.stream.last_error
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -147,8 +179,8 @@ class LiveConnection:
         item = await self._queue.get()
         if item is _END:
             self._queue.put_nowait(_END)  # every later call ends too
-            if self._error is not None:
-                raise self._error
+            if self.stream.error is not None:
+                raise self.stream.error
             raise StopAsyncIteration
         return item  # type: ignore[no-any-return]
 
@@ -158,7 +190,6 @@ class LiveConnection:
             return await self.__anext__()
 
     # --- sending --------------------------------------------------------------------------------
-
     async def respond(
         self,
         request_id: int,
@@ -172,28 +203,38 @@ class LiveConnection:
         """Answer a request over the socket (as ``POST /medicine/response/``, with an optional
         offer: ``price``, ``currency``, ``ready_at``); the updated request."""
         offer = {"price": price, "currency": currency, "ready_at": ready_at}
-        frame: dict[str, Any] = {"type": "response", "request_id": request_id, "status": status}
-        frame |= {"message": message} | {k: v for k, v in offer.items() if v is not None}
-        reply = await self._request(frame)
+        with _invalid_as_medreq():
+            frame = ResponseIn(
+                type="response",
+                request_id=request_id,
+                status=status,
+                message=message,
+                **{k: v for k, v in offer.items() if v is not None},  # sent only when given
+            )
+        reply = cast(ResponseAck, await self._request(frame))
         return RequestOut.model_validate(reply["data"])
 
-    async def send_message(self, request_id: int, text: str) -> dict[str, Any]:
+    async def send_message(self, request_id: int, text: str) -> MessageAck:
         """Post a chat message on a request; the server's ``ack``."""
-        return await self._request({"type": "message", "request_id": request_id, "text": text})
+        with _invalid_as_medreq():
+            frame = MessageIn(type="message", request_id=request_id, text=text)
+        return cast(MessageAck, await self._request(frame))
 
-    async def read(self, request_id: int, up_to_event_id: int) -> dict[str, Any]:
+    async def read(self, request_id: int, up_to_event_id: int) -> ReadAck:
         """Tell the other party this account read the thread up to ``up_to_event_id``."""
-        return await self._request(
-            {"type": "read", "request_id": request_id, "up_to_event_id": up_to_event_id}
-        )
+        with _invalid_as_medreq():
+            frame = ReadIn(type="read", request_id=request_id, up_to_event_id=up_to_event_id)
+        return cast(ReadAck, await self._request(frame))
 
     async def typing(self, request_id: int, state: Literal["start", "stop"] = "start") -> bool:
         """Fire and forget (typing is never answered nor stored); False when offline."""
+        with _invalid_as_medreq():
+            frame = TypingIn(type="typing", request_id=request_id, state=state)
         ws = self._ws
         if ws is None:
             return False
         try:
-            await ws.send(json.dumps({"type": "typing", "request_id": request_id, "state": state}))
+            await ws.send(to_text(frame))  # no id: never answered
         except ConnectionClosed:
             return False
         return True
@@ -201,13 +242,15 @@ class LiveConnection:
     async def ping(self) -> float:
         """Round-trip time of an application ``ping`` in seconds."""
         start = time.monotonic()
-        await self._request({"type": "ping"})
+        await self._request(PingIn(type="ping"))
         return time.monotonic() - start
 
     async def resume(self, after: int) -> int:
         """Ask for every stored event after ``after`` again; how many the server replayed.
         Replayed events arrive through the iterator (those already seen are dropped)."""
-        reply = await self._request({"type": "resume", "after": after})
+        with _invalid_as_medreq():
+            frame = ResumeIn(type="resume", after=after)
+        reply = cast(ResumeAck, await self._request(frame))
         return int(reply.get("replayed", 0))
 
     async def _renew(self) -> None:
@@ -228,21 +271,30 @@ class LiveConnection:
             try:
                 await self.session.refresh_once(token)
                 fresh = self.session.access
-                await self._request({"type": "auth", "token": fresh})
+                if not fresh:
+                    raise Unauthorized("the refresh gave no access token")
+                with _invalid_as_medreq():
+                    frame = AuthIn(type="auth", token=fresh)
+                await self._request(frame)
                 self._socket_token = fresh
             except MedreqError as exc:
                 log.debug("in-band token renewal failed (%s); the socket will reconnect", exc)
 
-    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, message: ClientMessage) -> Ack:
         deadline = time.monotonic() + self.reply_timeout
-        ref = next(self._ids)
+        ref: int | None = None
         try:
             while True:  # a frame that could not be sent was not applied: send it on the next link
                 ws = await self._wait_open(deadline)
-                future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-                self._pending[ref] = future
+                if ref is not None:
+                    self.stream.forget(ref)
+                    self._waiters.pop(ref, None)
+                outgoing = self.stream.request(message)
+                ref = cast(int, outgoing.ref)
+                future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+                self._waiters[ref] = future
                 try:
-                    await ws.send(json.dumps({**message, "id": ref}))
+                    await ws.send(outgoing.text)
                     break
                 except ConnectionClosed:
                     await asyncio.sleep(0)
@@ -251,19 +303,19 @@ class LiveConnection:
                     reply = await future
             except TimeoutError:
                 raise TransportError(
-                    f"no answer to {message['type']!r} within {self.reply_timeout:g}s",
+                    f"no answer to {message.type!r} within {self.reply_timeout:g}s",
                     url=self.session.base_url,
                 ) from None
         finally:
-            self._pending.pop(ref, None)
-        if reply.get("type") == "error":
-            raise error_from_body(reply)
-        return reply
+            if ref is not None:
+                self.stream.forget(ref)
+                self._waiters.pop(ref, None)
+        return reply.result()
 
     async def _wait_open(self, deadline: float) -> ClientConnection:
         while True:
-            if self._error is not None:
-                raise self._error
+            if self.stream.error is not None:
+                raise self.stream.error
             if self.state == "closed":
                 raise TransportError("the connection is closed")
             if self._ws is not None:
@@ -282,14 +334,13 @@ class LiveConnection:
                 ws = await self._open_with_retries("connecting", at_once=True)
             while True:
                 await self._read(ws)
-                error = _close_error(ws.close_code, ws.close_reason)
-                if not isinstance(error, TransportError | Unauthorized):
-                    self._finish(error)  # 4403/4404 will not get better by retrying
+                error = close_error(ws.close_code, ws.close_reason)
+                if ends_stream(error):
+                    self._finish(error)
                     return
                 if self._closing:
                     return
                 ws = await self._open_with_retries("reconnecting", at_once=False)
-                self.reconnects += 1  # before the replay is handed out: a reader sees it with the events
         except MedreqError as exc:
             self._finish(exc)
         except Exception as exc:  # never die silently: the iterator would wait forever
@@ -301,15 +352,15 @@ class LiveConnection:
         if self._closing:
             await _close_quietly(ws)
             return
+        self.stream.opened()
         self._ws = ws
         self._set_state("open")
         self._open.set()
-        early, self._early = self._early, []
-        for frame in early:
-            self._dispatch(frame)
+        for item in self.stream.early():
+            self._deliver(item)
         try:
             async for frame in ws:
-                self._dispatch(frame)
+                self._deliver(self.stream.receive(frame))
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -318,17 +369,15 @@ class LiveConnection:
         finally:
             self._ws = None
             self._open.clear()
-            self._fail_pending(ConnectionLost())
+            self._fail(self.stream.link_lost(), ConnectionLost())
 
     async def _open_with_retries(self, state: ConnectionState, *, at_once: bool) -> ClientConnection:
         """A new socket, trying until one opens (or the server refuses this account for good);
         ``state`` is reported with the pause before each attempt, then with None during it."""
-        attempt = 0
         wait = not at_once
         while True:
             if wait:
-                delay = self.backoff.delay(attempt)
-                attempt += 1
+                delay = self.stream.retry_delay()
                 self._set_state(state, delay)
                 await asyncio.sleep(delay)
             wait = True
@@ -336,13 +385,13 @@ class LiveConnection:
             try:
                 return await self._connect()
             except TransportError as exc:
-                log.debug("connection attempt %d failed: %s", attempt, exc)
-                self.last_error = exc
+                log.debug("connection attempt failed: %s", exc)
+                self.stream.last_error = exc
             except (Unauthorized, Forbidden, NotFound):
                 raise
             except Exception as exc:  # anything odd while the server restarts: try again
                 log.debug("connection attempt failed", exc_info=True)
-                self.last_error = TransportError(f"{type(exc).__name__}: {exc}")
+                self.stream.last_error = TransportError(f"{type(exc).__name__}: {exc}")
 
     async def _connect(self) -> ClientConnection:
         """Open and confirm one socket, refreshing the token once on 4401."""
@@ -351,10 +400,7 @@ class LiveConnection:
         for retry in range(2):
             await self.session.ensure_fresh()
             token = self.session.access
-            query: dict[str, Any] = {"token": token or ""}
-            if self.last_event_id is not None:
-                query["after"] = self.last_event_id
-            url = f"{self.session.ws_url}{self._path}?{urlencode(query)}"
+            url = f"{self.session.ws_url}{self._path}?{urlencode(self.stream.query(token))}"
             log.debug("connecting to %s%s after=%s", self.session.ws_url, self._path, self.last_event_id)
             try:
                 ws = await ws_connect(url, open_timeout=self.open_timeout, proxy=None)
@@ -377,7 +423,7 @@ class LiveConnection:
                 await _close_quietly(ws)
                 raise TransportError("the server accepted the WebSocket but did not answer a ping") from None
             except ConnectionClosed:
-                error = _close_error(ws.close_code, ws.close_reason)
+                error = close_error(ws.close_code, ws.close_reason)
                 if isinstance(error, Unauthorized) and retry == 0 and self.session.refresh_token:
                     await self.session.refresh_once(token)
                     continue
@@ -385,95 +431,54 @@ class LiveConnection:
         raise Unauthorized("the server refused the access token")
 
     async def _confirm(self, ws: ClientConnection) -> None:
-        """Ping until pong; frames before it (a replay) wait in `_early` until the socket is in use."""
-        ref = f"open-{next(self._ids)}"
-        self._early = []
-        await ws.send(json.dumps({"type": "ping", "id": ref}))
-        while True:
-            frame = await ws.recv()
-            data = _decode(frame)
-            if data is not None and data.get("type") == "pong" and data.get("ref") == ref:
-                self._adopt_high_water_mark(data)
-                return
-            self._early.append(frame)
+        """Ping until pong; frames before it (a replay) wait in the session until the socket is in use."""
+        await ws.send(self.stream.probe().text)
+        while not self.stream.receive_opening(await ws.recv()):
+            pass
 
-    def _adopt_high_water_mark(self, data: dict[str, Any]) -> None:
-        """A stream that started live-only has no event id to resume from until its first
-        event; if the server says where the account's events stand (``last_event_id`` in the
-        opening ``pong``), start from there so a drop before the first event loses nothing."""
-        mark = data.get("last_event_id")
-        if self.last_event_id is None and isinstance(mark, int) and not isinstance(mark, bool):
-            self.last_event_id = mark
-
-    def _dispatch(self, frame: str | bytes) -> None:
-        data = _decode(frame)
-        if data is None:
-            return
-        if data.get("type") in REPLY_TYPES:
-            ref = data.get("ref")
-            future = self._pending.get(ref) if isinstance(ref, int) else None
+    def _deliver(self, item: Event | Reply | None) -> None:
+        """A reply to its waiting sender; an event to the reader's queue."""
+        if isinstance(item, Reply):
+            future = self._waiters.get(item.ref)
             if future is not None and not future.done():
-                future.set_result(data)
-            return
-        event = parse_event(data)
-        if event.event_id is not None:
-            if self.last_event_id is not None and event.event_id <= self.last_event_id:
-                self.duplicates_dropped += 1
-                return
-            self.last_event_id = event.event_id
-        self._queue.put_nowait(event)
+                future.set_result(item)
+        elif item is not None:
+            self._queue.put_nowait(item)
 
-    def _fail_pending(self, error: MedreqError) -> None:
-        for future in self._pending.values():
-            if not future.done():
+    def _fail(self, refs: list[int], error: MedreqError) -> None:
+        for ref in refs:
+            future = self._waiters.get(ref)
+            if future is not None and not future.done():
                 future.set_exception(error)
                 future.exception()  # retrieved here: a caller that gave up must not warn
 
     def _finish(self, error: MedreqError | None) -> None:
-        if self.state == "closed":
+        lost = self.stream.finish(error)
+        if lost is None:
             return
-        self._error = error
-        self._fail_pending(error or TransportError("the connection is closed"))
+        self._fail(lost, error or TransportError("the connection is closed"))
         self._set_state("closed")
         self._open.set()  # wake senders so they see the end
         self._queue.put_nowait(_END)
 
     def _set_state(self, state: ConnectionState, retry_in: float | None = None) -> None:
-        if (state, retry_in) != (self.state, self.retry_in):
-            self.state, self.retry_in = state, retry_in
-            if self.on_state is not None:
-                self.on_state(state, retry_in)
+        if self.stream.set_state(state, retry_in) and self.on_state is not None:
+            self.on_state(state, retry_in)
+
+
+@contextlib.contextmanager
+def _invalid_as_medreq() -> Iterator[None]:
+    """A message the protocol's model refuses raises the `Invalid` the server would answer
+    (same fields, same text: the server judges with the same model), before anything is sent."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 def _loop_time(deadline: float) -> float:
     """A `time.monotonic()` deadline on the event loop's clock."""
     return asyncio.get_running_loop().time() + (deadline - time.monotonic())
-
-
-def _decode(frame: str | bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(frame)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-_CLOSE_MESSAGES: dict[int, str] = {
-    CloseCode.UNAUTHORIZED: "the server refused the access token",
-    CloseCode.FORBIDDEN: "this account may not open this WebSocket",
-    CloseCode.NOT_FOUND: "unknown WebSocket path",
-}
-
-
-def _close_error(code: int | None, reason: str | None) -> MedreqError:
-    """The error a close code stands for (`medreq.protocol.ERROR_BY_CLOSE`: 4401, 4403, 4404);
-    any other close is a `TransportError` (the connection reconnects)."""
-    detail = f" ({reason})" if reason else ""
-    error = ERROR_BY_CLOSE.get(code) if code is not None else None
-    if code is None or error is None:
-        return TransportError(f"connection closed (code {code}){detail}")
-    message = _CLOSE_MESSAGES.get(code, f"closed with {code}")
-    return ERRORS_BY_CODE[error](message + detail)
 
 
 async def _close_quietly(ws: ClientConnection | None) -> None:

@@ -1,30 +1,76 @@
 """`SyncMedreqClient`: the REST half of `MedreqClient` for code without an event loop
 (scripts, Locust users). It runs the async client on a private event loop; live events
-need the async API (`MedreqClient.connect`)."""
+need the async API (`MedreqClient.connect`).
+
+Its methods are not written twice: each is `Blocking(MedreqClient.method)` (or
+`BlockingIter` for an async iterator), a descriptor that runs the coroutine to its end and
+keeps the async method's signature for type checkers (`typing.ParamSpec`). A new REST method
+of `MedreqClient` needs one line here; tests/test_client_sync.py fails until it has it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator, Sequence
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, TypeVar
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
+from types import MethodType, TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-from medreq.protocol import (
-    AccountOut,
-    PharmacyOut,
-    PushSubscriptionOut,
-    RequestCreatedOut,
-    RequestListOut,
-    RequestOut,
-    ResponseSentOut,
-    TokenOut,
-)
+from medreq.protocol import AccountOut
 
-from ._client import MedreqClient, RequestDetail
-from ._upload import FileInput, Progress
+from ._client import MedreqClient
 
+_P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+
+class Blocking(Generic[_P, _T]):
+    """``name = Blocking(MedreqClient.name)``: the method, run to its end on the client's loop."""
+
+    def __init__(self, method: Callable[Concatenate[MedreqClient, _P], Coroutine[Any, Any, _T]]) -> None:
+        self.method = method
+
+    @overload
+    def __get__(self, owner: None, cls: type[SyncMedreqClient]) -> Self: ...
+    @overload
+    def __get__(self, owner: SyncMedreqClient, cls: type[SyncMedreqClient]) -> Callable[_P, _T]: ...
+    def __get__(
+        self, owner: SyncMedreqClient | None, cls: type[SyncMedreqClient]
+    ) -> Self | Callable[_P, _T]:
+        if owner is None:
+            return self
+        method, client, run = self.method, owner.client, owner._run
+
+        @functools.wraps(MethodType(method, client))  # the signature shown is the async one's
+        def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            return run(method(client, *args, **kwargs))
+
+        return call
+
+
+class BlockingIter(Generic[_P, _T]):
+    """``name = BlockingIter(MedreqClient.name)``: an async iterator method as a plain iterator,
+    each item fetched on the client's loop when it is asked for."""
+
+    def __init__(self, method: Callable[Concatenate[MedreqClient, _P], AsyncIterator[_T]]) -> None:
+        self.method = method
+
+    @overload
+    def __get__(self, owner: None, cls: type[SyncMedreqClient]) -> Self: ...
+    @overload
+    def __get__(self, owner: SyncMedreqClient, cls: type[SyncMedreqClient]) -> Callable[_P, Iterator[_T]]: ...
+    def __get__(
+        self, owner: SyncMedreqClient | None, cls: type[SyncMedreqClient]
+    ) -> Self | Callable[_P, Iterator[_T]]:
+        if owner is None:
+            return self
+        method, client, iterate = self.method, owner.client, owner._iterate
+
+        @functools.wraps(MethodType(method, client))
+        def call(*args: _P.args, **kwargs: _P.kwargs) -> Iterator[_T]:
+            return iterate(method(client, *args, **kwargs))
+
+        return call
 
 
 class SyncMedreqClient:
@@ -32,6 +78,7 @@ class SyncMedreqClient:
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         self._runner = asyncio.Runner()
+        self._closed = False
         self.client = MedreqClient(base_url, **kwargs)
 
     def __enter__(self) -> SyncMedreqClient:
@@ -43,13 +90,11 @@ class SyncMedreqClient:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         try:
             self._run(self.client.aclose())
         finally:
             self._runner.close()
-
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        return self._runner.run(coro)
 
     @property
     def access_token(self) -> str | None:
@@ -59,106 +104,46 @@ class SyncMedreqClient:
     def account(self) -> AccountOut | None:
         return self.client.account
 
-    def register(
-        self,
-        username: str,
-        password: str,
-        role: Literal["patient", "pharmacy"],
-        name: str,
-        phone: str | None = None,
-    ) -> AccountOut:
-        return self._run(self.client.register(username, password, role, name, phone))
+    # --- §2 accounts ----------------------------------------------------------------------------
+    register = Blocking(MedreqClient.register)
+    remove_synthetic_account = Blocking(MedreqClient.remove_synthetic_account)
+    login = Blocking(MedreqClient.login)
+    refresh = Blocking(MedreqClient.refresh)
+    me = Blocking(MedreqClient.me)
+    set_webhook = Blocking(MedreqClient.set_webhook)
+    webhook_deliveries = Blocking(MedreqClient.webhook_deliveries)
+    test_webhook = Blocking(MedreqClient.test_webhook)
+    # --- §5 Web Push subscriptions --------------------------------------------------------------
+    push_subscriptions = Blocking(MedreqClient.push_subscriptions)
+    remove_push_subscription = Blocking(MedreqClient.remove_push_subscription)
+    pharmacies = Blocking(MedreqClient.pharmacies)
+    # --- §3 medicine requests -------------------------------------------------------------------
+    create_request = Blocking(MedreqClient.create_request)
+    choose = Blocking(MedreqClient.choose)
+    respond = Blocking(MedreqClient.respond)
+    list_requests = Blocking(MedreqClient.list_requests)
+    iter_requests = BlockingIter(MedreqClient.iter_requests)
+    get_request = Blocking(MedreqClient.get_request)
+    cancel_request = Blocking(MedreqClient.cancel_request)
+    post_message = Blocking(MedreqClient.post_message)
+    download = Blocking(MedreqClient.download)
+    download_to = Blocking(MedreqClient.download_to)
 
-    def login(self, username: str, password: str) -> TokenOut:
-        return self._run(self.client.login(username, password))
+    # --- plumbing -------------------------------------------------------------------------------
 
-    def refresh(self) -> str:
-        return self._run(self.client.refresh())
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return self._runner.run(coro)
 
-    def me(self) -> AccountOut:
-        return self._run(self.client.me())
+    def _iterate(self, items: AsyncIterator[_T]) -> Iterator[_T]:
+        async def step() -> list[_T]:
+            try:
+                return [await anext(items)]
+            except StopAsyncIteration:
+                return []
 
-    def pharmacies(self) -> list[PharmacyOut]:
-        return self._run(self.client.pharmacies())
-
-    def push_subscriptions(self) -> list[PushSubscriptionOut]:
-        return self._run(self.client.push_subscriptions())
-
-    def remove_push_subscription(self, subscription_id: int) -> None:
-        self._run(self.client.remove_push_subscription(subscription_id))
-
-    def create_request(
-        self, pharmacy: int | Sequence[int], quantity: int, image: FileInput | None = None, **kwargs: Any
-    ) -> RequestCreatedOut:
-        return self._run(self.client.create_request(pharmacy, quantity, image, **kwargs))
-
-    def respond(
-        self,
-        request_id: int,
-        status: Literal["ACCEPTED", "REJECTED"],
-        text_message: str | None = None,
-        *,
-        audio: FileInput | None = None,
-        filename: str | None = None,
-        progress: Progress | None = None,
-        price: str | None = None,
-        currency: str | None = None,
-        ready_at: str | None = None,
-    ) -> ResponseSentOut:
-        return self._run(
-            self.client.respond(
-                request_id,
-                status,
-                text_message,
-                audio=audio,
-                filename=filename,
-                progress=progress,
-                price=price,
-                currency=currency,
-                ready_at=ready_at,
-            )
-        )
-
-    def choose(self, request_id: int) -> RequestOut:
-        return self._run(self.client.choose(request_id))
-
-    def list_requests(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-        *,
-        group: int | None = None,
-    ) -> RequestListOut:
-        return self._run(self.client.list_requests(status, limit, cursor, group=group))
-
-    def iter_requests(
-        self, status: str | None = None, *, limit: int | None = None, group: int | None = None
-    ) -> Iterator[RequestOut]:
-        cursor: str | None = None
-        seen = 0
-        while limit is None or seen < limit:
-            page = self.list_requests(
-                status, None if limit is None else min(100, limit - seen), cursor, group=group
-            )
-            for item in page.results[: None if limit is None else limit - seen]:
-                seen += 1
-                yield item
-            if not page.next or not page.results:
-                return
-            cursor = page.next
-
-    def get_request(self, request_id: int) -> RequestDetail:
-        return self._run(self.client.get_request(request_id))
-
-    def cancel_request(self, request_id: int) -> RequestOut:
-        return self._run(self.client.cancel_request(request_id))
-
-    def post_message(self, request_id: int, text: str) -> dict[str, Any]:
-        return self._run(self.client.post_message(request_id, text))
-
-    def download(self, url: str) -> bytes:
-        return self._run(self.client.download(url))
-
-    def download_to(self, url: str, dest: str | Path) -> Path:
-        return self._run(self.client.download_to(url, dest))
+        try:
+            while batch := self._run(step()):
+                yield batch[0]
+        finally:  # left early: end the async generator on its loop while there is one
+            if isinstance(items, AsyncGenerator) and not self._closed:
+                self._run(items.aclose())

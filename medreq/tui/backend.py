@@ -185,10 +185,9 @@ class Backend:
         REST when there is no live link; the message as the server stored it."""
         conn = self.conn
         if conn is not None and conn.connected:
-            ack = await conn.send_message(request_id, text)
+            message = (await conn.send_message(request_id, text)).get("message")
         else:
-            ack = await self._api().post_message(request_id, text)
-        message = ack.get("message")
+            message = (await self._api().post_message(request_id, text)).get("message")
         return dict(message) if isinstance(message, dict) else {}
 
     async def typing(self, request_id: int, state: Literal["start", "stop"]) -> None:

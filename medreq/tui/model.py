@@ -24,7 +24,7 @@ from medreq.client import (
     RequestUpdatedEvent,
     TypingEvent,
 )
-from medreq.protocol import PartyOut
+from medreq.protocol import MessageOut, PartyOut
 
 Clock = Callable[[], datetime]
 STATUSES = ("PENDING", "ACCEPTED", "REJECTED", "CANCELLED")
@@ -70,6 +70,11 @@ class Message:
     author: int  # the account id that wrote it (``from`` on the wire)
     text: str
     created_at: str | None
+
+    @classmethod
+    def from_model(cls, message: MessageOut) -> Message:
+        """From a thread entry of `RequestDetail` (``GET /medicine/request/{id}/``)."""
+        return cls(message.id, message.from_, message.text, message.created_at)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Message | None:
@@ -174,13 +179,20 @@ class Inbox:
 
     # --- threads --------------------------------------------------------------------------------
 
-    def add_messages(self, request_id: int, messages: Iterable[Message | Mapping[str, Any]]) -> int:
+    def add_messages(
+        self, request_id: int, messages: Iterable[Message | MessageOut | Mapping[str, Any]]
+    ) -> int:
         """Add messages to a request's thread (from a detail read, an ack or an event); how many
         were new."""
         thread = self.threads.setdefault(request_id, {})
         added = 0
         for entry in messages:
-            message = entry if isinstance(entry, Message) else Message.from_wire(entry)
+            if isinstance(entry, Message):
+                message: Message | None = entry
+            elif isinstance(entry, MessageOut):
+                message = Message.from_model(entry)
+            else:
+                message = Message.from_wire(entry)
             if message is not None and message.id not in thread:
                 thread[message.id] = message
                 added += 1
