@@ -1,48 +1,25 @@
-"""Where the client reaches each operation: the one place it spells the server's paths.
+"""Where the client reaches each operation: the paths of `medreq.protocol.operations`, the table
+the server's routes, OpenAPI and AsyncAPI are built from, filled in with ids.
 
-Names are those of `medreq.protocol.operations` (``request_detail``, ``cancel``, …), so this
-table can give way to that one; ids are filled in by `route` and `channel`.
+Ids are sent as given (``int(value)``): an id the server would refuse (0, or past 2^63-1) gets the
+server's own answer, as it did when the client spelt its paths itself, not a local `ValueError`.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import re
 
-ROUTES: Final[dict[str, tuple[str, str]]] = {
-    "register": ("POST", "/auth/register"),
-    "token": ("POST", "/auth/token"),
-    "refresh": ("POST", "/auth/refresh"),
-    "me": ("GET", "/auth/me"),
-    "set_webhook": ("PUT", "/auth/me"),
-    "remove_me": ("DELETE", "/auth/me"),
-    "webhook_deliveries": ("GET", "/auth/me/webhook-deliveries"),
-    "test_webhook": ("POST", "/auth/me/webhook-test"),
-    "push_subscriptions": ("GET", "/push/subscriptions"),
-    "remove_push_subscription_by_id": ("DELETE", "/push/subscriptions/{subscription_id}"),
-    "pharmacies": ("GET", "/pharmacies/"),
-    "create_request": ("POST", "/medicine/request/"),
-    "list_requests": ("GET", "/medicine/request/"),
-    "request_detail": ("GET", "/medicine/request/{request_id}/"),
-    "cancel": ("POST", "/medicine/request/{request_id}/cancel/"),
-    "choose": ("POST", "/medicine/request/{request_id}/choose/"),
-    "post_message": ("POST", "/medicine/request/{request_id}/messages/"),
-    "respond": ("POST", "/medicine/response/"),
-}
-"""Operation name → (method, path template)."""
+from ..protocol.operations import CHANNELS, OPERATIONS
 
-CHANNELS: Final[dict[str, str]] = {
-    "user": "/ws/user/{id}/",
-    "pharmacy": "/ws/pharmacy/{id}/",
-}
-"""WebSocket channel → path template (a patient's socket is ``user``)."""
+_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
 def route(name: str, **ids: int) -> tuple[str, str]:
     """The method and path of operation ``name``, its ``{…}`` filled with ``ids``."""
-    method, template = ROUTES[name]
-    return method, template.format(**{key: int(value) for key, value in ids.items()})
+    operation = OPERATIONS[name]
+    return operation.method, _PARAMETER.sub(lambda match: str(int(ids[match[1]])), operation.path)
 
 
 def channel(name: str, account_id: int) -> str:
-    """The path of WebSocket channel ``name`` for one account."""
-    return CHANNELS[name].format(id=int(account_id))
+    """The path of WebSocket channel ``name`` (``user`` or ``pharmacy``) for one account."""
+    return _PARAMETER.sub(str(int(account_id)), CHANNELS[name].path)
