@@ -106,7 +106,7 @@ async def test_json_logs_have_one_line_per_request_and_socket_and_no_secret(
     assert sorted(c["account_id"] for c in connects) == sorted([patient.id, pharmacy.id])
     assert sorted(c["account_id"] for c in closes) == sorted([patient.id, pharmacy.id])
     assert {c["status"] for c in closes} == {1000}
-    assert {c["route"] for c in closes} == {"/ws/user/{account_id}/", "/ws/pharmacy/{account_id}/"}
+    assert {c["route"] for c in closes} == {"/ws/user/{id}/", "/ws/pharmacy/{id}/"}
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]  # replaced, not doubled
 
     for secret in (patient.access, patient.refresh, pharmacy.access, patient.password, seen["signature"]):

@@ -248,7 +248,7 @@ def never_stored_events() -> set[str]:
     """The events the service publishes without storing them, read from medreq/service/*.py.
 
     A builder of service/events.py (named as its event type) is stored where the function that
-    calls it also calls `emit` or `hot_event`, and published unstored where that function builds
+    calls it also calls `emit`, `emit_all` or `hot_event`, and published unstored where that function builds
     it with `.build(None)` (no event_id). Every event must be one or the other, never both."""
     stored: set[str] = set()
     unstored: set[str] = set()
@@ -271,7 +271,7 @@ def never_stored_events() -> set[str]:
                     continue
                 if func.attr not in event_types():
                     continue
-                if attributes & {"emit", "hot_event"}:
+                if attributes & {"emit", "emit_all", "hot_event"}:
                     stored.add(func.attr)
                 if builds_unstored:
                     unstored.add(func.attr)
