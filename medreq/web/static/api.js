@@ -85,13 +85,18 @@ export function refreshNow() {
   return refreshing;
 }
 
-/** Refresh at 80% of the token's life, and at least a minute before it ends. */
+/** When the access token is due for renewal: at 80% of its life, and at least a minute before it
+ * ends (half its life when it lives under two minutes). */
+function renewAt() {
+  const life = session.data.expiresAt - session.data.issuedAt;
+  const lead = Math.max(Math.min(60_000, life / 2), life * 0.2);
+  return session.data.expiresAt - lead;
+}
+
 export function scheduleRefresh() {
   clearTimeout(refreshTimer);
   if (!session.data) return;
-  const life = session.data.expiresAt - session.data.issuedAt;
-  const lead = Math.max(Math.min(60_000, life / 2), life * 0.2);
-  const delay = Math.max(0, session.data.expiresAt - lead - Date.now());
+  const delay = Math.max(0, renewAt() - Date.now());
   refreshTimer = setTimeout(() => { refreshNow().catch(() => {}); }, delay);
 }
 
@@ -101,7 +106,9 @@ session.onAdopt(() => scheduleRefresh()); // tokens from another tab: refresh wh
 
 /** An authenticated call; on 401 renew the token once and retry. */
 export async function call(method, path, options = {}) {
-  if (session.data && session.data.expiresAt - Date.now() < 10_000) await refreshNow().catch(() => {});
+  // a call made after the renewal time (the timer slept with the laptop, say) renews first; a
+  // fixed margin here instead renewed on every call when tokens live under that margin
+  if (session.data && Date.now() >= renewAt()) await refreshNow().catch(() => {});
   try {
     return await request(method, path, options);
   } catch (error) {
