@@ -11,12 +11,13 @@ import compileall
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import pytest
 
@@ -24,7 +25,9 @@ import medreq
 from medreq.simulate import server as medreq_server
 from medreq.simulate.accounts import Account, Role, create_account
 from medreq.simulate.samples import png, wav
-from medreq.simulate.server import free_port
+from medreq.simulate.server import Launched, free_port
+
+from .forked import Forked
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get("MEDREQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -143,6 +146,13 @@ class ServerProcess(medreq_server.ServerProcess):
         super().__init__(
             env=env, port=port, data_dir=data_dir, log_path=data_dir.parent / f"server-{port}.log"
         )
+
+    def _launch(self, command: list[str], env: dict[str, str], log: IO[bytes]) -> Launched:
+        """The same command line, forked from a process that has imported medreq (tests/forked.py)."""
+        head = [sys.executable, "-P", "-m", "medreq"]
+        if self.wrapper or command[: len(head)] != head:
+            return super()._launch(command, env, log)
+        return Forked(command[len(head) :], env, log.name)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -122,6 +123,25 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+class Launched(Protocol):
+    """What `ServerProcess` needs of the started process: the part of `subprocess.Popen` it uses
+    (the tests start servers another way, tests/forked.py)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
 class ServerProcess:
     """``python -m medreq serve`` on 127.0.0.1 with a temporary data dir; use as a context manager.
 
@@ -145,7 +165,7 @@ class ServerProcess:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="medreq-sim-"))
         self.log_path = log_path or self.data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Launched | None = None
         self.wrapper = wrapper or []  # a command the server runs under (`valgrind …`)
 
     @property
@@ -168,9 +188,7 @@ class ServerProcess:
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.proc = self._launch(command, {**os.environ, **self.env}, log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -181,6 +199,9 @@ class ServerProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"the server did not start within {timeout:g}s:\n{self.log()[-3000:]}")
+
+    def _launch(self, command: list[str], env: dict[str, str], log: IO[bytes]) -> Launched:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
         """Stop the server (gracefully by default) and return its exit code."""
