@@ -141,7 +141,7 @@ async def test_a_large_file_is_spooled_to_disk_and_read_back_whole() -> None:
     with await read_form(chunks, file_limit=10 * 1024 * 1024) as form:
         upload = form["image"]
         assert isinstance(upload, FilePart)
-        assert upload.spool._rolled  # past 1 MiB: in an unlinked temporary file, not in memory
+        assert upload.spool.on_disk  # past 1 MiB: in an unlinked temporary file, not in memory
         assert (await plain(form))["image"][2] == data
     assert upload.spool.closed
 

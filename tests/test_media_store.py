@@ -5,11 +5,14 @@ the middle of one, leaves no file behind; where unnamed files are not available,
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,3 +136,19 @@ def test_link_unnamed_refuses_an_existing_name(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert (tmp_path / "taken.png").read_bytes() == b"first"
+
+
+@pytest.mark.parametrize("secret", ["secret", "clé-ünïcode", "s" * 200])
+def test_links_are_signed_with_hmac_sha256_of_their_fields(tmp_path: Path, secret: str) -> None:
+    """`_sign` finishes the HMAC from the key's padded states hashed once: the signature must be
+    the one `hmac` itself makes of (kind, name, account, expiry), as links issued before it were."""
+    made = MediaStore(tmp_path, secret, base_url="http://127.0.0.1:1", url_ttl=60)
+    key = hashlib.sha256(b"medreq-media\0" + secret.encode()).digest()
+    now = int(time.time())
+    for kind, name, to in [("image", "A" * 22 + ".png", 7), ("audio", "b-_" * 7 + "c.ogg", 123456789)]:
+        url = made.url(kind, name, to=to, now=now)
+        assert url is not None
+        query = dict(pair.split("=") for pair in url.split("?", 1)[1].split("&"))
+        message = f"{kind}/{name}/{to}/{now + 60}".encode()
+        assert query["sig"] == hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+        assert made.check_signature(kind, name, query["to"], query["exp"], query["sig"]) == to
