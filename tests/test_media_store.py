@@ -140,8 +140,9 @@ def test_link_unnamed_refuses_an_existing_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("secret", ["secret", "clé-ünïcode", "s" * 200])
 def test_links_are_signed_with_hmac_sha256_of_their_fields(tmp_path: Path, secret: str) -> None:
-    """`_sign` finishes the HMAC from the key's padded states hashed once: the signature must be
-    the one `hmac` itself makes of (kind, name, account, expiry), as links issued before it were."""
+    """`_sign` copies an HMAC keyed once: the signature must be the one a fresh `hmac.new` makes of
+    (kind, name, account, expiry), as links issued before it were, and a copy must not carry one
+    link's fields into the next."""
     made = MediaStore(tmp_path, secret, base_url="http://127.0.0.1:1", url_ttl=60)
     key = hashlib.sha256(b"medreq-media\0" + secret.encode()).digest()
     now = int(time.time())
