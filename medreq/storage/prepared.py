@@ -37,6 +37,17 @@ class _Compiled(NamedTuple):
     sql: str
     order: tuple[str, ...]  # parameter names in the order of the `?` placeholders
     constants: dict[str, Any]  # values the statement itself binds (e.g. `last_event_id + 1`)
+    datetimes: tuple[int, ...]  # the placeholders of DateTime values, which `_bind` converts
+
+    def values(self, params: dict[str, Any]) -> list[Any]:
+        """The placeholders' values, in order. Only DateTime ones go through `_bind`: calling it
+        on every value was 240 calls and 7 % of the service's CPU per group cycle (cProfile)."""
+        if self.constants:
+            params = {**self.constants, **params}
+        values = [params[name] for name in self.order]
+        for i in self.datetimes:
+            values[i] = _bind(values[i])
+        return values
 
 
 class Prepared:
@@ -58,8 +69,7 @@ class Prepared:
         compiled = self._compiled.get(tuple(params))
         if compiled is None:
             compiled = self._compile(conn, tuple(params))
-        values = {**compiled.constants, **params}
-        cursor = raw.execute(compiled.sql, [_bind(values[name]) for name in compiled.order])
+        cursor = raw.execute(compiled.sql, compiled.values(params))
         if cursor.description is None:
             return []
         return [self._record(row) for row in cursor.fetchall()]
@@ -77,10 +87,7 @@ class Prepared:
         compiled = self._compiled.get(keys)
         if compiled is None:
             compiled = self._compile(conn, keys)
-        raw.executemany(
-            compiled.sql,
-            [[_bind({**compiled.constants, **params}[name]) for name in compiled.order] for params in rows],
-        )
+        raw.executemany(compiled.sql, [compiled.values(params) for params in rows])
 
     def run_many_plain(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """`run_many` through SQLAlchemy's execution layer (its executemany)."""
@@ -109,7 +116,8 @@ class Prepared:
         assert isinstance(result, SQLCompiler)
         order = tuple(result.positiontup or ())
         constants = {k: v for k, v in result.params.items() if k not in keys}  # literals in the SQL
-        compiled = self._compiled[keys] = _Compiled(result.string, order, constants)
+        datetimes = tuple(i for i, name in enumerate(order) if isinstance(result.binds[name].type, DateTime))
+        compiled = self._compiled[keys] = _Compiled(result.string, order, constants, datetimes)
         return compiled
 
 
