@@ -127,12 +127,28 @@ def _sqlite_connection(conn: Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
+_last_bound: tuple[datetime | None, str] = (None, "")
+
+
 def _bind(value: Any) -> Any:
     """A datetime in SQLAlchemy's storage format for DateTime on SQLite (`2026-11-29
     05:20:25.000000`, UTC), so rows written here are identical to the plain path's.
-    `isoformat` rather than `strftime`: 2.7 against 5.7 µs, seven times per full cycle."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-        return value.isoformat(" ", "microseconds")
-    return value
+    `isoformat` rather than `strftime`: 2.7 against 5.7 µs, seven times per full cycle. A UTC
+    time's text is cut before its offset rather than made from a `replace`d copy, and the last
+    time bound is not formatted again (a change binds one time to all its rows: `created_at`,
+    `updated_at`, its events'): `replace` and `isoformat` were 8.5 % of a group cycle's
+    instructions (callgrind), 30 calls of each in its statements."""
+    if not isinstance(value, datetime):
+        return value
+    global _last_bound
+    last, text = _last_bound  # one tuple: read and replaced whole, by any thread
+    if value is last:  # it is held here, so no other object can have its id
+        return text
+    if value.tzinfo is UTC:
+        text = value.isoformat(" ", "microseconds")[: -len("+00:00")]
+    elif value.tzinfo is not None:
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    else:
+        text = value.isoformat(" ", "microseconds")
+    _last_bound = (value, text)
+    return text
