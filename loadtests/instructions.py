@@ -4,6 +4,7 @@
     python loadtests/instructions.py --build old=/work/old --build new=.
     python loadtests/instructions.py --setup off: \\
         --setup on:MEDREQ_LOG_FORMAT=json,MEDREQ_LOG_LEVEL=info,MEDREQ_METRICS_TOKEN=bench-metrics-token
+    python loadtests/instructions.py --pharmacies 3 --build old=/work/old --build new=.
 
 The server runs under `valgrind --tool=callgrind` and the full-cycle generator (docs/benchmarks.md
 §2) drives it; the server's instructions over the measured window, read with `callgrind_control
@@ -19,6 +20,11 @@ says, so a change is still confirmed with `medreq bench cycle`.
 Under callgrind the server is ~50× slower, so the same number of workers finds bigger groups to
 commit together than at full speed; keep `--workers` small (the default 8) and equal between the
 runs you compare. Each build runs as `PYTHONPATH=<build> python -P -m medreq serve`.
+
+With `--pharmacies N` (N > 1) the same server then runs group cycles (one request asked of N
+pharmacies, all accept, the patient chooses: `medreq bench cycle --pharmacies N`), measured the
+same way, and `group_vs_single` is their net instructions per cycle over the single cycle's: the
+ratio issue 27 bounds (≤ 2), counted instead of timed.
 """
 
 from __future__ import annotations
@@ -31,14 +37,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medreq.simulate.bench import environment
 from medreq.simulate.bench.cycle import bench_cycle
+from medreq.simulate.bench.group import bench_group_cycle
 from medreq.simulate.server import ServerProcess
 
 IDLE_SECONDS = 10.0
+GROUP_WARMUP_SECONDS = 40.0
 
 
 class Instructions:
@@ -61,7 +70,7 @@ class Instructions:
 
 
 def measure(
-    build: Path, env: dict[str, str], *, workers: int, seconds: float, image: bool
+    build: Path, env: dict[str, str], *, workers: int, seconds: float, image: bool, pharmacies: int = 1
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="medreq-callgrind-") as tmp:
         out = Path(tmp)
@@ -85,16 +94,41 @@ def measure(
                 image=image,
                 meter=meter,
             )
+            group = None
+            if pharmacies > 1:
+                group = bench_group_cycle(
+                    server.url,
+                    server.pid,
+                    pharmacies=pharmacies,
+                    workers=workers,
+                    processes=1,
+                    # its 4 accounts a worker take longer to set up under callgrind: with 10 s,
+                    # the window still held sign-ups (38 group cycles in 40 s, 8 workers)
+                    warmup=GROUP_WARMUP_SECONDS,
+                    seconds=seconds,
+                    meter=meter,
+                )
         finally:
             server.stop(timeout=120)
-    instructions = result["server_cpu_s"]  # what the meter counted: instructions, not seconds
+    run = {**_per_cycle(result, idle_per_s, seconds), "idle_instructions_per_s": round(idle_per_s)}
+    if group is not None:
+        counted = _per_cycle(group, idle_per_s, seconds)
+        run |= {f"group_{key}": value for key, value in counted.items()}
+        run["group_vs_single"] = round(
+            counted["net_instructions_per_cycle"] / run["net_instructions_per_cycle"], 3
+        )
+    return run
+
+
+def _per_cycle(result: dict[str, Any], idle_per_s: float, seconds: float) -> dict[str, float]:
+    """A benchmark's counts: what its meter counted is instructions, not seconds."""
+    instructions = result["server_cpu_s"]
     cycles = max(1, result["cycles"])
     return {
         "cycles": result["cycles"],
         "lost": result["lost"],
         "errors": result["errors"],
         "instructions_per_cycle": round(instructions / cycles),
-        "idle_instructions_per_s": round(idle_per_s),
         "net_instructions_per_cycle": round((instructions - idle_per_s * seconds) / cycles),
     }
 
@@ -111,6 +145,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--image", action="store_true", help="a 32 KB PNG with every request")
+    parser.add_argument(
+        "--pharmacies",
+        type=int,
+        default=1,
+        help="N > 1: group cycles asking N pharmacies too, and their ratio",
+    )
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
     builds = [b.split("=", 1) for b in args.build] or [["current", str(here)]]
@@ -124,7 +164,12 @@ def main() -> None:
             for setup_name, env in setups:
                 run = {"build": build_name, "setup": setup_name}
                 run |= measure(
-                    Path(path).resolve(), env, workers=args.workers, seconds=args.seconds, image=args.image
+                    Path(path).resolve(),
+                    env,
+                    workers=args.workers,
+                    seconds=args.seconds,
+                    image=args.image,
+                    pharmacies=args.pharmacies,
                 )
                 print(json.dumps(run), file=sys.stderr, flush=True)
                 runs.append(run)
@@ -133,7 +178,13 @@ def main() -> None:
         run["vs_first"] = round(run["net_instructions_per_cycle"] / first, 4)
     print(
         json.dumps(
-            {"environment": environment(), "workers": args.workers, "image": args.image, "runs": runs},
+            {
+                "environment": environment(),
+                "workers": args.workers,
+                "image": args.image,
+                "pharmacies": args.pharmacies,
+                "runs": runs,
+            },
             indent=2,
         )
     )

@@ -227,3 +227,32 @@ def test_a_bound_datetime_is_written_as_sqlalchemy_writes_it(value: datetime) ->
     assert sqlalchemy_writes is not None
     expected = sqlalchemy_writes(value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value)
     assert _bind(value) == expected
+
+
+TIMES = [
+    CREATED,
+    CREATED,  # the same object again: the last bound time's text, not formatted again
+    CREATED.astimezone(timezone(timedelta(hours=2))),  # the same instant as CREATED, another zone
+    CREATED.replace(microsecond=0),
+    CREATED,
+    CREATED.replace(tzinfo=None),
+    CREATED.replace(tzinfo=None),
+]
+
+
+def test_times_bound_one_after_another_are_each_written_as_sqlalchemy_writes_them() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from medreq.storage.prepared import _bind
+
+    sqlalchemy_writes = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert sqlalchemy_writes is not None
+    written = [sqlalchemy_writes(v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v) for v in TIMES]
+    assert [_bind(v) for v in TIMES] == written
+
+
+def test_a_time_s_text_is_its_utc_isoformat_whatever_came_before() -> None:
+    from medreq.storage.queries import as_utc, utc_text
+
+    assert [utc_text(v) for v in TIMES] == [as_utc(v).isoformat() for v in TIMES]
+    assert utc_text(CREATED) != utc_text(TIMES[2]) == TIMES[2].isoformat()  # equal times, other zones

@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 from starlette.websockets import WebSocketState
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 from medreq.config import Settings
 from medreq.protocol import AckFrame
 from medreq.web import wire_record
-from medreq.web.guard.websocket import EXTENSION
+from medreq.web.guard.lean import Flag
+from medreq.web.guard.websocket import EXTENSION, GuardedWebSocketProtocol
 from medreq.web.socket.connection import Connection
 
 from .test_slow_consumer import CLAIMS, Service
@@ -202,3 +208,67 @@ async def test_a_live_socket_starts_at_the_present_and_gets_what_is_published_as
     await conn.attach(None)
     await conn.flush()
     assert sock.wire == [e(11)]
+
+
+class Transport:
+    """What the guarded protocol writes to, as it wrote it: one entry a `write` call."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str) -> None:
+        return None  # no socket: the kernel's queue reads as empty
+
+
+def guarded_protocol(transport: Transport) -> GuardedWebSocketProtocol:
+    """The guarded protocol past its handshake, on `transport` (no server, no socket)."""
+    sock = object.__new__(GuardedWebSocketProtocol)
+    sock.conn = ServerProtocol(state=State.OPEN)
+    sock.transport = transport  # type: ignore[assignment]
+    sock.loop = asyncio.get_running_loop()
+    sock.writable = Flag()  # type: ignore[assignment]
+    sock.writable.set()
+    sock.disconnected = False
+    sock.handshake_complete = True
+    sock.close_sent = False
+    sock.initial_response = None
+    return sock
+
+
+def frames_on_the_wire(writes: list[bytes]) -> list[tuple[Opcode, bytes]]:
+    client = ClientProtocol(parse_uri("ws://127.0.0.1/"), state=State.OPEN)
+    client.receive_data(b"".join(writes))
+    return [(frame.opcode, bytes(frame.data)) for frame in client.events_received()]
+
+
+async def test_frames_sent_at_once_in_one_callback_leave_in_one_write_in_the_order_made() -> None:
+    """`send_text_now` holds its frames for one write at the end of the loop iteration; a write
+    uvicorn makes meanwhile (a ping here) takes the held frames first, so the order holds."""
+    transport = Transport()
+    sock = guarded_protocol(transport)
+    assert sock.send_text_now("a") and sock.send_text_now("b")
+    assert transport.writes == []  # held for this iteration's write
+    assert sock.unsent_bytes() > 0  # but counted as unsent (`Connection` bounds it)
+    sock.conn.send_ping(b"p")  # as uvicorn's heartbeat does: all of `data_to_send()` in one write
+    sock.transport.write(b"".join(sock.conn.data_to_send()))
+    assert sock.send_text_now("c") and sock.send_text_now("d")
+    await asyncio.sleep(0)  # the iteration's write
+    assert len(transport.writes) == 2
+    assert frames_on_the_wire(transport.writes) == [
+        (Opcode.TEXT, b"a"),
+        (Opcode.TEXT, b"b"),
+        (Opcode.PING, b"p"),
+        (Opcode.TEXT, b"c"),
+        (Opcode.TEXT, b"d"),
+    ]
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2 and sock.held == 0  # nothing left to write

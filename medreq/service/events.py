@@ -36,7 +36,7 @@ from ..protocol import (
     to_text,
 )
 from ..protocol.events import UNREAD
-from ..storage import as_utc
+from ..storage import utc_text
 from ..telemetry import metrics
 from ..telemetry.tracing import current_trace_id
 
@@ -44,7 +44,7 @@ _MEDIA_REF = re.compile(r'"media:(image|audio):([A-Za-z0-9_.-]+)"')
 
 
 def iso(value: Any) -> str | None:
-    return as_utc(value).isoformat() if value is not None else None
+    return utc_text(value) if value is not None else None
 
 
 def media_ref(kind: str, name: str | None) -> str | None:

@@ -273,8 +273,15 @@ class Requests:
                 return None
             row = self._core.named(tx.conn, changed)
             stamp = iso(now) or ""
-            self._core.emit(tx, pending, row.patient_id, events.pharmacy_response(row, stamp))
-            self._core.emit(tx, pending, caller.id, events.request_updated(row.id, status, stamp))
+            # both events by one insert (`emit_all`): an answer is a group's most frequent write
+            self._core.emit_all(
+                tx,
+                pending,
+                [
+                    (row.patient_id, events.pharmacy_response(row, stamp)),
+                    (caller.id, events.request_updated(row.id, status, stamp)),
+                ],
+            )
             return row, queries.unread_count(tx.conn, caller.id, row.id)
 
         done = await self._store.write(answer)

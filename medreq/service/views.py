@@ -28,16 +28,16 @@ from ..protocol import (
     WebhookDeliveryOut,
 )
 from ..protocol.errors import Invalid
-from ..storage import as_utc
+from ..storage import utc_text
 
 
 def iso(value: datetime | None) -> str | None:
-    return as_utc(value).isoformat() if value is not None else None
+    return utc_text(value) if value is not None else None
 
 
 def stamp(value: datetime) -> str:
     """A time that is always there (`created_at`), in ISO 8601 UTC."""
-    return as_utc(value).isoformat()
+    return utc_text(value)
 
 
 def account_view(row: Any) -> AccountOut:
