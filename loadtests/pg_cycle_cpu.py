@@ -10,7 +10,7 @@ or from 0 if it connected during the window (a pool's overflow connections come 
 exits loses at most its last 50 ms.
 
     MEDREQ_DATABASE_URL=postgresql://postgres@127.0.0.1/medreq_bench \\
-    MEDREQ_REDIS_URL=redis://127.0.0.1:6379/0 python loadtests/pg_cycle_cpu.py --seconds 10
+    MEDREQ_REDIS_URL=redis://127.0.0.1:6379/0 python loadtests/pg_cycle_cpu.py --seconds 10 [--image]
 
 The server's CPU is that of the server process and its live descendants (`--workers N` starts
 N worker processes). `--pin-generator 1 --pin-server 0` runs the load generators on CPU 1 and,
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--server-workers", type=int, default=1, help="the server's --workers")
+    parser.add_argument("--image", action="store_true", help="a 32 KB PNG with every request")
     parser.add_argument("--pin-server", help="CPUs for the server's processes, e.g. 0")
     parser.add_argument("--pin-generator", help="CPUs for the load generators, e.g. 1")
     args = parser.parse_args()
@@ -148,7 +149,7 @@ def main() -> None:
 
     # passed, not patched into `cycle`: `bench_cycle` binds its default meter when it is defined,
     # so a patched module attribute was never read and PostgreSQL and Redis showed 0.0 ms
-    out = bench.run_cycle(args.workers, args.processes, args.seconds, meter=cpu_seconds)
+    out = bench.run_cycle(args.workers, args.processes, args.seconds, image=args.image, meter=cpu_seconds)
     result = out["results"][0]
     cycles = max(1, result["cycles"])
     result["server_workers"] = args.server_workers

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
 #: called with (account id, online) when an account's presence changes across every worker
 PresenceListener = Callable[[int, bool], Awaitable[None]]
+
+#: an event to publish: (account id, event id or None for typing and presence, text)
+Published = tuple[int, int | None, str]
 
 
 class Sink(Protocol):
@@ -40,6 +43,11 @@ class Hub(Protocol):
 
     async def publish(self, account_id: int, event_id: int | None, text: str) -> None:
         """Deliver to every sink of `account_id` (typing events have no event_id)."""
+        ...
+
+    async def publish_all(self, events: Sequence[Published]) -> None:
+        """`publish` each of `events`, in order (one change's events: a hub over the network
+        sends them together)."""
         ...
 
     async def online(self, account_ids: Collection[int]) -> set[int]:

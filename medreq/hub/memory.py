@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-from .base import PresenceListener, Sink
+from .base import PresenceListener, Published, Sink
 
 log = logging.getLogger("medreq.hub")
 
@@ -41,6 +41,10 @@ class MemoryHub:
 
     async def publish(self, account_id: int, event_id: int | None, text: str) -> None:
         self.fan_out(account_id, event_id, text)
+
+    async def publish_all(self, events: Sequence[Published]) -> None:
+        for account_id, event_id, text in events:
+            self.fan_out(account_id, event_id, text)
 
     def fan_out(self, account_id: int, event_id: int | None, text: str) -> None:
         for sink in tuple(self._sinks.get(account_id, ())):

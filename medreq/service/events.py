@@ -205,8 +205,12 @@ class PendingEvents:
     async def publish(self) -> None:
         pending, self._pending = self._pending, []
         metrics.events_stored(len(pending))  # counted once committed: a rolled-back one never publishes
-        for account_id, event_id, text in pending:
-            await self._hub.publish(account_id, event_id, render(text, self._media, to=account_id))
+        await self._hub.publish_all(
+            [
+                (account_id, event_id, render(text, self._media, to=account_id))
+                for account_id, event_id, text in pending
+            ]
+        )
         metrics.events_published(len(pending))
         if self.queued_deliveries and self._bell is not None:
             self._bell.set()

@@ -34,7 +34,6 @@ runs both on PostgreSQL and compares everything they return and store.
 
 from __future__ import annotations
 
-import asyncio
 from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import asyncpg
 
 from ..config.urls import libpq_url
 from .outage import unavailable_while_switching
+from .pgpool import Connections
 from .queries import UNREAD_TYPES
 from .schema import medicine_requests, messages
 
@@ -262,21 +262,16 @@ def _row(make: Any, record: asyncpg.Record) -> Any:
 
 
 class FastPath:
-    """The hot transactions on an asyncpg pool of their own, opened on first use."""
+    """The hot transactions on asyncpg connections of their own (storage/pgpool.py)."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self._dsn = libpq_url(url)  # several hosts too: asyncpg tries them in order (urls.py)
         self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._pool: Connections | None = None
 
-    async def pool(self) -> asyncpg.Pool:
+    async def pool(self) -> Connections:
         if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._max_size, reset=_keep_session
-                    )
+            self._pool = Connections(self._dsn, max_size=self._max_size)
         return self._pool
 
     async def close(self) -> None:
@@ -434,9 +429,3 @@ class FastPath:
             pool = await self.pool()
             row = await pool.fetchrow(REQUEST_PARTIES, request_id)
         return None if row is None else (int(row["patient_id"]), int(row["pharmacy_id"]))
-
-
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """The pool's reset: nothing. These statements change no session state (no SET, LISTEN,
-    cursor or advisory lock), and asyncpg rolls back an open transaction before calling this; its
-    default reset query would be one more round trip per statement."""

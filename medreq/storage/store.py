@@ -15,7 +15,7 @@ the same transaction as the change they describe (§5). A whole transaction is o
 - PostgreSQL: the async engine (asyncpg), with the same function run through
   `AsyncConnection.run_sync`; the per-account counter row lock orders event ids. The hot
   transactions (create a request, answer it, post a message, and the replay page's read) also
-  exist as one statement each on a raw asyncpg pool (`store.fast`, storage/pgfast.py): the
+  exist as one statement each on raw asyncpg connections (`store.fast`, storage/pgfast.py): the
   service uses those when `fast` is set (the default; ``MEDREQ_PG_FAST_PATH=false`` turns it
   off), this generic path for everything else.
 """
