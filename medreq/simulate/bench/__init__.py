@@ -28,7 +28,7 @@ from typing import Any
 
 from ..server import ServerProcess, raise_fd_limit, tree_cpu_seconds
 from .cycle import bench_cycle
-from .fleet import Fleet
+from .fleet import Fleet, log_problems
 from .group import bench_group_cycle
 from .idle import bench_idle
 from .notify import bench_notify
@@ -161,13 +161,12 @@ def run_idle(
                         fleet.servers, fleet.postgres_url, fleet.redis_url, env=env, fd_limit=fleet.fd_limit
                     )
                 )
-                urls, pids, meter = servers.urls, servers.pids, servers.meter()
+                launched, meter = servers.servers, servers.meter()
             else:
-                server = stack.enter_context(ServerProcess(env=env))
-                urls, pids, meter = [server.url], [server.pid], None
+                launched, meter = [stack.enter_context(ServerProcess(env=env))], None
             result = bench_idle(
-                urls,
-                pids,
+                [server.url for server in launched],
+                [server.pid for server in launched],
                 connections=connections,
                 per_account=per_account,
                 processes=processes,
@@ -178,6 +177,7 @@ def run_idle(
                 probes=probes,
                 meter=meter,
             )
+            result["server_log"] = log_problems([server.log() for server in launched])
         results.append({"compression": compress, "ping_interval_setting_s": ping_interval, **result})
     return {"benchmark": "idle", "results": results}
 

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,28 @@ class Fleet:
             await admin.execute(statement)
         finally:
             await admin.close()
+
+
+def log_problems(logs: list[str], *, keep: int = 5) -> dict[str, object]:
+    """How many lines of the servers' logs are warnings and errors, the first few distinct ones
+    and what each traceback ended in (a run must not hide what went wrong on the server side)."""
+    counts = {"errors": 0, "warnings": 0}
+    first: list[str] = []
+    exceptions: Counter[str] = Counter()
+    for text in logs:
+        in_traceback = False
+        for line in text.splitlines():
+            if line.startswith("Traceback"):
+                in_traceback = True
+            elif in_traceback and line and not line.startswith((" ", "During handling", "The above")):
+                exceptions[line[:200]] += 1
+                in_traceback = False
+            kind = "errors" if "ERROR" in line else "warnings" if "WARNING" in line else None
+            if kind is not None:
+                counts[kind] += 1
+                if len(first) < keep and line[:200] not in first:
+                    first.append(line[:200])
+    return {**counts, "first": first, "exceptions": dict(exceptions.most_common(keep))}
 
 
 def listening_pid(port: int) -> int | None:

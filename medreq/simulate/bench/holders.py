@@ -25,7 +25,9 @@ from websockets.frames import Opcode
 from ..accounts import Account
 from .common import open_ws
 
-OPENING = 64  # handshakes in flight per holder
+# handshakes in flight per holder: each takes a database connection on its server, and 6 servers'
+# pools (up to 44 connections each) met PostgreSQL's max_connections (100) at 16
+OPENING = 8
 QUIET = 2.0  # after the stop, seconds without a burst event before reporting
 QUIET_CAP = 60.0  # …but never longer than this
 SLACK = 1.0  # seconds a ping may be late and still on schedule (the next is due an interval after a pong)
@@ -46,7 +48,7 @@ class PingRecorder(ClientConnection):
         super().__init__(*args, **kwargs)
         self.opened = time.monotonic()
         self.pings: list[float] = []
-        self.burst_events: set[int] = set()
+        self.burst_events: dict[int, int] = {}  # event id → request id
 
     def process_event(self, event: Any) -> None:
         if getattr(event, "opcode", None) is Opcode.PING:
@@ -66,7 +68,6 @@ async def _hold(slots: list[Slot], source: str, ping_interval: float, reports: A
     probe_latencies: list[float] = []
     burst_latencies: list[float] = []
     burst = {"duplicates": 0, "last": 0.0}
-    seen: Counter[int] = Counter()  # request id → sockets that got its `new_request`
 
     async def one(slot: Slot) -> None:
         async with limit:
@@ -80,10 +81,11 @@ async def _hold(slots: list[Slot], source: str, ping_interval: float, reports: A
                     local_addr=(source, 0),
                 )
             except InvalidStatus as exc:
-                failures["refused" if exc.response.status_code == 503 else "errors"] += 1
+                status = exc.response.status_code
+                failures["refused" if status == 503 else f"HTTP {status}"] += 1
                 return
-            except Exception:
-                failures["errors"] += 1
+            except Exception as exc:
+                failures[type(exc).__name__] += 1
                 return
         assert isinstance(ws, PingRecorder)
         ws.opened = time.monotonic()  # the server's heartbeat starts once the socket is accepted
@@ -101,8 +103,7 @@ async def _hold(slots: list[Slot], source: str, ping_interval: float, reports: A
                     if event["event_id"] in ws.burst_events:
                         burst["duplicates"] += 1
                         continue
-                    ws.burst_events.add(event["event_id"])
-                    seen[event["request_id"]] += 1
+                    ws.burst_events[event["event_id"]] = event["request_id"]
                     burst_latencies.append(time.time() - float(note.rsplit(":", 1)[1]))
         except Exception:
             return
@@ -110,11 +111,12 @@ async def _hold(slots: list[Slot], source: str, ping_interval: float, reports: A
     tasks = [asyncio.create_task(one(slot)) for slot in slots]
     while len(sockets) + failures.total() < len(slots):  # noqa: ASYNC110 - bounded by the connect timeouts
         await asyncio.sleep(0.05)
-    reports.put({"open": len(sockets), "refused": failures["refused"], "errors": failures["errors"]})
+    refused = failures.pop("refused", 0)
+    reports.put({"open": len(sockets), "refused": refused, "errors": dict(failures)})
     while not stop.is_set():  # noqa: ASYNC110 - a multiprocessing event, not an asyncio one
         await asyncio.sleep(0.1)
     await _quiet(burst)
-    reports.put(_final(sockets, ping_interval, seen, burst, probe_latencies, burst_latencies))
+    reports.put(_final(sockets, ping_interval, burst, probe_latencies, burst_latencies))
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -138,7 +140,6 @@ def _longest_gap(ws: PingRecorder, now: float) -> float:
 def _final(
     sockets: list[tuple[Slot, PingRecorder]],
     ping_interval: float,
-    seen: Counter[int],
     burst: dict[str, Any],
     probe_latencies: list[float],
     burst_latencies: list[float],
@@ -155,7 +156,8 @@ def _final(
         "ping_intervals": intervals,
         "probe_latencies": probe_latencies,
         "burst_latencies": burst_latencies,
-        "burst_seen": dict(seen),
+        # request id → sockets still open that got its `new_request` (a closed one is counted as dropped)
+        "burst_seen": dict(Counter(r for _, ws in alive for r in ws.burst_events.values())),
         "burst_duplicates": burst["duplicates"],
         "open_per_account": dict(Counter(slot.account.id for slot, _ in alive)),
     }

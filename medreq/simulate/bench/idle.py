@@ -35,7 +35,7 @@ from .common import RawHTTP, host_port, post_request
 from .fleet import Meter
 from .holders import SLACK, Slot, holder
 
-BURST_CONCURRENCY = 32  # requests of a burst in flight at once
+BURST_CONCURRENCY = 12  # requests of a burst in flight at once (2 a server of 6: see holders.OPENING)
 PATIENTS = 10  # senders of the probes and the burst
 
 
@@ -104,7 +104,8 @@ def bench_idle(
         "sources": list(sources),
         "opened": opened,
         "refused": sum(r["refused"] for r in ready),
-        "open_errors": sum(r["errors"] for r in ready),
+        "open_errors": sum(sum(r["errors"].values()) for r in ready),
+        "open_error_kinds": dict(sum((Counter(r["errors"]) for r in ready), Counter())),
         "open_seconds": round(open_seconds, 1),
         "per_account": per_account,
         "server_rss_before_mb": round(rss_before / 2**20, 1),
