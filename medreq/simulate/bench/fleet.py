@@ -99,6 +99,11 @@ class Fleet:
         for server in self.servers:
             server.stop()
         asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+        if exc_type is not None:  # what the servers logged is the first thing to read after a failure
+            logs = Path(tempfile.gettempdir()) / f"{self.database}-logs"
+            for server in self.servers:
+                with contextlib.suppress(OSError):
+                    shutil.copytree(server.data_dir, logs / server.data_dir.name, ignore=_not_logs)
         shutil.rmtree(self.root, ignore_errors=True)
 
     async def _admin(self, statement: str) -> None:
@@ -109,6 +114,10 @@ class Fleet:
             await admin.execute(statement)
         finally:
             await admin.close()
+
+
+def _not_logs(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if not name.endswith(".log")]
 
 
 def log_problems(logs: list[str], *, keep: int = 5) -> dict[str, object]:

@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from ...client import TransportError
+from ...protocol.errors import MedreqError
 from ..accounts import Account, create_accounts
 from ..server import rss_bytes
 from ..stats import summary
@@ -37,6 +39,7 @@ from .holders import SLACK, Slot, holder
 
 BURST_CONCURRENCY = 12  # requests of a burst in flight at once (2 a server of 6: see holders.OPENING)
 PATIENTS = 10  # senders of the probes and the burst
+ACCOUNT_CHUNK = 250
 
 
 def bench_idle(
@@ -131,15 +134,26 @@ def bench_idle(
 async def _accounts(urls: list[str], count: int) -> tuple[list[Account], list[Account]]:
     """`count` pharmacies, registered over all the servers at once, and the patients."""
     shares = [count // len(urls) + (1 if i < count % len(urls) else 0) for i in range(len(urls))]
-    made = await asyncio.gather(
-        *(
-            create_accounts(url, "pharmacy", n, concurrency=8)
-            for url, n in zip(urls, shares, strict=True)
-            if n
-        )
-    )
+    made = await asyncio.gather(*(_pharmacies(url, n) for url, n in zip(urls, shares, strict=True) if n))
     patients = await create_accounts(urls[0], "patient", PATIENTS)
     return [a for part in made for a in part], patients
+
+
+async def _pharmacies(url: str, count: int) -> list[Account]:
+    """`count` pharmacies on one server, `ACCOUNT_CHUNK` at a time; a chunk that meets a dropped
+    keep-alive connection (httpx's ReadError) or an internal error (each seen once in a 10,000-account
+    run on a busy machine) is made again (its accounts made before the error are left unused)."""
+    made: list[Account] = []
+    while len(made) < count:
+        n = min(ACCOUNT_CHUNK, count - len(made))
+        for attempt in range(3):
+            try:
+                made += await create_accounts(url, "pharmacy", n, concurrency=8)
+                break
+            except (TransportError, MedreqError):  # a 500 under load too: the server log has it
+                if attempt == 2:
+                    raise
+    return made
 
 
 def _burst_account(sent: dict[int, int], finals: list[dict[str, Any]]) -> dict[str, Any]:
