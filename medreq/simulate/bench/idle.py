@@ -37,9 +37,10 @@ from .common import RawHTTP, host_port, post_request
 from .fleet import Meter
 from .holders import SLACK, Slot, holder
 
-BURST_CONCURRENCY = 12  # requests of a burst in flight at once (2 a server of 6: see holders.OPENING)
+BURST_CONCURRENCY = 6  # requests of a burst in flight at once (1 a server of 6: see holders.OPENING)
 PATIENTS = 10  # senders of the probes and the burst
 ACCOUNT_CHUNK = 250
+ACCOUNT_CONCURRENCY = 2  # per server: PostgreSQL's connections again (holders.OPENING)
 
 
 def bench_idle(
@@ -141,18 +142,19 @@ async def _accounts(urls: list[str], count: int) -> tuple[list[Account], list[Ac
 
 async def _pharmacies(url: str, count: int) -> list[Account]:
     """`count` pharmacies on one server, `ACCOUNT_CHUNK` at a time; a chunk that meets a dropped
-    keep-alive connection (httpx's ReadError) or an internal error (each seen once in a 10,000-account
-    run on a busy machine) is made again (its accounts made before the error are left unused)."""
+    keep-alive connection (httpx's ReadError) or an internal error (PostgreSQL's "too many clients"
+    on a shared server) is made again after 2 s (its accounts made before the error are left unused)."""
     made: list[Account] = []
     while len(made) < count:
         n = min(ACCOUNT_CHUNK, count - len(made))
         for attempt in range(3):
             try:
-                made += await create_accounts(url, "pharmacy", n, concurrency=8)
+                made += await create_accounts(url, "pharmacy", n, concurrency=ACCOUNT_CONCURRENCY)
                 break
             except (TransportError, MedreqError):  # a 500 under load too: the server log has it
                 if attempt == 2:
                     raise
+                await asyncio.sleep(2.0)
     return made
 
 
