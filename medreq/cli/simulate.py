@@ -112,6 +112,27 @@ def bench(
     per_account: int = typer.Option(10, help="idle: connections per account."),
     hold: float = typer.Option(25.0, help="idle: seconds to hold them before the probe."),
     compression: str = typer.Option("off,on", help="idle: WebSocket compression settings to try."),
+    servers: int = typer.Option(
+        1,
+        min=1,
+        help="idle: `medreq serve` processes, each on its own port (over --postgres and --redis if > 1).",
+    ),
+    postgres: str | None = typer.Option(
+        None, help="idle: PostgreSQL server URL; a database is created on it for the run and dropped after."
+    ),
+    redis: str | None = typer.Option(None, help="idle: Redis URL the servers share."),
+    sources: str | None = typer.Option(
+        None,
+        show_default="127.0.0.1, .2, … one a generator process",
+        help="idle: source addresses, comma-separated.",
+    ),
+    server_fd_limit: int | None = typer.Option(
+        None, help="idle: descriptor limit of each server (prlimit); a full server answers 503."
+    ),
+    burst: int = typer.Option(
+        0, help="idle: after the probe, this many requests at once, each counted exactly once."
+    ),
+    ping_interval: float = typer.Option(5.0, help="idle: the servers' WebSocket ping interval (seconds)."),
     webhook: bool = typer.Option(
         False, "--webhook", help="cycle: patients offline, answered through their webhooks instead."
     ),
@@ -154,7 +175,16 @@ def bench(
         elif name == "webhook":
             results[name] = benchmarks.run_webhook(events, workers // 2 or 1)
         else:
-            results[name] = benchmarks.run_idle(connections, per_account, processes, hold, modes)
+            fleet = benchmarks.IdleFleet(
+                servers, postgres, redis, tuple(sources.split(",")) if sources else (), server_fd_limit
+            )
+            try:
+                results[name] = benchmarks.run_idle(
+                    connections, per_account, processes, hold, modes, fleet=fleet, burst=burst,
+                    ping_interval=ping_interval,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise _fail("error", exc, 2) from None
         if not as_json:
             out.print(bench_table(results[name]))
             if results[name].get("group_vs_single_cpu") is not None:

@@ -5,8 +5,9 @@
   the server's own CPU time per cycle; with ``pharmacies`` > 1, then the same with every request
   asked of that many pharmacies and a choice (`group`), on the same server, and the ratio;
 - ``webhook``: the deliverer's throughput to a local receiver, and each event's latency;
-- ``idle``: idle authenticated WebSockets held by one server: RSS per connection, heartbeat,
-  delivery latency to one of them — with WebSocket compression off and on.
+- ``idle``: idle authenticated WebSockets held by one server, or by several over PostgreSQL and
+  Redis: RSS per connection, heartbeat, delivery latency to one of them, a burst delivered
+  exactly once, and what Redis and PostgreSQL cost meanwhile — with WebSocket compression off and on.
 
 Each starts ``python -m medreq serve`` on a free loopback port with a temporary data dir,
 rate limits off and warning-level logs, and stops it afterwards.
@@ -16,15 +17,18 @@ Run them with `medreq bench` or ``python loadtests/bench.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..server import ServerProcess, raise_fd_limit, tree_cpu_seconds
 from .cycle import bench_cycle
+from .fleet import Fleet, log_problems
 from .group import bench_group_cycle
 from .idle import bench_idle
 from .notify import bench_notify
@@ -33,6 +37,7 @@ from .webhook import WEBHOOK_ENV, bench_webhook
 __all__ = [
     "BENCHMARKS",
     "WEBHOOK_ENV",
+    "IdleFleet",
     "bench_webhook",
     "environment",
     "run_cycle",
@@ -109,26 +114,70 @@ def run_webhook(events: int, concurrency: int) -> dict[str, Any]:
     return {"benchmark": "webhook", "results": [result]}
 
 
+@dataclass(frozen=True)
+class IdleFleet:
+    """Where `run_idle` holds its sockets: ``servers`` `medreq serve` processes over PostgreSQL and
+    Redis (fleet.py), each under ``fd_limit`` descriptors if given; one server on SQLite without
+    ``postgres_url``. ``sources``: the load generators' loopback source addresses."""
+
+    servers: int = 1
+    postgres_url: str | None = None
+    redis_url: str | None = None
+    sources: tuple[str, ...] = ()  # one a generator process: 127.0.0.1, .2, …
+    fd_limit: int | None = None
+
+
 def run_idle(
-    connections: int, per_account: int, processes: int, hold: float, compression: tuple[bool, ...]
+    connections: int,
+    per_account: int,
+    processes: int,
+    hold: float,
+    compression: tuple[bool, ...],
+    *,
+    fleet: IdleFleet = IdleFleet(),
+    burst: int = 0,
+    ping_interval: float = 5.0,
+    probes: int = 200,
 ) -> dict[str, Any]:
-    raise_fd_limit(connections + 2048)
+    limit = raise_fd_limit(connections + 2048)  # a single server inherits it
+    if fleet.servers > 1 and not (fleet.postgres_url and fleet.redis_url):
+        raise ValueError("several servers share PostgreSQL and Redis: give both URLs")
+    if -(-connections // processes) > limit - 256:
+        raise ValueError(
+            f"{connections} sockets over {processes} generator processes is over {limit - 256} each"
+        )
     results = []
     for compress in compression:
         env = {
             "MEDREQ_WS_COMPRESSION": "true" if compress else "false",
-            # pings every 5 s so a short hold sees several heartbeats on every socket
-            "MEDREQ_WS_PING_INTERVAL": "5",
+            # pings every few seconds so a short hold sees several heartbeats on every socket
+            "MEDREQ_WS_PING_INTERVAL": f"{ping_interval:g}",
             "MEDREQ_WS_PING_TIMEOUT": "20",
         }
-        with ServerProcess(env=env) as server:
+        with contextlib.ExitStack() as stack:
+            if fleet.postgres_url and fleet.redis_url:
+                servers = stack.enter_context(
+                    Fleet(
+                        fleet.servers, fleet.postgres_url, fleet.redis_url, env=env, fd_limit=fleet.fd_limit
+                    )
+                )
+                launched, meter = servers.servers, servers.meter()
+            else:
+                launched, meter = [stack.enter_context(ServerProcess(env=env))], None
             result = bench_idle(
-                server.url,
-                server.pid,
+                [server.url for server in launched],
+                [server.pid for server in launched],
                 connections=connections,
                 per_account=per_account,
                 processes=processes,
+                sources=fleet.sources or tuple(f"127.0.0.{i + 1}" for i in range(processes)),
                 hold=hold,
+                burst=burst,
+                ping_interval=ping_interval,
+                probes=probes,
+                meter=meter,
             )
-        results.append({"compression": compress, "ping_interval_setting_s": 5, **result})
+            result["server_log"] = log_problems([server.log() for server in launched])
+        results.append({"compression": compress, "ping_interval_setting_s": ping_interval, **result})
     return {"benchmark": "idle", "results": results}
+
