@@ -123,7 +123,7 @@ def bench(
     redis: str | None = typer.Option(None, help="idle: Redis URL the servers share."),
     sources: str | None = typer.Option(
         None,
-        show_default="127.0.0.1, .2, … one a generator process",
+        show_default="127.0.0.N for generator process N",
         help="idle: source addresses, comma-separated.",
     ),
     server_fd_limit: int | None = typer.Option(
