@@ -17,7 +17,17 @@ function keyBytes(base64url) {
  * browser has no service workers or no push service (it still gets in-tab notifications);
  * rejects with the server's ApiError (403 `reauthentication_required`: a sign-in too old).
  */
-export async function enablePush() {
+export function enablePush() {
+  enabling = subscribe();
+  return enabling;
+}
+
+// The subscribing in flight: a sign-out right after a sign-in (which subscribes on its own when
+// permission was given before) waits for it, or its POST could land after the sign-out's DELETE
+// and leave the browser subscribed to the account that signed out (seen in the browser test).
+let enabling = null;
+
+async function subscribe() {
   if (!pushSupported()) return "unsupported";
   let subscription;
   try {
@@ -65,6 +75,7 @@ function sameKey(a, b) {
  */
 export async function disablePush({ server = true } = {}) {
   if (!pushSupported()) return;
+  if (enabling) await enabling.catch(() => {});
   try {
     const registration = await navigator.serviceWorker.getRegistration("/");
     const subscription = registration && (await registration.pushManager.getSubscription());
