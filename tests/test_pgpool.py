@@ -53,7 +53,12 @@ async def test_a_broken_connection_is_replaced(connections: Connections) -> None
         while True:
             try:
                 backend = await connections.fetchval(BACKEND)
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError):
+            except (
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # asyncpg's protocol state, when its peer died mid-use
+                ConnectionError,
+            ):
                 continue  # the statement that found it broken, before its socket said so
             if backend != first:
                 break  # a closed connection is skipped once its socket said so
